@@ -1,0 +1,5 @@
+"""Run usersctl as ``python -m usersctl``."""
+
+from usersctl.commands import main
+
+main()

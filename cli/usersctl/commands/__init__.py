@@ -1,0 +1,81 @@
+"""The ``usersctl`` command line: root options, the commands, and the entry point."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional  # noqa: F401  (Typer reads the annotations)
+
+import typer
+
+from usersctl import __version__
+from usersctl.commands import database, users
+from usersctl.commands.errors import EXIT_CODE_HELP, ExitCode
+from usersctl.commands.options import Settings
+
+DEFAULT_URL = "sqlite+aiosqlite:///./users.db"  # kept equal to usersctl.engine.DEFAULT_DATABASE_URL
+
+app = typer.Typer(
+    name="usersctl",
+    help=(
+        "Administer the users of a FastAPI Users SQL database: create the first superuser, "
+        "lock out an account, list, import and export users.\n\n"
+        f"{EXIT_CODE_HELP}"
+    ),
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    add_completion=True,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"usersctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    database_url: Annotated[
+        str,
+        typer.Option(
+            "--database-url",
+            "-d",
+            envvar=["USERSCTL_DATABASE_URL", "DATABASE_URL"],
+            metavar="URL",
+            help="Database URL (sqlite:///path or postgresql://user@host/db).",
+        ),
+    ] = DEFAULT_URL,
+    connect_timeout: Annotated[
+        float,
+        typer.Option(
+            "--connect-timeout",
+            min=0.1,
+            metavar="SECONDS",
+            envvar="USERSCTL_CONNECT_TIMEOUT",
+            help="Give up connecting after this many seconds.",
+        ),
+    ] = 10.0,
+    version: Annotated[
+        bool | None,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = None,
+) -> None:
+    """Options shared by every command."""
+    ctx.obj = Settings(database_url=database_url, connect_timeout=connect_timeout)
+
+
+database.register(app)
+users.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app(prog_name="usersctl")
+    except KeyboardInterrupt:
+        typer.echo("Error: interrupted", err=True)
+        raise SystemExit(int(ExitCode.INTERRUPTED)) from None

@@ -1,0 +1,64 @@
+"""Commands about the database itself: init-db."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from usersctl.commands.errors import run
+from usersctl.commands.options import settings_of
+from usersctl.commands.render import say
+
+
+def init_db(
+    ctx: typer.Context,
+    sql: Annotated[
+        bool, typer.Option("--sql", help="Print the DDL for the URL's dialect; change nothing.")
+    ] = False,
+    oauth: Annotated[
+        bool, typer.Option("--oauth", help="Also create FastAPI Users' oauth_account table.")
+    ] = False,
+    access_tokens: Annotated[
+        bool,
+        typer.Option("--access-tokens", help="Also create FastAPI Users' accesstoken table."),
+    ] = False,
+) -> None:
+    """Create the user table and its unique lower(email) index; safe to run again.
+
+    On an existing FastAPI Users table it only adds the index, which makes logins an index lookup.
+
+    Example: usersctl init-db   or   usersctl -d postgresql://app@db/app init-db --sql
+    """
+    settings = settings_of(ctx)
+
+    async def work() -> object:
+        from usersctl import schema
+
+        tables = schema.built_in_tables(oauth=oauth, access_tokens=access_tokens)
+        if sql:
+            return schema.schema_sql(settings.database_url, tables)
+        return await schema.init_database(
+            settings.database_url, tables, connect_timeout=settings.connect_timeout
+        )
+
+    result = run(work)
+    if isinstance(result, str):
+        typer.echo(result, nl=False)
+        return
+    from usersctl.engine import mask_url
+
+    where = mask_url(settings.database_url)
+    if not result.changed:  # type: ignore[attr-defined]
+        say(f"Nothing to do: {where} already has the tables and the lower(email) index.")
+        return
+    for name in result.created_tables:  # type: ignore[attr-defined]
+        say(f"Created table {name}")
+    for name in result.created_indexes:  # type: ignore[attr-defined]
+        say(f"Created index {name}")
+    say(f"Database ready: {where}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the database commands to ``app``."""
+    app.command("init-db")(init_db)

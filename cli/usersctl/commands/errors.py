@@ -1,0 +1,116 @@
+"""The one place where failures become a one-line message on stderr and an exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from enum import IntEnum
+from typing import NoReturn, TypeVar
+
+import typer
+
+T = TypeVar("T")
+
+
+class ExitCode(IntEnum):
+    """usersctl's exit codes, as documented in the README and ``usersctl --help``."""
+
+    OK = 0
+    FAILURE = 1
+    USAGE = 2
+    NOT_FOUND = 3
+    CONFLICT = 4
+    DATABASE = 5
+    CHECK_FAILED = 6
+    INTERRUPTED = 130
+
+
+EXIT_CODE_HELP = (
+    "Exit codes: 0 success (also when nothing needed to change); 1 unexpected failure; "
+    "2 usage or invalid input; 3 user not found; 4 conflict (email taken, last superuser); "
+    "5 database problem (unreachable, tables missing, read-only); 6 a check said no; "
+    "130 interrupted."
+)
+
+
+def fail(message: str, code: ExitCode) -> NoReturn:
+    """Print ``Error: message`` on stderr and exit with ``code``."""
+    typer.echo(f"Error: {_one_line(message)}", err=True)
+    raise typer.Exit(int(code))
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split()) or "unknown error"
+
+
+def _database_message(exc: BaseException) -> str:
+    """What went wrong with the database, without SQL text or parameters (they may hold secrets)."""
+    from sqlalchemy.exc import DBAPIError
+
+    original: BaseException = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
+    text = str(original).strip().splitlines()[0] if str(original).strip() else ""
+    lowered = text.lower()
+    if "no such table" in lowered or ("does not exist" in lowered and "relation" in lowered):
+        return "the user table does not exist; run `usersctl init-db` to create it"
+    if "readonly" in lowered or "read-only" in lowered:
+        return f"the database is read-only ({text})"
+    if "not a database" in lowered:
+        return "the file is not a SQLite database"
+    if "unable to open database file" in lowered:
+        return "cannot open the SQLite database file (check the path and its folder's permissions)"
+    if isinstance(original, (ConnectionRefusedError, OSError)) and not text:
+        return "cannot connect to the database server"
+    name = type(original).__name__
+    return f"database error ({name}): {text}" if text else f"database error ({name})"
+
+
+def exit_code_for(exc: BaseException) -> tuple[ExitCode, str]:
+    """Map an exception raised by a command to its exit code and message."""
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+    from usersctl import errors
+
+    if isinstance(exc, errors.InvalidInput):
+        return ExitCode.USAGE, str(exc)
+    if isinstance(exc, errors.UserNotFound):
+        return ExitCode.NOT_FOUND, str(exc)
+    if isinstance(exc, errors.Conflict):
+        return ExitCode.CONFLICT, str(exc)
+    if isinstance(exc, errors.DatabaseProblem):
+        return ExitCode.DATABASE, str(exc)
+    if isinstance(exc, errors.CheckFailed):
+        return ExitCode.CHECK_FAILED, str(exc)
+    if isinstance(exc, (DBAPIError, SQLAlchemyError)):
+        return ExitCode.DATABASE, _database_message(exc)
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+        return ExitCode.DATABASE, "timed out connecting to the database"
+    if isinstance(exc, OSError) or type(exc).__module__.startswith("asyncpg"):
+        return ExitCode.DATABASE, f"cannot connect to the database: {_database_message(exc)}"
+    return ExitCode.FAILURE, f"unexpected {type(exc).__name__}: {exc}"
+
+
+def run(coroutine_function: Callable[[], Awaitable[T]]) -> T:
+    """Run one command's coroutine in its own event loop, translating every failure.
+
+    Set ``USERSCTL_DEBUG=1`` to see the traceback of an unexpected failure.
+    """
+    try:
+        return asyncio.run(_as_coroutine(coroutine_function))
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        typer.echo("Error: interrupted; nothing was committed", err=True)
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except Exception as exc:
+        code, message = exit_code_for(exc)
+        if os.environ.get("USERSCTL_DEBUG") and code == ExitCode.FAILURE:
+            import traceback
+
+            traceback.print_exc(file=sys.stderr)
+        fail(message, code)
+
+
+async def _as_coroutine(coroutine_function: Callable[[], Awaitable[T]]) -> T:
+    return await coroutine_function()

@@ -1,0 +1,81 @@
+"""Where a new password comes from: a hidden prompt, stdin, a file, or a generator. Never argv."""
+
+from __future__ import annotations
+
+import stat
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+
+from usersctl.commands.render import say
+from usersctl.errors import InvalidInput
+
+SOURCES_HINT = "--password-stdin, --password-file PATH or --generate-password"
+
+
+@dataclass(frozen=True)
+class PasswordInput:
+    """The password to set, and whether usersctl generated it (then it is shown once)."""
+
+    password: str
+    generated: bool
+
+
+def strip_newline(text: str) -> str:
+    """Remove one trailing line ending; every other character, spaces included, is kept."""
+    if text.endswith("\r\n"):
+        return text[:-2]
+    if text.endswith("\n"):
+        return text[:-1]
+    return text
+
+
+def read_password(*, stdin: bool, file: Path | None, generate: bool) -> PasswordInput:
+    """Read the password from the one source chosen, or prompt on a terminal."""
+    chosen = [
+        name
+        for name, on in (
+            ("--password-stdin", stdin),
+            ("--password-file", file is not None),
+            ("--generate-password", generate),
+        )
+        if on
+    ]
+    if len(chosen) > 1:
+        raise InvalidInput(f"choose one password source, not {' and '.join(chosen)}")
+    if generate:
+        from usersctl.passwords import generate_password
+
+        return PasswordInput(generate_password(), generated=True)
+    if stdin:
+        password = strip_newline(sys.stdin.readline())
+    elif file is not None:
+        password = _read_file(file)
+    elif sys.stdin.isatty():
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
+    else:
+        raise InvalidInput(f"no terminal to ask for the password on; use {SOURCES_HINT}")
+    if not password:
+        raise InvalidInput("the password is empty")
+    if "\x00" in password:
+        raise InvalidInput("the password contains a NUL character")
+    return PasswordInput(password, generated=False)
+
+
+def _read_file(path: Path) -> str:
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidInput(f"password file {path} does not exist") from None
+    except IsADirectoryError:
+        raise InvalidInput(f"password file {path} is a directory") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"password file {path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot read password file {path}: {exc.strerror}") from None
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        say(f"Warning: password file {path} is readable by other users; chmod 600 it")
+    return strip_newline(text)

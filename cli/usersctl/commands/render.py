@@ -1,0 +1,153 @@
+"""Rendering rows: a table for people, JSON, JSON lines or CSV for scripts.
+
+Machine formats are written to plain stdout, never through a styled console, so nothing wraps or
+colours them. Messages go to stderr through ``say``.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import decimal
+import enum
+import json
+import os
+import sys
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any, TextIO
+
+import typer
+
+
+class OutputFormat(str, enum.Enum):
+    """``-o/--output``: how rows are printed."""
+
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+def say(message: str) -> None:
+    """A message for the person running the command, on stderr."""
+    typer.echo(message, err=True)
+
+
+def to_jsonable(value: Any) -> Any:
+    """Column values as JSON-friendly types: UUIDs and decimals as text, times as ISO 8601."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (uuid.UUID, decimal.Decimal)):
+        return str(value)
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): to_jsonable(item) for key, item in value.items()}
+    return str(value)
+
+
+def to_text(value: Any) -> str:
+    """A value as a table or CSV cell: booleans as true/false, NULL as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    plain = to_jsonable(value)
+    return plain if isinstance(plain, str) else json.dumps(plain, ensure_ascii=False)
+
+
+def _use_rich(stream: TextIO) -> bool:
+    return stream.isatty() and not os.environ.get("NO_COLOR")
+
+
+def render_rows(
+    rows: Iterable[dict[str, Any]],
+    output: OutputFormat,
+    *,
+    columns: Sequence[str],
+    single: bool = False,
+    title: str | None = None,
+    stream: TextIO | None = None,
+) -> int:
+    """Write rows in ``output`` format; ``single`` prints one object (JSON) or a field/value table.
+
+    Rows are consumed as they come (JSON lines and CSV stream); returns how many were written.
+    """
+    out = stream or sys.stdout
+    count = 0
+    if output is OutputFormat.jsonl:
+        for row in rows:
+            out.write(json.dumps(to_jsonable(row), ensure_ascii=False) + "\n")
+            count += 1
+    elif output is OutputFormat.json:
+        materialised = [to_jsonable(row) for row in rows]
+        payload: Any = materialised[0] if single and materialised else materialised
+        out.write(json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
+        count = len(materialised)
+    elif output is OutputFormat.csv:
+        writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: to_text(row.get(key)) for key in columns})
+            count += 1
+    else:
+        materialised_rows = list(rows)
+        count = len(materialised_rows)
+        if single and materialised_rows:
+            _render_fields(materialised_rows[0], columns, out, title)
+        else:
+            _render_table(materialised_rows, columns, out, title)
+    out.flush()
+    return count
+
+
+def _render_table(
+    rows: list[dict[str, Any]], columns: Sequence[str], out: TextIO, title: str | None
+) -> None:
+    if _use_rich(out):
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*columns, title=title, show_lines=False)
+        for row in rows:
+            table.add_row(*(to_text(row.get(column)) for column in columns))
+        Console(file=out).print(table)
+        return
+    cells = [[to_text(row.get(column)) for column in columns] for row in rows]
+    widths = [
+        max([len(column)] + [len(line[i]) for line in cells]) for i, column in enumerate(columns)
+    ]
+    out.write(
+        "  ".join(
+            column.ljust(width) for column, width in zip(columns, widths, strict=True)
+        ).rstrip()
+        + "\n"
+    )
+    for line in cells:
+        out.write(
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+            + "\n"
+        )
+
+
+def _render_fields(
+    row: dict[str, Any], columns: Sequence[str], out: TextIO, title: str | None
+) -> None:
+    names = [column for column in columns if column in row]
+    if _use_rich(out):
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("field", "value", title=title, show_header=False)
+        for name in names:
+            table.add_row(name, to_text(row[name]))
+        Console(file=out).print(table)
+        return
+    width = max((len(name) for name in names), default=0)
+    for name in names:
+        out.write(f"{name.ljust(width)}  {to_text(row[name])}\n")

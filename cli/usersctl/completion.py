@@ -1,0 +1,33 @@
+"""Shell completion of user emails: quick, bounded, and silent when the database is unreachable."""
+
+from __future__ import annotations
+
+import asyncio
+
+MAX_COMPLETIONS = 50
+COMPLETION_TIMEOUT = 2.0
+
+
+def complete_emails(url: str, prefix: str) -> list[str]:
+    """Up to 50 emails starting with ``prefix`` (any case); an empty list on any failure."""
+    try:
+        return asyncio.run(asyncio.wait_for(_emails(url, prefix), COMPLETION_TIMEOUT))
+    except Exception:
+        return []
+
+
+async def _emails(url: str, prefix: str) -> list[str]:
+    from sqlalchemy import func, select
+
+    from usersctl.users import open_users
+
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    async with open_users(url, connect_timeout=COMPLETION_TIMEOUT) as ctx:
+        email = ctx.model.table.c.email
+        statement = (
+            select(email)
+            .where(func.lower(email).like(func.lower(escaped + "%"), escape="\\"))
+            .order_by(func.lower(email))
+            .limit(MAX_COMPLETIONS)
+        )
+        return list((await ctx.session.execute(statement)).scalars())

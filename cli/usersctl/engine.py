@@ -1,0 +1,122 @@
+"""Database URLs, engines and sessions: one place that turns what people paste into a working engine."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
+
+from usersctl.errors import DatabaseProblem, InvalidInput
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./users.db"
+DEFAULT_CONNECT_TIMEOUT = 10.0
+
+_ASYNC_DRIVERS = {"postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
+
+
+def normalize_url(raw: str | URL) -> URL:
+    """Parse a database URL and give it an async driver: asyncpg for PostgreSQL, aiosqlite for SQLite."""
+    try:
+        url = make_url(raw.strip() if isinstance(raw, str) else raw)
+    except ArgumentError:
+        raise InvalidInput(
+            "the database URL is not valid; expected e.g. sqlite:///users.db or "
+            "postgresql://user@host/db"
+        ) from None
+    backend, _, driver = url.drivername.partition("+")
+    if backend in _ASYNC_DRIVERS and driver in ("", "psycopg2", "psycopg", "asyncpg", "pg8000"):
+        return url.set(drivername=_ASYNC_DRIVERS[backend])
+    if backend == "sqlite" and driver in ("", "pysqlite", "aiosqlite"):
+        return url.set(drivername="sqlite+aiosqlite")
+    raise InvalidInput(
+        f"unsupported database {url.drivername!r}; use a sqlite:// or postgresql:// URL"
+    )
+
+
+def mask_url(url: str | URL) -> str:
+    """The URL as it may be shown to a person: the password replaced by ``***``."""
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except ArgumentError:
+        return "<invalid URL>"
+    return parsed.render_as_string(hide_password=True)
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """The file behind a SQLite URL, or None for PostgreSQL and in-memory databases."""
+    if url.get_backend_name() != "sqlite":
+        return None
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def check_sqlite_file(url: URL) -> None:
+    """Refuse a SQLite URL whose file does not exist, rather than silently create an empty one."""
+    path = sqlite_path(url)
+    if path is None:
+        return
+    if path.is_dir():
+        raise DatabaseProblem(f"{path} is a directory, not a SQLite database file")
+    if not path.exists():
+        raise DatabaseProblem(
+            f"database file {path} does not exist; run `usersctl init-db` to create it"
+        )
+
+
+def create_engine(
+    url: str | URL,
+    *,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    sqlite_begin: str = "BEGIN",
+    **kwargs: Any,
+) -> AsyncEngine:
+    """An async engine for ``url``, normalised, with bounded connect time.
+
+    On SQLite every connection enforces foreign keys, uses WAL and waits for locks instead of
+    failing with "database is locked"; ``sqlite_begin="BEGIN IMMEDIATE"`` takes the write lock at
+    the start of each transaction, which writers need so that two of them cannot deadlock.
+    """
+    url = normalize_url(url)
+    connect_args: dict[str, Any] = dict(kwargs.pop("connect_args", {}))
+    if url.get_backend_name() == "postgresql":
+        connect_args.setdefault("timeout", connect_timeout)
+        engine = _create_async_engine(url, connect_args=connect_args, **kwargs)
+    else:
+        connect_args.setdefault("timeout", max(connect_timeout, 30.0))
+        engine = _create_async_engine(url, connect_args=connect_args, **kwargs)
+        _configure_sqlite(engine, busy_timeout=connect_args["timeout"], begin=sqlite_begin)
+    return engine
+
+
+def _configure_sqlite(engine: AsyncEngine, *, busy_timeout: float, begin: str) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Hand transaction control to SQLAlchemy's BEGIN below, not to the sqlite3 module.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            # A read-only file keeps its journal mode; reading still works.
+            with contextlib.suppress(Exception):
+                cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql(begin)
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions whose objects stay readable after commit, as FastAPI Users expects."""
+    return async_sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,39 @@
+"""The library's exceptions. Each says what went wrong in one sentence; the CLI maps them to exit codes."""
+
+from __future__ import annotations
+
+
+class UsersctlError(Exception):
+    """Base class: a failure whose message is fit to show a person as it is."""
+
+
+class InvalidInput(UsersctlError):
+    """A value given by the caller is not acceptable (email, id, field, password, file)."""
+
+
+class UserNotFound(UsersctlError):
+    """No user has the given email or id."""
+
+
+class Conflict(UsersctlError):
+    """The change clashes with what is in the database."""
+
+
+class UserAlreadyExists(Conflict):
+    """Another user already has this email (compared case-insensitively)."""
+
+
+class LastSuperuser(Conflict):
+    """The change would leave the database without an active superuser."""
+
+
+class DatabaseProblem(UsersctlError):
+    """The database cannot be reached or used as it is."""
+
+
+class TablesMissing(DatabaseProblem):
+    """The user table does not exist yet."""
+
+
+class CheckFailed(UsersctlError):
+    """A check answered no (a password that does not match, a failed doctor check)."""

@@ -1,0 +1,116 @@
+"""Creating usersctl's tables and the ``lower(email)`` index, or printing the DDL that would."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Table, func, inspect, select, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from usersctl.db import email_lower_index_name
+from usersctl.engine import DEFAULT_CONNECT_TIMEOUT, create_engine, normalize_url
+from usersctl.errors import Conflict
+from usersctl.models import AccessToken, OAuthAccount, User
+
+USER_TABLE = User.__table__
+
+
+def built_in_tables(*, oauth: bool = False, access_tokens: bool = False) -> list[Table]:
+    """The tables ``init-db`` creates: ``user``, and on request FastAPI Users' other two."""
+    tables: list[Table] = [USER_TABLE]  # type: ignore[list-item]
+    if oauth:
+        tables.append(OAuthAccount.__table__)  # type: ignore[arg-type]
+    if access_tokens:
+        tables.append(AccessToken.__table__)  # type: ignore[arg-type]
+    return tables
+
+
+def schema_sql(url: str, tables: list[Table]) -> str:
+    """The DDL for ``tables`` in the URL's dialect, without connecting."""
+    dialect = normalize_url(url).get_dialect()()
+    statements = []
+    for table in tables:
+        statements.append(str(CreateTable(table).compile(dialect=dialect)).strip())
+        for index in sorted(table.indexes, key=lambda index: index.name or ""):
+            statements.append(str(CreateIndex(index).compile(dialect=dialect)).strip())
+    return ";\n\n".join(statements) + ";\n"
+
+
+def has_email_lower_index(connection: Connection, table_name: str = "user") -> bool:
+    """Whether the table has a unique index on ``lower(email)`` (usersctl's or an equivalent)."""
+    if connection.dialect.name == "postgresql":
+        rows = connection.execute(
+            text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :t"),
+            {"t": table_name},
+        )
+    else:
+        rows = connection.execute(
+            text("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = :t"),
+            {"t": table_name},
+        )
+    for name, definition in rows:
+        compact = " ".join((definition or "").lower().replace('"', "").split())
+        if name == email_lower_index_name(table_name):
+            return True
+        if "unique" in compact and "lower(email" in compact.replace("(email)::text", "email"):
+            return True
+    return False
+
+
+def count_case_duplicates(connection: Connection, table: Table) -> int:
+    """How many lowercased emails are shared by more than one user."""
+    key = func.lower(table.c.email)
+    grouped = select(key).group_by(key).having(func.count() > 1).subquery()
+    return int(connection.execute(select(func.count()).select_from(grouped)).scalar_one())
+
+
+@dataclass
+class InitReport:
+    """What ``init_database`` did: tables and indexes created (empty lists: nothing to do)."""
+
+    created_tables: list[str] = field(default_factory=list)
+    created_indexes: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created_tables or self.created_indexes)
+
+
+def _init(connection: Connection, tables: list[Table]) -> InitReport:
+    report = InitReport()
+    existing = set(inspect(connection).get_table_names())
+    for table in tables:
+        if table.name not in existing:
+            table.create(connection)
+            report.created_tables.append(table.name)
+            report.created_indexes.extend(index.name or "" for index in table.indexes)
+    if "user" in existing and not has_email_lower_index(connection):
+        from sqlalchemy import Index, MetaData
+
+        reflected = Table("user", MetaData(), autoload_with=connection)
+        duplicates = count_case_duplicates(connection, reflected)
+        if duplicates:
+            raise Conflict(
+                f"cannot add the unique lower(email) index: {duplicates} email(s) are shared by "
+                "users whose addresses differ only in case; run `usersctl doctor` to list them"
+            )
+        name = email_lower_index_name("user")
+        Index(name, func.lower(reflected.c.email), unique=True).create(connection)
+        report.created_indexes.append(name)
+    return report
+
+
+async def init_database(
+    url: str,
+    tables: list[Table],
+    *,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+) -> InitReport:
+    """Create what is missing of ``tables`` and the ``lower(email)`` index, in one transaction."""
+    engine = create_engine(url, connect_timeout=connect_timeout, sqlite_begin="BEGIN IMMEDIATE")
+    try:
+        async with engine.begin() as connection:
+            return await connection.run_sync(_init, tables)
+    finally:
+        await engine.dispose()

@@ -1,0 +1,335 @@
+"""The operations a person asks for: find, create, update, (de)activate, delete and list users.
+
+Each works inside the caller's transaction and raises the library's exceptions; the caller
+commits (or rolls back, for a dry run). Nothing here knows about the command line.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from usersctl.db import SQLAlchemyUserDatabase
+from usersctl.emails import InvalidEmail, normalize_email
+from usersctl.engine import (
+    DEFAULT_CONNECT_TIMEOUT,
+    check_sqlite_file,
+    create_engine,
+    session_factory,
+)
+from usersctl.errors import InvalidInput, LastSuperuser, UserAlreadyExists, UserNotFound
+from usersctl.models import UserModel, reflect_user_model
+
+UserDB = SQLAlchemyUserDatabase[Any, Any]
+
+
+@dataclass(frozen=True)
+class UserContext:
+    """An open session, the adapter over it, and the user model it works with."""
+
+    session: AsyncSession
+    db: UserDB
+    model: UserModel
+
+
+@asynccontextmanager
+async def open_users(
+    url: str,
+    *,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    write: bool = False,
+) -> AsyncIterator[UserContext]:
+    """Open one session on ``url``, read the user table's structure, and dispose of it all after.
+
+    ``write=True`` takes SQLite's write lock when the transaction starts, so a check and the write
+    that follows it cannot be interleaved with another process.
+    """
+    from usersctl.engine import normalize_url
+
+    parsed = normalize_url(url)
+    check_sqlite_file(parsed)
+    engine = create_engine(
+        parsed,
+        connect_timeout=connect_timeout,
+        sqlite_begin="BEGIN IMMEDIATE" if write else "BEGIN",
+    )
+    try:
+        async with session_factory(engine)() as session:
+            model = await session.run_sync(lambda s: reflect_user_model(s.connection()))
+            yield UserContext(session, SQLAlchemyUserDatabase(session, model.user_class), model)
+    finally:
+        await engine.dispose()
+
+
+# Reading -------------------------------------------------------------------------------------
+
+
+def user_row(model: UserModel, user: Any) -> dict[str, Any]:
+    """The user's columns as a dict, without ``hashed_password``."""
+    return {name: getattr(user, name) for name in model.columns}
+
+
+def parse_user_id(model: UserModel, raw: str) -> Any:
+    """Convert ``raw`` to the id column's type, or raise ``InvalidInput``."""
+    text = raw.strip()
+    python_type: type[Any] | None
+    try:
+        python_type = model.table.c.id.type.python_type
+    except NotImplementedError:
+        python_type = None
+    try:
+        if model.id_is_uuid or python_type is uuid.UUID:
+            return uuid.UUID(text)
+        if python_type is int:
+            if not text.lstrip("-").isdigit() or len(text) > 19:
+                raise ValueError(text)
+            return int(text)
+    except ValueError:
+        kind = "UUID" if model.id_is_uuid else "integer"
+        raise InvalidInput(f"{raw!r} is neither an email address nor a valid {kind} id") from None
+    return text
+
+
+async def find_user(ctx: UserContext, email_or_id: str) -> Any:
+    """The user with this email (case-insensitive) or id; raises ``UserNotFound``."""
+    if "@" in email_or_id:
+        try:
+            email = normalize_email(email_or_id)
+        except InvalidEmail:
+            email = email_or_id.strip()  # an address stored before today's rules still matches
+        user = await ctx.db.get_by_email(email)
+    else:
+        user = await ctx.db.get(parse_user_id(ctx.model, email_or_id))
+    if user is None:
+        raise UserNotFound(f"no user {email_or_id.strip()!r}")
+    return user
+
+
+async def find_users(
+    ctx: UserContext, refs: Sequence[str], *, missing_ok: bool = False
+) -> tuple[list[Any], list[str]]:
+    """The users named by ``refs`` (each once, in order) and the refs that matched nobody."""
+    found: dict[Any, Any] = {}
+    missing: list[str] = []
+    for ref in refs:
+        try:
+            user = await find_user(ctx, ref)
+        except UserNotFound:
+            if not missing_ok:
+                raise
+            missing.append(ref)
+            continue
+        found.setdefault(user.id, user)
+    return list(found.values()), missing
+
+
+@dataclass(frozen=True)
+class UserFilters:
+    """What ``list-users`` and ``export-users`` select; ``None`` means either."""
+
+    is_active: bool | None = None
+    is_superuser: bool | None = None
+    is_verified: bool | None = None
+    search: str | None = None
+
+    def apply(self, model: UserModel, statement: Select[Any]) -> Select[Any]:
+        table = model.table
+        for name in ("is_active", "is_superuser", "is_verified"):
+            wanted = getattr(self, name)
+            if wanted is not None:
+                statement = statement.where(table.c[name].is_(wanted))
+        if self.search:
+            escaped = self.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            pattern = func.lower(f"%{escaped}%")
+            statement = statement.where(func.lower(table.c.email).like(pattern, escape="\\"))
+        return statement
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of users, how many match in all, and the cursor of the next page (if any)."""
+
+    users: list[dict[str, Any]]
+    total: int
+    next_after: str | None
+
+
+async def list_users(
+    ctx: UserContext, filters: UserFilters, *, limit: int, after: str | None = None
+) -> Page:
+    """Users in the order of their lowercased email, from just after ``after`` (keyset paging)."""
+    table = ctx.model.table
+    key = func.lower(table.c.email)
+    statement = filters.apply(ctx.model, select(table).order_by(key))
+    if after:
+        statement = statement.where(key > func.lower(after))
+    result = await ctx.session.execute(statement.limit(limit + 1))
+    rows = [dict(row._mapping) for row in result]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    total_query = filters.apply(ctx.model, select(func.count()).select_from(table))
+    total = int((await ctx.session.execute(total_query)).scalar_one())
+    visible = [{name: row[name] for name in ctx.model.columns} for row in rows]
+    return Page(visible, total, rows[-1]["email"] if more and rows else None)
+
+
+# Writing -------------------------------------------------------------------------------------
+
+
+async def _email_taken(ctx: UserContext, email: str, *, other_than: Any = None) -> bool:
+    existing = await ctx.db.get_by_email(email)
+    return existing is not None and (other_than is None or existing.id != other_than)
+
+
+async def _flush(ctx: UserContext, email: str) -> None:
+    try:
+        await ctx.session.flush()
+    except IntegrityError as exc:
+        if "email" in str(exc.orig).lower():
+            raise UserAlreadyExists(f"a user with email {email!r} already exists") from None
+        raise
+
+
+@dataclass(frozen=True)
+class Created:
+    """The outcome of ``create_user``: the user, and whether it was created now."""
+
+    user: Any
+    created: bool
+
+
+async def create_user(
+    ctx: UserContext,
+    email: str,
+    hashed_password: str,
+    *,
+    is_superuser: bool = False,
+    is_verified: bool = False,
+    is_active: bool = True,
+    if_not_exists: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> Created:
+    """Add a user. An existing email (any case) raises ``UserAlreadyExists``, or with
+    ``if_not_exists`` returns that user unchanged."""
+    email = normalize_email(email)
+    existing = await ctx.db.get_by_email(email)
+    if existing is not None:
+        if if_not_exists:
+            return Created(existing, created=False)
+        raise UserAlreadyExists(f"a user with email {email!r} already exists")
+    values: dict[str, Any] = {
+        "email": email,
+        "hashed_password": hashed_password,
+        "is_active": is_active,
+        "is_superuser": is_superuser,
+        "is_verified": is_verified,
+        **(extra or {}),
+    }
+    user = ctx.model.user_class(**values)
+    ctx.session.add(user)
+    await _flush(ctx, email)
+    await ctx.session.refresh(user)
+    return Created(user, created=True)
+
+
+async def count_active_superusers(ctx: UserContext) -> int:
+    table = ctx.model.table
+    statement = select(func.count()).where(
+        table.c.is_superuser.is_(True), table.c.is_active.is_(True)
+    )
+    return int((await ctx.session.execute(statement.select_from(table))).scalar_one())
+
+
+async def guard_last_superuser(ctx: UserContext, losing: Iterable[Any], *, force: bool) -> None:
+    """Refuse a change that takes away the last active superuser(s), unless ``force``."""
+    lost = [user for user in losing if user.is_superuser and user.is_active]
+    if force or not lost:
+        return
+    if await count_active_superusers(ctx) <= len(lost):
+        who = ", ".join(user.email for user in lost)
+        raise LastSuperuser(
+            f"refusing to leave no active superuser (would remove {who}); use --force to do it anyway"
+        )
+
+
+async def update_user(
+    ctx: UserContext,
+    user: Any,
+    *,
+    email: str | None = None,
+    is_superuser: bool | None = None,
+    is_verified: bool | None = None,
+    is_active: bool | None = None,
+    extra: dict[str, Any] | None = None,
+    force: bool = False,
+) -> dict[str, tuple[Any, Any]]:
+    """Apply the given changes; return ``{field: (old, new)}`` for what actually changed.
+
+    A new email must not belong to another user (case-insensitively); changing only the case of
+    one's own address is allowed. A new address (not just new case) makes the user unverified
+    unless ``is_verified`` is given, as FastAPI Users does.
+    """
+    wanted: dict[str, Any] = dict(extra or {})
+    if email is not None:
+        email = normalize_email(email)
+        if email.lower() != user.email.lower():
+            if await _email_taken(ctx, email, other_than=user.id):
+                raise UserAlreadyExists(f"a user with email {email!r} already exists")
+            if is_verified is None:
+                is_verified = False
+        wanted["email"] = email
+    for name, value in (
+        ("is_superuser", is_superuser),
+        ("is_verified", is_verified),
+        ("is_active", is_active),
+    ):
+        if value is not None:
+            wanted[name] = value
+    losing = is_superuser is False or is_active is False
+    if losing:
+        await guard_last_superuser(ctx, [user], force=force)
+    changes = {
+        name: (getattr(user, name), value)
+        for name, value in wanted.items()
+        if getattr(user, name) != value
+    }
+    for name, (_, new) in changes.items():
+        setattr(user, name, new)
+    if changes:
+        await _flush(ctx, user.email)
+    return changes
+
+
+async def set_password(ctx: UserContext, user: Any, hashed_password: str) -> None:
+    """Replace the user's password hash."""
+    user.hashed_password = hashed_password
+    await ctx.session.flush()
+
+
+async def set_active(
+    ctx: UserContext, users: Sequence[Any], active: bool, *, force: bool = False
+) -> tuple[list[Any], list[Any]]:
+    """(De)activate users; return those changed and those already so."""
+    changed = [user for user in users if user.is_active != active]
+    unchanged = [user for user in users if user.is_active == active]
+    if not active:
+        await guard_last_superuser(ctx, changed, force=force)
+    for user in changed:
+        user.is_active = active
+    await ctx.session.flush()
+    return changed, unchanged
+
+
+async def delete_users(ctx: UserContext, users: Sequence[Any], *, force: bool = False) -> None:
+    """Delete users with their OAuth accounts and access tokens."""
+    await guard_last_superuser(ctx, users, force=force)
+    for user in users:
+        await ctx.db.delete_by_id(user.id)
+        ctx.session.expunge(user)
