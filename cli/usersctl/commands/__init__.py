@@ -7,7 +7,7 @@ from typing import Annotated, Optional  # noqa: F401  (Typer reads the annotatio
 import typer
 
 from usersctl import __version__
-from usersctl.commands import database, users
+from usersctl.commands import database, transfer, users
 from usersctl.commands.errors import EXIT_CODE_HELP, ExitCode
 from usersctl.commands.options import Settings
 
@@ -70,6 +70,7 @@ def root(
 
 database.register(app)
 users.register(app)
+transfer.register(app)
 
 
 def main() -> None:

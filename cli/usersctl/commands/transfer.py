@@ -1,0 +1,230 @@
+"""The bulk commands: export-users and import-users."""
+
+from __future__ import annotations
+
+import enum
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Annotated, Any
+
+import typer
+
+from usersctl.commands.errors import ExitCode, fail, run
+from usersctl.commands.options import (
+    ActiveFilter,
+    DryRunOption,
+    SearchOption,
+    SuperuserFilter,
+    VerifiedFilter,
+    settings_of,
+)
+from usersctl.commands.render import OutputFormat, render_rows, say
+
+
+class FileFormat(str, enum.Enum):
+    """Formats of user files."""
+
+    jsonl = "jsonl"
+    csv = "csv"
+    json = "json"
+
+
+class OnConflict(str, enum.Enum):
+    """What import-users does with a row whose email (or id) already exists."""
+
+    fail = "fail"
+    skip = "skip"
+    update = "update"
+
+
+@contextmanager
+def progress_bar(label: str) -> Iterator[Callable[..., None] | None]:
+    """A progress bar on stderr when stderr is a terminal; otherwise nothing is drawn."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(*args: Any) -> None:
+            stage, done, total = args if len(args) == 3 else (label, *args)
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total or None)
+            bar.update(tasks[stage], completed=done, total=total or None)
+
+        yield update
+
+
+def export_users(
+    ctx: typer.Context,
+    file: Annotated[
+        str,
+        typer.Argument(metavar="[FILE|-]", help="Where to write; - (the default) is stdout."),
+    ] = "-",
+    output: Annotated[
+        FileFormat | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="jsonl, csv or json; default from the file name, else jsonl.",
+            case_sensitive=False,
+        ),
+    ] = None,
+    active: ActiveFilter = None,
+    superuser: SuperuserFilter = None,
+    verified: VerifiedFilter = None,
+    search: SearchOption = None,
+    include_hashes: Annotated[
+        bool,
+        typer.Option(
+            "--include-hashes",
+            help="Export hashed_password as stored (for moving users between databases).",
+        ),
+    ] = False,
+) -> None:
+    """Stream users to a file or stdout, in flat memory; no hash leaves without --include-hashes.
+
+    Example: usersctl export-users users.jsonl --include-hashes
+    """
+    settings = settings_of(ctx)
+    from usersctl.importing import format_for
+
+    fmt = (output.value if output else None) or format_for(file, None) or "jsonl"
+
+    async def work() -> int:
+        from usersctl.exporting import export_users as export
+        from usersctl.users import UserFilters
+
+        filters = UserFilters(active, superuser, verified, search)
+        with _open_output(file) as out, progress_bar("exporting") as progress:
+            return await export(
+                settings.database_url,
+                out,
+                fmt=fmt,
+                filters=filters,
+                include_hashes=include_hashes,
+                connect_timeout=settings.connect_timeout,
+                progress=progress,
+            )
+
+    count = run(work)
+    where = "stdout" if file == "-" else file
+    say(f"Exported {count} user{'s' if count != 1 else ''} to {where}.")
+
+
+@contextmanager
+def _open_output(file: str) -> Iterator[IO[str]]:
+    if file == "-":
+        yield sys.stdout
+        return
+    path = Path(file)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        out = partial.open("w", encoding="utf-8", newline="")
+    except OSError as exc:
+        fail(f"cannot write {file}: {exc.strerror}", ExitCode.USAGE)
+    try:
+        with out:
+            yield out
+    except BaseException:
+        partial.unlink(missing_ok=True)  # a failed export never leaves a truncated file behind
+        raise
+    partial.replace(path)
+
+
+def import_users(
+    ctx: typer.Context,
+    file: Annotated[
+        str,
+        typer.Argument(
+            metavar="FILE|-", help="The file to read; - reads stdin.", show_default=False
+        ),
+    ],
+    input_format: Annotated[
+        FileFormat | None,
+        typer.Option(
+            "--format",
+            help="jsonl, csv or json; default from the file name, else guessed from the content.",
+            case_sensitive=False,
+        ),
+    ] = None,
+    on_conflict: Annotated[
+        OnConflict,
+        typer.Option(
+            "--on-conflict",
+            help="fail: refuse the import; skip: keep existing users; update: overwrite them.",
+            case_sensitive=False,
+        ),
+    ] = OnConflict.fail,
+    dry_run: DryRunOption = False,
+    output: Annotated[
+        OutputFormat,
+        typer.Option("--output", "-o", help="Format of the summary.", case_sensitive=False),
+    ] = OutputFormat.table,
+) -> None:
+    """Import users all or nothing: every row is checked first, and one bad row writes nothing.
+
+    Rows need an email and either password (hashed here, on all cores) or hashed_password
+    (Argon2 or bcrypt); id, is_active, is_superuser, is_verified and other columns are optional.
+
+    Example: usersctl import-users users.csv --on-conflict skip
+    """
+    settings = settings_of(ctx)
+    from usersctl.importing import format_for
+
+    fmt = format_for(file, input_format.value if input_format else None)
+
+    async def work() -> dict[str, Any]:
+        from usersctl.importing import import_users as run_import
+
+        with _open_input(file) as stream, progress_bar("importing") as progress:
+            summary = await run_import(
+                settings.database_url,
+                stream,
+                fmt=fmt,
+                on_conflict=on_conflict.value,
+                dry_run=dry_run,
+                connect_timeout=settings.connect_timeout,
+                progress=progress,
+            )
+        return summary.as_dict()
+
+    summary = run(work)
+    columns = ["created", "updated", "skipped", "invalid", "dry_run"]
+    render_rows([summary], output, columns=columns, single=True)
+    if dry_run:
+        say("Dry run: nothing was written.")
+
+
+@contextmanager
+def _open_input(file: str) -> Iterator[IO[bytes]]:
+    if file == "-":
+        yield sys.stdin.buffer
+        return
+    try:
+        stream = Path(file).open("rb")  # noqa: SIM115 (closed by the with below)
+    except FileNotFoundError:
+        fail(f"{file} does not exist", ExitCode.USAGE)
+    except IsADirectoryError:
+        fail(f"{file} is a directory", ExitCode.USAGE)
+    except OSError as exc:
+        fail(f"cannot read {file}: {exc.strerror}", ExitCode.USAGE)
+    with stream:
+        yield stream
+
+
+def register(app: typer.Typer) -> None:
+    """Add the bulk commands to ``app``."""
+    app.command("export-users")(export_users)
+    app.command("import-users")(import_users)

@@ -1,0 +1,500 @@
+"""import-users and export-users, on SQLite and PostgreSQL: round trips, validation, conflicts,
+atomicity (including a process killed mid-import) and streaming."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from usersctl.commands import app
+from usersctl.engine import create_engine
+from usersctl.passwords import hash_password, verify_password
+
+ENTRY_POINT = str(Path(sys.executable).with_name("usersctl"))
+
+
+@lru_cache(maxsize=1)
+def stored_hash() -> str:
+    return hash_password("imported-secret")
+
+
+def cli(url: str, *args: str, input: str | bytes | None = None) -> Any:
+    result = CliRunner().invoke(app, ["-d", url, *args], input=input)
+    return result
+
+
+def init(url: str) -> None:
+    result = cli(url, "init-db")
+    assert result.exit_code == 0, result.output
+
+
+async def _rows(url: str) -> list[dict[str, Any]]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            result = await connection.execute(text('SELECT * FROM "user"'))
+            rows = [dict(row._mapping) for row in result]
+    finally:
+        await engine.dispose()
+    for row in rows:
+        row["id"] = str(row["id"])
+        for flag in ("is_active", "is_superuser", "is_verified"):
+            row[flag] = bool(row[flag])
+    return sorted(rows, key=lambda row: row["email"].lower())
+
+
+def stored(url: str) -> list[dict[str, Any]]:
+    return asyncio.run(_rows(url))
+
+
+def jsonl(*records: dict[str, Any]) -> str:
+    return "".join(json.dumps(record) + "\n" for record in records)
+
+
+def user_record(index: int, **extra: Any) -> dict[str, Any]:
+    return {"email": f"user{index}@example.com", "hashed_password": stored_hash(), **extra}
+
+
+@pytest.fixture
+def url(database_url: str) -> str:
+    init(database_url)
+    return database_url
+
+
+@pytest.fixture
+def second_url(tmp_path: Path) -> str:
+    """An empty second database to import into (SQLite: the round trip crosses databases)."""
+    target = f"sqlite+aiosqlite:///{tmp_path / 'second.db'}"
+    init(target)
+    return target
+
+
+# Round trips ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "json"])
+def test_export_with_hashes_then_import_reproduces_every_row(
+    url: str, second_url: str, tmp_path: Path, fmt: str
+) -> None:
+    # Create: two users with plaintext passwords, hashed here, and flags of every kind
+    source = tmp_path / "source.jsonl"
+    source.write_text(
+        jsonl(
+            {"email": "Alice@Example.com", "password": "alice-pw", "is_superuser": True},
+            {"email": "bob@example.com", "password": "bob-pw", "is_active": False},
+            {"email": "carol@example.com", "hashed_password": stored_hash(), "is_verified": True},
+        )
+    )
+    result = cli(url, "import-users", str(source), "-o", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["created"] == 3
+
+    # Export with hashes, import into an empty database
+    exported = tmp_path / f"users.{fmt}"
+    result = cli(url, "export-users", str(exported), "--include-hashes")
+    assert result.exit_code == 0, result.output
+    result = cli(second_url, "import-users", str(exported), "-o", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {
+        "created": 3,
+        "updated": 0,
+        "skipped": 0,
+        "invalid": 0,
+        "dry_run": False,
+    }
+
+    # Every column of every row is the same, and the hashed passwords still verify
+    assert stored(second_url) == stored(url)
+    alice = next(row for row in stored(second_url) if row["email"] == "Alice@example.com")
+    assert verify_password("alice-pw", alice["hashed_password"])
+
+
+def test_export_without_hashes_leaks_no_hash(url: str) -> None:
+    cli(url, "import-users", "-", "--format", "jsonl", input=jsonl(user_record(1), user_record(2)))
+    for fmt in ("jsonl", "csv", "json"):
+        result = cli(url, "export-users", "-o", fmt)
+        assert result.exit_code == 0, result.output
+        assert "hashed_password" not in result.stdout
+        assert "$argon2" not in result.stdout
+
+
+def test_export_formats_parse_and_carry_the_fields(url: str) -> None:
+    cli(
+        url,
+        "import-users",
+        "-",
+        "--format",
+        "jsonl",
+        input=jsonl(user_record(1, is_superuser=True), user_record(2, is_verified=True)),
+    )
+    lines = [json.loads(line) for line in cli(url, "export-users").stdout.splitlines()]
+    array = json.loads(cli(url, "export-users", "-o", "json").stdout)
+    table = list(csv.DictReader(io.StringIO(cli(url, "export-users", "-o", "csv").stdout)))
+    assert sorted(lines, key=lambda r: r["email"]) == sorted(array, key=lambda r: r["email"])
+    by_email = {row["email"]: row for row in lines}
+    assert set(by_email) == {"user1@example.com", "user2@example.com"}
+    assert by_email["user1@example.com"]["is_superuser"] is True
+    assert by_email["user2@example.com"]["is_verified"] is True
+    assert list(table[0]) == ["id", "email", "is_active", "is_superuser", "is_verified"]
+    csv_by_email = {row["email"]: row for row in table}
+    assert csv_by_email["user1@example.com"]["is_superuser"] == "true"
+    assert csv_by_email["user2@example.com"]["is_superuser"] == "false"
+    assert csv_by_email["user1@example.com"]["id"] == by_email["user1@example.com"]["id"]
+    uuid.UUID(by_email["user1@example.com"]["id"])
+
+
+def test_export_filters_like_list_users(url: str) -> None:
+    cli(
+        url,
+        "import-users",
+        "-",
+        "--format",
+        "jsonl",
+        input=jsonl(
+            user_record(1, is_superuser=True),
+            user_record(2, is_active=False),
+            {"email": "100%_odd@example.com", "hashed_password": stored_hash()},
+        ),
+    )
+    emails = lambda *args: sorted(  # noqa: E731
+        json.loads(line)["email"] for line in cli(url, "export-users", *args).stdout.splitlines()
+    )
+    assert emails("--superuser") == ["user1@example.com"]
+    assert emails("--inactive") == ["user2@example.com"]
+    assert emails("--search", "%_") == ["100%_odd@example.com"]
+    assert emails("--search", "USER") == ["user1@example.com", "user2@example.com"]
+
+
+def test_export_writes_in_batches(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows leave in batches as they arrive from the cursor, not as one document at the end."""
+    from usersctl import exporting
+
+    records = [user_record(index) for index in range(250)]
+    cli(url, "import-users", "-", "--format", "jsonl", input=jsonl(*records))
+    monkeypatch.setattr(exporting, "BATCH", 40)
+
+    class Recorder(io.StringIO):
+        writes = 0
+
+        def write(self, text: str) -> int:
+            Recorder.writes += 1
+            return super().write(text)
+
+    out = Recorder()
+    count = asyncio.run(exporting.export_users(url, out, fmt="jsonl"))
+    assert count == 250
+    assert Recorder.writes >= 250 // 40
+    assert len(out.getvalue().splitlines()) == 250
+
+
+def test_failed_export_leaves_no_file(tmp_path: Path) -> None:
+    target = tmp_path / "out.jsonl"
+    missing = f"sqlite+aiosqlite:///{tmp_path / 'missing.db'}"
+    result = cli(missing, "export-users", str(target))
+    assert result.exit_code == 5, result.output
+    assert not target.exists()
+    assert not list(tmp_path.glob("*.partial"))
+
+
+# Validation ------------------------------------------------------------------------------------
+
+
+def test_invalid_rows_are_all_reported_and_nothing_is_written(url: str) -> None:
+    lines = jsonl(
+        user_record(1),
+        {"email": "not-an-email", "hashed_password": stored_hash()},
+        {"email": "nopassword@example.com"},
+        {"email": "both@example.com", "password": "x", "hashed_password": stored_hash()},
+        {"email": "badhash@example.com", "hashed_password": "md5$abc"},
+        {"email": "flag@example.com", "password": "x", "is_active": "maybe"},
+        {"email": "unknown@example.com", "password": "x", "nickname": "zed"},
+        user_record(8),
+    )
+    result = cli(url, "import-users", "-", "--format", "jsonl", input=lines)
+    assert result.exit_code == 2, result.output
+    message = result.stderr.strip()
+    assert message.startswith("Error: 6 rows are invalid, nothing was written")
+    for line in (2, 3, 4, 5, 6, 7):
+        assert f"line {line}:" in message
+    assert "line 1:" not in message and "line 8:" not in message
+    assert "nickname" in message and "is_active" in message
+    assert stored(url) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "fmt", "line", "reason"),
+    [
+        (b"\xef\xbb\xbfemail,password\na@example.com,x\n", "csv", 1, "byte-order mark"),
+        (b'{"email": "a@example.com", "password": "x"}\n{"email": "\xff"}\n', "jsonl", 2, "UTF-8"),
+        (b"email,email\na@example.com,b@example.com\n", "csv", 1, "twice"),
+        (b'{"email": "a@example.com", "password": "x"}\n{"email": "b@exa', "jsonl", 2, "JSON"),
+        (b'email,password\na@example.com,"x\n', "csv", 2, "CSV"),
+        (b"email,password\na@example.com,x,extra\n", "csv", 2, "fields"),
+        (b'[{"email": "a@example.com", "password": "x"},\n{"email"', "json", 2, "JSON"),
+        (
+            b'{"email": "a@example.com", "password": "' + b"x" * (1 << 20) + b'"}\n',
+            "jsonl",
+            1,
+            "longer",
+        ),
+    ],
+)
+def test_damaged_files_are_rejected_with_the_line(
+    url: str, tmp_path: Path, content: bytes, fmt: str, line: int, reason: str
+) -> None:
+    path = tmp_path / f"users.{fmt}"
+    path.write_bytes(content)
+    result = cli(url, "import-users", str(path))
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    error = result.stderr.strip()
+    assert error.startswith("Error: "), error
+    assert f"line {line}:" in error and reason in error, error
+    assert "Traceback" not in result.output
+    assert stored(url) == []
+
+
+def test_csv_and_json_inputs_and_format_detection(url: str, tmp_path: Path) -> None:
+    with (tmp_path / "a.csv").open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["email", "hashed_password", "is_superuser"])
+        writer.writerow(["A@example.com", stored_hash(), "yes"])  # the hash has commas: quoted
+    (tmp_path / "b.json").write_text(json.dumps([user_record(2)]))
+    (tmp_path / "c.txt").write_text(jsonl(user_record(3)))
+    for name in ("a.csv", "b.json", "c.txt"):
+        result = cli(url, "import-users", str(tmp_path / name))
+        assert result.exit_code == 0, (name, result.output)
+    piped = cli(
+        url, "import-users", "-", "--format", "csv", input="email,password\nd@example.com,pw\n"
+    )
+    assert piped.exit_code == 0, piped.output
+    rows = {row["email"]: row for row in stored(url)}
+    assert set(rows) == {"A@example.com", "user2@example.com", "user3@example.com", "d@example.com"}
+    assert rows["A@example.com"]["is_superuser"] is True
+    assert verify_password("pw", rows["d@example.com"]["hashed_password"])
+
+
+def test_missing_file_is_a_usage_error(url: str, tmp_path: Path) -> None:
+    result = cli(url, "import-users", str(tmp_path / "nope.jsonl"))
+    assert result.exit_code == 2, result.output
+    assert "does not exist" in result.stderr
+
+
+# Conflicts --------------------------------------------------------------------------------------
+
+
+def test_conflicts_with_the_database_follow_the_rule(url: str) -> None:
+    cli(url, "import-users", "-", "--format", "jsonl", input=jsonl(user_record(1), user_record(2)))
+    before = stored(url)
+    incoming = jsonl(
+        {"email": "USER1@example.com", "password": "new-pw", "is_superuser": True},
+        user_record(3),
+    )
+
+    # fail: exit 4, nothing written
+    result = cli(url, "import-users", "-", "--format", "jsonl", input=incoming)
+    assert result.exit_code == 4, result.output
+    assert "line 1:" in result.stderr and "--on-conflict" in result.stderr
+    assert stored(url) == before
+
+    # skip: the existing user is kept as it was
+    result = cli(
+        url,
+        "import-users",
+        "-",
+        "--format",
+        "jsonl",
+        "--on-conflict",
+        "skip",
+        "-o",
+        "json",
+        input=incoming,
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) | {"dry_run": False} == {
+        "created": 1,
+        "updated": 0,
+        "skipped": 1,
+        "invalid": 0,
+        "dry_run": False,
+    }
+    user1 = next(row for row in stored(url) if row["email"].lower() == "user1@example.com")
+    assert user1 == next(row for row in before if row["email"] == "user1@example.com")
+
+    # update: the existing user takes the row's values, keeping its id
+    result = cli(
+        url,
+        "import-users",
+        "-",
+        "--format",
+        "jsonl",
+        "--on-conflict",
+        "update",
+        "-o",
+        "json",
+        input=incoming,
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["updated"] == 2
+    user1_after = next(row for row in stored(url) if row["email"].lower() == "user1@example.com")
+    assert user1_after["id"] == user1["id"]
+    assert user1_after["email"] == "USER1@example.com"
+    assert user1_after["is_superuser"] is True
+    assert verify_password("new-pw", user1_after["hashed_password"])
+    assert len(stored(url)) == 3
+
+
+def test_duplicates_within_the_file_are_decided_case_insensitively(url: str) -> None:
+    rows = jsonl(
+        user_record(1, is_verified=False),
+        {"email": "USER1@EXAMPLE.COM", "hashed_password": stored_hash(), "is_verified": True},
+    )
+    result = cli(url, "import-users", "-", "--format", "jsonl", input=rows)
+    assert result.exit_code == 4, result.output
+    assert "line 2:" in result.stderr and "line 1" in result.stderr
+    assert stored(url) == []
+
+    result = cli(url, "import-users", "-", "--format", "jsonl", "--on-conflict", "skip", input=rows)
+    assert result.exit_code == 0, result.output
+    assert [(row["email"], row["is_verified"]) for row in stored(url)] == [
+        ("user1@example.com", False)
+    ]
+
+
+def test_an_id_that_belongs_to_someone_else_is_a_conflict(url: str) -> None:
+    owner = str(uuid.uuid4())
+    cli(url, "import-users", "-", "--format", "jsonl", input=jsonl(user_record(1, id=owner)))
+    result = cli(
+        url, "import-users", "-", "--format", "jsonl", input=jsonl(user_record(2, id=owner))
+    )
+    assert result.exit_code == 4, result.output
+    assert owner in result.stderr
+    assert [row["email"] for row in stored(url)] == ["user1@example.com"]
+
+
+def test_dry_run_writes_nothing_but_reports(url: str) -> None:
+    result = cli(
+        url,
+        "import-users",
+        "-",
+        "--format",
+        "jsonl",
+        "--dry-run",
+        "-o",
+        "json",
+        input=jsonl(user_record(1), user_record(2)),
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["created"] == 2
+    assert json.loads(result.stdout)["dry_run"] is True
+    assert stored(url) == []
+
+
+# Plaintext passwords ------------------------------------------------------------------------------
+
+
+def test_plaintext_passwords_are_hashed_on_every_core(url: str) -> None:
+    from usersctl import importing
+
+    rows = [
+        importing.Row(line, f"u{line}@example.com", {"email": f"u{line}@example.com"}, f"pw-{line}")
+        for line in range(1, 7)
+    ]
+    stages: list[tuple[str, int, int]] = []
+    importing.hash_passwords(rows, lambda *args: stages.append(args))
+    assert [done for _, done, _ in stages] == list(range(1, 7))
+    for row in rows:
+        assert row.password is None
+        assert verify_password(f"pw-{row.line}", row.values["hashed_password"])
+
+
+# A killed import ---------------------------------------------------------------------------------
+
+
+def _count(url: str) -> int:
+    async def count() -> int:
+        engine = create_engine(url)
+        try:
+            async with engine.connect() as connection:
+                return int(
+                    (await connection.execute(text('SELECT count(*) FROM "user"'))).scalar_one()
+                )
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(count())
+
+
+def _writing(url: str) -> bool:
+    """Whether an import is inside its write transaction right now."""
+    if url.startswith("sqlite"):
+        wal = Path(url.split(":///", 1)[1] + "-wal")
+        return wal.exists() and wal.stat().st_size > 1 << 20
+
+    async def locked() -> bool:
+        engine = create_engine(url)
+        try:
+            async with engine.connect() as connection:
+                found = await connection.execute(
+                    text(
+                        "SELECT count(*) FROM pg_locks WHERE mode = 'ShareRowExclusiveLock' "
+                        "AND relation = 'public.user'::regclass AND granted"
+                    )
+                )
+                return bool(found.scalar_one())
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(locked())
+
+
+def test_a_killed_import_leaves_nothing_and_the_next_run_works(url: str, tmp_path: Path) -> None:
+    total = 100_000
+    path = tmp_path / "many.jsonl"
+    hashed = stored_hash()
+    with path.open("w") as out:
+        for index in range(total):
+            record = {"email": f"user{index}@example{index % 97}.com", "hashed_password": hashed}
+            out.write(json.dumps(record) + "\n")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("USERSCTL_")}
+    process = subprocess.Popen(
+        [ENTRY_POINT, "-d", url, "import-users", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    # Kill it while it writes: rows are in the database's transaction, not yet committed.
+    deadline = time.monotonic() + 120
+    while not _writing(url):
+        assert process.poll() is None, "the import ended before it was seen writing"
+        assert time.monotonic() < deadline, "the import was never seen writing"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert _count(url) == 0
+
+    # The next run completes without any repair (no stale lock; SQLite recovers its WAL).
+    finish = subprocess.run(
+        [ENTRY_POINT, "-d", url, "import-users", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert finish.returncode == 0, finish.stderr
+    assert _count(url) == total
