@@ -309,6 +309,69 @@ class RowValidator:
         return Row(line, email.lower(), values, password if hashed is None else None)
 
 
+class FileCheck:
+    """Validates a file's records batch by batch, keeping what the verdict needs: the accepted rows
+    (duplicates within the file resolved by the conflict rule), every problem, every duplicate."""
+
+    def __init__(self, model: UserModel, on_conflict: str) -> None:
+        self.validate = RowValidator(model)
+        self.on_conflict = on_conflict
+        self.rows: dict[str, Row] = {}
+        self.ids: dict[Any, int] = {}
+        self.problems: list[Problem] = []
+        self.duplicates: list[Problem] = []
+        self.skipped = 0
+        self.plaintext = False  # some row has a password to hash
+        self.replaced = False  # a later row replaced an accepted one (--on-conflict update)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.problems or self.duplicates)
+
+    def add(self, records: Iterable[tuple[int, dict[str, Any]]]) -> list[Row]:
+        """Check ``records``; return the rows accepted for the first time."""
+        accepted = []
+        for line, record in records:
+            try:
+                row = self.validate(line, record)
+            except UsersctlError as exc:
+                self.problems.append(Problem(line, str(exc)))
+                continue
+            row_id = row.values.get("id")
+            if row_id is not None:
+                earlier_line = self.ids.setdefault(row_id, line)
+                if earlier_line != line:
+                    self.problems.append(
+                        Problem(line, f"id {row_id} is also on line {earlier_line}")
+                    )
+                    continue
+            self.plaintext = self.plaintext or row.password is not None
+            earlier = self.rows.get(row.key)
+            if earlier is None:
+                self.rows[row.key] = row
+                accepted.append(row)
+            elif self.on_conflict == "fail":
+                self.duplicates.append(
+                    Problem(line, f"{row.values['email']} is also on line {earlier.line}")
+                )
+            elif self.on_conflict == "skip":
+                self.skipped += 1
+            else:
+                self.rows[row.key] = row  # update: the last row for an address wins
+                self.skipped += 1
+                self.replaced = True
+        return accepted
+
+    def verdict(self) -> tuple[list[Row], int]:
+        """Raise ``ImportRejected`` or ``ImportConflict`` if the file is not fit to import;
+        else return its rows and how many were skipped."""
+        if self.problems:
+            raise ImportRejected(self.problems)
+        if self.duplicates:
+            raise ImportConflict(self.duplicates)
+        return list(self.rows.values()), self.skipped
+
+
 def validate_records(
     model: UserModel,
     records: Iterable[tuple[int, dict[str, Any]]],
@@ -316,41 +379,9 @@ def validate_records(
 ) -> tuple[list[Row], int]:
     """Validate every record; raise ``ImportRejected`` listing all problems, else return the rows
     (duplicates within the file resolved by ``on_conflict``) and how many were skipped."""
-    validate = RowValidator(model)
-    rows: dict[str, Row] = {}
-    ids: dict[Any, int] = {}
-    problems: list[Problem] = []
-    duplicates: list[Problem] = []
-    skipped = 0
-    for line, record in records:
-        try:
-            row = validate(line, record)
-        except UsersctlError as exc:
-            problems.append(Problem(line, str(exc)))
-            continue
-        row_id = row.values.get("id")
-        if row_id is not None:
-            earlier_line = ids.setdefault(row_id, line)
-            if earlier_line != line:
-                problems.append(Problem(line, f"id {row_id} is also on line {earlier_line}"))
-                continue
-        earlier = rows.get(row.key)
-        if earlier is None:
-            rows[row.key] = row
-        elif on_conflict == "fail":
-            duplicates.append(
-                Problem(line, f"{row.values['email']} is also on line {earlier.line}")
-            )
-        elif on_conflict == "skip":
-            skipped += 1
-        else:
-            rows[row.key] = row  # update: the last row for an address wins
-            skipped += 1
-    if problems:
-        raise ImportRejected(problems)
-    if duplicates:
-        raise ImportConflict(duplicates)
-    return list(rows.values()), skipped
+    check = FileCheck(model, on_conflict)
+    check.add(records)
+    return check.verdict()
 
 
 def hash_passwords(rows: list[Row], progress: Progress | None = None) -> None:
@@ -509,17 +540,26 @@ async def _insert_all_or_nothing(
     return True
 
 
-async def _insert(ctx: UserContext, batch: list[dict[str, Any]]) -> None:
-    """Insert rows through the driver's executemany, with values converted once per column.
+@dataclass(frozen=True)
+class PreparedInsert:
+    """An INSERT compiled for one set of columns, and its rows as driver-ready tuples."""
+
+    sql: str
+    params: list[tuple[Any, ...]]
+
+
+def prepare_inserts(
+    table: Any, dialect: Dialect, rows: list[dict[str, Any]]
+) -> list[PreparedInsert]:
+    """Compile the INSERTs for ``rows`` and convert their values for the driver, once per column.
 
     SQLAlchemy's per-row parameter handling costs more than SQLite's own work at this volume;
-    the statement is still compiled by SQLAlchemy and the values go through each column type's
-    own bind processor, so what is stored is exactly what an ORM insert would store.
+    the statement is still compiled by SQLAlchemy and each value goes through its column type's
+    bind processor, so what is stored is exactly what an ORM insert would store. Pure Python and
+    no I/O, so it can run in a worker thread while the previous batch is being written.
     """
-    dialect = ctx.session.bind.dialect
-    connection = await ctx.session.connection()
-    table = ctx.model.table
-    for columns, group in _group_by_columns(batch):
+    prepared = []
+    for columns, group in _group_by_columns(rows):
         compiled = (
             insert(table)
             .values({name: bindparam(name) for name in columns})
@@ -540,7 +580,20 @@ async def _insert(ctx: UserContext, batch: list[dict[str, Any]]) -> None:
                     for value, process in zip(values, processors, strict=True)
                 )
             )
-        await connection.exec_driver_sql(compiled.string, params)
+        prepared.append(PreparedInsert(compiled.string, params))
+    return prepared
+
+
+async def _execute_inserts(ctx: UserContext, prepared: list[PreparedInsert]) -> None:
+    connection = await ctx.session.connection()
+    for statement in prepared:
+        await connection.exec_driver_sql(statement.sql, statement.params)
+
+
+async def _insert(ctx: UserContext, batch: list[dict[str, Any]]) -> None:
+    """Insert rows through the driver's executemany (see ``prepare_inserts``)."""
+    dialect = ctx.session.bind.dialect
+    await _execute_inserts(ctx, prepare_inserts(ctx.model.table, dialect, batch))
 
 
 def _python_default(column: Any) -> Callable[[], Any]:
@@ -576,6 +629,7 @@ async def import_users(
     dry_run: bool = False,
     connect_timeout: float = 10.0,
     progress: Progress | None = None,
+    model_path: str | None = None,
 ) -> ImportSummary:
     """Import users from ``stream`` into the database at ``url``, all or nothing."""
     import asyncio
@@ -584,15 +638,80 @@ async def import_users(
 
     if on_conflict not in CONFLICT_RULES:
         raise InvalidInput(f"--on-conflict must be one of {', '.join(CONFLICT_RULES)}")
-    async with open_users(url, connect_timeout=connect_timeout) as ctx:
-        model = ctx.model
-    rows, skipped = validate_records(model, read_records(stream, fmt), on_conflict)
-    await asyncio.to_thread(hash_passwords, rows, progress)
-    summary = ImportSummary(skipped=skipped, dry_run=dry_run)
-    async with open_users(url, connect_timeout=connect_timeout, write=True) as ctx:
-        await write_rows(ctx, rows, on_conflict, summary, progress)
+    summary = ImportSummary(dry_run=dry_run)
+    async with open_users(
+        url, connect_timeout=connect_timeout, write=True, model_path=model_path
+    ) as ctx:
+        check = FileCheck(ctx.model, on_conflict)
+        records = read_records(stream, fmt)
+        if on_conflict == "fail" and await _stream_rows(ctx, check, records, progress):
+            summary.created = len(check.rows)
+        else:
+            # The careful path: the whole file checked, passwords hashed with no transaction
+            # open, then conflicts looked up and everything written in one transaction.
+            await ctx.session.rollback()
+            check.add(records)  # whatever the streaming path did not read
+            rows, summary.skipped = check.verdict()
+            await asyncio.to_thread(hash_passwords, rows, progress)
+            await write_rows(ctx, rows, on_conflict, summary, progress)
         if dry_run:
             await ctx.session.rollback()
         else:
             await ctx.session.commit()
     return summary
+
+
+async def _stream_rows(
+    ctx: UserContext,
+    check: FileCheck,
+    records: Iterator[tuple[int, dict[str, Any]]],
+    progress: Progress | None,
+) -> bool:
+    """The fast path for a file of hashes under ``--on-conflict fail``: each batch is written
+    while the next one is being checked, inside the one transaction the caller commits.
+
+    Returns True when every row is in; False as soon as the file needs the careful path (a
+    password to hash, an invalid row, a duplicate, a conflict with the database), leaving the
+    rest of ``records`` unread and the transaction for the caller to roll back.
+    """
+    import asyncio
+    import itertools
+
+    table = ctx.model.table
+    dialect = ctx.session.bind.dialect
+    if dialect.name == "postgresql":
+        await ctx.session.execute(
+            sql_text(f'LOCK TABLE "{table.name}" IN SHARE ROW EXCLUSIVE MODE')
+        )
+
+    def next_batch() -> list[PreparedInsert] | None:
+        batch = list(itertools.islice(records, WRITE_BATCH))
+        if not batch:
+            return None
+        accepted = check.add(batch)
+        if not check.clean or check.plaintext:
+            return []
+        return prepare_inserts(table, dialect, [row.values for row in accepted])
+
+    writing: asyncio.Future[None] | None = None
+    written = 0
+    try:
+        while True:
+            # Check the next batch in a thread while the previous one is being written.
+            prepared = await asyncio.to_thread(next_batch)
+            if writing is not None:
+                await writing
+                writing = None
+            if prepared is None:
+                return True
+            if not check.clean or check.plaintext:
+                return False
+            writing = asyncio.ensure_future(_execute_inserts(ctx, prepared))
+            written += sum(len(statement.params) for statement in prepared)
+            if progress:
+                progress("writing", written, 0)
+    except IntegrityError:
+        return False
+    finally:
+        if writing is not None and not writing.done():
+            await asyncio.wait([writing])

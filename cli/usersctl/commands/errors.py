@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -29,8 +28,9 @@ class ExitCode(IntEnum):
 
 EXIT_CODE_HELP = (
     "Exit codes: 0 success (also when nothing needed to change); 1 unexpected failure; "
-    "2 usage or invalid input; 3 user not found; 4 conflict (email taken, last superuser); "
-    "5 database problem (unreachable, tables missing, read-only); 6 a check said no; "
+    "2 usage or invalid input; 3 user not found (or no such OAuth link); "
+    "4 conflict (email taken, last superuser); "
+    "5 database problem (unreachable, tables missing, read-only); 6 a check said no (doctor); "
     "130 interrupted."
 )
 
@@ -74,7 +74,7 @@ def exit_code_for(exc: BaseException) -> tuple[ExitCode, str]:
 
     if isinstance(exc, errors.InvalidInput):
         return ExitCode.USAGE, str(exc)
-    if isinstance(exc, errors.UserNotFound):
+    if isinstance(exc, errors.NotFound):
         return ExitCode.NOT_FOUND, str(exc)
     if isinstance(exc, errors.Conflict):
         return ExitCode.CONFLICT, str(exc)
@@ -84,7 +84,7 @@ def exit_code_for(exc: BaseException) -> tuple[ExitCode, str]:
         return ExitCode.CHECK_FAILED, str(exc)
     if isinstance(exc, (DBAPIError, SQLAlchemyError)):
         return ExitCode.DATABASE, _database_message(exc)
-    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+    if isinstance(exc, TimeoutError):  # asyncio.TimeoutError is TimeoutError from Python 3.11
         return ExitCode.DATABASE, "timed out connecting to the database"
     if isinstance(exc, OSError) or type(exc).__module__.startswith("asyncpg"):
         return ExitCode.DATABASE, f"cannot connect to the database: {_database_message(exc)}"
@@ -96,10 +96,25 @@ def run(coroutine_function: Callable[[], Awaitable[T]]) -> T:
 
     Set ``USERSCTL_DEBUG=1`` to see the traceback of an unexpected failure.
     """
+    import asyncio  # here, not at the top: it costs 30 ms that --help does not need
+
+    return call(lambda: asyncio.run(_as_coroutine(coroutine_function)))
+
+
+def call(function: Callable[[], T]) -> T:
+    """Call ``function``, translating every failure: for the work a command does outside the
+    event loop (checks, and prompts, which must not block a running loop: Ctrl-C would then only
+    cancel its task, and the prompt would go on waiting)."""
     try:
-        return asyncio.run(_as_coroutine(coroutine_function))
+        return function()
     except typer.Exit:
         raise
+    except typer.Abort as exc:
+        # Click turns Ctrl-C and end of input at a prompt into Abort; the cause tells them apart.
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            typer.echo("Error: interrupted; nothing was committed", err=True)
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        fail("aborted at the prompt (end of input); nothing was changed", ExitCode.FAILURE)
     except KeyboardInterrupt:
         typer.echo("Error: interrupted; nothing was committed", err=True)
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
