@@ -11,8 +11,16 @@ class InvalidInput(UsersctlError):
     """A value given by the caller is not acceptable (email, id, field, password, file)."""
 
 
-class UserNotFound(UsersctlError):
+class NotFound(UsersctlError):
+    """What was named does not exist."""
+
+
+class UserNotFound(NotFound):
     """No user has the given email or id."""
+
+
+class OAuthAccountNotFound(NotFound):
+    """The user has no OAuth account with the given provider."""
 
 
 class Conflict(UsersctlError):
