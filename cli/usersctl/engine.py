@@ -24,14 +24,23 @@ def normalize_url(raw: str | URL) -> URL:
     """Parse a database URL and give it an async driver: asyncpg for PostgreSQL, aiosqlite for SQLite."""
     try:
         url = make_url(raw.strip() if isinstance(raw, str) else raw)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise InvalidInput(
             "the database URL is not valid; expected e.g. sqlite:///users.db or "
             "postgresql://user@host/db"
         ) from None
+    if "@" in (url.host or ""):
+        raise InvalidInput(
+            "the database URL has more than one '@'; write an '@' in the password as %40"
+        )
     backend, _, driver = url.drivername.partition("+")
     if backend in _ASYNC_DRIVERS and driver in ("", "psycopg2", "psycopg", "asyncpg", "pg8000"):
-        return url.set(drivername=_ASYNC_DRIVERS[backend])
+        query = dict(url.query)
+        if "sslmode" in query:
+            # libpq's ?sslmode=require (as hosting providers print URLs) is asyncpg's ssl=require;
+            # passed on as it is, asyncpg's connect() fails with an unexpected keyword argument.
+            query.setdefault("ssl", query.pop("sslmode"))
+        return url.set(drivername=_ASYNC_DRIVERS[backend], query=query)
     if backend == "sqlite" and driver in ("", "pysqlite", "aiosqlite"):
         return url.set(drivername="sqlite+aiosqlite")
     raise InvalidInput(
@@ -43,8 +52,12 @@ def mask_url(url: str | URL) -> str:
     """The URL as it may be shown to a person: the password replaced by ``***``."""
     try:
         parsed = make_url(url) if isinstance(url, str) else url
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return "<invalid URL>"
+    host = parsed.host or ""
+    if "@" in host:
+        # An unencoded '@' in the password: SQLAlchemy takes the rest of the password for the host.
+        parsed = parsed.set(host=host.rpartition("@")[2])
     return parsed.render_as_string(hide_password=True)
 
 
@@ -75,14 +88,17 @@ def create_engine(
     url: str | URL,
     *,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-    sqlite_begin: str = "BEGIN",
+    sqlite_begin: str = "BEGIN IMMEDIATE",
     **kwargs: Any,
 ) -> AsyncEngine:
     """An async engine for ``url``, normalised, with bounded connect time.
 
     On SQLite every connection enforces foreign keys, uses WAL and waits for locks instead of
-    failing with "database is locked"; ``sqlite_begin="BEGIN IMMEDIATE"`` takes the write lock at
-    the start of each transaction, which writers need so that two of them cannot deadlock.
+    failing with "database is locked". Transactions start with ``BEGIN IMMEDIATE`` by default:
+    one that reads and then writes (``get_by_email`` then ``create``, as every registration does)
+    cannot wait for the write lock once it holds a read snapshot, so under a deferred ``BEGIN``
+    concurrent writers fail at once whatever the busy timeout. Pass ``sqlite_begin="BEGIN"`` for
+    read-only work that should not queue behind writers (or a read-only file).
     """
     url = normalize_url(url)
     connect_args: dict[str, Any] = dict(kwargs.pop("connect_args", {}))

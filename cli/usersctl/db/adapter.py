@@ -94,8 +94,13 @@ class SQLAlchemyUserDatabase(Generic[UP, ID]):
         FastAPI Users deletes through the ORM, which nulls ``oauth_account.user_id`` and fails on
         NOT NULL; here the cascade is carried out explicitly, so it holds on any database.
         """
+        state: InstanceState[Any] = inspect(user)
+        if state.expired_attributes and user in self.session:
+            # Load what a rollback expired: once expunged below, an expired user could not be
+            # read any more, and callers do read it (FastAPI Users' on_after_delete hook).
+            await self.session.refresh(user)
         # Read the key from the identity map: it survives a rollback that expired the object.
-        identity = inspect(user).identity
+        identity = state.identity
         await self.delete_by_id(identity[0] if identity else user.id)
         if user in self.session:
             self.session.expunge(user)

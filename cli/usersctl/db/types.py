@@ -16,8 +16,11 @@ UUID_ID = uuid.UUID
 
 def to_uuid(value: Any) -> uuid.UUID:
     """Return ``value`` as a UUID; accepts a UUID, any form ``uuid.UUID`` parses, or 16 bytes."""
-    if isinstance(value, uuid.UUID):
+    if type(value) is uuid.UUID:
         return value
+    if isinstance(value, uuid.UUID):
+        # asyncpg's own UUID subclass: give every database the same plain type.
+        return uuid.UUID(int=value.int)
     if isinstance(value, bytes) and len(value) == 16:
         return uuid.UUID(bytes=value)
     return uuid.UUID(str(value).strip())

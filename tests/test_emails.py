@@ -1,0 +1,97 @@
+"""Email normal form: what FastAPI Users' ``EmailStr`` fields store; clear words for what is invalid."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi_users.schemas import BaseUserCreate
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from usersctl.emails import InvalidEmail, normalize_email
+from usersctl.errors import InvalidInput
+
+
+def stored_by_fastapi_users(address: str) -> str:
+    """The address as FastAPI Users' create schema keeps it (pydantic's ``EmailStr``)."""
+    return str(BaseUserCreate(email=address, password="x").email)
+
+
+@pytest.mark.parametrize(
+    ("typed", "normal"),
+    [
+        ("alice@example.com", "alice@example.com"),
+        ("Alice@Example.COM", "Alice@example.com"),  # domain lowercased, local part kept
+        ("  bob@example.org\t", "bob@example.org"),
+        ("user+tag@Sub.Example.co.uk", "user+tag@sub.example.co.uk"),
+        ("o'neil@example.ie", "o'neil@example.ie"),
+        ("POSTMASTER@Example.com", "postmaster@example.com"),  # RFC 5321's case-free mailbox
+        ("José@Exämple.com", "José@exämple.com"),
+        ("ÅNGSTRÖM@EXAMPLE.COM", "ÅNGSTRÖM@example.com"),
+        ("user@XN--BCHER-KVA.com", "user@bücher.com"),  # punycode shown as Unicode
+        ("alice@\uff25\uff38\uff21\uff2d\uff30\uff2c\uff25.com", "alice@example.com"),  # full-width
+        ("用户@例子.广告", "用户@例子.广告"),
+    ],
+)
+def test_normal_form_is_what_fastapi_users_stores(typed: str, normal: str) -> None:
+    assert normalize_email(typed) == normal
+    assert stored_by_fastapi_users(typed) == normal
+
+
+@given(st.emails())
+def test_normal_form_matches_email_str_for_any_address(address: str) -> None:
+    try:
+        expected = stored_by_fastapi_users(address)
+    except ValidationError:
+        with pytest.raises(InvalidEmail):
+            normalize_email(address)
+    else:
+        assert normalize_email(address) == expected
+
+
+@given(st.emails())
+def test_normalising_twice_changes_nothing_and_case_never_matters_to_the_domain(
+    address: str,
+) -> None:
+    try:
+        normal = normalize_email(address)
+    except InvalidEmail:
+        return
+    assert normalize_email(normal) == normal
+    local, _, domain = address.rpartition("@")
+    shouted = f"{local}@{domain.upper()}"
+    assert normalize_email(shouted) == normal
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        ("alice.example.com", "must have exactly one @-sign"),
+        ("", "email address is empty"),
+        ("   ", "email address is empty"),
+        ("al ice@example.com", "invalid characters before the @-sign: SPACE"),
+        ("alice@exam ple.com", "after the @-sign contains invalid characters: SPACE"),
+        ("alice@example.com\r\nBcc: eve@example.com", "line break"),
+        ("alice@example.com\nmallory@example.com", "line break"),
+        ("alice\x00@example.com", "NUL"),
+        ("a" * 309 + "@example.com", "longer than 320 characters"),
+        ("a" * 250 + "@example.com", "too long"),
+        ("alice@@example.com", "invalid email address"),
+        ("alice@", "There must be something after the @-sign"),
+        ("@example.com", "There must be something before the @-sign"),
+        ("alice@example", "should have a period"),
+        ("alice@localhost", "should have a period"),
+        ('"alice"@example.com', "Quoting the part before the @-sign is not allowed"),
+    ],
+)
+def test_invalid_addresses_are_refused_with_the_reason(typed: str, message: str) -> None:
+    with pytest.raises(InvalidEmail, match=message) as error:
+        normalize_email(typed)
+
+    # One line a command can print as it is
+    text = str(error.value)
+    assert "\n" not in text and "\r" not in text and "\x00" not in text
+    assert isinstance(error.value, InvalidInput)
+    # FastAPI Users refuses them too
+    with pytest.raises(ValidationError):
+        stored_by_fastapi_users(typed)

@@ -1,0 +1,176 @@
+"""Password hashing: FastAPI Users' exact configuration, checked against the real package."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import argon2
+import bcrypt
+import pytest
+from fastapi_users.password import PasswordHelper
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from usersctl.passwords import (
+    generate_password,
+    hash_password,
+    hash_scheme,
+    is_known_hash,
+    verify_and_update,
+    verify_password,
+)
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(scope="module")
+def our_hash() -> str:
+    return hash_password(PASSWORD)
+
+
+@pytest.fixture(scope="module")
+def their_hash() -> str:
+    return PasswordHelper().hash(PASSWORD)
+
+
+@pytest.fixture(scope="module")
+def bcrypt_hash() -> str:
+    return bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+
+
+@pytest.fixture(scope="module")
+def outdated_argon2_hash() -> str:
+    # RFC 9106's second recommended option: argon2id, but not argon2-cffi's defaults.
+    return argon2.PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1).hash(PASSWORD)
+
+
+def is_current_argon2(hashed: str) -> bool:
+    parameters = argon2.extract_parameters(hashed)
+    return (
+        parameters.type,
+        parameters.memory_cost,
+        parameters.time_cost,
+        parameters.parallelism,
+    ) == (argon2.Type.ID, 65536, 3, 4)
+
+
+def test_new_hashes_are_argon2id_with_argon2_cffi_defaults(our_hash: str) -> None:
+    assert re.fullmatch(
+        r"\$argon2id\$v=19\$m=65536,t=3,p=4\$[A-Za-z0-9+/]{22}\$[A-Za-z0-9+/]{43}", our_hash
+    )
+    assert is_current_argon2(our_hash)
+    assert hash_scheme(our_hash) == "argon2"
+
+
+def test_each_hash_has_its_own_salt(our_hash: str) -> None:
+    again = hash_password(PASSWORD)
+    assert again != our_hash
+    assert verify_password(PASSWORD, again)
+
+
+def test_our_hash_verifies_with_fastapi_users(our_hash: str) -> None:
+    helper = PasswordHelper()
+    assert helper.verify_and_update(PASSWORD, our_hash) == (True, None)
+    assert helper.verify_and_update(PASSWORD + "!", our_hash) == (False, None)
+
+
+def test_fastapi_users_hash_verifies_here(their_hash: str) -> None:
+    assert verify_and_update(PASSWORD, their_hash) == (True, None)
+    assert verify_and_update(PASSWORD.upper(), their_hash) == (False, None)
+    assert verify_password(PASSWORD, their_hash) is True
+    assert hash_scheme(their_hash) == "argon2"
+
+
+def test_a_bcrypt_hash_verifies_and_is_upgraded_to_argon2(bcrypt_hash: str) -> None:
+    assert hash_scheme(bcrypt_hash) == "bcrypt"
+
+    verified, new_hash = verify_and_update(PASSWORD, bcrypt_hash)
+
+    assert verified is True
+    assert new_hash is not None and is_current_argon2(new_hash)
+    assert verify_and_update(PASSWORD, new_hash) == (True, None)
+    # FastAPI Users does the same at login
+    assert PasswordHelper().verify_and_update(PASSWORD, new_hash) == (True, None)
+
+
+def test_a_wrong_password_against_bcrypt_is_no_match_and_no_upgrade(bcrypt_hash: str) -> None:
+    assert verify_and_update("wrong", bcrypt_hash) == (False, None)
+
+
+def test_an_outdated_argon2_hash_is_upgraded(outdated_argon2_hash: str) -> None:
+    assert hash_scheme(outdated_argon2_hash) == "argon2-outdated"
+
+    verified, new_hash = verify_and_update(PASSWORD, outdated_argon2_hash)
+
+    assert verified is True
+    assert new_hash is not None and is_current_argon2(new_hash)
+    assert hash_scheme(new_hash) == "argon2"
+    assert verify_and_update("wrong", outdated_argon2_hash) == (False, None)
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "",
+        "!DISABLED!",
+        "garbage",
+        "$argon2id$garbage",
+        "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$bm90IGEgcmVhbCBoYXNo",
+        "$2b$12$short",
+        "$2b$04$" + "." * 53,
+        "$pbkdf2-sha256$29000$abc$def",
+        "\x00",
+    ],
+)
+def test_unknown_or_disabled_hashes_are_no_match(stored: str) -> None:
+    assert verify_and_update(PASSWORD, stored) == (False, None)
+    assert verify_password(PASSWORD, stored) is False
+
+
+def test_bcrypt_check_of_a_password_over_72_bytes_is_no_match(bcrypt_hash: str) -> None:
+    long_password = PASSWORD + "x" * 72
+    assert len(long_password.encode()) > 72
+    with pytest.raises(ValueError):  # what bcrypt itself does, and FastAPI Users passes on
+        PasswordHelper().verify_and_update(long_password, bcrypt_hash)
+
+    assert verify_and_update(long_password, bcrypt_hash) == (False, None)
+    # Multi-byte characters count in bytes: 25 characters, 75 bytes
+    assert verify_and_update("€" * 25, bcrypt_hash) == (False, None)
+
+
+@pytest.mark.parametrize(
+    ("stored", "scheme"),
+    [
+        ("", "unknown"),
+        ("!DISABLED!", "unknown"),
+        ("$argon2id$v=19$m=65536,t=3,p=4$" + "A" * 22 + "$" + "A" * 43, "argon2"),
+        ("$argon2id$v=19$m=19456,t=2,p=1$" + "A" * 22 + "$" + "A" * 43, "argon2-outdated"),
+        ("$argon2i$v=19$m=65536,t=3,p=4$" + "A" * 22 + "$" + "A" * 43, "argon2-outdated"),
+        ("$2b$12$" + "a" * 53, "bcrypt"),
+        ("$2a$10$" + "a" * 53, "bcrypt"),
+        ("$2b$12$" + "a" * 52, "unknown"),
+        ("plain-text-password", "unknown"),
+    ],
+)
+def test_hash_scheme_classifies_stored_hashes(stored: str, scheme: str) -> None:
+    assert hash_scheme(stored) == scheme
+    assert is_known_hash(stored) is (scheme != "unknown")
+
+
+# Each example costs two Argon2 runs (about 0.1 s each): few examples, any text.
+@settings(max_examples=8, deadline=None)
+@given(password=st.text(max_size=80))
+def test_any_password_verifies_against_its_own_hash(password: str) -> None:
+    assert verify_and_update(password, hash_password(password)) == (True, None)
+
+
+def test_generated_passwords_are_distinct_and_256_bits() -> None:
+    passwords = [generate_password() for _ in range(200)]
+
+    assert len(set(passwords)) == 200
+    for password in passwords:
+        assert re.fullmatch(r"[A-Za-z0-9_-]{43}", password)
+        assert len(base64.urlsafe_b64decode(password + "=")) == 32
+    # Drawn from the whole alphabet, not a few characters of it
+    assert len(set("".join(passwords))) == 64
