@@ -498,3 +498,19 @@ def test_a_killed_import_leaves_nothing_and_the_next_run_works(url: str, tmp_pat
     )
     assert finish.returncode == 0, finish.stderr
     assert _count(url) == total
+
+
+def test_export_through_a_link_writes_its_target_and_keeps_the_link(
+    url: str, tmp_path: Path
+) -> None:
+    cli(url, "import-users", "-", "--format", "jsonl", input=jsonl(user_record(1)))
+    target = tmp_path / "real.jsonl"
+    target.write_text("")
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(target)
+    result = cli(url, "export-users", str(link))
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink()
+    assert [json.loads(line)["email"] for line in target.read_text().splitlines()] == [
+        "user1@example.com"
+    ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import gc
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -632,16 +633,43 @@ async def import_users(
     model_path: str | None = None,
 ) -> ImportSummary:
     """Import users from ``stream`` into the database at ``url``, all or nothing."""
-    import asyncio
-
-    from usersctl.users import open_users
 
     if on_conflict not in CONFLICT_RULES:
         raise InvalidInput(f"--on-conflict must be one of {', '.join(CONFLICT_RULES)}")
     summary = ImportSummary(dry_run=dry_run)
+    # Rows are kept until the end: the collector would scan them again and again for nothing.
+    gc.disable()
+    try:
+        return await _import(
+            url, stream, fmt, on_conflict, summary, connect_timeout, progress, model_path
+        )
+    finally:
+        gc.enable()
+
+
+async def _import(
+    url: str,
+    stream: IO[bytes],
+    fmt: str | None,
+    on_conflict: str,
+    summary: ImportSummary,
+    connect_timeout: float,
+    progress: Progress | None,
+    model_path: str | None,
+) -> ImportSummary:
+    import asyncio
+
+    from usersctl.users import open_users
+
+    dry_run = summary.dry_run
     async with open_users(
         url, connect_timeout=connect_timeout, write=True, model_path=model_path
     ) as ctx:
+        if ctx.session.bind.dialect.name == "sqlite":
+            # A bigger page cache (64 MiB, this connection only) keeps the indexes being
+            # filled in memory instead of re-reading their pages for every few rows.
+            connection = await ctx.session.connection()
+            await connection.exec_driver_sql("PRAGMA cache_size = -65536")
         check = FileCheck(ctx.model, on_conflict)
         records = read_records(stream, fmt)
         if on_conflict == "fail" and await _stream_rows(ctx, check, records, progress):

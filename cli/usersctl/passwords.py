@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import secrets
+import threading
+from concurrent.futures import Future
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -27,6 +29,24 @@ def password_hash() -> PasswordHash:
 def hash_password(password: str) -> str:
     """A new Argon2id hash of ``password``."""
     return password_hash().hash(password)
+
+
+def hash_password_in_background(password: str) -> Future[str]:
+    """Start hashing ``password`` in a daemon thread and return the future hash.
+
+    Argon2 releases the GIL, so a command's imports and its connection to the database proceed
+    while the ~0.1 s of hashing happens; a command that fails meanwhile does not wait for it.
+    """
+    future: Future[str] = Future()
+
+    def work() -> None:
+        try:
+            future.set_result(hash_password(password))
+        except BaseException as exc:  # handed to whoever awaits the hash
+            future.set_exception(exc)
+
+    threading.Thread(target=work, name="usersctl-hash", daemon=True).start()
+    return future
 
 
 def verify_password(password: str, hashed: str) -> bool:

@@ -8,10 +8,10 @@ from sqlalchemy import Table, func, inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from usersctl.builtin_tables import AccessToken, OAuthAccount, User
 from usersctl.db import email_lower_index_name
-from usersctl.engine import DEFAULT_CONNECT_TIMEOUT, create_engine, normalize_url
+from usersctl.engine import DEFAULT_CONNECT_TIMEOUT, create_engine, normalize_url, sqlite_path
 from usersctl.errors import Conflict
-from usersctl.models import AccessToken, OAuthAccount, User
 
 USER_TABLE = User.__table__
 
@@ -106,11 +106,26 @@ async def init_database(
     tables: list[Table],
     *,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    dry_run: bool = False,
 ) -> InitReport:
-    """Create what is missing of ``tables`` and the ``lower(email)`` index, in one transaction."""
+    """Create what is missing of ``tables`` and the ``lower(email)`` index, in one transaction.
+
+    ``dry_run`` reports what would be created and rolls back (both databases roll back DDL); a
+    SQLite file that does not exist yet is not created for it.
+    """
+    path = sqlite_path(normalize_url(url))
+    if dry_run and path is not None and not path.exists():
+        report = InitReport()
+        for table in tables:
+            report.created_tables.append(table.name)
+            report.created_indexes.extend(index.name or "" for index in table.indexes)
+        return report
     engine = create_engine(url, connect_timeout=connect_timeout, sqlite_begin="BEGIN IMMEDIATE")
     try:
-        async with engine.begin() as connection:
-            return await connection.run_sync(_init, tables)
+        async with engine.connect() as connection, connection.begin() as transaction:
+            report = await connection.run_sync(_init, tables)
+            if dry_run:
+                await transaction.rollback()
+            return report
     finally:
         await engine.dispose()

@@ -6,6 +6,7 @@ commits (or rolls back, for a dry run). Nothing here knows about the command lin
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -24,8 +25,14 @@ from usersctl.engine import (
     create_engine,
     session_factory,
 )
-from usersctl.errors import InvalidInput, LastSuperuser, UserAlreadyExists, UserNotFound
-from usersctl.models import UserModel, reflect_user_model
+from usersctl.errors import (
+    CheckFailed,
+    InvalidInput,
+    LastSuperuser,
+    UserAlreadyExists,
+    UserNotFound,
+)
+from usersctl.models import UserModel, load_user_model, reflect_user_model, require_table
 
 UserDB = SQLAlchemyUserDatabase[Any, Any]
 
@@ -45,14 +52,17 @@ async def open_users(
     *,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     write: bool = False,
+    model_path: str | None = None,
 ) -> AsyncIterator[UserContext]:
     """Open one session on ``url``, read the user table's structure, and dispose of it all after.
 
     ``write=True`` takes SQLite's write lock when the transaction starts, so a check and the write
-    that follows it cannot be interleaved with another process.
+    that follows it cannot be interleaved with another process. ``model_path``
+    (``module.path:ClassName``) uses the app's own model instead of reading the table's structure.
     """
     from usersctl.engine import normalize_url
 
+    loaded = load_user_model(model_path) if model_path else None
     parsed = normalize_url(url)
     check_sqlite_file(parsed)
     engine = create_engine(
@@ -62,7 +72,11 @@ async def open_users(
     )
     try:
         async with session_factory(engine)() as session:
-            model = await session.run_sync(lambda s: reflect_user_model(s.connection()))
+            if loaded is None:
+                model = await session.run_sync(lambda s: reflect_user_model(s.connection()))
+            else:
+                model = loaded
+                await session.run_sync(lambda s: require_table(s.connection(), loaded))
             yield UserContext(session, SQLAlchemyUserDatabase(session, model.user_class), model)
     finally:
         await engine.dispose()
@@ -73,7 +87,7 @@ async def open_users(
 
 def user_row(model: UserModel, user: Any) -> dict[str, Any]:
     """The user's columns as a dict, without ``hashed_password``."""
-    return {name: getattr(user, name) for name in model.columns}
+    return {name: getattr(user, model.attribute(name)) for name in model.columns}
 
 
 def parse_user_id(model: UserModel, raw: str) -> Any:
@@ -100,10 +114,12 @@ def parse_user_id(model: UserModel, raw: str) -> Any:
 async def find_user(ctx: UserContext, email_or_id: str) -> Any:
     """The user with this email (case-insensitive) or id; raises ``UserNotFound``."""
     if "@" in email_or_id:
-        try:
-            email = normalize_email(email_or_id)
-        except InvalidEmail:
-            email = email_or_id.strip()  # an address stored before today's rules still matches
+        email = email_or_id.strip()
+        if not email.isascii():
+            # Unicode needs the normal form (NFC, IDNA domain); for ASCII, lower() on both sides
+            # of the lookup already does what normalising would, without loading the validator.
+            with contextlib.suppress(InvalidEmail):  # stored before today's rules: still matches
+                email = normalize_email(email)
         user = await ctx.db.get_by_email(email)
     else:
         user = await ctx.db.get(parse_user_id(ctx.model, email_or_id))
@@ -217,13 +233,20 @@ async def create_user(
     extra: dict[str, Any] | None = None,
 ) -> Created:
     """Add a user. An existing email (any case) raises ``UserAlreadyExists``, or with
-    ``if_not_exists`` returns that user unchanged."""
+    ``if_not_exists`` returns that user unchanged. ``extra`` holds other columns' values (by
+    attribute); a NOT NULL column with no default that it leaves out raises ``InvalidInput``."""
     email = normalize_email(email)
     existing = await ctx.db.get_by_email(email)
     if existing is not None:
         if if_not_exists:
             return Created(existing, created=False)
         raise UserAlreadyExists(f"a user with email {email!r} already exists")
+    missing = ctx.model.missing_required(extra or {})
+    if missing:
+        raise InvalidInput(
+            f"required field(s) with no default not given: {', '.join(missing)} "
+            "(give them with --set FIELD=VALUE)"
+        )
     values: dict[str, Any] = {
         "email": email,
         "hashed_password": hashed_password,
@@ -329,7 +352,56 @@ async def set_active(
 
 async def delete_users(ctx: UserContext, users: Sequence[Any], *, force: bool = False) -> None:
     """Delete users with their OAuth accounts and access tokens."""
+    from usersctl.logins import delete_logins
+
     await guard_last_superuser(ctx, users, force=force)
     for user in users:
+        await delete_logins(ctx, user.id)
         await ctx.db.delete_by_id(user.id)
         ctx.session.expunge(user)
+
+
+# Checking a password -------------------------------------------------------------------------
+
+NO_MATCH = "no match: the password is wrong, the user does not exist, or has no usable password"
+
+
+@dataclass(frozen=True)
+class PasswordMatch:
+    """A password that matched: the user, the scheme of the hash it matched (``argon2``,
+    ``argon2-outdated`` or ``bcrypt``), and whether that hash was replaced by a new Argon2 one."""
+
+    user: Any
+    scheme: str
+    rehashed: bool
+
+
+async def check_password(
+    ctx: UserContext, email_or_id: str, password: str, *, rehash: bool = False
+) -> PasswordMatch:
+    """Check ``password`` as the app's login does; raise ``CheckFailed`` when it does not match.
+
+    A missing user, a disabled or unknown hash and a wrong password raise the same
+    ``CheckFailed`` after the same work: without a hash to check, the password is hashed anyway,
+    as FastAPI Users' ``authenticate`` does, so neither the answer nor its timing tells whether
+    the user exists. With ``rehash``, a matching bcrypt or outdated Argon2 hash is replaced.
+    """
+    import asyncio
+
+    from usersctl.passwords import hash_password, hash_scheme, is_known_hash, verify_and_update
+
+    try:
+        user = await find_user(ctx, email_or_id)
+    except UserNotFound:
+        user = None
+    hashed = user.hashed_password if user is not None else None
+    if not isinstance(hashed, str) or not is_known_hash(hashed):
+        await asyncio.to_thread(hash_password, password)
+        raise CheckFailed(NO_MATCH)
+    matched, new_hash = await asyncio.to_thread(verify_and_update, password, hashed)
+    if not matched:
+        raise CheckFailed(NO_MATCH)
+    scheme = hash_scheme(hashed)
+    if rehash and new_hash is not None:
+        await set_password(ctx, user, new_hash)
+    return PasswordMatch(user, scheme, rehashed=rehash and new_hash is not None)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional  # noqa: F401  (Typer reads the annotatio
 import typer
 
 from usersctl import __version__
-from usersctl.commands import database, transfer, users
+from usersctl.commands import database, doctor, transfer, users, verify
 from usersctl.commands.errors import EXIT_CODE_HELP, ExitCode
 from usersctl.commands.options import Settings
 
@@ -57,6 +57,19 @@ def root(
             help="Give up connecting after this many seconds.",
         ),
     ] = 10.0,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            envvar="USERSCTL_USER_MODEL",
+            metavar="MODULE:CLASS",
+            help=(
+                "The app's SQLAlchemy user model, e.g. app.models:User (the current folder is "
+                "importable); without it the user table's structure is read from the database."
+            ),
+            show_default=False,
+        ),
+    ] = None,
     version: Annotated[
         bool | None,
         typer.Option(
@@ -65,12 +78,16 @@ def root(
     ] = None,
 ) -> None:
     """Options shared by every command."""
-    ctx.obj = Settings(database_url=database_url, connect_timeout=connect_timeout)
+    ctx.obj = Settings(
+        database_url=database_url, connect_timeout=connect_timeout, model_path=model or None
+    )
 
 
 database.register(app)
 users.register(app)
 transfer.register(app)
+doctor.register(app)
+verify.register(app)
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from usersctl.commands.errors import run
-from usersctl.commands.options import settings_of
+from usersctl.commands.options import DryRunOption, settings_of
 from usersctl.commands.render import say
 
 
@@ -23,23 +23,36 @@ def init_db(
         bool,
         typer.Option("--access-tokens", help="Also create FastAPI Users' accesstoken table."),
     ] = False,
+    dry_run: DryRunOption = False,
 ) -> None:
     """Create the user table and its unique lower(email) index; safe to run again.
 
     On an existing FastAPI Users table it only adds the index, which makes logins an index lookup.
 
-    Example: usersctl init-db   or   usersctl -d postgresql://app@db/app init-db --sql
+    \b
+    Example:
+      usersctl init-db
+      usersctl -d postgresql://app@db/app init-db --sql
     """
     settings = settings_of(ctx)
 
     async def work() -> object:
         from usersctl import schema
 
-        tables = schema.built_in_tables(oauth=oauth, access_tokens=access_tokens)
+        if settings.model_path:
+            from usersctl.models import load_user_model, model_tables
+
+            model = load_user_model(settings.model_path)
+            tables = model_tables(model, oauth=oauth, access_tokens=access_tokens)
+        else:
+            tables = schema.built_in_tables(oauth=oauth, access_tokens=access_tokens)
         if sql:
             return schema.schema_sql(settings.database_url, tables)
         return await schema.init_database(
-            settings.database_url, tables, connect_timeout=settings.connect_timeout
+            settings.database_url,
+            tables,
+            connect_timeout=settings.connect_timeout,
+            dry_run=dry_run,
         )
 
     result = run(work)
@@ -52,11 +65,12 @@ def init_db(
     if not result.changed:  # type: ignore[attr-defined]
         say(f"Nothing to do: {where} already has the tables and the lower(email) index.")
         return
+    done = "Would create" if dry_run else "Created"
     for name in result.created_tables:  # type: ignore[attr-defined]
-        say(f"Created table {name}")
+        say(f"{done} table {name}")
     for name in result.created_indexes:  # type: ignore[attr-defined]
-        say(f"Created index {name}")
-    say(f"Database ready: {where}")
+        say(f"{done} index {name}")
+    say(f"Dry run: nothing was changed in {where}" if dry_run else f"Database ready: {where}")
 
 
 def register(app: typer.Typer) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from enum import IntEnum
@@ -30,8 +31,8 @@ EXIT_CODE_HELP = (
     "Exit codes: 0 success (also when nothing needed to change); 1 unexpected failure; "
     "2 usage or invalid input; 3 user not found (or no such OAuth link); "
     "4 conflict (email taken, last superuser); "
-    "5 database problem (unreachable, tables missing, read-only); 6 a check said no (doctor); "
-    "130 interrupted."
+    "5 database problem (unreachable, tables missing, read-only); "
+    "6 a check said no (doctor, verify-password); 130 interrupted."
 )
 
 
@@ -51,6 +52,14 @@ def _database_message(exc: BaseException) -> str:
 
     original: BaseException = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
     text = str(original).strip().splitlines()[0] if str(original).strip() else ""
+    name = type(original).__name__
+    if text.startswith("<class '") and "'>: " in text:
+        # SQLAlchemy's asyncpg adapter writes "<class 'asyncpg.exceptions.X'>: message".
+        qualified, _, text = text[len("<class '") :].partition("'>: ")
+        name = qualified.rpartition(".")[2]
+    # asyncpg repeats the value it could not send ("query argument $2: <value> (reason)"): the
+    # value may be a password hash, so only the reason is kept.
+    text = re.sub(r"(query argument \$\d+): .*( \([^()]*\))$", r"\1\2", text)
     lowered = text.lower()
     if "no such table" in lowered or ("does not exist" in lowered and "relation" in lowered):
         return "the user table does not exist; run `usersctl init-db` to create it"
@@ -62,8 +71,20 @@ def _database_message(exc: BaseException) -> str:
         return "cannot open the SQLite database file (check the path and its folder's permissions)"
     if isinstance(original, (ConnectionRefusedError, OSError)) and not text:
         return "cannot connect to the database server"
-    name = type(original).__name__
+    if "connection was closed" in lowered or "terminating connection" in lowered:
+        return f"lost the connection to the database ({text})"
+    if _is_data_error(exc):
+        return f"the database refused a value ({name}): {text}"
     return f"database error ({name}): {text}" if text else f"database error ({name})"
+
+
+def _is_data_error(exc: BaseException) -> bool:
+    """A value the database refused (SQLSTATE class 22: too long, out of range, a NUL in text):
+    invalid input, not a database problem."""
+    from sqlalchemy.exc import DataError, DBAPIError
+
+    state = getattr(exc.orig, "sqlstate", None) if isinstance(exc, DBAPIError) else None
+    return isinstance(exc, DataError) or str(state or "").startswith("22")
 
 
 def exit_code_for(exc: BaseException) -> tuple[ExitCode, str]:
@@ -83,8 +104,12 @@ def exit_code_for(exc: BaseException) -> tuple[ExitCode, str]:
     if isinstance(exc, errors.CheckFailed):
         return ExitCode.CHECK_FAILED, str(exc)
     if isinstance(exc, (DBAPIError, SQLAlchemyError)):
-        return ExitCode.DATABASE, _database_message(exc)
-    if isinstance(exc, TimeoutError):  # asyncio.TimeoutError is TimeoutError from Python 3.11
+        code = ExitCode.USAGE if _is_data_error(exc) else ExitCode.DATABASE
+        return code, _database_message(exc)
+    import asyncio  # only on failure: --help need not pay for it
+
+    # Two classes on Python 3.10 (asyncpg raises asyncio's); one and the same from 3.11 on.
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
         return ExitCode.DATABASE, "timed out connecting to the database"
     if isinstance(exc, OSError) or type(exc).__module__.startswith("asyncpg"):
         return ExitCode.DATABASE, f"cannot connect to the database: {_database_message(exc)}"

@@ -17,6 +17,8 @@ class Settings:
 
     database_url: str
     connect_timeout: float
+    #: ``module.path:ClassName`` of the app's user model (``--model``); None reads the table.
+    model_path: str | None = None
 
 
 def settings_of(ctx: typer.Context) -> Settings:
@@ -35,7 +37,10 @@ def complete_user(ctx: typer.Context, incomplete: str) -> list[str]:
 
     params = ctx.find_root().params
     url = params.get("database_url") or _default_url()
-    return complete_emails(url, incomplete)
+    # Emails match in any case, but Typer keeps only completions that start with the typed text:
+    # keep what was typed and complete the rest (users are found in any case anyway).
+    emails = complete_emails(url, incomplete, params.get("model") or None)
+    return [incomplete + email[len(incomplete) :] for email in emails]
 
 
 def _default_url() -> str:
@@ -61,6 +66,23 @@ DryRunOption = Annotated[
 ForceOption = Annotated[
     bool,
     typer.Option("--force", help="Allow removing the last active superuser."),
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="FIELD=VALUE",
+        help="Set another column of the user table (repeatable), e.g. --set tenant_id=3; "
+        "null for NULL.",
+        show_default=False,
+    ),
+]
+KeepSessionsOption = Annotated[
+    bool,
+    typer.Option(
+        "--keep-sessions",
+        help="Do not revoke the user's database access tokens (logged-in sessions).",
+    ),
 ]
 UserArgument = Annotated[
     str,

@@ -116,6 +116,7 @@ def export_users(
                 include_hashes=include_hashes,
                 connect_timeout=settings.connect_timeout,
                 progress=progress,
+                model_path=settings.model_path,
             )
 
     count = run(work)
@@ -129,6 +130,15 @@ def _open_output(file: str) -> Iterator[IO[str]]:
         yield sys.stdout
         return
     path = Path(file)
+    if path.exists() and (path.is_symlink() or not path.is_file()):
+        # A device, a pipe or a link is written in place: renaming over it would replace it.
+        try:
+            direct = path.open("w", encoding="utf-8", newline="")
+        except OSError as exc:
+            fail(f"cannot write {file}: {exc.strerror}", ExitCode.USAGE)
+        with direct:
+            yield direct
+        return
     partial = path.with_name(path.name + ".partial")
     try:
         out = partial.open("w", encoding="utf-8", newline="")
@@ -197,6 +207,7 @@ def import_users(
                 dry_run=dry_run,
                 connect_timeout=settings.connect_timeout,
                 progress=progress,
+                model_path=settings.model_path,
             )
         return summary.as_dict()
 

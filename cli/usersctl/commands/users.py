@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
 
-from usersctl.commands.errors import ExitCode, fail, run
+from usersctl.commands.errors import ExitCode, call, fail, run
 from usersctl.commands.options import (
     ActiveFilter,
     DryRunOption,
     ForceOption,
     GeneratePasswordOption,
+    KeepSessionsOption,
     OutputOption,
     PasswordFileOption,
     PasswordStdinOption,
     SearchOption,
+    SetOption,
     SuperuserFilter,
     UserArgument,
     UsersArgument,
@@ -57,37 +60,54 @@ def create_user(
     password_stdin: PasswordStdinOption = False,
     password_file: PasswordFileOption = None,
     generate_password: GeneratePasswordOption = False,
+    fields: SetOption = None,
     dry_run: DryRunOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """Create a user, asking for the password on a terminal.
 
-    Example: usersctl create-user admin@example.com --superuser --generate-password
+    Other columns of the table are given with --set; a required one that is missing is named.
+
+    \b
+    Example:
+      usersctl create-user admin@example.com --superuser --generate-password
+      usersctl --model app.models:User create-user ops@example.com --set tenant_id=3
     """
     settings = settings_of(ctx)
     from usersctl.emails import normalize_email
 
-    normalized = run_sync(lambda: normalize_email(email))
-    secret = run_sync(
+    prompting = not (password_stdin or password_file or generate_password)
+    if prompting:  # a person hears about a bad address before typing a password
+        normalized = call(lambda: normalize_email(email))
+    secret = call(
         lambda: read_password(stdin=password_stdin, file=password_file, generate=generate_password)
     )
+    from usersctl.passwords import hash_password_in_background
+
+    # Hashing takes ~0.1 s of CPU: it starts now, and the imports and the connection overlap it.
+    hashing_started = hash_password_in_background(secret.password)
+    if not prompting:
+        normalized = call(lambda: normalize_email(email))
 
     async def work() -> dict[str, Any]:
         import asyncio
 
         from usersctl import users
-        from usersctl.passwords import hash_password
+        from usersctl.models import field_values
 
-        # Hashing takes ~0.1 s of CPU; it runs in a thread while the database is opened.
-        hashing = asyncio.ensure_future(asyncio.to_thread(hash_password, secret.password))
+        hashing = asyncio.wrap_future(hashing_started)
         try:
             async with users.open_users(
-                settings.database_url, connect_timeout=settings.connect_timeout, write=True
+                settings.database_url,
+                connect_timeout=settings.connect_timeout,
+                write=True,
+                model_path=settings.model_path,
             ) as ctx_users:
                 existing = await ctx_users.db.get_by_email(normalized)
                 if existing is not None and if_not_exists:
                     row = users.user_row(ctx_users.model, existing)
                     return {**row, "status": "unchanged"}
+                extra = field_values(ctx_users.model, fields or [], creating=True)
                 result = await users.create_user(
                     ctx_users,
                     normalized,
@@ -95,6 +115,7 @@ def create_user(
                     is_superuser=superuser,
                     is_verified=verified,
                     is_active=not inactive,
+                    extra=extra,
                 )
                 row = users.user_row(ctx_users.model, result.user)
                 await _finish(ctx_users, dry_run)
@@ -110,15 +131,6 @@ def create_user(
         row["password"] = secret.password
     columns = [*row.keys()]
     render_rows([row], output, columns=columns, single=True)
-
-
-def run_sync(function: Any) -> Any:
-    """Run a quick check before any database work, with the same error mapping as commands."""
-
-    async def wrapper() -> Any:
-        return function()
-
-    return run(wrapper)
 
 
 def list_users(
@@ -138,7 +150,9 @@ def list_users(
 ) -> None:
     """List users in email order, a page at a time.
 
-    Example: usersctl list-users --superuser --search example.com -o json
+    \b
+    Example:
+      usersctl list-users --superuser --search example.com -o json
     """
     settings = settings_of(ctx)
 
@@ -147,7 +161,9 @@ def list_users(
 
         filters = users.UserFilters(active, superuser, verified, search)
         async with users.open_users(
-            settings.database_url, connect_timeout=settings.connect_timeout
+            settings.database_url,
+            connect_timeout=settings.connect_timeout,
+            model_path=settings.model_path,
         ) as ctx_users:
             page = await users.list_users(ctx_users, filters, limit=limit, after=after)
             return ctx_users.model.columns, page
@@ -157,7 +173,7 @@ def list_users(
     shown = len(page.users)
     footer = f"{shown} shown of {page.total} matching user{'s' if page.total != 1 else ''}."
     if page.next_after is not None:
-        footer += f" Next page: --after '{page.next_after}'"
+        footer += f" Next page: --after {shlex.quote(page.next_after)}"
     say(footer)
 
 
@@ -166,23 +182,42 @@ def show_user(
     user: UserArgument,
     output: OutputOption = OutputFormat.table,
 ) -> None:
-    """Show one user.
+    """Show one user, with their OAuth accounts and how many access tokens they hold.
 
-    Example: usersctl show-user admin@example.com -o json
+    OAuth accounts show provider, account id and account email, never their tokens.
+
+    \b
+    Example:
+      usersctl show-user admin@example.com -o json
     """
     settings = settings_of(ctx)
 
     async def work() -> tuple[list[str], dict[str, Any]]:
-        from usersctl import users
+        from usersctl import logins, users
 
         async with users.open_users(
-            settings.database_url, connect_timeout=settings.connect_timeout
+            settings.database_url,
+            connect_timeout=settings.connect_timeout,
+            model_path=settings.model_path,
         ) as ctx_users:
             found = await users.find_user(ctx_users, user)
-            return ctx_users.model.columns, users.user_row(ctx_users.model, found)
+            row = users.user_row(ctx_users.model, found)
+            links = await logins.oauth_links(ctx_users, found)
+            tokens = await logins.count_access_tokens(ctx_users, found)
+            if links is not None:
+                structured = output in (OutputFormat.json, OutputFormat.jsonl)
+                row["oauth_accounts"] = (
+                    [link.as_dict() for link in links]
+                    if structured
+                    else ", ".join(str(link) for link in links)
+                )
+            if tokens is not None:
+                row["access_tokens"] = tokens
+            return ctx_users.model.columns, row
 
     columns, row = run(work)
-    render_rows([row], output, columns=columns, single=True)
+    extra = [name for name in ("oauth_accounts", "access_tokens") if name in row]
+    render_rows([row], output, columns=[*columns, *extra], single=True)
 
 
 def update_user(
@@ -207,23 +242,33 @@ def update_user(
         bool | None,
         typer.Option("--active/--inactive", help="Activate or deactivate.", show_default=False),
     ] = None,
+    fields: SetOption = None,
     force: ForceOption = False,
     dry_run: DryRunOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
-    """Change a user's email or flags. A new email makes the user unverified unless --verified.
+    """Change a user's email, flags or other columns (--set). A new email makes the user
+    unverified unless --verified.
 
-    Example: usersctl update-user old@example.com --email new@example.com --verified
+    \b
+    Example:
+      usersctl update-user old@example.com --email new@example.com --verified
+      usersctl update-user alice@example.com --set first_name=Alice --set tenant_id=null
     """
     settings = settings_of(ctx)
 
     async def work() -> tuple[list[str], dict[str, Any], dict[str, Any]]:
         from usersctl import users
+        from usersctl.models import field_values
 
         async with users.open_users(
-            settings.database_url, connect_timeout=settings.connect_timeout, write=True
+            settings.database_url,
+            connect_timeout=settings.connect_timeout,
+            write=True,
+            model_path=settings.model_path,
         ) as ctx_users:
             found = await users.find_user(ctx_users, user)
+            extra = field_values(ctx_users.model, fields or [], creating=False)
             changes = await users.update_user(
                 ctx_users,
                 found,
@@ -231,6 +276,7 @@ def update_user(
                 is_superuser=superuser,
                 is_verified=verified,
                 is_active=active,
+                extra=extra,
                 force=force,
             )
             row = users.user_row(ctx_users.model, found)
@@ -247,6 +293,28 @@ def update_user(
     render_rows([{**row, "status": status}], output, columns=[*columns, "status"], single=True)
 
 
+async def _revoke_sessions(ctx_users: Any, found: Sequence[Any]) -> dict[Any, int] | None:
+    """Revoke each user's database access tokens: ``{user id: how many}``, None without a table."""
+    from usersctl import logins
+
+    counts: dict[Any, int] = {}
+    for user in found:
+        revoked = await logins.revoke_access_tokens(ctx_users, [user])
+        if revoked is None:
+            return None
+        counts[user.id] = revoked
+    return counts
+
+
+def _report_revoked(rows: Sequence[dict[str, Any]], dry_run: bool) -> None:
+    for row in rows:
+        if "revoked_tokens" in row:
+            count = row["revoked_tokens"]
+            verb = "Would revoke" if dry_run else "Revoked"
+            plural = "" if count == 1 else "s"
+            say(f"{verb} {count} access token{plural} of {row['email']}.")
+
+
 def _set_active(
     ctx: typer.Context,
     refs: Sequence[str],
@@ -254,6 +322,7 @@ def _set_active(
     force: bool,
     dry_run: bool,
     output: OutputFormat,
+    keep_sessions: bool = True,
 ) -> None:
     settings = settings_of(ctx)
 
@@ -261,7 +330,10 @@ def _set_active(
         from usersctl import users
 
         async with users.open_users(
-            settings.database_url, connect_timeout=settings.connect_timeout, write=True
+            settings.database_url,
+            connect_timeout=settings.connect_timeout,
+            write=True,
+            model_path=settings.model_path,
         ) as ctx_users:
             found, _ = await users.find_users(ctx_users, refs)
             changed, _ = await users.set_active(ctx_users, found, active, force=force)
@@ -273,11 +345,23 @@ def _set_active(
                 {"id": u.id, "email": u.email, "status": done if u.id in changed_ids else already}
                 for u in found
             ]
+            # Lock out means every user named, also one already inactive (the app may have
+            # deactivated them without ending their sessions).
+            revoked = None if keep_sessions else await _revoke_sessions(ctx_users, found)
+            if revoked is not None:
+                for row in rows:
+                    row["revoked_tokens"] = revoked[row["id"]]
             await _finish(ctx_users, dry_run)
             return rows
 
     rows = run(work)
-    render_rows(rows, output, columns=STATUS_COLUMNS)
+    columns = (
+        [*STATUS_COLUMNS, "revoked_tokens"]
+        if rows and "revoked_tokens" in rows[0]
+        else STATUS_COLUMNS
+    )
+    render_rows(rows, output, columns=columns)
+    _report_revoked(rows, dry_run)
 
 
 def activate_user(
@@ -288,7 +372,9 @@ def activate_user(
 ) -> None:
     """Let users log in again. Users already active are reported and left alone.
 
-    Example: usersctl activate-user alice@example.com bob@example.com
+    \b
+    Example:
+      usersctl activate-user alice@example.com bob@example.com
     """
     _set_active(ctx, users_, True, False, dry_run, output)
 
@@ -296,15 +382,20 @@ def activate_user(
 def deactivate_user(
     ctx: typer.Context,
     users_: UsersArgument,
+    keep_sessions: KeepSessionsOption = False,
     force: ForceOption = False,
     dry_run: DryRunOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """Stop users from logging in, keeping their data. Refuses to deactivate the last superuser.
 
-    Example: usersctl deactivate-user mallory@example.com
+    Also revokes their database access tokens (logged-in sessions), unless --keep-sessions.
+
+    \b
+    Example:
+      usersctl deactivate-user mallory@example.com
     """
-    _set_active(ctx, users_, False, force, dry_run, output)
+    _set_active(ctx, users_, False, force, dry_run, output, keep_sessions)
 
 
 def set_password(
@@ -313,36 +404,56 @@ def set_password(
     password_stdin: PasswordStdinOption = False,
     password_file: PasswordFileOption = None,
     generate_password: GeneratePasswordOption = False,
+    keep_sessions: KeepSessionsOption = False,
     dry_run: DryRunOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
-    """Set a user's password, asking for it on a terminal.
+    """Set a user's password, asking for it on a terminal. Revokes the user's database access
+    tokens (logged-in sessions), unless --keep-sessions.
 
-    Example: printf '%s\\n' "$NEW_PASSWORD" | usersctl set-password alice@example.com --password-stdin
+    \b
+    Example:
+      printf '%s\\n' "$NEW_PASSWORD" | usersctl set-password alice@example.com --password-stdin
     """
     settings = settings_of(ctx)
-    secret = run_sync(
+    secret = call(
         lambda: read_password(stdin=password_stdin, file=password_file, generate=generate_password)
     )
+
+    from usersctl.passwords import hash_password_in_background
+
+    hashing_started = hash_password_in_background(secret.password)
 
     async def work() -> dict[str, Any]:
         import asyncio
 
         from usersctl import users
-        from usersctl.passwords import hash_password
 
-        hashing = asyncio.ensure_future(asyncio.to_thread(hash_password, secret.password))
+        hashing = asyncio.wrap_future(hashing_started)
         async with users.open_users(
-            settings.database_url, connect_timeout=settings.connect_timeout, write=True
+            settings.database_url,
+            connect_timeout=settings.connect_timeout,
+            write=True,
+            model_path=settings.model_path,
         ) as ctx_users:
             found = await users.find_user(ctx_users, user)
             await users.set_password(ctx_users, found, await hashing)
-            row = {"id": found.id, "email": found.email}
+            row: dict[str, Any] = {
+                "id": found.id,
+                "email": found.email,
+                "status": "would set password" if dry_run else "password set",
+            }
+            revoked = None if keep_sessions else await _revoke_sessions(ctx_users, [found])
+            if revoked is not None:
+                row["revoked_tokens"] = revoked[found.id]
             await _finish(ctx_users, dry_run)
-            return {**row, "status": "would set password" if dry_run else "password set"}
+            return row
 
     row = run(work)
+    _report_revoked([row], dry_run)
     columns = list(STATUS_COLUMNS)
+    if "revoked_tokens" in row:
+        columns.append("revoked_tokens")
     if secret.generated:
         row["password"] = secret.password
         columns.append("password")
@@ -362,7 +473,9 @@ def delete_user(
 ) -> None:
     """Delete users with their OAuth accounts and access tokens. Asks first on a terminal.
 
-    Example: usersctl delete-user mallory@example.com --yes
+    \b
+    Example:
+      usersctl delete-user mallory@example.com --yes
     """
     settings = settings_of(ctx)
     if not (yes or dry_run) and not sys.stdin.isatty():
@@ -371,20 +484,33 @@ def delete_user(
             ExitCode.USAGE,
         )
 
+    async def find() -> list[str]:
+        from usersctl import users
+
+        async with users.open_users(
+            settings.database_url,
+            connect_timeout=settings.connect_timeout,
+            model_path=settings.model_path,
+        ) as ctx_users:
+            found, _ = await users.find_users(ctx_users, users_, missing_ok=missing_ok)
+            return [u.email for u in found]
+
+    if not (yes or dry_run):
+        # Ask outside the write transaction (a person thinking must not hold SQLite's lock) and
+        # outside the event loop (where Ctrl-C would not interrupt the prompt).
+        emails = run(find)
+        question = f"Delete {len(emails)} user(s): {', '.join(emails)}?"
+        if emails and not call(lambda: typer.confirm(question, err=True)):
+            fail("aborted; nothing was deleted", ExitCode.FAILURE)
+
     async def work() -> list[dict[str, Any]]:
         from usersctl import users
 
-        if not (yes or dry_run):
-            # Ask outside the write transaction: a person thinking must not hold SQLite's lock.
-            async with users.open_users(
-                settings.database_url, connect_timeout=settings.connect_timeout
-            ) as ctx_users:
-                found, _ = await users.find_users(ctx_users, users_, missing_ok=missing_ok)
-                names = ", ".join(u.email for u in found)
-            if found and not typer.confirm(f"Delete {len(found)} user(s): {names}?", err=True):
-                fail("aborted; nothing was deleted", ExitCode.FAILURE)
         async with users.open_users(
-            settings.database_url, connect_timeout=settings.connect_timeout, write=True
+            settings.database_url,
+            connect_timeout=settings.connect_timeout,
+            write=True,
+            model_path=settings.model_path,
         ) as ctx_users:
             found, missing = await users.find_users(ctx_users, users_, missing_ok=missing_ok)
             rows = [{"id": u.id, "email": u.email} for u in found]
@@ -399,6 +525,60 @@ def delete_user(
     render_rows(rows, output, columns=STATUS_COLUMNS)
 
 
+def unlink_oauth(
+    ctx: typer.Context,
+    user: UserArgument,
+    provider: Annotated[
+        str,
+        typer.Argument(
+            metavar="PROVIDER",
+            help="The provider's name as the app registered it (oauth_name), e.g. google.",
+            show_default=False,
+        ),
+    ],
+    account_id: Annotated[
+        str | None,
+        typer.Option(
+            "--account-id",
+            metavar="ID",
+            help="Only the link to this account, when the user has several with the provider.",
+        ),
+    ] = None,
+    dry_run: DryRunOption = False,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Remove a user's OAuth account link; exit 3 if the user has none with that provider.
+
+    \b
+    Example:
+      usersctl unlink-oauth alice@example.com github
+    """
+    settings = settings_of(ctx)
+
+    async def work() -> list[dict[str, Any]]:
+        from usersctl import logins, users
+
+        async with users.open_users(
+            settings.database_url,
+            connect_timeout=settings.connect_timeout,
+            write=True,
+            model_path=settings.model_path,
+        ) as ctx_users:
+            found = await users.find_user(ctx_users, user)
+            removed = await logins.unlink_oauth(ctx_users, found, provider, account_id=account_id)
+            status = "would unlink" if dry_run else "unlinked"
+            rows = [
+                {"id": found.id, "email": found.email, **link.as_dict(), "status": status}
+                for link in removed
+            ]
+            await _finish(ctx_users, dry_run)
+            return rows
+
+    rows = run(work)
+    columns = ["id", "email", "provider", "account_id", "account_email", "status"]
+    render_rows(rows, output, columns=columns)
+
+
 def register(app: typer.Typer) -> None:
     """Add the user commands to ``app``."""
     app.command("create-user")(create_user)
@@ -409,3 +589,4 @@ def register(app: typer.Typer) -> None:
     app.command("deactivate-user")(deactivate_user)
     app.command("set-password")(set_password)
     app.command("delete-user")(delete_user)
+    app.command("unlink-oauth")(unlink_oauth)

@@ -7,9 +7,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import CHAR, TIMESTAMP
-from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.engine import Dialect
-from sqlalchemy.types import TypeDecorator, TypeEngine
+from sqlalchemy.types import TypeDecorator, TypeEngine, Uuid
 
 UUID_ID = uuid.UUID
 
@@ -34,7 +33,9 @@ class GUID(TypeDecorator[uuid.UUID]):
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "postgresql":
-            return dialect.type_descriptor(UUID(as_uuid=True))
+            # The generic Uuid is PostgreSQL's native UUID there, without importing the whole
+            # PostgreSQL dialect into every SQLite command.
+            return dialect.type_descriptor(Uuid(as_uuid=True))
         return dialect.type_descriptor(CHAR(36))
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:

@@ -1,0 +1,504 @@
+"""``usersctl doctor``: check a database against what usersctl and FastAPI Users expect.
+
+Each check gives a ``CheckResult``: ``ok``, ``warn`` (worth knowing, not wrong), ``fail``, ``skip``
+(could not be checked) or ``fixed`` (failed, and ``--fix`` repaired it). Fixing is limited to what
+is safe on a live database: the unique ``lower(email)`` index (built without blocking writes on
+PostgreSQL) and OAuth or token rows whose user no longer exists. A user is never changed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sqlalchemy import Column, MetaData, String, Table, delete, exists, func, inspect, select, text
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.schema import CreateIndex, DropIndex, Index
+from sqlalchemy.types import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Integer,
+    LargeBinary,
+    Numeric,
+    Time,
+    TypeDecorator,
+    TypeEngine,
+    Uuid,
+)
+
+from usersctl.db import email_lower_index_name
+from usersctl.engine import (
+    DEFAULT_CONNECT_TIMEOUT,
+    check_sqlite_file,
+    create_engine,
+    mask_url,
+    normalize_url,
+)
+from usersctl.errors import TablesMissing
+from usersctl.models import (
+    OAUTH_TABLE,
+    TOKEN_TABLE,
+    USER_TABLE,
+    UserModel,
+    is_uuid_type,
+    load_user_model,
+    reflect_user_model,
+)
+from usersctl.passwords import hash_scheme
+
+#: The hash schemes counted, in the order they are shown.
+HASH_SCHEMES = ("argon2", "argon2-outdated", "bcrypt", "unknown-or-disabled")
+MAX_LISTED = 20  # duplicate groups listed in a check's items
+HASH_BATCH = 10_000
+
+OK, WARN, FAIL, SKIP, FIXED = "ok", "warn", "fail", "skip", "fixed"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check: its name, status, a one-line detail, and what it found (listed or counted)."""
+
+    name: str
+    status: str
+    detail: str
+    items: tuple[str, ...] = ()
+    counts: Mapping[str, int] | None = None
+    fixable: bool = False  # whether --fix can repair this failure now
+
+    @property
+    def failed(self) -> bool:
+        return self.status == FAIL
+
+    def as_dict(self) -> dict[str, Any]:
+        found: dict[str, Any] = {"check": self.name, "status": self.status, "detail": self.detail}
+        if self.items:
+            found["items"] = list(self.items)
+        if self.counts is not None:
+            found["counts"] = dict(self.counts)
+        return found
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    """Every check run on one database, and which user model they were run with."""
+
+    database: str
+    model: str
+    checks: tuple[CheckResult, ...]
+
+    @property
+    def failed(self) -> list[CheckResult]:
+        return [check for check in self.checks if check.failed]
+
+    def check(self, name: str) -> CheckResult:
+        return next(check for check in self.checks if check.name == name)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "database": self.database,
+            "model": self.model,
+            "passed": not self.failed,
+            "checks": [check.as_dict() for check in self.checks],
+        }
+
+
+# Types ----------------------------------------------------------------------------------------
+
+
+def type_family(kind: TypeEngine[Any], dialect: Dialect) -> str:
+    """What a column type stores, as far as compatibility goes: ``uuid``, ``integer``, ``text``...
+
+    Type decorators are looked through as the dialect stores them, so FastAPI Users' GUID is
+    ``uuid`` on PostgreSQL and ``text`` (CHAR(36)) on SQLite, like the column reflected there.
+    """
+    if isinstance(kind, TypeDecorator):
+        kind = kind.load_dialect_impl(dialect)
+    checks: list[tuple[type[Any] | tuple[type[Any], ...], str]] = [
+        (Uuid, "uuid"),
+        (Boolean, "boolean"),
+        (Integer, "integer"),
+        (DateTime, "datetime"),
+        (Date, "date"),
+        (Time, "time"),
+        (Numeric, "number"),
+        (JSON, "json"),
+        (String, "text"),
+        (LargeBinary, "binary"),
+    ]
+    for classes, family in checks:
+        if isinstance(kind, classes):
+            return family
+    if is_uuid_type(kind):
+        return "uuid"
+    return type(kind).__name__.lower()
+
+
+#: What FastAPI Users' columns may be, when no model says more (the table is read as it is).
+EXPECTED_FAMILIES: dict[str, dict[str, set[str]]] = {
+    USER_TABLE: {
+        "id": {"uuid", "integer", "text"},
+        "email": {"text"},
+        "hashed_password": {"text"},
+        "is_active": {"boolean"},
+        "is_superuser": {"boolean"},
+        "is_verified": {"boolean"},
+    },
+    OAUTH_TABLE: {
+        "id": {"uuid", "integer", "text"},
+        "oauth_name": {"text"},
+        "access_token": {"text"},
+        "expires_at": {"integer"},
+        "refresh_token": {"text"},
+        "account_id": {"text"},
+        "account_email": {"text"},
+        "user_id": {"uuid", "integer", "text"},
+    },
+    TOKEN_TABLE: {
+        "token": {"text"},
+        "created_at": {"datetime"},
+        "user_id": {"uuid", "integer", "text"},
+    },
+}
+
+
+def _compare_table(
+    connection: Connection, expected: Table | None, name: str, user_id_family: str | None
+) -> tuple[list[str], list[str]]:
+    """Problems with the database's table ``name`` against ``expected`` (a model's table) or,
+    without one, against FastAPI Users' columns; and the columns found only in the database."""
+    dialect = connection.dialect
+    found = {column["name"]: column for column in inspect(connection).get_columns(name)}
+    problems: list[str] = []
+    if expected is not None:
+        wanted = {column.name: {type_family(column.type, dialect)} for column in expected.columns}
+    else:
+        wanted = EXPECTED_FAMILIES[name]
+    for column_name, families in wanted.items():
+        if column_name not in found:
+            problems.append(f"column {column_name} is missing")
+            continue
+        family = type_family(found[column_name]["type"], dialect)
+        if family not in families:
+            problems.append(
+                f"column {column_name} is {found[column_name]['type']}, expected {'/'.join(sorted(families))}"
+            )
+    if user_id_family is not None and "user_id" in found:
+        family = type_family(found["user_id"]["type"], dialect)
+        if family != user_id_family:
+            problems.append(f"user_id is {family} but the user table's id is {user_id_family}")
+    extra = [column for column in found if column not in wanted]
+    for column_name in extra:
+        column = found[column_name]
+        if expected is not None and not column["nullable"] and column.get("default") is None:
+            problems.append(
+                f"column {column_name} is NOT NULL without a default but the model lacks it "
+                "(inserts would fail)"
+            )
+    return problems, extra
+
+
+# Reading the database -------------------------------------------------------------------------
+
+
+@dataclass
+class _State:
+    """What the first pass found out about the database, for the checks that follow."""
+
+    model: UserModel | None
+    tables: set[str] = field(default_factory=set)
+    checks: list[CheckResult] = field(default_factory=list)
+
+
+def _structure(connection: Connection, loaded: UserModel | None) -> _State:
+    names = set(inspect(connection).get_table_names())
+    user_table = loaded.table.name if loaded is not None else USER_TABLE
+    state = _State(model=loaded, tables=names)
+    if loaded is None and user_table in names:
+        try:
+            state.model = reflect_user_model(connection)
+        except TablesMissing as exc:
+            state.checks.append(CheckResult("model", SKIP, "the user table cannot be read"))
+            state.checks.append(CheckResult("user table", FAIL, str(exc)))
+            return state
+    if state.model is not None:
+        state.checks.append(CheckResult("model", OK, state.model.description))
+    elif loaded is None and user_table not in names:
+        state.checks.append(CheckResult("model", SKIP, "no user table to read"))
+    if user_table not in names:
+        state.checks.append(
+            CheckResult(
+                "user table",
+                FAIL,
+                f"no {user_table!r} table; run `usersctl init-db` (or the app's migrations)",
+            )
+        )
+        return state
+    model = state.model
+    expected = model.table if model is not None and model.source != "database" else None
+    if model is None:
+        return state
+    problems, extra = _compare_table(connection, expected, user_table, None)
+    detail = f"{user_table!r} has FastAPI Users' columns"
+    if expected is None and extra:
+        detail += f", and {', '.join(extra)}"
+    elif extra:
+        detail += f"; only in the database, not in the model: {', '.join(extra)}"
+    state.checks.append(
+        CheckResult("user table", FAIL if problems else OK, "; ".join(problems) or detail)
+    )
+    id_family = type_family(model.table.c.id.type, connection.dialect)
+    related = (
+        (OAUTH_TABLE, "oauth_account table", model.oauth_table),
+        (TOKEN_TABLE, "accesstoken table", model.token_table),
+    )
+    for default_name, check_name, table in related:
+        known = table is not None and model.source != "database"
+        name = table.name if table is not None else default_name
+        if name not in names:
+            if known:
+                state.checks.append(
+                    CheckResult(check_name, FAIL, f"the model has {name!r} but the database not")
+                )
+            else:
+                state.checks.append(CheckResult(check_name, OK, f"no {name!r} table (not used)"))
+            continue
+        problems, _ = _compare_table(connection, table if known else None, name, id_family)
+        status = FAIL if problems else OK
+        detail = "; ".join(problems) or f"{name!r} has FastAPI Users' columns"
+        state.checks.append(CheckResult(check_name, status, detail))
+    return state
+
+
+def _email_index(connection: Connection, table_name: str) -> tuple[str, list[str]]:
+    """``ok``, ``missing`` or ``invalid`` (a PostgreSQL build that was interrupted), and the names
+    of invalid indexes to drop before building again."""
+    from usersctl.schema import has_email_lower_index
+
+    if connection.dialect.name != "postgresql":
+        return ("ok" if has_email_lower_index(connection, table_name) else "missing"), []
+    rows = connection.execute(
+        text(
+            "SELECT c.relname, i.indisvalid, i.indisunique, pg_get_indexdef(i.indexrelid) "
+            "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "JOIN pg_class t ON t.oid = i.indrelid "
+            "WHERE t.relname = :t AND pg_table_is_visible(t.oid)"
+        ),
+        {"t": table_name},
+    )
+    valid = False
+    invalid: list[str] = []
+    for name, is_valid, is_unique, definition in rows:
+        compact = " ".join(definition.lower().replace('"', "").split())
+        compact = compact.replace("(email)::text", "email")
+        if name == email_lower_index_name(table_name) or (is_unique and "lower(email" in compact):
+            if is_valid:
+                valid = True
+            else:
+                invalid.append(name)
+    if valid:
+        return "ok", []
+    return ("invalid" if invalid else "missing"), invalid
+
+
+def _index_and_duplicates(connection: Connection, model: UserModel) -> list[CheckResult]:
+    table = model.table
+    key = func.lower(table.c.email)
+    shared = select(key.label("key")).group_by(key).having(func.count() > 1).subquery()
+    statement = (
+        select(table.c.email).where(key.in_(select(shared.c.key))).order_by(key, table.c.email)
+    )
+    groups: dict[str, list[str]] = {}
+    for (email,) in connection.execute(statement):
+        groups.setdefault(email.lower(), []).append(email)
+    if groups:
+        users = sum(len(emails) for emails in groups.values())
+        duplicates = CheckResult(
+            "case duplicates",
+            FAIL,
+            f"{len(groups)} address(es) used by {users} users differing only in case: FastAPI "
+            "Users' login fails for them (MultipleResultsFound); change or delete all but one",
+            items=tuple(" = ".join(emails) for emails in list(groups.values())[:MAX_LISTED]),
+        )
+    else:
+        duplicates = CheckResult("case duplicates", OK, "no two emails differ only in case")
+    state, _ = _email_index(connection, table.name)
+    name = email_lower_index_name(table.name)
+    if state == "ok":
+        index = CheckResult("email index", OK, f"unique index on lower(email) of {table.name!r}")
+    else:
+        what = (
+            f"index {name} is invalid (an interrupted concurrent build)"
+            if state == "invalid"
+            else "no unique index on lower(email): logins scan the table, and addresses "
+            "differing only in case can be created"
+        )
+        if groups:
+            index = CheckResult(
+                "email index",
+                FAIL,
+                f"{what}; the case duplicates must be resolved before --fix can create it",
+            )
+        else:
+            index = CheckResult("email index", FAIL, f"{what}; --fix creates it", fixable=True)
+    return [index, duplicates]
+
+
+async def _hashes(connection: AsyncConnection, model: UserModel) -> CheckResult:
+    counts: Counter[str] = Counter({scheme: 0 for scheme in HASH_SCHEMES})
+    result = await connection.stream(
+        select(model.table.c.hashed_password), execution_options={"yield_per": HASH_BATCH}
+    )
+    async for batch in result.partitions(HASH_BATCH):
+        for (hashed,) in batch:
+            scheme = hash_scheme(hashed) if hashed else "unknown"
+            counts["unknown-or-disabled" if scheme == "unknown" else scheme] += 1
+    shown = ", ".join(f"{counts[scheme]} {scheme}" for scheme in HASH_SCHEMES)
+    locked = counts["unknown-or-disabled"]
+    if locked:
+        detail = f"{shown}: {locked} user(s) cannot log in with a password"
+        return CheckResult("password hashes", WARN, detail, counts=dict(counts))
+    return CheckResult("password hashes", OK, shown, counts=dict(counts))
+
+
+def _orphan_statements(model: UserModel, tables: set[str]) -> list[tuple[Table, Any]]:
+    user = model.table
+    found = []
+    for table in (model.oauth_table, model.token_table):
+        if table is not None and table.name in tables:
+            gone = ~exists(select(user.c.id).where(user.c.id == table.c.user_id))
+            found.append((table, gone))
+    return found
+
+
+def _orphans(connection: Connection, model: UserModel, tables: set[str]) -> CheckResult:
+    statements = _orphan_statements(model, tables)
+    if not statements:
+        return CheckResult("orphan rows", OK, "no OAuth or access token tables")
+    counts = {
+        table.name: int(
+            connection.execute(select(func.count()).select_from(table).where(gone)).scalar_one()
+        )
+        for table, gone in statements
+    }
+    if any(counts.values()):
+        shown = ", ".join(f"{count} in {name}" for name, count in counts.items() if count)
+        return CheckResult(
+            "orphan rows",
+            FAIL,
+            f"rows whose user no longer exists: {shown}; --fix removes them",
+            counts=counts,
+            fixable=True,
+        )
+    names = " and ".join(counts)
+    return CheckResult("orphan rows", OK, f"every row of {names} has its user", counts=counts)
+
+
+async def _run_checks(
+    engine: AsyncEngine, loaded: UserModel | None
+) -> tuple[str, list[CheckResult]]:
+    async with engine.connect() as connection:
+        state = await connection.run_sync(_structure, loaded)
+        model = state.model
+        checks = list(state.checks)
+        if model is None or model.table.name not in state.tables:
+            for name in ("email index", "case duplicates", "password hashes", "orphan rows"):
+                checks.append(CheckResult(name, SKIP, "no user table"))
+            return "none", checks
+        checks += await connection.run_sync(_index_and_duplicates, model)
+        checks.append(await _hashes(connection, model))
+        checks.append(await connection.run_sync(_orphans, model, state.tables))
+        return model.description, checks
+
+
+# Fixing ---------------------------------------------------------------------------------------
+
+
+async def _create_email_index(engine: AsyncEngine, model: UserModel) -> str:
+    """Build the unique lower(email) index; on PostgreSQL concurrently, so writes go on."""
+    name = email_lower_index_name(model.table.name)
+    # A bare table of the same name: the index must not join the app's own metadata.
+    table = Table(model.table.name, MetaData(), Column("email", String))
+    if engine.dialect.name == "postgresql":
+        index = Index(name, func.lower(table.c.email), unique=True, postgresql_concurrently=True)
+        # CREATE INDEX CONCURRENTLY refuses to run inside a transaction block.
+        async with engine.connect() as plain:
+            connection = await plain.execution_options(isolation_level="AUTOCOMMIT")
+            _, invalid = await connection.run_sync(_email_index, table.name)
+            for stale in invalid:
+                drop = DropIndex(Index(stale, table.c.email, postgresql_concurrently=True))
+                await connection.execute(drop)
+            await connection.execute(CreateIndex(index, if_not_exists=True))
+        return f"created unique index {name} on lower(email) concurrently"
+    index = Index(name, func.lower(table.c.email), unique=True)
+    async with engine.begin() as connection:
+        await connection.execute(CreateIndex(index, if_not_exists=True))
+    return f"created unique index {name} on lower(email)"
+
+
+async def _delete_orphans(engine: AsyncEngine, model: UserModel) -> str:
+    removed = []
+    async with engine.begin() as connection:
+        tables = set(await connection.run_sync(lambda c: inspect(c).get_table_names()))
+        for table, gone in _orphan_statements(model, tables):
+            result = await connection.execute(delete(table).where(gone))
+            if result.rowcount:
+                removed.append(f"{result.rowcount} from {table.name}")
+    return f"removed rows whose user no longer exists: {', '.join(removed) or 'none'}"
+
+
+async def _fix(
+    engine: AsyncEngine, model: UserModel, failures: Sequence[CheckResult]
+) -> dict[str, str]:
+    """Repair the fixable failures; return what was done, by check name."""
+    names = {check.name for check in failures if check.fixable}
+    done = {}
+    if "email index" in names:
+        done["email index"] = await _create_email_index(engine, model)
+    if "orphan rows" in names:
+        done["orphan rows"] = await _delete_orphans(engine, model)
+    return done
+
+
+async def _model_for_fix(engine: AsyncEngine, loaded: UserModel | None) -> UserModel:
+    if loaded is not None:
+        return loaded
+    async with engine.connect() as connection:
+        return await connection.run_sync(reflect_user_model)
+
+
+# The whole check ------------------------------------------------------------------------------
+
+
+async def diagnose(
+    url: str,
+    *,
+    model_path: str | None = None,
+    fix: bool = False,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+) -> DoctorReport:
+    """Run every check on the database at ``url``; with ``fix``, repair what can be repaired
+    safely and check again (a repaired check reads ``fixed``)."""
+    loaded = load_user_model(model_path) if model_path else None
+    parsed = normalize_url(url)
+    check_sqlite_file(parsed)
+    engine = create_engine(parsed, connect_timeout=connect_timeout, sqlite_begin="BEGIN")
+    try:
+        described, checks = await _run_checks(engine, loaded)
+        fixable = [check for check in checks if check.failed and check.fixable]
+        if fix and fixable:
+            done = await _fix(engine, await _model_for_fix(engine, loaded), fixable)
+            described, checks = await _run_checks(engine, loaded)
+            checks = [
+                replace(check, status=FIXED, detail=done[check.name])
+                if check.name in done and not check.failed
+                else check
+                for check in checks
+            ]
+        return DoctorReport(mask_url(parsed), described, tuple(checks))
+    finally:
+        await engine.dispose()

@@ -1,0 +1,235 @@
+"""usersctl doctor: checks as a table or JSON, exit 6 when one fails, --fix for what is safe."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from conftest import Cli, Database
+
+SQLITE_USER_TABLE = """
+CREATE TABLE "user" (
+    id CHAR(36) PRIMARY KEY, email VARCHAR(320) NOT NULL, hashed_password VARCHAR(1024) NOT NULL,
+    is_active BOOLEAN NOT NULL, is_superuser BOOLEAN NOT NULL, is_verified BOOLEAN NOT NULL
+)"""
+POSTGRES_USER_TABLE = SQLITE_USER_TABLE.replace("CHAR(36)", "UUID")
+#: What FastAPI Users' own create_all makes: a unique index on email, none on lower(email).
+CASE_SENSITIVE_INDEX = 'CREATE UNIQUE INDEX ix_user_email ON "user" (email)'
+
+
+def execute(url: str, *statements: str, foreign_keys: bool = True) -> None:
+    """Run SQL straight through the driver; ``foreign_keys=False`` lets rows break them."""
+    if url.startswith("sqlite"):
+        connection = sqlite3.connect(url.split(":///", 1)[1], isolation_level=None)
+        try:
+            connection.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
+            for statement in statements:
+                connection.execute(statement)
+        finally:
+            connection.close()
+        return
+
+    async def run() -> None:
+        import asyncpg
+
+        dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        connection = await asyncpg.connect(dsn)
+        try:
+            if not foreign_keys:
+                # Foreign keys are triggers; a superuser may switch them off for a session.
+                await connection.execute("SET session_replication_role = replica")
+            for statement in statements:
+                await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
+def user_insert(email: str, hashed: str = "$2b$12$" + "a" * 53) -> str:
+    return (
+        'INSERT INTO "user" (id, email, hashed_password, is_active, is_superuser, is_verified) '
+        f"VALUES ('{uuid.uuid4()}', '{email}', '{hashed}', true, false, false)"
+    )
+
+
+def doctor(cli: Cli, *args: str) -> tuple[int, dict[str, dict[str, Any]], str]:
+    """Exit code, the checks by name, and stderr, of ``doctor -o json``."""
+    result = cli("doctor", *args, "-o", "json")
+    assert "Traceback" not in result.output
+    report = json.loads(result.stdout)
+    assert report["passed"] is (result.exit_code == 0)
+    return result.exit_code, {check["check"]: check for check in report["checks"]}, result.stderr
+
+
+@pytest.fixture
+def app_table(empty_cli: Cli) -> Cli:
+    """A user table as FastAPI Users' create_all leaves it: no lower(email) index."""
+    if empty_cli.sqlite_path is not None:
+        execute(empty_cli.url, SQLITE_USER_TABLE, CASE_SENSITIVE_INDEX)
+    else:
+        execute(empty_cli.url, POSTGRES_USER_TABLE, CASE_SENSITIVE_INDEX)
+    return empty_cli
+
+
+def test_a_database_made_by_init_db_passes_every_check(cli: Cli, db: Database) -> None:
+    db.seed("alice@example.com", "bob@example.com")
+    result = cli.ok("doctor")
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["check", "status", "detail"]
+    assert [line.split()[0] for line in lines[1:]] == [
+        "model", "user", "oauth_account", "accesstoken", "email", "case", "password", "orphan",
+    ]  # fmt: skip
+    assert all(" ok " in line for line in lines[1:]), result.stdout
+    assert "2 argon2, 0 argon2-outdated, 0 bcrypt, 0 unknown-or-disabled" in result.stdout
+    assert result.stderr.startswith("All checks passed on ")
+    code, checks, _ = doctor(cli)
+    assert code == 0
+    assert checks["model"]["detail"] == "read from the database; table 'user', UUID ids"
+    assert checks["oauth_account table"]["detail"] == "no 'oauth_account' table (not used)"
+
+
+def test_a_missing_user_table_fails_the_check(empty_cli: Cli) -> None:
+    if empty_cli.sqlite_path is not None:
+        # SQLite: no file at all is a database problem, as for every command
+        assert "does not exist" in empty_cli.fails(5, "doctor")
+        empty_cli.sqlite_path.touch()
+    code, checks, stderr = doctor(empty_cli)
+    assert code == 6
+    assert checks["user table"]["status"] == "fail"
+    assert "usersctl init-db" in checks["user table"]["detail"]
+    assert checks["email index"]["status"] == "skip"
+    assert stderr.startswith("Error: 1 check(s) failed on ")
+    assert stderr.rstrip().endswith(": user table")
+
+
+def test_a_user_table_without_fastapi_users_columns_fails_the_check(empty_cli: Cli) -> None:
+    if empty_cli.sqlite_path is not None:
+        empty_cli.sqlite_path.touch()
+    execute(empty_cli.url, 'CREATE TABLE "user" (id INTEGER PRIMARY KEY, email VARCHAR(320))')
+    code, checks, _ = doctor(empty_cli)
+    assert code == 6
+    assert checks["user table"]["status"] == "fail"
+    assert "hashed_password, is_active, is_superuser, is_verified" in checks["user table"]["detail"]
+    assert checks["password hashes"]["status"] == "skip"
+
+
+def test_case_duplicates_are_listed_and_block_the_index_until_resolved(app_table: Cli) -> None:
+    execute(
+        app_table.url,
+        user_insert("Bob@example.com"),
+        user_insert("bob@example.com"),
+        user_insert("BOB@EXAMPLE.COM"),
+        user_insert("carol@example.com"),
+    )
+    code, checks, stderr = doctor(app_table)
+    assert code == 6
+    duplicates = checks["case duplicates"]
+    assert duplicates["status"] == "fail"
+    assert "1 address(es) used by 3 users" in duplicates["detail"]
+    assert sorted(duplicates["items"][0].split(" = ")) == sorted(
+        ["BOB@EXAMPLE.COM", "Bob@example.com", "bob@example.com"]
+    )
+    assert checks["email index"]["status"] == "fail"
+    assert "must be resolved" in checks["email index"]["detail"]
+    assert "case duplicates, email index" in stderr or "email index, case duplicates" in stderr
+
+    # --fix changes no user, so the index stays blocked
+    code, checks, _ = doctor(app_table, "--fix")
+    assert code == 6
+    assert checks["email index"]["status"] == "fail"
+    assert Database(app_table.url).count() == 4
+
+    # Once the duplicates are gone, --fix builds the index, and it holds
+    for ref in ("bob@example.com", "BOB@EXAMPLE.COM"):
+        found = app_table.json("list-users", "--search", ref)
+        victim = next(user for user in found if user["email"] == ref)
+        app_table.ok("delete-user", victim["id"], "--yes")
+    code, checks, _ = doctor(app_table, "--fix")
+    assert code == 0, checks
+    assert checks["email index"]["status"] == "fixed"
+    assert "ix_user_email_lower" in checks["email index"]["detail"]
+    assert checks["case duplicates"]["status"] == "ok"
+    assert doctor(app_table)[1]["email index"]["status"] == "ok"
+    with pytest.raises(Exception, match=r"(?i)unique"):
+        execute(app_table.url, user_insert("CAROL@example.com"))
+
+
+def test_password_hashes_are_counted_by_scheme(cli: Cli, db: Database) -> None:
+    from pwdlib.hashers.argon2 import Argon2Hasher
+
+    db.seed("current@example.com")
+    outdated = Argon2Hasher(time_cost=1, memory_cost=8192).hash("pw")
+    execute(
+        cli.url,
+        user_insert("old-argon@example.com", outdated),
+        user_insert("bcrypt@example.com", "$2b$12$" + "a" * 53),
+        user_insert("disabled@example.com", "!DISABLED!"),
+        user_insert("empty@example.com", ""),
+        user_insert("md5@example.com", "5f4dcc3b5aa765d61d8327deb882cf99"),
+    )
+    code, checks, _ = doctor(cli)
+    assert code == 0  # a warning is not a failure
+    hashes = checks["password hashes"]
+    assert hashes["counts"] == {
+        "argon2": 1,
+        "argon2-outdated": 1,
+        "bcrypt": 1,
+        "unknown-or-disabled": 3,
+    }
+    assert hashes["status"] == "warn"
+    assert "3 user(s) cannot log in with a password" in hashes["detail"]
+
+
+def test_orphaned_oauth_and_token_rows_are_found_and_removed(empty_cli: Cli) -> None:
+    empty_cli.ok("init-db", "--oauth", "--access-tokens")
+    db = Database(empty_cli.url)
+    (alice,) = db.seed("alice@example.com")
+    gone = uuid.uuid4()
+    execute(
+        empty_cli.url,
+        "INSERT INTO accesstoken (token, user_id, created_at) "
+        f"VALUES ('kept', '{alice['id']}', CURRENT_TIMESTAMP)",
+        "INSERT INTO accesstoken (token, user_id, created_at) "
+        f"VALUES ('orphan', '{gone}', CURRENT_TIMESTAMP)",
+        "INSERT INTO oauth_account (id, user_id, oauth_name, access_token, account_id, "
+        f"account_email) VALUES ('{uuid.uuid4()}', '{gone}', 'google', 't', 'g-1', 'x@y.z')",
+        foreign_keys=False,
+    )
+    code, checks, _ = doctor(empty_cli)
+    assert code == 6
+    assert checks["orphan rows"]["status"] == "fail"
+    assert checks["orphan rows"]["counts"] == {"oauth_account": 1, "accesstoken": 1}
+
+    code, checks, _ = doctor(empty_cli, "--fix")
+    assert code == 0, checks
+    assert checks["orphan rows"]["status"] == "fixed"
+    assert "1 from oauth_account, 1 from accesstoken" in checks["orphan rows"]["detail"]
+    assert db.count("accesstoken") == 1  # alice's
+    assert db.count("oauth_account") == 0
+    assert db.count("user") == 1
+
+
+def test_an_interrupted_concurrent_index_build_is_rebuilt(app_table: Cli) -> None:
+    if app_table.sqlite_path is not None:
+        pytest.skip("CREATE INDEX CONCURRENTLY and invalid indexes are PostgreSQL's")
+    execute(app_table.url, user_insert("dan@example.com"), user_insert("DAN@example.com"))
+    with pytest.raises(Exception, match=r"(?i)duplicate|unique"):
+        execute(
+            app_table.url,
+            'CREATE UNIQUE INDEX CONCURRENTLY ix_user_email_lower ON "user" (lower(email))',
+        )
+    execute(app_table.url, "DELETE FROM \"user\" WHERE email = 'DAN@example.com'")
+    code, checks, _ = doctor(app_table)
+    assert code == 6
+    assert "invalid" in checks["email index"]["detail"]
+    code, checks, _ = doctor(app_table, "--fix")
+    assert code == 0, checks
+    assert checks["email index"]["status"] == "fixed"
+    assert "concurrently" in checks["email index"]["detail"]

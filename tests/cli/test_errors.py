@@ -1,0 +1,170 @@
+"""Failures: the exit code for each kind, one ``Error:`` line, no traceback, no secret."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import sqlite3
+import stat
+import subprocess
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from tests.cli.conftest import Cli, Database, Usersctl
+
+SECRET = "s3cretpw"
+
+#: One invocation of each command that needs the user table (and would change it, if it could).
+NEEDS_TABLES: list[list[str]] = [
+    ["create-user", "new@example.com", "--generate-password"],
+    ["list-users"],
+    ["show-user", "alice@example.com"],
+    ["update-user", "alice@example.com", "--verified"],
+    ["activate-user", "alice@example.com"],
+    ["deactivate-user", "alice@example.com"],
+    ["set-password", "alice@example.com", "--generate-password"],
+    ["delete-user", "alice@example.com", "--yes"],
+]
+
+
+def test_unreachable_server_is_exit_5_without_the_password(bare_cli: Cli) -> None:
+    url = f"postgresql://postgres:{SECRET}@127.0.0.1:1/nothing"
+    for args in (["list-users"], ["init-db"], *NEEDS_TABLES[:1]):
+        started = time.monotonic()
+        message = bare_cli.fails(5, "-d", url, *args, url=False)
+        assert time.monotonic() - started < 5
+        assert SECRET not in message
+        assert "connect" in message
+
+
+def test_connecting_gives_up_after_the_connect_timeout(bare_cli: Cli, silent_server: int) -> None:
+    url = f"postgresql://postgres:{SECRET}@127.0.0.1:{silent_server}/nothing"
+    started = time.monotonic()
+    message = bare_cli.fails(5, "-d", url, "--connect-timeout", "0.5", "list-users", url=False)
+    assert time.monotonic() - started < 4
+    assert "timed out" in message and SECRET not in message
+    started = time.monotonic()
+    bare_cli.fails(5, "-d", url, "init-db", env={"USERSCTL_CONNECT_TIMEOUT": "0.5"}, url=False)
+    assert time.monotonic() - started < 4
+
+
+def test_authentication_failure_and_unknown_database_are_exit_5(
+    postgres_database: str, bare_cli: Cli
+) -> None:
+    from sqlalchemy.engine import make_url
+
+    server = make_url(postgres_database)
+    no_role = server.set(username="no_such_role", password=SECRET)
+    message = bare_cli.fails(
+        5, "-d", no_role.render_as_string(hide_password=False), "list-users", url=False
+    )
+    assert SECRET not in message and "no_such_role" in message
+    no_database = server.set(password=SECRET, database="no_such_database")
+    message = bare_cli.fails(
+        5, "-d", no_database.render_as_string(hide_password=False), "list-users", url=False
+    )
+    assert SECRET not in message and "no_such_database" in message
+
+
+def test_urls_usersctl_cannot_use_are_usage_errors(bare_cli: Cli) -> None:
+    assert "unsupported" in bare_cli.fails(
+        2, "-d", f"mysql://root:{SECRET}@db/app", "list-users", url=False
+    )
+    message = bare_cli.fails(2, "-d", "not a url", "list-users", url=False)
+    assert "not valid" in message
+
+
+def test_missing_tables_say_to_run_init_db(empty_cli: Cli) -> None:
+    path = empty_cli.sqlite_path
+    # A SQLite file that does not exist is not created by a command that only uses it.
+    for args in NEEDS_TABLES:
+        message = empty_cli.fails(5, *args)
+        assert "usersctl init-db" in message, args
+        if path is not None:
+            assert not path.exists(), args
+    # An existing database without the user table.
+    if path is not None:
+        path.touch()
+    for args in NEEDS_TABLES:
+        assert "usersctl init-db" in empty_cli.fails(5, *args), args
+
+
+def test_a_folder_or_a_file_that_is_not_sqlite_is_exit_5(bare_cli: Cli, tmp_path: Path) -> None:
+    not_sqlite = tmp_path / "notes.db"
+    not_sqlite.write_text("just some text, long enough to have a header's worth of bytes\n" * 10)
+    for target in (tmp_path, not_sqlite):
+        for args in (["list-users"], NEEDS_TABLES[0], ["init-db"]):
+            message = bare_cli.fails(5, "-d", f"sqlite:///{target}", *args, url=False)
+            assert "Error:" in message
+    assert not_sqlite.read_text().startswith("just some text")
+
+
+def _without_dac_override() -> None:
+    """In the child: drop root's power to write files whose permissions say no."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    PR_CAPBSET_DROP, CAP_DAC_OVERRIDE = 24, 1
+    if libc.prctl(PR_CAPBSET_DROP, CAP_DAC_OVERRIDE, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def test_a_read_only_sqlite_file_is_exit_5_for_writes(
+    bare_cli: Cli, database_at: type[Database], usersctl_anywhere: Usersctl, tmp_path: Path
+) -> None:
+    # File permissions are SQLite's concern only: this test makes its own SQLite file.
+    path = tmp_path / "read-only.db"
+    url = f"sqlite:///{path}"
+    assert bare_cli("-d", url, "init-db", url=False).exit_code == 0
+    database_at(url).seed("alice@example.com")
+    # SQLite keeps the WAL beside the file; checkpoint it so the file alone holds the data.
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    path.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [usersctl_anywhere.executable, "-d", url, *args],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            env=usersctl_anywhere.env(),
+            timeout=60,
+            preexec_fn=_without_dac_override if os.geteuid() == 0 else None,
+        )
+
+    try:
+        for args in (
+            ["create-user", "bob@example.com", "--generate-password"],
+            ["delete-user", "alice@example.com", "--yes"],
+        ):
+            result = run(*args)
+            assert result.returncode == 5, result.stderr
+            assert result.stderr.startswith("Error: ") and "read-only" in result.stderr
+            assert result.stdout == ""
+        # Reading still works.
+        listed = run("list-users", "-o", "json")
+        assert listed.returncode == 0, listed.stderr
+        assert "alice@example.com" in listed.stdout
+    finally:
+        path.chmod(stat.S_IRUSR | stat.S_IWUSR)
+
+
+def test_an_unexpected_failure_is_exit_1_and_debug_shows_the_traceback(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from usersctl import users
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("something nobody planned for")
+
+    monkeypatch.setattr(users, "list_users", broken)
+    message = cli.fails(1, "list-users")
+    assert "RuntimeError" in message and "something nobody planned for" in message
+    debug = cli("list-users", env={"USERSCTL_DEBUG": "1"})
+    assert debug.exit_code == 1
+    assert "Traceback" in debug.stderr
+    assert debug.stderr.rstrip().splitlines()[-1].startswith("Error: ")

@@ -1,0 +1,256 @@
+"""The README is the manual: its shell examples run as written, on SQLite and on PostgreSQL.
+
+Every line of every ```sh block runs with ``USERSCTL_DATABASE_URL`` naming the test database
+(``-d URL`` in an example is pointed at it too) and must exit 0. A plain ``usersctl ...`` line
+runs in-process through Typer's runner (quick); a line with pipes or variables runs with bash
+and the installed ``usersctl`` on PATH; a line that asks something runs on a pseudo-terminal.
+The users and files the examples name are made first.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+#: The one-liners that create a virtual environment; they are not run here.
+SETUP_PREFIX = "python3 -m venv .venv && . .venv/bin/activate && pip install "
+
+#: Users the examples name, created before they run.
+EXAMPLE_USERS = [
+    {"email": "old@example.com"},
+    {"email": "alice@example.com"},
+    {"email": "mallory@example.com"},
+    {"email": "eve@example.com"},
+    {"email": "someone@example.com", "id": "0b3f6a56-2c6e-4e39-9f0b-5b1c1a2d3e4f"},
+]
+EXAMPLE_ENV = {
+    "PASSWORD": "ops password from a vault",
+    "NEW_PASSWORD": "alice's new password",
+}
+TERMINAL_PASSWORD = "typed on a terminal"
+#: Files that import examples read, written just before such an example runs (an export example
+#: before it may have written the same name without password hashes).
+IMPORT_FILES = {
+    "users.jsonl": '{"email": "imported@example.com", "password": "imported password"}\n',
+    "staff.csv": "email,password,is_verified\nstaff@example.com,staff password,true\n",
+}
+
+
+def shell_lines() -> list[str]:
+    """Each command line of the README's ```sh blocks, in order."""
+    blocks = re.findall(r"^```sh\n(.*?)^```", README.read_text(), flags=re.M | re.S)
+    return [
+        line.strip()
+        for block in blocks
+        for line in block.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
+def setup_lines() -> list[str]:
+    return [line for line in shell_lines() if line.startswith(SETUP_PREFIX)]
+
+
+def example_lines() -> list[str]:
+    return [line for line in shell_lines() if not line.startswith(SETUP_PREFIX)]
+
+
+def usersctl_dir() -> str:
+    return str(Path(sys.executable).parent)
+
+
+def example_env(url: str | None) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key
+        not in ("USERSCTL_DATABASE_URL", "DATABASE_URL", "USERSCTL_CONNECT_TIMEOUT", "NO_COLOR")
+    }
+    env["PATH"] = os.pathsep.join([usersctl_dir(), env.get("PATH", "")])
+    if url is not None:
+        env["USERSCTL_DATABASE_URL"] = url
+    return {**env, **EXAMPLE_ENV}
+
+
+def env_overrides(env: dict[str, str]) -> dict[str, str | None]:
+    """What ``example_env`` sets beyond the test process's own environment."""
+    return {key: value for key, value in env.items() if os.environ.get(key) != value}
+
+
+def point_at(line: str, url: str) -> str:
+    """The example with any ``-d URL`` / ``--database-url URL`` naming the test database."""
+    return re.sub(r"(\s(?:-d|--database-url))\s+\S+", rf"\1 {shlex.quote(url)}", line)
+
+
+def needs_terminal(words: list[str]) -> bool:
+    if "set-password" in words or "create-user" in words:
+        return not {"--password-stdin", "--password-file", "--generate-password"} & set(words)
+    if "delete-user" in words:
+        return not {"--yes", "-y", "--dry-run"} & set(words)
+    return False
+
+
+def run_line(line: str, env: dict[str, str], cwd: Path) -> tuple[int, str]:
+    """Run one example: in-process when it is a plain ``usersctl`` command (quick), else with
+    bash (pipes, variables), on a pseudo-terminal when it asks something."""
+    words = shlex.split(line)
+    plain = words[0] == "usersctl" and not re.search(r"[|&;<>$`]", line)
+    if plain and not needs_terminal(words):
+        from typer.testing import CliRunner
+
+        from usersctl.commands import app
+
+        cleared = {key: None for key in ("USERSCTL_CONNECT_TIMEOUT", "DATABASE_URL", "NO_COLOR")}
+        here = Path.cwd()
+        os.chdir(cwd)
+        try:
+            result = CliRunner().invoke(
+                app, words[1:], env={**cleared, **env_overrides(env)}, prog_name="usersctl"
+            )
+        finally:
+            os.chdir(here)
+        return result.exit_code, result.output + (
+            repr(result.exception) if result.exception else ""
+        )
+    if not needs_terminal(words):
+        result = subprocess.run(
+            ["bash", "-o", "pipefail", "-c", line],
+            env=env,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=60,
+        )
+        return result.returncode, result.stdout + result.stderr
+    import pexpect
+
+    child: Any = pexpect.spawn(
+        "bash", ["-c", line], env=env, cwd=str(cwd), encoding="utf-8", timeout=30
+    )
+    try:
+        while True:
+            index = child.expect(
+                [r"Password:", r"Repeat for confirmation:", r"\[y/N\]", pexpect.EOF]
+            )
+            if index in (0, 1):
+                child.sendline(TERMINAL_PASSWORD)
+            elif index == 2:
+                child.sendline("y")
+            else:
+                break
+        child.close()
+        return int(child.exitstatus if child.exitstatus is not None else -1), child.before or ""
+    finally:
+        child.close(force=True)
+
+
+# The setup one-liners -------------------------------------------------------------------------
+
+
+def test_the_readme_has_the_two_setup_one_liners() -> None:
+    main_job, tests = setup_lines()
+    assert main_job == (
+        "python3 -m venv .venv && . .venv/bin/activate && pip install . && usersctl init-db && "
+        "usersctl create-user admin@example.com --superuser --generate-password"
+    )
+    assert (
+        tests
+        == "python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[test]' && pytest"
+    )
+
+
+def test_ci_runs_the_readmes_test_command_verbatim() -> None:
+    _, tests = setup_lines()
+    assert tests in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_the_main_job_runs_on_a_fresh_database(database_url: str, tmp_path: Path) -> None:
+    """The usersctl part of the main job's one-liner; on SQLite with the embedded default."""
+    main_job, _ = setup_lines()
+    job = main_job.removeprefix(SETUP_PREFIX + ". && ")
+    assert job.startswith("usersctl init-db && ")
+    sqlite = database_url.startswith("sqlite")
+    env = example_env(None if sqlite else database_url)
+    code, output = run_line(job, env, tmp_path)
+    assert code == 0, output
+    if sqlite:
+        assert (tmp_path / "users.db").is_file()
+    code, listed = run_line("usersctl list-users --superuser -o csv", env, tmp_path)
+    assert code == 0, listed
+    assert "admin@example.com" in listed
+
+
+# Every other example --------------------------------------------------------------------------
+
+
+def test_every_command_is_documented() -> None:
+    from usersctl.commands import app
+
+    group = typer.main.get_command(app)
+    assert isinstance(group, typer.core.TyperGroup)
+    headings = " ".join(re.findall(r"^### (.+)$", README.read_text(), flags=re.M))
+    for command in group.commands:
+        assert command in headings, f"README has no section for {command}"
+
+
+def prepare(url: str, folder: Path) -> None:
+    """Create the tables and the users the examples name, and the password file one reads."""
+    import asyncio
+    import uuid
+
+    from typer.testing import CliRunner
+
+    from usersctl import users
+    from usersctl.commands import app
+    from usersctl.passwords import hash_password
+
+    result = CliRunner().invoke(app, ["-d", url, "init-db"])
+    assert result.exit_code == 0, result.output
+
+    async def seed() -> None:
+        hashed = hash_password("seeded")
+        async with users.open_users(url, write=True) as ctx:
+            for spec in EXAMPLE_USERS:
+                extra = {"id": uuid.UUID(spec["id"])} if "id" in spec else None
+                await users.create_user(ctx, spec["email"], hashed, extra=extra)
+            await ctx.session.commit()
+
+    asyncio.run(seed())
+    password_file = folder / "new-password.txt"
+    password_file.write_text("from the file\n")
+    password_file.chmod(0o600)
+
+
+def test_the_readme_examples_run(database_url: str, tmp_path: Path) -> None:
+    prepare(database_url, tmp_path)
+    env = example_env(database_url)
+    ran = 0
+    for line in example_lines():
+        if re.fullmatch(r"export (USERSCTL_DATABASE_URL|DATABASE_URL)=\S+", line):
+            continue  # the example's server is a placeholder; the test database stands in
+        assert "usersctl" in line, f"an example that is not a usersctl command: {line}"
+        words = shlex.split(line)
+        for name in set(words) & set(IMPORT_FILES) if "import-users" in words else ():
+            (tmp_path / name).write_text(IMPORT_FILES[name])
+        code, output = run_line(point_at(line, database_url), env, tmp_path)
+        assert code == 0, f"{line}\n{output}"
+        assert "Traceback" not in output
+        ran += 1
+    assert ran >= 15
+
+    # What the examples did, as the README says.
+    code, listed = run_line("usersctl list-users --limit 1000 -o csv", env, tmp_path)
+    assert code == 0, listed
+    emails = {row.split(",")[1] for row in listed.splitlines()[1:] if "," in row}
+    assert {"new@example.com", "ops@example.com", "admin@example.com"} <= emails
+    assert not {"old@example.com", "mallory@example.com"} & emails
