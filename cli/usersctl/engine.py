@@ -116,17 +116,23 @@ def _configure_sqlite(engine: AsyncEngine, *, busy_timeout: float, begin: str) -
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Hand transaction control to SQLAlchemy's BEGIN below, not to the sqlite3 module.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
         try:
-            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            cursor.execute("PRAGMA foreign_keys = ON")
-            # A read-only file keeps its journal mode; reading still works.
-            with contextlib.suppress(Exception):
-                cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA synchronous = NORMAL")
-        finally:
-            cursor.close()
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+                cursor.execute("PRAGMA foreign_keys = ON")
+                # A read-only file keeps its journal mode; reading still works.
+                with contextlib.suppress(Exception):
+                    cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.execute("PRAGMA synchronous = NORMAL")
+            finally:
+                cursor.close()
+        except Exception:
+            # SQLAlchemy does not close a connection whose setup failed (a file that is not a
+            # database): its aiosqlite thread would outlive the event loop.
+            dbapi_connection.close()
+            raise
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:

@@ -40,10 +40,14 @@ def hash_password_in_background(password: str) -> Future[str]:
     future: Future[str] = Future()
 
     def work() -> None:
+        if not future.set_running_or_notify_cancel():
+            return  # nobody wants it any more
         try:
-            future.set_result(hash_password(password))
+            hashed = hash_password(password)
         except BaseException as exc:  # handed to whoever awaits the hash
             future.set_exception(exc)
+        else:
+            future.set_result(hashed)
 
     threading.Thread(target=work, name="usersctl-hash", daemon=True).start()
     return future
