@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, relationship
 
-from usersctl import models
+from usersctl import builtin_tables
 from usersctl.db import (
     SQLAlchemyBaseOAuthAccountTableUUID,
     SQLAlchemyBaseUserTableUUID,
@@ -141,7 +141,7 @@ async def test_a_user_created_by_the_app_is_read_and_updated_here(
 
     # usersctl reads them, by any case of the address, and checks the password
     async with session_factory(engine)() as session:
-        user_db = SQLAlchemyUserDatabase(session, models.User)
+        user_db = SQLAlchemyUserDatabase(session, builtin_tables.User)
         user = await user_db.get_by_email("LANCELOT@camelot.bt")
         assert user is not None
         assert (user.id, user.email, user.is_superuser) == (

@@ -37,10 +37,9 @@ EXAMPLE_ENV = {
     "NEW_PASSWORD": "alice's new password",
 }
 TERMINAL_PASSWORD = "typed on a terminal"
-#: Files that import examples read, written just before such an example runs (an export example
-#: before it may have written the same name without password hashes).
+#: Files that import examples read, written just before such an example runs.
 IMPORT_FILES = {
-    "users.jsonl": '{"email": "imported@example.com", "password": "imported password"}\n',
+    "new-users.jsonl": '{"email": "imported@example.com", "password": "imported password"}\n',
     "staff.csv": "email,password,is_verified\nstaff@example.com,staff password,true\n",
 }
 

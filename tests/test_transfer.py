@@ -514,3 +514,67 @@ def test_export_through_a_link_writes_its_target_and_keeps_the_link(
     assert [json.loads(line)["email"] for line in target.read_text().splitlines()] == [
         "user1@example.com"
     ]
+
+
+async def _make_integer_id_table(url: str) -> None:
+    engine = create_engine(url)
+    key = "SERIAL PRIMARY KEY" if "postgresql" in url else "INTEGER PRIMARY KEY AUTOINCREMENT"
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    f'CREATE TABLE "user" (id {key}, email VARCHAR(320) NOT NULL UNIQUE, '
+                    "hashed_password VARCHAR(1024) NOT NULL, is_active BOOLEAN NOT NULL, "
+                    "is_superuser BOOLEAN NOT NULL, is_verified BOOLEAN NOT NULL, "
+                    "first_name VARCHAR(50))"
+                )
+            )
+    finally:
+        await engine.dispose()
+
+
+def test_integer_ids_round_trip_and_the_app_can_insert_afterwards(
+    database_url: str, tmp_path: Path
+) -> None:
+    """An app's integer-id table with an extra column: imported ids are kept, and the id
+    sequence moves past them, so the next user created (here or by the app) gets a fresh id."""
+    asyncio.run(_make_integer_id_table(database_url))
+    init(database_url)  # adds the lower(email) index to the existing table
+    rows = jsonl(
+        user_record(1, id=7, first_name="Ada"),
+        user_record(2, id=8, first_name=None),
+    )
+    result = cli(database_url, "import-users", "-", "--format", "jsonl", input=rows)
+    assert result.exit_code == 0, result.output
+    created = cli(
+        database_url, "create-user", "new@example.com", "--generate-password", "-o", "json"
+    )
+    assert created.exit_code == 0, created.output
+    assert json.loads(created.stdout)["id"] > 8
+
+    # The same file again under skip: each row is a duplicate of itself, not an id clash.
+    doubled = tmp_path / "doubled.jsonl"
+    doubled.write_text(rows + rows)
+    result = cli(database_url, "import-users", str(doubled), "--on-conflict", "skip", "-o", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["skipped"] == 4
+
+    # An existing address arriving with an id nobody has is updated, keeping its own id.
+    result = cli(
+        database_url,
+        "import-users",
+        "-",
+        "--format",
+        "jsonl",
+        "--on-conflict",
+        "update",
+        "-o",
+        "json",
+        input=jsonl(user_record(1, id=99, first_name="Grace")),
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["updated"] == 1
+    by_email = {row["email"]: row for row in stored(database_url)}
+    assert by_email["user1@example.com"]["id"] == "7"
+    assert by_email["user1@example.com"]["first_name"] == "Grace"
+    assert by_email["user2@example.com"]["first_name"] is None

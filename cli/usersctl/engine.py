@@ -107,9 +107,33 @@ def create_engine(
         engine = _create_async_engine(url, connect_args=connect_args, **kwargs)
     else:
         connect_args.setdefault("timeout", max(connect_timeout, 30.0))
+        connect_args.setdefault("async_creator_fn", _connect_aiosqlite)
         engine = _create_async_engine(url, connect_args=connect_args, **kwargs)
         _configure_sqlite(engine, busy_timeout=connect_args["timeout"], begin=sqlite_begin)
     return engine
+
+
+def _connect_aiosqlite(*args: Any, **kwargs: Any) -> Any:
+    """``aiosqlite.connect``, waiting for the worker thread of a connection that fails to open
+    (a folder, a missing folder): aiosqlite only queues that thread's stop, and the thread, calling
+    back into an event loop that ``asyncio.run`` has closed by then, dies printing a traceback."""
+    import asyncio
+    import threading
+
+    import aiosqlite
+
+    connection = aiosqlite.connect(*args, **kwargs)
+    thread = connection if isinstance(connection, threading.Thread) else connection._thread
+    thread.daemon = True  # as SQLAlchemy sets it: never hold up the exit
+
+    async def connect() -> Any:
+        try:
+            return await connection
+        except BaseException:
+            await asyncio.to_thread(thread.join, 5)
+            raise
+
+    return connect()
 
 
 def _configure_sqlite(engine: AsyncEngine, *, busy_timeout: float, begin: str) -> None:

@@ -40,17 +40,25 @@ def _to_uuid(value: Any) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value).strip())
 
 
+#: The widest integer SQLite and PostgreSQL (BIGINT) store; a wider one is refused here.
+INT64 = range(-(2**63), 2**63)
+
+
 def _to_int(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not an integer")
-    if isinstance(value, int):
-        return value
     if isinstance(value, float) and value.is_integer():
-        return int(value)
-    text = str(value).strip()
-    if not text.lstrip("+-").isdigit():
-        raise ValueError(f"{value!r} is not an integer")
-    return int(text)
+        value = int(value)
+    if isinstance(value, int):
+        number = value
+    else:
+        text = str(value).strip()
+        if not text.lstrip("+-").isdigit() or len(text) > 20:
+            raise ValueError(f"{value!r} is not an integer")
+        number = int(text)
+    if number not in INT64:
+        raise ValueError(f"{number} is out of range for a 64-bit integer")
+    return number
 
 
 def _to_decimal(value: Any) -> decimal.Decimal:

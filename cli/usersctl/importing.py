@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from sqlalchemy import String, bindparam, func, insert, select, update
+from sqlalchemy import Integer, String, bindparam, func, insert, select, update
 from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
@@ -318,7 +318,7 @@ class FileCheck:
         self.validate = RowValidator(model)
         self.on_conflict = on_conflict
         self.rows: dict[str, Row] = {}
-        self.ids: dict[Any, int] = {}
+        self.ids: dict[Any, tuple[str, int]] = {}  # id: (lowercased email, first line)
         self.problems: list[Problem] = []
         self.duplicates: list[Problem] = []
         self.skipped = 0
@@ -340,8 +340,10 @@ class FileCheck:
                 continue
             row_id = row.values.get("id")
             if row_id is not None:
-                earlier_line = self.ids.setdefault(row_id, line)
-                if earlier_line != line:
+                # One id for two addresses is an error; the same row twice is a duplicate,
+                # which the conflict rule decides below.
+                key, earlier_line = self.ids.setdefault(row_id, (row.key, line))
+                if key != row.key:
                     self.problems.append(
                         Problem(line, f"id {row_id} is also on line {earlier_line}")
                     )
@@ -456,6 +458,34 @@ async def _existing(ctx: UserContext, rows: list[Row]) -> tuple[dict[str, Any], 
     return by_email, by_id
 
 
+async def _lock_table(ctx: UserContext) -> None:
+    """On PostgreSQL, make concurrent inserts wait for this import instead of slipping in
+    between its checks and its writes (on SQLite, BEGIN IMMEDIATE already holds the lock)."""
+    dialect = ctx.session.bind.dialect
+    if dialect.name == "postgresql":
+        table = dialect.identifier_preparer.format_table(ctx.model.table)
+        await ctx.session.execute(sql_text(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"))
+
+
+async def _advance_id_sequence(ctx: UserContext, rows: Iterable[Row]) -> None:
+    """After rows that brought their own integer ids, move PostgreSQL's id sequence past them,
+    so that the app's next insert does not collide with an imported id (SQLite needs nothing)."""
+    dialect = ctx.session.bind.dialect
+    id_column = ctx.model.table.c.id
+    if dialect.name != "postgresql" or not isinstance(id_column.type, Integer):
+        return
+    if not any(row.values.get("id") is not None for row in rows):
+        return
+    table = dialect.identifier_preparer.format_table(ctx.model.table)
+    column = dialect.identifier_preparer.quote(id_column.name)
+    await ctx.session.execute(
+        sql_text(
+            f"SELECT setval(pg_get_serial_sequence(:table, :column), max({column})) FROM {table}"
+        ),
+        {"table": table, "column": id_column.name},
+    )
+
+
 async def write_rows(
     ctx: UserContext,
     rows: list[Row],
@@ -465,12 +495,7 @@ async def write_rows(
 ) -> None:
     """Decide each row against the database and write them, in the caller's transaction."""
     table = ctx.model.table
-    if ctx.session.bind.dialect.name == "postgresql":
-        # Concurrent inserts wait for this import instead of slipping in between check and write
-        # (on SQLite, BEGIN IMMEDIATE already holds the write lock).
-        await ctx.session.execute(
-            sql_text(f'LOCK TABLE "{table.name}" IN SHARE ROW EXCLUSIVE MODE')
-        )
+    await _lock_table(ctx)
     if on_conflict == "fail" and await _insert_all_or_nothing(ctx, rows, progress):
         summary.created += len(rows)
         return
@@ -484,20 +509,17 @@ async def write_rows(
         id_owner = by_id.get(row_id) if row_id is not None else None
         if existing_id is None and id_owner is None:
             inserts.append(row.values)
-            continue
-        if existing_id is None or (row_id is not None and row_id != existing_id):
+        elif existing_id is None or (id_owner is not None and row_id != existing_id):
+            # The row's id belongs to a user with another address: no rule makes that right.
             if on_conflict == "skip":
                 summary.skipped += 1
             else:
-                conflicts.append(
-                    Problem(row.line, f"id {row_id} belongs to another user ({id_owner})")
-                )
-            continue
-        if on_conflict == "fail":
+                conflicts.append(Problem(row.line, f"id {row_id} belongs to {id_owner}"))
+        elif on_conflict == "fail":
             conflicts.append(Problem(row.line, f"{row.values['email']} already exists"))
         elif on_conflict == "skip":
             summary.skipped += 1
-        else:
+        else:  # update: the existing user takes the row's fields and keeps its id
             updates.append(
                 {**{k: v for k, v in row.values.items() if k != "id"}, "_id": existing_id}
             )
@@ -674,6 +696,7 @@ async def _import(
         records = read_records(stream, fmt)
         if on_conflict == "fail" and await _stream_rows(ctx, check, records, progress):
             summary.created = len(check.rows)
+            await _advance_id_sequence(ctx, check.rows.values())
         else:
             # The careful path: the whole file checked, passwords hashed with no transaction
             # open, then conflicts looked up and everything written in one transaction.
@@ -682,6 +705,7 @@ async def _import(
             rows, summary.skipped = check.verdict()
             await asyncio.to_thread(hash_passwords, rows, progress)
             await write_rows(ctx, rows, on_conflict, summary, progress)
+            await _advance_id_sequence(ctx, rows)
         if dry_run:
             await ctx.session.rollback()
         else:
@@ -707,10 +731,7 @@ async def _stream_rows(
 
     table = ctx.model.table
     dialect = ctx.session.bind.dialect
-    if dialect.name == "postgresql":
-        await ctx.session.execute(
-            sql_text(f'LOCK TABLE "{table.name}" IN SHARE ROW EXCLUSIVE MODE')
-        )
+    await _lock_table(ctx)
 
     def next_batch() -> list[PreparedInsert] | None:
         batch = list(itertools.islice(records, WRITE_BATCH))

@@ -23,7 +23,7 @@ from sqlalchemy import Column, MetaData, Table, inspect
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SAWarning
 from sqlalchemy.orm import Mapper, configure_mappers, registry
-from sqlalchemy.types import CHAR, NCHAR, VARCHAR, Integer, String, TypeDecorator, Uuid
+from sqlalchemy.types import CHAR, NCHAR, VARCHAR, Integer, String, TypeDecorator, TypeEngine, Uuid
 
 from usersctl.db import GUID, add_email_lower_index
 from usersctl.errors import InvalidInput, TablesMissing
@@ -115,14 +115,20 @@ class UserModel:
         return [name for name in self.required_columns if values.get(self.attribute(name)) is None]
 
 
-def _looks_like_uuid(column: Any) -> bool:
+def _uuid_type(column: Any) -> TypeEngine[Any] | None:
+    """The type that reads a reflected id column as UUIDs, if it holds them: a native UUID or
+    FastAPI Users' CHAR(36) hyphenated text (GUID), or SQLAlchemy's own ``Uuid`` stored as
+    CHAR(32) hex on SQLite, which must be written back in that same form."""
     kind = column["type"]
     if isinstance(kind, Uuid):
-        return True
-    return isinstance(kind, (CHAR, NCHAR, VARCHAR, String)) and getattr(kind, "length", None) in (
-        32,
-        36,
-    )
+        return GUID()
+    if isinstance(kind, (CHAR, NCHAR, VARCHAR, String)):
+        length = getattr(kind, "length", None)
+        if length == 36:
+            return GUID()
+        if length == 32:
+            return Uuid(as_uuid=True)
+    return None
 
 
 def reflect_user_model(connection: Connection) -> UserModel:
@@ -142,8 +148,9 @@ def reflect_user_model(connection: Connection) -> UserModel:
     metadata = MetaData()
     overrides: list[Column[Any]] = []
     id_column = columns["id"]
-    if _looks_like_uuid(id_column):
-        overrides.append(Column("id", GUID(), primary_key=True, default=uuid.uuid4))
+    id_type = _uuid_type(id_column)
+    if id_type is not None:
+        overrides.append(Column("id", id_type, primary_key=True, default=uuid.uuid4))
     elif isinstance(id_column["type"], Integer):
         overrides.append(Column("id", id_column["type"], primary_key=True, autoincrement=True))
     with warnings.catch_warnings():
@@ -157,8 +164,8 @@ def reflect_user_model(connection: Connection) -> UserModel:
         if related in names:
             related_table = Table(related, metadata, autoload_with=connection)
             for fk in related_table.foreign_keys:
-                if fk.references(table) and isinstance(table.c.id.type, GUID):
-                    fk.parent.type = GUID()  # compare user ids the way the user table stores them
+                if fk.references(table) and id_type is not None:
+                    fk.parent.type = id_type  # compare user ids the way the user table stores them
 
     mapper_registry = registry(metadata=metadata)
     user_class = type("User", (), {"__doc__": "The user table as found in the database."})

@@ -85,19 +85,26 @@ def _init(connection: Connection, tables: list[Table]) -> InitReport:
             table.create(connection)
             report.created_tables.append(table.name)
             report.created_indexes.extend(index.name or "" for index in table.indexes)
-    if "user" in existing and not has_email_lower_index(connection):
+    # The user table that existed before (its name is the model's: "user" unless --model says
+    # otherwise) gets the index now, unless case duplicates stand in the way.
+    for table in tables:
+        name = table.name
+        if "email" not in table.c or name not in existing:
+            continue
+        if has_email_lower_index(connection, name):
+            continue
         from sqlalchemy import Index, MetaData
 
-        reflected = Table("user", MetaData(), autoload_with=connection)
+        reflected = Table(name, MetaData(), autoload_with=connection)
         duplicates = count_case_duplicates(connection, reflected)
         if duplicates:
             raise Conflict(
                 f"cannot add the unique lower(email) index: {duplicates} email(s) are shared by "
                 "users whose addresses differ only in case; run `usersctl doctor` to list them"
             )
-        name = email_lower_index_name("user")
-        Index(name, func.lower(reflected.c.email), unique=True).create(connection)
-        report.created_indexes.append(name)
+        index_name = email_lower_index_name(name)
+        Index(index_name, func.lower(reflected.c.email), unique=True).create(connection)
+        report.created_indexes.append(index_name)
     return report
 
 

@@ -32,6 +32,7 @@ from usersctl.errors import (
     UserAlreadyExists,
     UserNotFound,
 )
+from usersctl.fields import INT64
 from usersctl.models import UserModel, load_user_model, reflect_user_model, require_table
 
 UserDB = SQLAlchemyUserDatabase[Any, Any]
@@ -102,7 +103,7 @@ def parse_user_id(model: UserModel, raw: str) -> Any:
         if model.id_is_uuid or python_type is uuid.UUID:
             return uuid.UUID(text)
         if python_type is int:
-            if not text.lstrip("-").isdigit() or len(text) > 19:
+            if not text.lstrip("-").isdigit() or len(text) > 20 or int(text) not in INT64:
                 raise ValueError(text)
             return int(text)
     except ValueError:
@@ -263,11 +264,19 @@ async def create_user(
 
 
 async def count_active_superusers(ctx: UserContext) -> int:
+    """How many active superusers there are, locking them until the transaction ends.
+
+    The lock (FOR UPDATE on PostgreSQL; SQLite's writer already holds the whole file) makes two
+    commands that each remove a different superuser take turns, so the second one counts what
+    the first left: they cannot both pass the last-superuser guard.
+    """
     table = ctx.model.table
-    statement = select(func.count()).where(
-        table.c.is_superuser.is_(True), table.c.is_active.is_(True)
+    statement = (
+        select(table.c.id)
+        .where(table.c.is_superuser.is_(True), table.c.is_active.is_(True))
+        .with_for_update()
     )
-    return int((await ctx.session.execute(statement.select_from(table))).scalar_one())
+    return len((await ctx.session.execute(statement)).all())
 
 
 async def guard_last_superuser(ctx: UserContext, losing: Iterable[Any], *, force: bool) -> None:

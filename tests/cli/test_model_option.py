@@ -82,8 +82,8 @@ def create_tables(url: str, folder: Path, module: str, monkeypatch: pytest.Monke
         ("usersctl.models", "expected module.path:ClassName"),
         ("usersctl.models:Nobody", "has no 'Nobody'"),
         ("json:loads", "not a mapped SQLAlchemy class"),
-        ("usersctl.models:Base", "not a mapped SQLAlchemy class"),
-        ("usersctl.models:AccessToken", "not a FastAPI Users user table"),
+        ("usersctl.builtin_tables:Base", "not a mapped SQLAlchemy class"),
+        ("usersctl.builtin_tables:AccessToken", "not a FastAPI Users user table"),
     ],
 )
 def test_a_model_that_cannot_be_used_is_a_usage_error(bare_cli: Cli, model: str, says: str) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Optional  # noqa: F401  (Typer reads the annotations)
 
 import typer
 
 from usersctl import __version__
 from usersctl.commands import database, doctor, transfer, users, verify
-from usersctl.commands.errors import EXIT_CODE_HELP, ExitCode
+from usersctl.commands.errors import EXIT_CODE_HELP, ExitCode, stdout_closed
 from usersctl.commands.options import Settings
 
 DEFAULT_URL = "sqlite+aiosqlite:///./users.db"  # kept equal to usersctl.engine.DEFAULT_DATABASE_URL
@@ -94,6 +95,10 @@ def main() -> None:
     """Console-script entry point."""
     try:
         app(prog_name="usersctl")
+    except BrokenPipeError:  # rendering, after the command's work: | head stopped reading
+        with contextlib.suppress(typer.Exit):
+            stdout_closed()
+        raise SystemExit(int(ExitCode.PIPE_CLOSED)) from None
     except KeyboardInterrupt:
         typer.echo("Error: interrupted", err=True)
         raise SystemExit(int(ExitCode.INTERRUPTED)) from None

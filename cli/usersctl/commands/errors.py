@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import sys
@@ -25,6 +26,22 @@ class ExitCode(IntEnum):
     DATABASE = 5
     CHECK_FAILED = 6
     INTERRUPTED = 130
+    PIPE_CLOSED = 141  # 128 + SIGPIPE, what the shell reports for a writer whose reader left
+
+
+#: errno values that mean the database server could not be reached or the link broke.
+CONNECTION_ERRNOS = frozenset(
+    {
+        errno.ECONNREFUSED,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.EHOSTUNREACH,
+        errno.EHOSTDOWN,
+        errno.ENETUNREACH,
+        errno.ENETDOWN,
+        errno.ETIMEDOUT,
+    }
+)
 
 
 EXIT_CODE_HELP = (
@@ -32,7 +49,8 @@ EXIT_CODE_HELP = (
     "2 usage or invalid input; 3 user not found (or no such OAuth link); "
     "4 conflict (email taken, last superuser); "
     "5 database problem (unreachable, tables missing, read-only); "
-    "6 a check said no (doctor, verify-password); 130 interrupted."
+    "6 a check said no (doctor, verify-password); 130 interrupted; "
+    "141 the reader of stdout went away (as with | head)."
 )
 
 
@@ -111,9 +129,30 @@ def exit_code_for(exc: BaseException) -> tuple[ExitCode, str]:
     # Two classes on Python 3.10 (asyncpg raises asyncio's); one and the same from 3.11 on.
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
         return ExitCode.DATABASE, "timed out connecting to the database"
-    if isinstance(exc, OSError) or type(exc).__module__.startswith("asyncpg"):
+    if _is_connection_error(exc):
         return ExitCode.DATABASE, f"cannot connect to the database: {_database_message(exc)}"
+    if isinstance(exc, OSError):  # writing a file: a full disk, a vanished folder
+        where = f" {exc.filename}" if exc.filename else ""
+        return ExitCode.FAILURE, f"cannot write{where}: {exc.strerror or exc}"
     return ExitCode.FAILURE, f"unexpected {type(exc).__name__}: {exc}"
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    import socket
+
+    if type(exc).__module__.startswith("asyncpg") or isinstance(
+        exc, (ConnectionError, socket.gaierror)
+    ):
+        return True
+    return isinstance(exc, OSError) and exc.errno in CONNECTION_ERRNOS
+
+
+def stdout_closed() -> NoReturn:
+    """The reader of stdout left (``| head``): stop quietly, as other command-line tools do."""
+    # Point stdout at /dev/null so that the interpreter's final flush does not fail again.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    raise typer.Exit(int(ExitCode.PIPE_CLOSED))
 
 
 def run(coroutine_function: Callable[[], Awaitable[T]]) -> T:
@@ -143,6 +182,8 @@ def call(function: Callable[[], T]) -> T:
     except KeyboardInterrupt:
         typer.echo("Error: interrupted; nothing was committed", err=True)
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except BrokenPipeError:
+        stdout_closed()
     except Exception as exc:
         code, message = exit_code_for(exc)
         if os.environ.get("USERSCTL_DEBUG") and code == ExitCode.FAILURE:

@@ -57,6 +57,10 @@ def read_password(*, stdin: bool, file: Path | None, generate: bool) -> Password
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
     else:
         raise InvalidInput(f"no terminal to ask for the password on; use {SOURCES_HINT}")
+    try:
+        password.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8 arrive as lone surrogates
+        raise InvalidInput("the password is not valid UTF-8 text") from None
     if not password:
         raise InvalidInput("the password is empty")
     if "\x00" in password:

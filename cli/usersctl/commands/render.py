@@ -77,7 +77,25 @@ def render_rows(
     """Write rows in ``output`` format; ``single`` prints one object (JSON) or a field/value table.
 
     Rows are consumed as they come (JSON lines and CSV stream); returns how many were written.
+    A reader that stops early (``| head``) ends the command quietly with exit 141.
     """
+    from usersctl.commands.errors import stdout_closed
+
+    try:
+        return _render(rows, output, columns=columns, single=single, title=title, stream=stream)
+    except BrokenPipeError:
+        stdout_closed()
+
+
+def _render(
+    rows: Iterable[dict[str, Any]],
+    output: OutputFormat,
+    *,
+    columns: Sequence[str],
+    single: bool = False,
+    title: str | None = None,
+    stream: TextIO | None = None,
+) -> int:
     out = stream or sys.stdout
     count = 0
     if output is OutputFormat.jsonl:
@@ -112,10 +130,12 @@ def _render_table(
     if _use_rich(out):
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(*columns, title=title, show_lines=False)
         for row in rows:
-            table.add_row(*(to_text(row.get(column)) for column in columns))
+            # Text, not str: a stored "[/x]" is data, not Rich markup.
+            table.add_row(*(Text(to_text(row.get(column))) for column in columns))
         Console(file=out).print(table)
         return
     cells = [[to_text(row.get(column)) for column in columns] for row in rows]
@@ -142,10 +162,11 @@ def _render_fields(
     if _use_rich(out):
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
         table = Table("field", "value", title=title, show_header=False)
         for name in names:
-            table.add_row(name, to_text(row[name]))
+            table.add_row(Text(name), Text(to_text(row[name])))
         Console(file=out).print(table)
         return
     width = max((len(name) for name in names), default=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -107,7 +108,10 @@ def export_users(
         from usersctl.users import UserFilters
 
         filters = UserFilters(active, superuser, verified, search)
-        with _open_output(file) as out, progress_bar("exporting") as progress:
+        with (
+            _open_output(file, private=include_hashes) as out,
+            progress_bar("exporting") as progress,
+        ):
             return await export(
                 settings.database_url,
                 out,
@@ -125,7 +129,8 @@ def export_users(
 
 
 @contextmanager
-def _open_output(file: str) -> Iterator[IO[str]]:
+def _open_output(file: str, *, private: bool = False) -> Iterator[IO[str]]:
+    """The file to export into; ``private`` (hashes inside) makes it readable by its owner only."""
     if file == "-":
         yield sys.stdout
         return
@@ -141,7 +146,10 @@ def _open_output(file: str) -> Iterator[IO[str]]:
         return
     partial = path.with_name(path.name + ".partial")
     try:
-        out = partial.open("w", encoding="utf-8", newline="")
+        partial.unlink(missing_ok=True)  # a leftover, or a link someone planted, is not reused
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        descriptor = os.open(partial, flags, 0o600 if private else 0o666)
+        out = open(descriptor, "w", encoding="utf-8", newline="")  # noqa: SIM115 (closed below)
     except OSError as exc:
         fail(f"cannot write {file}: {exc.strerror}", ExitCode.USAGE)
     try:

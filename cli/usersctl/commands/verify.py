@@ -74,12 +74,15 @@ def verify_password(
     email = row["email"]
     say(f"The password matches {email}.")
     if match.scheme != "argon2":
-        kind = "a bcrypt" if match.scheme == "bcrypt" else "an outdated Argon2"
+        kind = "bcrypt" if match.scheme == "bcrypt" else "outdated Argon2"
         if match.rehashed:
             verb = "Would replace" if dry_run else "Replaced"
-            say(f"{verb} its {match.scheme} hash with a new Argon2 hash.")
+            say(f"{verb} its {kind} hash with a new Argon2 hash.")
         else:
-            say(f"It has {kind} hash; the app replaces it at the next login, or use --rehash.")
+            article = "a" if kind == "bcrypt" else "an"
+            say(
+                f"It has {article} {kind} hash; the app replaces it at the next login, as --rehash does."
+            )
     if not row["is_active"]:
         say(f"Note: {email} is inactive; the app refuses its logins.")
     elif not row["is_verified"]:
