@@ -408,9 +408,28 @@ def test_dry_run_writes_nothing_but_reports(url: str) -> None:
 # Plaintext passwords ------------------------------------------------------------------------------
 
 
-def test_plaintext_passwords_are_hashed_on_every_core(url: str) -> None:
+def test_plaintext_passwords_are_hashed_on_every_core(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
     from usersctl import importing
 
+    # The real hasher, watched: how many hashes run at the same time.
+    lock = threading.Lock()
+    running = {"now": 0, "most": 0}
+
+    def watched(password: str) -> str:
+        with lock:
+            running["now"] += 1
+            running["most"] = max(running["most"], running["now"])
+        try:
+            return hash_password(password)
+        finally:
+            with lock:
+                running["now"] -= 1
+
+    monkeypatch.setattr(importing, "hash_password", watched)
     rows = [
         importing.Row(line, f"u{line}@example.com", {"email": f"u{line}@example.com"}, f"pw-{line}")
         for line in range(1, 7)
@@ -418,6 +437,7 @@ def test_plaintext_passwords_are_hashed_on_every_core(url: str) -> None:
     stages: list[tuple[str, int, int]] = []
     importing.hash_passwords(rows, lambda *args: stages.append(args))
     assert [done for _, done, _ in stages] == list(range(1, 7))
+    assert running["most"] == min(6, os.cpu_count() or 1)
     for row in rows:
         assert row.password is None
         assert verify_password(f"pw-{row.line}", row.values["hashed_password"])

@@ -13,7 +13,6 @@ from usersctl.db import (
     SQLAlchemyBaseOAuthAccountTableUUID,
     SQLAlchemyBaseUserTableUUID,
 )
-from usersctl.models import UserModel
 
 
 class Base(DeclarativeBase):
@@ -32,11 +31,3 @@ class User(SQLAlchemyBaseUserTableUUID, Base):
 
 class AccessToken(SQLAlchemyBaseAccessTokenTableUUID, Base):
     """FastAPI Users' access token table for the database strategy."""
-
-
-BUILT_IN = UserModel(
-    user_class=User,
-    source="built-in",
-    oauth_class=OAuthAccount,
-    token_table=AccessToken.__table__,  # type: ignore[arg-type]
-)

@@ -12,9 +12,9 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
+from usersctl import DEFAULT_DATABASE_URL as DEFAULT_DATABASE_URL  # re-exported
 from usersctl.errors import DatabaseProblem, InvalidInput
 
-DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./users.db"
 DEFAULT_CONNECT_TIMEOUT = 10.0
 
 _ASYNC_DRIVERS = {"postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}

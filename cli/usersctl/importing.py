@@ -52,16 +52,22 @@ class Problem:
         return f"line {self.line}: {self.reason}"
 
 
+def _listed(problems: list[Problem]) -> str:
+    """The first problems, one after the other on one line, and how many more there are."""
+    shown = "; ".join(str(problem) for problem in problems[:MAX_REPORTED])
+    more = len(problems) - MAX_REPORTED
+    return f"{shown}; and {more} more" if more > 0 else shown
+
+
 class ImportRejected(InvalidInput):
     """Some rows are invalid; nothing was written."""
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
-        shown = "; ".join(str(problem) for problem in problems[:MAX_REPORTED])
-        more = len(problems) - MAX_REPORTED
-        suffix = f"; and {more} more" if more > 0 else ""
         noun = "row is" if len(problems) == 1 else "rows are"
-        super().__init__(f"{len(problems)} {noun} invalid, nothing was written: {shown}{suffix}")
+        super().__init__(
+            f"{len(problems)} {noun} invalid, nothing was written: {_listed(problems)}"
+        )
 
 
 class ImportConflict(Conflict):
@@ -69,12 +75,9 @@ class ImportConflict(Conflict):
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
-        shown = "; ".join(str(problem) for problem in problems[:MAX_REPORTED])
-        more = len(problems) - MAX_REPORTED
-        suffix = f"; and {more} more" if more > 0 else ""
         super().__init__(
             f"{len(problems)} row(s) conflict with existing users, nothing was written "
-            f"(use --on-conflict skip or update): {shown}{suffix}"
+            f"(use --on-conflict skip or update): {_listed(problems)}"
         )
 
 
@@ -261,14 +264,7 @@ class RowValidator:
         }
         self.flag_converters = {name: converter_for(table.c[name]) for name in FLAGS}
         self.allowed = frozenset({*self.converters, *FLAGS, "email", "password", "hashed_password"})
-        self.required = [
-            column.name
-            for column in columns
-            if not column.nullable
-            and column.default is None
-            and column.server_default is None
-            and not (column.primary_key and column.autoincrement in (True, "auto"))
-        ]
+        self.required = model.required_columns
 
     def __call__(self, line: int, record: dict[str, Any]) -> Row:
         unknown = record.keys() - self.allowed
@@ -373,18 +369,6 @@ class FileCheck:
         if self.duplicates:
             raise ImportConflict(self.duplicates)
         return list(self.rows.values()), self.skipped
-
-
-def validate_records(
-    model: UserModel,
-    records: Iterable[tuple[int, dict[str, Any]]],
-    on_conflict: str,
-) -> tuple[list[Row], int]:
-    """Validate every record; raise ``ImportRejected`` listing all problems, else return the rows
-    (duplicates within the file resolved by ``on_conflict``) and how many were skipped."""
-    check = FileCheck(model, on_conflict)
-    check.add(records)
-    return check.verdict()
 
 
 def hash_passwords(rows: list[Row], progress: Progress | None = None) -> None:

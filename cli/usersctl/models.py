@@ -1,10 +1,10 @@
-"""Which user model a command works on: the app's own (``--model``), the table found in the
-database, or usersctl's built-in tables.
+"""Which user model a command works on: the app's own (``--model``), or the table found in the
+database.
 
-The built-in model is FastAPI Users' tutorial model (UUID ids). When the ``user`` table already
-exists, its structure is read from the database instead, so an app's integer ids and extra
-columns are seen and kept. ``--model module.path:ClassName`` imports the app's mapped class, so
-its Python-side defaults (a ``created_at`` filled by the app) apply too.
+Without ``--model`` the ``user`` table's structure is read from the database, so an app's
+integer ids and extra columns are seen and kept. ``--model module.path:ClassName`` imports the
+app's mapped class, so its Python-side defaults (a ``created_at`` filled by the app) apply too.
+usersctl's own tables, which ``init-db`` creates, are in ``usersctl.builtin_tables``.
 """
 
 from __future__ import annotations

@@ -7,12 +7,10 @@ from typing import Annotated, Optional  # noqa: F401  (Typer reads the annotatio
 
 import typer
 
-from usersctl import __version__
+from usersctl import DEFAULT_DATABASE_URL, __version__
 from usersctl.commands import database, doctor, transfer, users, verify
 from usersctl.commands.errors import EXIT_CODE_HELP, ExitCode, stdout_closed
 from usersctl.commands.options import Settings
-
-DEFAULT_URL = "sqlite+aiosqlite:///./users.db"  # kept equal to usersctl.engine.DEFAULT_DATABASE_URL
 
 app = typer.Typer(
     name="usersctl",
@@ -47,7 +45,7 @@ def root(
             metavar="URL",
             help="Database URL (sqlite:///path or postgresql://user@host/db).",
         ),
-    ] = DEFAULT_URL,
+    ] = DEFAULT_DATABASE_URL,
     connect_timeout: Annotated[
         float,
         typer.Option(

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from usersctl.users import UserContext
 
 from usersctl.commands.render import OutputFormat
 
@@ -19,6 +23,17 @@ class Settings:
     connect_timeout: float
     #: ``module.path:ClassName`` of the app's user model (``--model``); None reads the table.
     model_path: str | None = None
+
+    def open_users(self, *, write: bool = False) -> AbstractAsyncContextManager[UserContext]:
+        """One session on the configured database, with its user model (``usersctl.users``)."""
+        from usersctl.users import open_users
+
+        return open_users(
+            self.database_url,
+            connect_timeout=self.connect_timeout,
+            write=write,
+            model_path=self.model_path,
+        )
 
 
 def settings_of(ctx: typer.Context) -> Settings:
@@ -46,7 +61,7 @@ def complete_user(ctx: typer.Context, incomplete: str) -> list[str]:
 def _default_url() -> str:
     import os
 
-    from usersctl.engine import DEFAULT_DATABASE_URL
+    from usersctl import DEFAULT_DATABASE_URL
 
     return (
         os.environ.get("USERSCTL_DATABASE_URL")

@@ -97,12 +97,7 @@ def create_user(
 
         hashing = asyncio.wrap_future(hashing_started)
         try:
-            async with users.open_users(
-                settings.database_url,
-                connect_timeout=settings.connect_timeout,
-                write=True,
-                model_path=settings.model_path,
-            ) as ctx_users:
+            async with settings.open_users(write=True) as ctx_users:
                 existing = await ctx_users.db.get_by_email(normalized)
                 if existing is not None and if_not_exists:
                     row = users.user_row(ctx_users.model, existing)
@@ -160,11 +155,7 @@ def list_users(
         from usersctl import users
 
         filters = users.UserFilters(active, superuser, verified, search)
-        async with users.open_users(
-            settings.database_url,
-            connect_timeout=settings.connect_timeout,
-            model_path=settings.model_path,
-        ) as ctx_users:
+        async with settings.open_users() as ctx_users:
             page = await users.list_users(ctx_users, filters, limit=limit, after=after)
             return ctx_users.model.columns, page
 
@@ -195,11 +186,7 @@ def show_user(
     async def work() -> tuple[list[str], dict[str, Any]]:
         from usersctl import logins, users
 
-        async with users.open_users(
-            settings.database_url,
-            connect_timeout=settings.connect_timeout,
-            model_path=settings.model_path,
-        ) as ctx_users:
+        async with settings.open_users() as ctx_users:
             found = await users.find_user(ctx_users, user)
             row = users.user_row(ctx_users.model, found)
             links = await logins.oauth_links(ctx_users, found)
@@ -261,12 +248,7 @@ def update_user(
         from usersctl import users
         from usersctl.models import field_values
 
-        async with users.open_users(
-            settings.database_url,
-            connect_timeout=settings.connect_timeout,
-            write=True,
-            model_path=settings.model_path,
-        ) as ctx_users:
+        async with settings.open_users(write=True) as ctx_users:
             found = await users.find_user(ctx_users, user)
             extra = field_values(ctx_users.model, fields or [], creating=False)
             changes = await users.update_user(
@@ -329,12 +311,7 @@ def _set_active(
     async def work() -> list[dict[str, Any]]:
         from usersctl import users
 
-        async with users.open_users(
-            settings.database_url,
-            connect_timeout=settings.connect_timeout,
-            write=True,
-            model_path=settings.model_path,
-        ) as ctx_users:
+        async with settings.open_users(write=True) as ctx_users:
             found, _ = await users.find_users(ctx_users, refs)
             changed, _ = await users.set_active(ctx_users, found, active, force=force)
             changed_ids = {user.id for user in changed}
@@ -430,12 +407,7 @@ def set_password(
         from usersctl import users
 
         hashing = asyncio.wrap_future(hashing_started)
-        async with users.open_users(
-            settings.database_url,
-            connect_timeout=settings.connect_timeout,
-            write=True,
-            model_path=settings.model_path,
-        ) as ctx_users:
+        async with settings.open_users(write=True) as ctx_users:
             found = await users.find_user(ctx_users, user)
             await users.set_password(ctx_users, found, await hashing)
             row: dict[str, Any] = {
@@ -487,11 +459,7 @@ def delete_user(
     async def find() -> list[str]:
         from usersctl import users
 
-        async with users.open_users(
-            settings.database_url,
-            connect_timeout=settings.connect_timeout,
-            model_path=settings.model_path,
-        ) as ctx_users:
+        async with settings.open_users() as ctx_users:
             found, _ = await users.find_users(ctx_users, users_, missing_ok=missing_ok)
             return [u.email for u in found]
 
@@ -506,12 +474,7 @@ def delete_user(
     async def work() -> list[dict[str, Any]]:
         from usersctl import users
 
-        async with users.open_users(
-            settings.database_url,
-            connect_timeout=settings.connect_timeout,
-            write=True,
-            model_path=settings.model_path,
-        ) as ctx_users:
+        async with settings.open_users(write=True) as ctx_users:
             found, missing = await users.find_users(ctx_users, users_, missing_ok=missing_ok)
             rows = [{"id": u.id, "email": u.email} for u in found]
             await users.delete_users(ctx_users, found, force=force)
@@ -558,12 +521,7 @@ def unlink_oauth(
     async def work() -> list[dict[str, Any]]:
         from usersctl import logins, users
 
-        async with users.open_users(
-            settings.database_url,
-            connect_timeout=settings.connect_timeout,
-            write=True,
-            model_path=settings.model_path,
-        ) as ctx_users:
+        async with settings.open_users(write=True) as ctx_users:
             found = await users.find_user(ctx_users, user)
             removed = await logins.unlink_oauth(ctx_users, found, provider, account_id=account_id)
             status = "would unlink" if dry_run else "unlinked"
