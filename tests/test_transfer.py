@@ -62,6 +62,11 @@ def stored(url: str) -> list[dict[str, Any]]:
     return asyncio.run(_rows(url))
 
 
+def import_jsonl(url: str, *args: str, input: str) -> Any:
+    """import-users of JSON lines given on stdin."""
+    return cli(url, "import-users", "-", "--format", "jsonl", *args, input=input)
+
+
 def jsonl(*records: dict[str, Any]) -> str:
     return "".join(json.dumps(record) + "\n" for record in records)
 
@@ -125,7 +130,7 @@ def test_export_with_hashes_then_import_reproduces_every_row(
 
 
 def test_export_without_hashes_leaks_no_hash(url: str) -> None:
-    cli(url, "import-users", "-", "--format", "jsonl", input=jsonl(user_record(1), user_record(2)))
+    import_jsonl(url, input=jsonl(user_record(1), user_record(2)))
     for fmt in ("jsonl", "csv", "json"):
         result = cli(url, "export-users", "-o", fmt)
         assert result.exit_code == 0, result.output
@@ -134,12 +139,8 @@ def test_export_without_hashes_leaks_no_hash(url: str) -> None:
 
 
 def test_export_formats_parse_and_carry_the_fields(url: str) -> None:
-    cli(
+    import_jsonl(
         url,
-        "import-users",
-        "-",
-        "--format",
-        "jsonl",
         input=jsonl(user_record(1, is_superuser=True), user_record(2, is_verified=True)),
     )
     lines = [json.loads(line) for line in cli(url, "export-users").stdout.splitlines()]
@@ -159,12 +160,8 @@ def test_export_formats_parse_and_carry_the_fields(url: str) -> None:
 
 
 def test_export_filters_like_list_users(url: str) -> None:
-    cli(
+    import_jsonl(
         url,
-        "import-users",
-        "-",
-        "--format",
-        "jsonl",
         input=jsonl(
             user_record(1, is_superuser=True),
             user_record(2, is_active=False),
@@ -185,7 +182,7 @@ def test_export_writes_in_batches(url: str, monkeypatch: pytest.MonkeyPatch) -> 
     from usersctl import exporting
 
     records = [user_record(index) for index in range(250)]
-    cli(url, "import-users", "-", "--format", "jsonl", input=jsonl(*records))
+    import_jsonl(url, input=jsonl(*records))
     monkeypatch.setattr(exporting, "BATCH", 40)
 
     class Recorder(io.StringIO):
@@ -225,7 +222,7 @@ def test_invalid_rows_are_all_reported_and_nothing_is_written(url: str) -> None:
         {"email": "unknown@example.com", "password": "x", "nickname": "zed"},
         user_record(8),
     )
-    result = cli(url, "import-users", "-", "--format", "jsonl", input=lines)
+    result = import_jsonl(url, input=lines)
     assert result.exit_code == 2, result.output
     message = result.stderr.strip()
     assert message.startswith("Error: 6 rows are invalid, nothing was written")
@@ -299,7 +296,7 @@ def test_missing_file_is_a_usage_error(url: str, tmp_path: Path) -> None:
 
 
 def test_conflicts_with_the_database_follow_the_rule(url: str) -> None:
-    cli(url, "import-users", "-", "--format", "jsonl", input=jsonl(user_record(1), user_record(2)))
+    import_jsonl(url, input=jsonl(user_record(1), user_record(2)))
     before = stored(url)
     incoming = jsonl(
         {"email": "USER1@example.com", "password": "new-pw", "is_superuser": True},
@@ -307,18 +304,14 @@ def test_conflicts_with_the_database_follow_the_rule(url: str) -> None:
     )
 
     # fail: exit 4, nothing written
-    result = cli(url, "import-users", "-", "--format", "jsonl", input=incoming)
+    result = import_jsonl(url, input=incoming)
     assert result.exit_code == 4, result.output
     assert "line 1:" in result.stderr and "--on-conflict" in result.stderr
     assert stored(url) == before
 
     # skip: the existing user is kept as it was
-    result = cli(
+    result = import_jsonl(
         url,
-        "import-users",
-        "-",
-        "--format",
-        "jsonl",
         "--on-conflict",
         "skip",
         "-o",
@@ -337,12 +330,8 @@ def test_conflicts_with_the_database_follow_the_rule(url: str) -> None:
     assert user1 == next(row for row in before if row["email"] == "user1@example.com")
 
     # update: the existing user takes the row's values, keeping its id
-    result = cli(
+    result = import_jsonl(
         url,
-        "import-users",
-        "-",
-        "--format",
-        "jsonl",
         "--on-conflict",
         "update",
         "-o",
@@ -364,12 +353,12 @@ def test_duplicates_within_the_file_are_decided_case_insensitively(url: str) -> 
         user_record(1, is_verified=False),
         {"email": "USER1@EXAMPLE.COM", "hashed_password": stored_hash(), "is_verified": True},
     )
-    result = cli(url, "import-users", "-", "--format", "jsonl", input=rows)
+    result = import_jsonl(url, input=rows)
     assert result.exit_code == 4, result.output
     assert "line 2:" in result.stderr and "line 1" in result.stderr
     assert stored(url) == []
 
-    result = cli(url, "import-users", "-", "--format", "jsonl", "--on-conflict", "skip", input=rows)
+    result = import_jsonl(url, "--on-conflict", "skip", input=rows)
     assert result.exit_code == 0, result.output
     assert [(row["email"], row["is_verified"]) for row in stored(url)] == [
         ("user1@example.com", False)
@@ -378,22 +367,16 @@ def test_duplicates_within_the_file_are_decided_case_insensitively(url: str) -> 
 
 def test_an_id_that_belongs_to_someone_else_is_a_conflict(url: str) -> None:
     owner = str(uuid.uuid4())
-    cli(url, "import-users", "-", "--format", "jsonl", input=jsonl(user_record(1, id=owner)))
-    result = cli(
-        url, "import-users", "-", "--format", "jsonl", input=jsonl(user_record(2, id=owner))
-    )
+    import_jsonl(url, input=jsonl(user_record(1, id=owner)))
+    result = import_jsonl(url, input=jsonl(user_record(2, id=owner)))
     assert result.exit_code == 4, result.output
     assert owner in result.stderr
     assert [row["email"] for row in stored(url)] == ["user1@example.com"]
 
 
 def test_dry_run_writes_nothing_but_reports(url: str) -> None:
-    result = cli(
+    result = import_jsonl(
         url,
-        "import-users",
-        "-",
-        "--format",
-        "jsonl",
         "--dry-run",
         "-o",
         "json",
@@ -523,7 +506,7 @@ def test_a_killed_import_leaves_nothing_and_the_next_run_works(url: str, tmp_pat
 def test_export_through_a_link_writes_its_target_and_keeps_the_link(
     url: str, tmp_path: Path
 ) -> None:
-    cli(url, "import-users", "-", "--format", "jsonl", input=jsonl(user_record(1)))
+    import_jsonl(url, input=jsonl(user_record(1)))
     target = tmp_path / "real.jsonl"
     target.write_text("")
     link = tmp_path / "link.jsonl"
@@ -564,7 +547,7 @@ def test_integer_ids_round_trip_and_the_app_can_insert_afterwards(
         user_record(1, id=7, first_name="Ada"),
         user_record(2, id=8, first_name=None),
     )
-    result = cli(database_url, "import-users", "-", "--format", "jsonl", input=rows)
+    result = import_jsonl(database_url, input=rows)
     assert result.exit_code == 0, result.output
     created = cli(
         database_url, "create-user", "new@example.com", "--generate-password", "-o", "json"
@@ -580,12 +563,8 @@ def test_integer_ids_round_trip_and_the_app_can_insert_afterwards(
     assert json.loads(result.stdout)["skipped"] == 4
 
     # An existing address arriving with an id nobody has is updated, keeping its own id.
-    result = cli(
+    result = import_jsonl(
         database_url,
-        "import-users",
-        "-",
-        "--format",
-        "jsonl",
         "--on-conflict",
         "update",
         "-o",

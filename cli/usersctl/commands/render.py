@@ -82,46 +82,34 @@ def render_rows(
     from usersctl.commands.errors import stdout_closed
 
     try:
-        return _render(rows, output, columns=columns, single=single, title=title, stream=stream)
+        out = stream or sys.stdout
+        count = 0
+        if output is OutputFormat.jsonl:
+            for row in rows:
+                out.write(json.dumps(to_jsonable(row), ensure_ascii=False) + "\n")
+                count += 1
+        elif output is OutputFormat.json:
+            materialised = [to_jsonable(row) for row in rows]
+            payload: Any = materialised[0] if single and materialised else materialised
+            out.write(json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
+            count = len(materialised)
+        elif output is OutputFormat.csv:
+            writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({key: to_text(row.get(key)) for key in columns})
+                count += 1
+        else:
+            materialised_rows = list(rows)
+            count = len(materialised_rows)
+            if single and materialised_rows:
+                _render_fields(materialised_rows[0], columns, out, title)
+            else:
+                _render_table(materialised_rows, columns, out, title)
+        out.flush()
+        return count
     except BrokenPipeError:
         stdout_closed()
-
-
-def _render(
-    rows: Iterable[dict[str, Any]],
-    output: OutputFormat,
-    *,
-    columns: Sequence[str],
-    single: bool = False,
-    title: str | None = None,
-    stream: TextIO | None = None,
-) -> int:
-    out = stream or sys.stdout
-    count = 0
-    if output is OutputFormat.jsonl:
-        for row in rows:
-            out.write(json.dumps(to_jsonable(row), ensure_ascii=False) + "\n")
-            count += 1
-    elif output is OutputFormat.json:
-        materialised = [to_jsonable(row) for row in rows]
-        payload: Any = materialised[0] if single and materialised else materialised
-        out.write(json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
-        count = len(materialised)
-    elif output is OutputFormat.csv:
-        writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({key: to_text(row.get(key)) for key in columns})
-            count += 1
-    else:
-        materialised_rows = list(rows)
-        count = len(materialised_rows)
-        if single and materialised_rows:
-            _render_fields(materialised_rows[0], columns, out, title)
-        else:
-            _render_table(materialised_rows, columns, out, title)
-    out.flush()
-    return count
 
 
 def _render_table(

@@ -56,12 +56,7 @@ def verify_password(
     async def work() -> tuple[PasswordMatch, dict[str, Any]]:
         from usersctl import users
 
-        async with users.open_users(
-            settings.database_url,
-            connect_timeout=settings.connect_timeout,
-            write=rehash and not dry_run,
-            model_path=settings.model_path,
-        ) as ctx_users:
+        async with settings.open_users(write=rehash and not dry_run) as ctx_users:
             match = await users.check_password(ctx_users, user, password, rehash=rehash)
             row = users.user_row(ctx_users.model, match.user)  # before a rollback expires it
             if rehash and not dry_run:
