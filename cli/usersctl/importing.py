@@ -10,8 +10,10 @@ from __future__ import annotations
 import codecs
 import csv
 import gc
+import io
 import json
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -678,7 +680,10 @@ async def _import(
             await connection.exec_driver_sql("PRAGMA cache_size = -65536")
         check = FileCheck(ctx.model, on_conflict)
         records = read_records(stream, fmt)
-        if on_conflict == "fail" and await _stream_rows(ctx, check, records, progress):
+        # Writing while reading suits a file; a pipe may be slow, and its writer must not hold
+        # the database's lock while it waits for the other end.
+        fast = on_conflict == "fail" and _is_regular_file(stream)
+        if fast and await _stream_rows(ctx, check, records, progress):
             summary.created = len(check.rows)
             await _advance_id_sequence(ctx, check.rows.values())
         else:
@@ -695,6 +700,13 @@ async def _import(
         else:
             await ctx.session.commit()
     return summary
+
+
+def _is_regular_file(stream: IO[bytes]) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return False
 
 
 async def _stream_rows(
