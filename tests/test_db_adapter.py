@@ -8,14 +8,12 @@ from typing import Any
 
 import fastapi_users_db_sqlalchemy as theirs
 import pytest
-from fastapi_users_db_sqlalchemy.access_token import (
-    SQLAlchemyBaseAccessTokenTableUUID as TheirAccessTokenTableUUID,
-)
 from sqlalchemy import Integer, MetaData, String, literal_column, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from fastapi_users_tutorial import TheirAccessToken, TheirBase, TheirOAuthAccount, TheirUser
 from usersctl.db import (
     SQLAlchemyAccessTokenDatabase,
     SQLAlchemyBaseAccessTokenTableUUID,
@@ -57,23 +55,7 @@ class AccessToken(SQLAlchemyBaseAccessTokenTableUUID, OAuthBase):
     pass
 
 
-# ...and the very same code on fastapi_users_db_sqlalchemy.
-class TheirBase(DeclarativeBase):
-    pass
-
-
-class TheirOAuthAccount(theirs.SQLAlchemyBaseOAuthAccountTableUUID, TheirBase):
-    pass
-
-
-class TheirUser(theirs.SQLAlchemyBaseUserTableUUID, TheirBase):
-    oauth_accounts: Mapped[list[TheirOAuthAccount]] = relationship(
-        "TheirOAuthAccount", lazy="joined"
-    )
-
-
-class TheirAccessToken(TheirAccessTokenTableUUID, TheirBase):
-    pass
+# (The very same code on fastapi_users_db_sqlalchemy is in fastapi_users_tutorial.py.)
 
 
 # An app that keeps integer ids declares the id itself.

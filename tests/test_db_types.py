@@ -11,9 +11,6 @@ from typing import Any
 
 import fastapi_users_db_sqlalchemy as theirs
 import pytest
-from fastapi_users_db_sqlalchemy.access_token import (
-    SQLAlchemyBaseAccessTokenTableUUID as TheirAccessTokenTableUUID,
-)
 from sqlalchemy import Column, Integer, Table, insert, inspect, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
@@ -23,28 +20,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.schema import CreateTable
 
 import usersctl.db as ours
+from fastapi_users_tutorial import TheirBase
 from usersctl.engine import create_engine, session_factory
 
-# FastAPI Users' SQLAlchemy tutorial (with OAuth and the database token strategy), twice: against
-# fastapi_users_db_sqlalchemy, and against usersctl.db with nothing but the import changed.
-
-
-class TheirBase(DeclarativeBase):
-    pass
-
-
-class TheirOAuthAccount(theirs.SQLAlchemyBaseOAuthAccountTableUUID, TheirBase):
-    pass
-
-
-class TheirUser(theirs.SQLAlchemyBaseUserTableUUID, TheirBase):
-    oauth_accounts: Mapped[list[TheirOAuthAccount]] = relationship(
-        "TheirOAuthAccount", lazy="joined"
-    )
-
-
-class TheirAccessToken(TheirAccessTokenTableUUID, TheirBase):
-    pass
+# FastAPI Users' SQLAlchemy tutorial (with OAuth and the database token strategy) on usersctl.db,
+# with nothing but the import changed; fastapi_users_tutorial.py has it on fastapi_users_db_sqlalchemy.
 
 
 class Base(DeclarativeBase):
