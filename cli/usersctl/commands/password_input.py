@@ -54,6 +54,11 @@ def read_password(*, stdin: bool, file: Path | None, generate: bool) -> Password
     elif file is not None:
         password = _read_file(file)
     elif sys.stdin.isatty():
+        # Typer imports getpass only after it has printed "Password:". A Ctrl-C that lands in
+        # that import is raised in an importlib callback, which CPython prints and drops, and the
+        # prompt then waits as if nothing happened. Imported here, it is loaded before the prompt.
+        import getpass  # noqa: F401
+
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
     else:
         raise InvalidInput(f"no terminal to ask for the password on; use {SOURCES_HINT}")
