@@ -22,7 +22,10 @@ if TYPE_CHECKING:
 def registered_commands() -> list[str]:
     group = typer.main.get_command(app)
     assert isinstance(group, typer.core.TyperGroup)
-    return sorted(group.commands)
+    context = typer.Context(group)
+    names = group.list_commands(context)
+    assert all(group.get_command(context, name) is not None for name in names)
+    return sorted(names)
 
 
 # Which database -------------------------------------------------------------------------------

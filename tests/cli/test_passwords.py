@@ -23,7 +23,12 @@ SOURCES = ("--password-stdin", "--password-file", "--generate-password")
 def test_no_option_takes_a_password_as_its_value(bare_cli: Cli) -> None:
     group = typer.main.get_command(app)
     assert isinstance(group, typer.core.TyperGroup)
-    for name, command in group.commands.items():
+    context = typer.Context(group)
+    names = group.list_commands(context)
+    assert "create-user" in names and "set-password" in names
+    for name in names:
+        command = group.get_command(context, name)
+        assert command is not None
         for param in command.params:
             if not isinstance(param, typer.core.TyperOption):
                 continue

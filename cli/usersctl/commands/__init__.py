@@ -3,16 +3,62 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Annotated, Optional  # noqa: F401  (Typer reads the annotations)
+import functools
+import importlib
+from typing import Annotated, Any, Optional  # noqa: F401  (Typer reads the annotations)
 
 import typer
+from typer.core import TyperGroup
 
 from usersctl import DEFAULT_DATABASE_URL, __version__
-from usersctl.commands import database, doctor, transfer, users, verify
 from usersctl.commands.errors import EXIT_CODE_HELP, ExitCode, stdout_closed
 from usersctl.commands.options import Settings
 
+#: Every command, in the order ``--help`` lists them, and the module and function that make it.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init-db": ("database", "init_db"),
+    "create-user": ("users", "create_user"),
+    "list-users": ("users", "list_users"),
+    "show-user": ("users", "show_user"),
+    "update-user": ("users", "update_user"),
+    "activate-user": ("users", "activate_user"),
+    "deactivate-user": ("users", "deactivate_user"),
+    "set-password": ("users", "set_password"),
+    "delete-user": ("users", "delete_user"),
+    "unlink-oauth": ("users", "unlink_oauth"),
+    "export-users": ("transfer", "export_users"),
+    "import-users": ("transfer", "import_users"),
+    "doctor": ("doctor", "doctor"),
+    "verify-password": ("verify", "verify_password"),
+}
+
+
+class LazyCommands(TyperGroup):
+    """The root group. A command's module is imported, and its Click command built, only when
+    that command is asked for: ``show-user`` does not pay for the import machinery of
+    ``import-users``. ``--help`` and shell completion still see them all."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        return build_command(cmd_name) if cmd_name in COMMANDS else None
+
+
+@functools.cache
+def build_command(name: str) -> Any:
+    """The Click command for ``name``, built by Typer from its function."""
+    module_name, function_name = COMMANDS[name]
+    module = importlib.import_module(f"{__name__}.{module_name}")
+    single = typer.Typer(
+        add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False
+    )
+    single.command(name)(getattr(module, function_name))
+    return typer.main.get_command(single)
+
+
 app = typer.Typer(
+    cls=LazyCommands,
     name="usersctl",
     help=(
         "Administer the users of a FastAPI Users SQL database: create the first superuser, "
@@ -82,15 +128,11 @@ def root(
     )
 
 
-database.register(app)
-users.register(app)
-transfer.register(app)
-doctor.register(app)
-verify.register(app)
-
-
 def main() -> None:
     """Console-script entry point."""
+    from usersctl.commands.startup import pause_collector
+
+    pause_collector()
     try:
         app(prog_name="usersctl")
     except BrokenPipeError:  # rendering, after the command's work: | head stopped reading

@@ -71,8 +71,3 @@ def init_db(
     for name in result.created_indexes:  # type: ignore[attr-defined]
         say(f"{done} index {name}")
     say(f"Dry run: nothing was changed in {where}" if dry_run else f"Database ready: {where}")
-
-
-def register(app: typer.Typer) -> None:
-    """Add the database commands to ``app``."""
-    app.command("init-db")(init_db)

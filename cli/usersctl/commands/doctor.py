@@ -66,8 +66,3 @@ def doctor(
         names = ", ".join(check.name for check in failed)
         fail(f"{len(failed)} check(s) failed on {report.database}: {names}", ExitCode.CHECK_FAILED)
     say(f"All checks passed on {report.database}.")
-
-
-def register(app: typer.Typer) -> None:
-    """Add the doctor command to ``app``."""
-    app.command("doctor")(doctor)

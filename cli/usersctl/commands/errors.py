@@ -162,6 +162,9 @@ def run(coroutine_function: Callable[[], Awaitable[T]]) -> T:
     """
     import asyncio  # here, not at the top: it costs 30 ms that --help does not need
 
+    from usersctl.commands.startup import resume_collector
+
+    resume_collector()
     return call(lambda: asyncio.run(_as_coroutine(coroutine_function)))
 
 

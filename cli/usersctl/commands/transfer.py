@@ -241,9 +241,3 @@ def _open_input(file: str) -> Iterator[IO[bytes]]:
         fail(f"cannot read {file}: {exc.strerror}", ExitCode.USAGE)
     with stream:
         yield stream
-
-
-def register(app: typer.Typer) -> None:
-    """Add the bulk commands to ``app``."""
-    app.command("export-users")(export_users)
-    app.command("import-users")(import_users)

@@ -535,16 +535,3 @@ def unlink_oauth(
     rows = run(work)
     columns = ["id", "email", "provider", "account_id", "account_email", "status"]
     render_rows(rows, output, columns=columns)
-
-
-def register(app: typer.Typer) -> None:
-    """Add the user commands to ``app``."""
-    app.command("create-user")(create_user)
-    app.command("list-users")(list_users)
-    app.command("show-user")(show_user)
-    app.command("update-user")(update_user)
-    app.command("activate-user")(activate_user)
-    app.command("deactivate-user")(deactivate_user)
-    app.command("set-password")(set_password)
-    app.command("delete-user")(delete_user)
-    app.command("unlink-oauth")(unlink_oauth)

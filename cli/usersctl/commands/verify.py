@@ -96,8 +96,3 @@ def _read_password(stdin: bool, file: Path | None) -> str:
     if "\x00" in password:
         raise InvalidInput("the password contains a NUL character")
     return password
-
-
-def register(app: typer.Typer) -> None:
-    """Add the verify-password command to ``app``."""
-    app.command("verify-password")(verify_password)
