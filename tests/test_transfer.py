@@ -577,3 +577,42 @@ def test_integer_ids_round_trip_and_the_app_can_insert_afterwards(
     assert by_email["user1@example.com"]["id"] == "7"
     assert by_email["user1@example.com"]["first_name"] == "Grace"
     assert by_email["user2@example.com"]["first_name"] is None
+
+
+def test_a_file_larger_than_one_statement_lands_row_for_row(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The fast path writes many rows per INSERT on SQLite, as many as its limit on bound
+    parameters allows (4,680 rows of this table's 7 columns, less than a batch): 12,000 rows
+    cross batches and statements, and each lands whole, its values in its own columns."""
+    asyncio.run(_make_integer_id_table(database_url))
+    init(database_url)
+    count = 12_000
+    records = [
+        user_record(
+            index,
+            id=index + 1,
+            first_name=f"name {index}" if index % 3 else None,
+            is_active=index % 2 == 0,
+            is_verified=index % 5 == 0,
+        )
+        for index in range(count)
+    ]
+    path = tmp_path / "many.jsonl"
+    path.write_text(jsonl(*records))
+    result = cli(database_url, "import-users", str(path), "-o", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["created"] == count
+
+    rows = {row["id"]: row for row in stored(database_url)}
+    assert len(rows) == count
+    for record in records:
+        row = rows[str(record["id"])]
+        assert (row["email"], row["first_name"], row["is_active"], row["is_verified"]) == (
+            record["email"],
+            record["first_name"],
+            record["is_active"],
+            record["is_verified"],
+        )
+        assert row["hashed_password"] == record["hashed_password"]
+        assert row["is_superuser"] is False
