@@ -19,6 +19,8 @@ from typing import Any
 
 import typer
 
+from terminal import type_hidden
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 #: The one-liners that create a virtual environment; they are not run here.
@@ -142,7 +144,7 @@ def run_line(line: str, env: dict[str, str], cwd: Path) -> tuple[int, str]:
                 [r"Password:", r"Repeat for confirmation:", r"\[y/N\]", pexpect.EOF]
             )
             if index in (0, 1):
-                child.sendline(TERMINAL_PASSWORD)
+                type_hidden(child, TERMINAL_PASSWORD)
             elif index == 2:
                 child.sendline("y")
             else:

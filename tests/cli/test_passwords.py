@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import typer
 
+from terminal import type_hidden
 from usersctl.commands import app
 from usersctl.passwords import verify_password
 
@@ -181,14 +182,14 @@ def test_create_user_asks_twice_with_a_hidden_prompt(spawn: Any, db: Database) -
     child = spawn("create-user", "prompted@example.com", "-o", "json")
     log = transcript(child)
     child.expect("Password:")
-    child.sendline("first try")
+    type_hidden(child, "first try")
     child.expect("Repeat for confirmation:")
-    child.sendline("does not match")
+    type_hidden(child, "does not match")
     child.expect("do not match")
     child.expect("Password:")
-    child.sendline("s3cret typed")
+    type_hidden(child, "s3cret typed")
     child.expect("Repeat for confirmation:")
-    child.sendline("s3cret typed")
+    type_hidden(child, "s3cret typed")
     child.expect('"status": "created"')
     child.expect(pexpect_eof())
     child.close()
@@ -204,9 +205,9 @@ def test_set_password_asks_on_a_terminal(spawn: Any, db: Database) -> None:
     child = spawn("set-password", "alice@example.com")
     log = transcript(child)
     child.expect("Password:")
-    child.sendline("from the tty")
+    type_hidden(child, "from the tty")
     child.expect("Repeat for confirmation:")
-    child.sendline("from the tty")
+    type_hidden(child, "from the tty")
     child.expect("password set")
     child.expect(pexpect_eof())
     child.close()
@@ -218,6 +219,8 @@ def test_set_password_asks_on_a_terminal(spawn: Any, db: Database) -> None:
 def test_ctrl_c_at_the_prompt_exits_130_and_creates_nothing(spawn: Any, db: Database) -> None:
     child = spawn("create-user", "interrupted@example.com")
     child.expect("Password:")
+    # As a person would: while the prompt waits for the password, its echo turned off.
+    assert child.waitnoecho(timeout=10)
     child.sendintr()
     child.expect(pexpect_eof())
     child.close()

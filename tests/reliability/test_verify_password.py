@@ -12,6 +12,7 @@ import bcrypt
 import pytest
 from argon2 import PasswordHasher
 
+from terminal import type_hidden
 from usersctl.passwords import hash_scheme, verify_password
 
 from .conftest import (
@@ -196,7 +197,7 @@ def test_on_a_terminal_it_asks_once_with_a_hidden_prompt(sqlite_url: str, spawn:
     seed(sqlite_url, "alice@example.com")
     child = spawn("verify-password", "alice@example.com")
     child.expect("Password: ")
-    child.sendline(PASSWORD)
+    type_hidden(child, PASSWORD)
     child.expect("The password matches alice@example.com.")
     child.expect(pexpect_eof())
     child.close()
@@ -205,7 +206,7 @@ def test_on_a_terminal_it_asks_once_with_a_hidden_prompt(sqlite_url: str, spawn:
 
     child = spawn("verify-password", "alice@example.com")
     child.expect("Password: ")
-    child.sendline("wrong")
+    type_hidden(child, "wrong")
     child.expect("Error: no match")
     child.expect(pexpect_eof())
     child.close()
