@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import Column, MetaData, String, Table, delete, exists, func, inspect, select, text
+from sqlalchemy import Column, MetaData, String, Table, delete, exists, func, inspect, select
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.schema import CreateIndex, DropIndex, Index
@@ -50,6 +50,7 @@ from usersctl.models import (
     reflect_user_model,
 )
 from usersctl.passwords import hash_scheme
+from usersctl.schema import email_index_state
 
 #: The hash schemes counted, in the order they are shown.
 HASH_SCHEMES = ("argon2", "argon2-outdated", "bcrypt", "unknown-or-disabled")
@@ -274,37 +275,6 @@ def _structure(connection: Connection, loaded: UserModel | None) -> _State:
     return state
 
 
-def _email_index(connection: Connection, table_name: str) -> tuple[str, list[str]]:
-    """``ok``, ``missing`` or ``invalid`` (a PostgreSQL build that was interrupted), and the names
-    of invalid indexes to drop before building again."""
-    from usersctl.schema import has_email_lower_index
-
-    if connection.dialect.name != "postgresql":
-        return ("ok" if has_email_lower_index(connection, table_name) else "missing"), []
-    rows = connection.execute(
-        text(
-            "SELECT c.relname, i.indisvalid, i.indisunique, pg_get_indexdef(i.indexrelid) "
-            "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-            "JOIN pg_class t ON t.oid = i.indrelid "
-            "WHERE t.relname = :t AND pg_table_is_visible(t.oid)"
-        ),
-        {"t": table_name},
-    )
-    valid = False
-    invalid: list[str] = []
-    for name, is_valid, is_unique, definition in rows:
-        compact = " ".join(definition.lower().replace('"', "").split())
-        compact = compact.replace("(email)::text", "email")
-        if name == email_lower_index_name(table_name) or (is_unique and "lower(email" in compact):
-            if is_valid:
-                valid = True
-            else:
-                invalid.append(name)
-    if valid:
-        return "ok", []
-    return ("invalid" if invalid else "missing"), invalid
-
-
 def _index_and_duplicates(connection: Connection, model: UserModel) -> list[CheckResult]:
     table = model.table
     key = func.lower(table.c.email)
@@ -326,7 +296,7 @@ def _index_and_duplicates(connection: Connection, model: UserModel) -> list[Chec
         )
     else:
         duplicates = CheckResult("case duplicates", OK, "no two emails differ only in case")
-    state, _ = _email_index(connection, table.name)
+    state, _ = email_index_state(connection, table.name)
     name = email_lower_index_name(table.name)
     if state == "ok":
         index = CheckResult("email index", OK, f"unique index on lower(email) of {table.name!r}")
@@ -428,7 +398,7 @@ async def _create_email_index(engine: AsyncEngine, model: UserModel) -> str:
         # CREATE INDEX CONCURRENTLY refuses to run inside a transaction block.
         async with engine.connect() as plain:
             connection = await plain.execution_options(isolation_level="AUTOCOMMIT")
-            _, invalid = await connection.run_sync(_email_index, table.name)
+            _, invalid = await connection.run_sync(email_index_state, table.name)
             for stale in invalid:
                 drop = DropIndex(Index(stale, table.c.email, postgresql_concurrently=True))
                 await connection.execute(drop)

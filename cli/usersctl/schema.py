@@ -37,25 +37,46 @@ def schema_sql(url: str, tables: list[Table]) -> str:
     return ";\n\n".join(statements) + ";\n"
 
 
-def has_email_lower_index(connection: Connection, table_name: str = "user") -> bool:
-    """Whether the table has a unique index on ``lower(email)`` (usersctl's or an equivalent)."""
+def email_index_state(connection: Connection, table_name: str = "user") -> tuple[str, list[str]]:
+    """``ok``, ``missing`` or ``invalid``: whether the table has a unique index on ``lower(email)``
+    (usersctl's or an equivalent), and the names of invalid ones, which a PostgreSQL build with
+    ``CONCURRENTLY`` leaves behind when it fails, and which must be dropped to build again."""
     if connection.dialect.name == "postgresql":
         rows = connection.execute(
-            text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :t"),
+            text(
+                "SELECT c.relname, i.indisvalid, i.indisunique, pg_get_indexdef(i.indexrelid) "
+                "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "JOIN pg_class t ON t.oid = i.indrelid "
+                "WHERE t.relname = :t AND pg_table_is_visible(t.oid)"
+            ),
             {"t": table_name},
-        )
+        ).all()
     else:
-        rows = connection.execute(
-            text("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = :t"),
-            {"t": table_name},
-        )
-    for name, definition in rows:
+        rows = [
+            (name, True, "unique" in (definition or "").lower(), definition)
+            for name, definition in connection.execute(
+                text("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = :t"),
+                {"t": table_name},
+            )
+        ]
+    valid = False
+    invalid: list[str] = []
+    for name, is_valid, is_unique, definition in rows:
         compact = " ".join((definition or "").lower().replace('"', "").split())
-        if name == email_lower_index_name(table_name):
-            return True
-        if "unique" in compact and "lower(email" in compact.replace("(email)::text", "email"):
-            return True
-    return False
+        compact = compact.replace("(email)::text", "email")
+        if name == email_lower_index_name(table_name) or (is_unique and "lower(email" in compact):
+            if is_valid:
+                valid = True
+            else:
+                invalid.append(name)
+    if valid:
+        return "ok", []
+    return ("invalid" if invalid else "missing"), invalid
+
+
+def has_email_lower_index(connection: Connection, table_name: str = "user") -> bool:
+    """Whether the table has a valid unique index on ``lower(email)``."""
+    return email_index_state(connection, table_name)[0] == "ok"
 
 
 def count_case_duplicates(connection: Connection, table: Table) -> int:
@@ -91,10 +112,14 @@ def _init(connection: Connection, tables: list[Table]) -> InitReport:
         name = table.name
         if "email" not in table.c or name not in existing:
             continue
-        if has_email_lower_index(connection, name):
+        state, invalid = email_index_state(connection, name)
+        if state == "ok":
             continue
         from sqlalchemy import Index, MetaData
 
+        quote = connection.dialect.identifier_preparer.quote
+        for leftover in invalid:  # a failed concurrent build: it blocks the name, serves nothing
+            connection.execute(text(f"DROP INDEX {quote(leftover)}"))
         reflected = Table(name, MetaData(), autoload_with=connection)
         duplicates = count_case_duplicates(connection, reflected)
         if duplicates:

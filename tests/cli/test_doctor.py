@@ -216,7 +216,9 @@ def test_orphaned_oauth_and_token_rows_are_found_and_removed(empty_cli: Cli) -> 
     assert db.count("user") == 1
 
 
-def test_an_interrupted_concurrent_index_build_is_rebuilt(app_table: Cli) -> None:
+def leave_an_invalid_email_index(app_table: Cli) -> None:
+    """What a concurrent index build that failed leaves behind: an index marked invalid, which
+    serves no query and holds the name."""
     if app_table.sqlite_path is not None:
         pytest.skip("CREATE INDEX CONCURRENTLY and invalid indexes are PostgreSQL's")
     execute(app_table.url, user_insert("dan@example.com"), user_insert("DAN@example.com"))
@@ -226,6 +228,19 @@ def test_an_interrupted_concurrent_index_build_is_rebuilt(app_table: Cli) -> Non
             'CREATE UNIQUE INDEX CONCURRENTLY ix_user_email_lower ON "user" (lower(email))',
         )
     execute(app_table.url, "DELETE FROM \"user\" WHERE email = 'DAN@example.com'")
+
+
+def test_init_db_replaces_an_invalid_email_index(app_table: Cli) -> None:
+    leave_an_invalid_email_index(app_table)
+    result = app_table.ok("init-db")
+    assert "Created index ix_user_email_lower" in result.stderr
+    _, checks, _ = doctor(app_table)
+    assert checks["email index"]["status"] == "ok", checks["email index"]
+    assert "Nothing to do" in app_table.ok("init-db").stderr
+
+
+def test_an_interrupted_concurrent_index_build_is_rebuilt(app_table: Cli) -> None:
+    leave_an_invalid_email_index(app_table)
     code, checks, _ = doctor(app_table)
     assert code == 6
     assert "invalid" in checks["email index"]["detail"]
