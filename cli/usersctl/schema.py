@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Table, func, inspect, select, text
 from sqlalchemy.engine import Connection
@@ -41,16 +42,20 @@ def email_index_state(connection: Connection, table_name: str = "user") -> tuple
     """``ok``, ``missing`` or ``invalid``: whether the table has a unique index on ``lower(email)``
     (usersctl's or an equivalent), and the names of invalid ones, which a PostgreSQL build with
     ``CONCURRENTLY`` leaves behind when it fails, and which must be dropped to build again."""
+    rows: list[tuple[Any, ...]]
     if connection.dialect.name == "postgresql":
-        rows = connection.execute(
-            text(
-                "SELECT c.relname, i.indisvalid, i.indisunique, pg_get_indexdef(i.indexrelid) "
-                "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-                "JOIN pg_class t ON t.oid = i.indrelid "
-                "WHERE t.relname = :t AND pg_table_is_visible(t.oid)"
-            ),
-            {"t": table_name},
-        ).all()
+        rows = [
+            tuple(row)
+            for row in connection.execute(
+                text(
+                    "SELECT c.relname, i.indisvalid, i.indisunique, pg_get_indexdef(i.indexrelid) "
+                    "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                    "JOIN pg_class t ON t.oid = i.indrelid "
+                    "WHERE t.relname = :t AND pg_table_is_visible(t.oid)"
+                ),
+                {"t": table_name},
+            )
+        ]
     else:
         rows = [
             (name, True, "unique" in (definition or "").lower(), definition)
