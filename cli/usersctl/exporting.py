@@ -1,6 +1,6 @@
 """export-users: stream users out of the database as JSON lines, JSON or CSV, in flat memory.
 
-The database renders each row (``json_object`` on SQLite, ``json_build_object`` on PostgreSQL,
+The database renders each row (``json_object`` on SQLite, ``row_to_json`` on PostgreSQL,
 text casts for CSV) and rows arrive in batches from a server-side cursor, so Python only moves
 finished text: a million rows take seconds and the same memory as a thousand.
 """
@@ -56,23 +56,30 @@ def _text_value(column: Column[Any], dialect: str) -> ColumnElement[Any]:
     return cast(column, String)
 
 
-def json_rows_statement(model: UserModel, columns: list[str], dialect: str) -> Any:
-    """One text column: each user as a JSON object, rendered by the database."""
+def json_rows_statement(
+    model: UserModel, columns: list[str], dialect: str, filters: UserFilters
+) -> Any:
+    """One text column: each user matching ``filters`` as a JSON object, rendered by the
+    database, compact and with the fields in ``columns`` order on both databases."""
     table = model.table
-    pairs: list[Any] = []
-    for name in columns:
-        pairs += [literal(name), _json_value(table.c[name], dialect)]
     if dialect == "sqlite":
-        document: ColumnElement[Any] = func.json_object(*pairs)
-    else:
-        document = cast(func.json_build_object(*pairs), String)
-    return select(document)
+        pairs: list[Any] = []
+        for name in columns:
+            pairs += [literal(name), _json_value(table.c[name], dialect)]
+        return filters.apply(model, select(func.json_object(*pairs)).select_from(table))
+    # json_build_object spaces its output ({"id" : ...}); row_to_json of a row does not.
+    fields = select(*(_json_value(table.c[name], dialect).label(name) for name in columns))
+    row = filters.apply(model, fields.select_from(table)).subquery("u")
+    return select(cast(func.row_to_json(row.table_valued()), String))
 
 
-def csv_rows_statement(model: UserModel, columns: list[str], dialect: str) -> Any:
-    """One text column per field, as the CSV should show it."""
+def csv_rows_statement(
+    model: UserModel, columns: list[str], dialect: str, filters: UserFilters
+) -> Any:
+    """One text column per field, as the CSV should show it, for the users matching ``filters``."""
     table = model.table
-    return select(*(_text_value(table.c[name], dialect).label(name) for name in columns))
+    fields = select(*(_text_value(table.c[name], dialect).label(name) for name in columns))
+    return filters.apply(model, fields.select_from(table))
 
 
 async def export_users(
@@ -99,10 +106,9 @@ async def export_users(
             counting = filters.apply(ctx.model, select(func.count()).select_from(ctx.model.table))
             total = int((await ctx.session.execute(counting)).scalar_one())
         if fmt == "csv":
-            statement = csv_rows_statement(ctx.model, columns, dialect)
+            statement = csv_rows_statement(ctx.model, columns, dialect, filters)
         else:
-            statement = json_rows_statement(ctx.model, columns, dialect)
-        statement = filters.apply(ctx.model, statement.select_from(ctx.model.table))
+            statement = json_rows_statement(ctx.model, columns, dialect, filters)
         result = await ctx.session.stream(statement, execution_options={"yield_per": BATCH})
         written = 0
         writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None

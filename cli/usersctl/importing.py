@@ -605,8 +605,9 @@ async def _execute_inserts(ctx: UserContext, prepared: list[PreparedInsert]) -> 
 
 def _sqlite_multi_row(statement: PreparedInsert) -> Iterator[tuple[str, Any]]:
     """``statement`` as INSERTs of many rows each (``VALUES (?, ?), (?, ?), ...``), as many as
-    SQLite's limit on bound parameters allows: SQLite runs one statement for them all, where
-    executemany runs one per row and hands the GIL back and forth between rows."""
+    SQLite's limit on bound parameters allows. executemany runs the statement once per row and
+    takes the GIL back after each, so a thread checking the next batch meanwhile slows it down
+    more than it gains (measured); one statement for thousands of rows releases the GIL once."""
     import sqlite3
 
     head, _, row = statement.sql.rpartition(" VALUES ")
@@ -761,16 +762,14 @@ async def _stream_rows(
             return []
         return prepare_inserts(table, dialect, [row.values for row in accepted])
 
-    # PostgreSQL writes a batch in its own process while the next one is checked here, in a
-    # thread. SQLite writes in this process, in aiosqlite's thread: the two threads would take
-    # turns at the GIL and slow each other down (more than doing one after the other, measured),
-    # so there a batch is checked, then written.
-    overlap = dialect.name != "sqlite"
+    # A batch is checked in a thread while the previous one is written: by the server process
+    # on PostgreSQL; on SQLite by aiosqlite's thread, which holds the GIL only to bind a batch's
+    # values, as its rows go in one statement (see _sqlite_multi_row).
     writing: asyncio.Future[None] | None = None
     written = 0
     try:
         while True:
-            prepared = await asyncio.to_thread(next_batch) if overlap else next_batch()
+            prepared = await asyncio.to_thread(next_batch)
             if writing is not None:
                 await writing
                 writing = None
@@ -779,9 +778,6 @@ async def _stream_rows(
             if not check.clean or check.plaintext:
                 return False
             writing = asyncio.ensure_future(_execute_inserts(ctx, prepared))
-            if not overlap:
-                await writing
-                writing = None
             written += sum(len(statement.params) for statement in prepared)
             if progress:
                 progress("writing", written, 0)
