@@ -621,3 +621,58 @@ def test_a_file_larger_than_one_statement_lands_row_for_row(
         )
         assert row["hashed_password"] == record["hashed_password"]
         assert row["is_superuser"] is False
+
+
+async def _make_table_with_odd_columns(url: str) -> None:
+    """An app's table with a JSON column and a column named u."""
+    engine = create_engine(url)
+    postgres = "postgresql" in url
+    key = "SERIAL PRIMARY KEY" if postgres else "INTEGER PRIMARY KEY AUTOINCREMENT"
+    json_type = "JSONB" if postgres else "JSON"
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    f'CREATE TABLE "user" (id {key}, email VARCHAR(320) NOT NULL UNIQUE, '
+                    "hashed_password VARCHAR(1024) NOT NULL, is_active BOOLEAN NOT NULL, "
+                    "is_superuser BOOLEAN NOT NULL, is_verified BOOLEAN NOT NULL, "
+                    f"u TEXT, profile {json_type})"
+                )
+            )
+    finally:
+        await engine.dispose()
+
+
+def test_json_nulls_stay_sql_null_and_any_column_name_exports(
+    database_url: str, tmp_path: Path
+) -> None:
+    asyncio.run(_make_table_with_odd_columns(database_url))
+    init(database_url)
+    path = tmp_path / "odd.jsonl"
+    path.write_text(
+        jsonl(
+            user_record(1, u="first", profile=None),
+            user_record(2, u=None, profile={"plan": "pro"}),
+        )
+    )
+    result = cli(database_url, "import-users", str(path), "-o", "json")
+    assert result.exit_code == 0, result.output
+
+    async def nulls() -> int:
+        engine = create_engine(database_url)
+        try:
+            async with engine.connect() as connection:
+                query = 'SELECT count(*) FROM "user" WHERE profile IS NULL'
+                return int((await connection.execute(text(query))).scalar_one())
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(nulls()) == 1  # JSON null arrived as SQL NULL, not the text 'null'
+
+    exported = cli(database_url, "export-users")
+    assert exported.exit_code == 0, exported.output
+    by_email = {row["email"]: row for row in map(json.loads, exported.stdout.splitlines())}
+    assert by_email["user1@example.com"]["u"] == "first"
+    assert by_email["user1@example.com"]["profile"] is None
+    assert by_email["user2@example.com"]["u"] is None
+    assert by_email["user2@example.com"]["profile"] == {"plan": "pro"}

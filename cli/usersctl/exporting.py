@@ -11,7 +11,17 @@ import csv
 from collections.abc import Callable
 from typing import IO, Any
 
-from sqlalchemy import Column, ColumnElement, String, case, cast, func, literal, select
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    String,
+    case,
+    cast,
+    func,
+    literal,
+    literal_column,
+    select,
+)
 from sqlalchemy.types import JSON, Boolean, LargeBinary
 
 from usersctl.models import UserModel
@@ -67,10 +77,11 @@ def json_rows_statement(
         for name in columns:
             pairs += [literal(name), _json_value(table.c[name], dialect)]
         return filters.apply(model, select(func.json_object(*pairs)).select_from(table))
-    # json_build_object spaces its output ({"id" : ...}); row_to_json of a row does not.
+    # json_build_object spaces its output ({"id" : ...}); row_to_json of a row does not. The row
+    # is named "u.*", not "u", which a column called u would shadow.
     fields = select(*(_json_value(table.c[name], dialect).label(name) for name in columns))
     row = filters.apply(model, fields.select_from(table)).subquery("u")
-    return select(cast(func.row_to_json(row.table_valued()), String))
+    return select(cast(func.row_to_json(literal_column("u.*")), String)).select_from(row)
 
 
 def csv_rows_statement(

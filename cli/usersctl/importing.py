@@ -578,17 +578,19 @@ def prepare_inserts(
         order = list(compiled.positiontup or columns)
         # Python-side defaults (a uuid4 id, a created_at) are filled here, as the ORM would.
         defaults = {name: _python_default(table.c[name]) for name in order if name not in columns}
-        # Column by column: one C-level map per column instead of a Python loop per value.
-        # Bind processors take None as SQLAlchemy hands it to them.
-        values: list[Iterable[Any]] = []
+        # Column by column: one bind processor per column, chosen once. None stays None, as an
+        # ORM insert leaves it (a JSON column's processor would store the text 'null').
+        values: list[list[Any]] = []
         for name in order:
             if name in columns:
-                column_values: Iterable[Any] = [row[name] for row in group]
+                column_values = [row[name] for row in group]
             else:
                 make = defaults[name]
                 column_values = [make() for _ in group]
             process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-            values.append(column_values if process is None else map(process, column_values))
+            if process is not None:
+                column_values = [None if v is None else process(v) for v in column_values]
+            values.append(column_values)
         prepared.append(PreparedInsert(compiled.string, list(zip(*values, strict=True))))
     return prepared
 
