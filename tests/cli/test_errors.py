@@ -168,3 +168,9 @@ def test_an_unexpected_failure_is_exit_1_and_debug_shows_the_traceback(
     assert debug.exit_code == 1
     assert "Traceback" in debug.stderr
     assert debug.stderr.rstrip().splitlines()[-1].startswith("Error: ")
+
+
+def test_a_mistyped_command_is_a_usage_error_that_names_the_right_one(bare_cli: Cli) -> None:
+    result = bare_cli("show-usr", "alice@example.com", url=False)
+    assert result.exit_code == 2
+    assert "No such command 'show-usr'. Did you mean 'show-user'?" in result.output

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
-from typing import Annotated, Any, Optional  # noqa: F401  (Typer reads the annotations)
+from collections.abc import Iterator, Mapping, MutableMapping
+from typing import Annotated, Any, Optional, cast  # noqa: F401  (Typer reads the annotations)
 
 import typer
 from typer.core import TyperGroup
@@ -36,13 +37,30 @@ COMMANDS: dict[str, tuple[str, str]] = {
 class LazyCommands(TyperGroup):
     """The root group. A command's module is imported, and its Click command built, only when
     that command is asked for: ``show-user`` does not pay for the import machinery of
-    ``import-users``. ``--help`` and shell completion still see them all."""
+    ``import-users``. ``--help``, shell completion and "Did you mean" still see them all."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Typer declares a mutable mapping; it only reads this one (add_command is not used).
+        self.commands = cast("MutableMapping[str, Any]", _CommandsByName())
 
     def list_commands(self, ctx: Any) -> list[str]:
-        return list(COMMANDS)
+        return list(COMMANDS)  # the names alone, without building every command
 
-    def get_command(self, ctx: Any, cmd_name: str) -> Any:
-        return build_command(cmd_name) if cmd_name in COMMANDS else None
+
+class _CommandsByName(Mapping[str, Any]):
+    """The group's commands by name, each built the first time it is looked up."""
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in COMMANDS:
+            raise KeyError(name)
+        return build_command(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(COMMANDS)
+
+    def __len__(self) -> int:
+        return len(COMMANDS)
 
 
 @functools.cache
