@@ -164,8 +164,11 @@ def run(coroutine_function: Callable[[], Awaitable[T]]) -> T:
 
     from usersctl.commands.startup import resume_collector
 
-    resume_collector()
-    return call(lambda: asyncio.run(_as_coroutine(coroutine_function)))
+    def start() -> T:
+        resume_collector()  # it loads the database modules: a broken install fails in here
+        return asyncio.run(_as_coroutine(coroutine_function))
+
+    return call(start)
 
 
 def call(function: Callable[[], T]) -> T:

@@ -32,6 +32,17 @@ def strip_newline(text: str) -> str:
     return text
 
 
+def prompt_hidden(*, confirm: bool) -> str:
+    """Ask for a password on the terminal without echoing it (twice with ``confirm``)."""
+    # Typer imports getpass only after it has printed "Password:". A Ctrl-C that lands in
+    # that import is raised in an importlib callback, which CPython prints and drops, and the
+    # prompt then waits as if nothing happened. Imported here, it is loaded before the prompt.
+    import getpass  # noqa: F401
+
+    answer: str = typer.prompt("Password", hide_input=True, confirmation_prompt=confirm, err=True)
+    return answer
+
+
 def read_password(*, stdin: bool, file: Path | None, generate: bool) -> PasswordInput:
     """Read the password from the one source chosen, or prompt on a terminal."""
     chosen = [
@@ -54,12 +65,7 @@ def read_password(*, stdin: bool, file: Path | None, generate: bool) -> Password
     elif file is not None:
         password = _read_file(file)
     elif sys.stdin.isatty():
-        # Typer imports getpass only after it has printed "Password:". A Ctrl-C that lands in
-        # that import is raised in an importlib callback, which CPython prints and drops, and the
-        # prompt then waits as if nothing happened. Imported here, it is loaded before the prompt.
-        import getpass  # noqa: F401
-
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
+        password = prompt_hidden(confirm=True)
     else:
         raise InvalidInput(f"no terminal to ask for the password on; use {SOURCES_HINT}")
     try:

@@ -15,7 +15,7 @@ from usersctl.commands.options import (
     UserArgument,
     settings_of,
 )
-from usersctl.commands.password_input import read_password
+from usersctl.commands.password_input import prompt_hidden, read_password
 from usersctl.commands.render import say
 from usersctl.errors import InvalidInput
 
@@ -92,7 +92,7 @@ def _read_password(stdin: bool, file: Path | None) -> str:
         raise InvalidInput(
             "no terminal to ask for the password on; use --password-stdin or --password-file PATH"
         )
-    password: str = typer.prompt("Password", hide_input=True, err=True)
+    password = prompt_hidden(confirm=False)
     if "\x00" in password:
         raise InvalidInput("the password contains a NUL character")
     return password
