@@ -31,6 +31,11 @@ class UserAlreadyExists(Conflict):
     """Another user already has this email (compared case-insensitively)."""
 
 
+class AmbiguousUser(Conflict):
+    """Several users have the address in different case (a table without the lower(email)
+    index), and none is stored exactly as given."""
+
+
 class LastSuperuser(Conflict):
     """The change would leave the database without an active superuser."""
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, MultipleResultsFound
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from usersctl.db import SQLAlchemyUserDatabase
@@ -26,6 +26,7 @@ from usersctl.engine import (
     session_factory,
 )
 from usersctl.errors import (
+    AmbiguousUser,
     CheckFailed,
     InvalidInput,
     LastSuperuser,
@@ -121,12 +122,40 @@ async def find_user(ctx: UserContext, email_or_id: str) -> Any:
             # of the lookup already does what normalising would, without loading the validator.
             with contextlib.suppress(InvalidEmail):  # stored before today's rules: still matches
                 email = normalize_email(email)
-        user = await ctx.db.get_by_email(email)
+        user = await find_by_email(ctx, email)
     else:
         user = await ctx.db.get(parse_user_id(ctx.model, email_or_id))
     if user is None:
         raise UserNotFound(f"no user {email_or_id.strip()!r}")
     return user
+
+
+async def find_by_email(ctx: UserContext, email: str) -> Any:
+    """The user with this address in any case, or None.
+
+    A table made without usersctl's unique ``lower(email)`` index may hold the address more than
+    once in different case; then the one stored exactly as given is meant, and with none such,
+    ``AmbiguousUser`` names them all with their ids."""
+    try:
+        return await ctx.db.get_by_email(email)
+    except MultipleResultsFound:
+        pass
+    table = ctx.model.table
+    rows = (
+        await ctx.session.execute(
+            select(table.c.id, table.c.email)
+            .where(func.lower(table.c.email) == func.lower(email))
+            .order_by(table.c.email)
+        )
+    ).all()
+    exact = [row.id for row in rows if row.email == email]
+    if len(exact) == 1:
+        return await ctx.db.get(exact[0])
+    listed = ", ".join(f"{row.email} (id {row.id})" for row in rows)
+    raise AmbiguousUser(
+        f"{len(rows)} users have the address {email!r} in different case: {listed}; "
+        "name one by its id or its exact address (usersctl doctor lists such duplicates)"
+    )
 
 
 async def find_users(
@@ -201,7 +230,10 @@ async def list_users(
 
 
 async def _email_taken(ctx: UserContext, email: str, *, other_than: Any = None) -> bool:
-    existing = await ctx.db.get_by_email(email)
+    try:
+        existing = await find_by_email(ctx, email)
+    except AmbiguousUser:
+        return True  # held by two users at least: by someone other than ``other_than``
     return existing is not None and (other_than is None or existing.id != other_than)
 
 
@@ -237,7 +269,10 @@ async def create_user(
     ``if_not_exists`` returns that user unchanged. ``extra`` holds other columns' values (by
     attribute); a NOT NULL column with no default that it leaves out raises ``InvalidInput``."""
     email = normalize_email(email)
-    existing = await ctx.db.get_by_email(email)
+    try:
+        existing = await find_by_email(ctx, email)
+    except AmbiguousUser:
+        raise UserAlreadyExists(f"a user with email {email!r} already exists") from None
     if existing is not None:
         if if_not_exists:
             return Created(existing, created=False)

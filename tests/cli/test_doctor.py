@@ -146,11 +146,18 @@ def test_case_duplicates_are_listed_and_block_the_index_until_resolved(app_table
     assert checks["email index"]["status"] == "fail"
     assert Database(app_table.url).count() == 4
 
-    # Once the duplicates are gone, --fix builds the index, and it holds
-    for ref in ("bob@example.com", "BOB@EXAMPLE.COM"):
-        found = app_table.json("list-users", "--search", ref)
-        victim = next(user for user in found if user["email"] == ref)
-        app_table.ok("delete-user", victim["id"], "--yes")
+    # An address in a case none of them has names no one: exit 4, listing them with their ids
+    message = app_table.fails(4, "show-user", "bOB@example.com")
+    assert "3 users have the address 'bOB@example.com' in different case" in message
+    for user in app_table.json("list-users", "--search", "bob@"):
+        assert f"{user['email']} (id {user['id']})" in message
+    assert "already exists" in app_table.fails(
+        4, "create-user", "bOB@example.com", "--generate-password"
+    )
+    # Named exactly, each is found: resolved as the README says, the index can be built
+    app_table.ok("delete-user", "bob@example.com", "--yes")
+    app_table.ok("update-user", "BOB@EXAMPLE.COM", "--email", "robert@example.com")
+    assert app_table.user("Bob@example.com")["email"] == "Bob@example.com"
     code, checks, _ = doctor(app_table, "--fix")
     assert code == 0, checks
     assert checks["email index"]["status"] == "fixed"

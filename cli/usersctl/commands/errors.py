@@ -47,7 +47,8 @@ CONNECTION_ERRNOS = frozenset(
 EXIT_CODE_HELP = (
     "Exit codes: 0 success (also when nothing needed to change); 1 unexpected failure; "
     "2 usage or invalid input; 3 user not found (or no such OAuth link); "
-    "4 conflict (email taken, last superuser); "
+    "4 conflict (email taken, last superuser, an address several users share in different "
+    "case); "
     "5 database problem (unreachable, tables missing, read-only); "
     "6 a check said no (doctor, verify-password); 130 interrupted; "
     "141 the reader of stdout went away (as with | head)."

@@ -98,8 +98,9 @@ def create_user(
         hashing = asyncio.wrap_future(hashing_started)
         try:
             async with settings.open_users(write=True) as ctx_users:
-                existing = await ctx_users.db.get_by_email(normalized)
-                if existing is not None and if_not_exists:
+                # Answered here, before waiting for the hash; create_user checks again anyway.
+                existing = if_not_exists and await users.find_by_email(ctx_users, normalized)
+                if existing:
                     row = users.user_row(ctx_users.model, existing)
                     return {**row, "status": "unchanged"}
                 extra = field_values(ctx_users.model, fields or [], creating=True)
