@@ -43,6 +43,7 @@ TERMINAL_PASSWORD = "typed on a terminal"
 IMPORT_FILES = {
     "new-users.jsonl": '{"email": "imported@example.com", "password": "imported password"}\n',
     "staff.csv": "email,password,is_verified\nstaff@example.com,staff password,true\n",
+    "legacy.jsonl": '{"email": "legacy@example.com", "hashed_password": "md5$salt$digest"}\n',
 }
 
 

@@ -676,3 +676,30 @@ def test_json_nulls_stay_sql_null_and_any_column_name_exports(
     assert by_email["user1@example.com"]["profile"] is None
     assert by_email["user2@example.com"]["u"] is None
     assert by_email["user2@example.com"]["profile"] == {"plan": "pro"}
+
+
+def test_hashes_in_no_known_format_are_refused_unless_kept_as_they_are(
+    url: str, second_url: str, tmp_path: Path
+) -> None:
+    """A legacy or locking value in hashed_password is an invalid row (a script reads the count
+    from -o json), unless --keep-unknown-hashes; then a move with --include-hashes is exact."""
+    rows = jsonl(
+        {"email": "locked@example.com", "hashed_password": "!DISABLED!"},
+        {"email": "legacy@example.com", "hashed_password": "pbkdf2_sha256$600000$salt$digest"},
+        user_record(3),
+    )
+    refused = import_jsonl(url, "-o", "json", input=rows)
+    assert refused.exit_code == 2
+    assert json.loads(refused.stdout)["invalid"] == 2
+    assert "--keep-unknown-hashes" in refused.stderr
+    assert stored(url) == []
+
+    kept = import_jsonl(url, "--keep-unknown-hashes", "-o", "json", input=rows)
+    assert kept.exit_code == 0, kept.output
+    assert json.loads(kept.stdout)["created"] == 3
+
+    exported = tmp_path / "move.jsonl"
+    assert cli(url, "export-users", str(exported), "--include-hashes").exit_code == 0
+    moved = cli(second_url, "import-users", str(exported), "--keep-unknown-hashes")
+    assert moved.exit_code == 0, moved.output
+    assert stored(second_url) == stored(url)

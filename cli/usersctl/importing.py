@@ -255,8 +255,9 @@ def _read_csv(lines: Iterator[tuple[int, str]]) -> Iterator[tuple[int, dict[str,
 class RowValidator:
     """Checks records against the user table and turns them into ``Row`` objects."""
 
-    def __init__(self, model: UserModel) -> None:
+    def __init__(self, model: UserModel, *, keep_unknown_hashes: bool = False) -> None:
         self.model = model
+        self.keep_unknown_hashes = keep_unknown_hashes
         table = model.table
         self.normalize = EmailNormalizer()
         managed = {"email", "hashed_password", *FLAGS}
@@ -285,8 +286,15 @@ class RowValidator:
         if password is None and hashed is None:
             raise InvalidInput("password or hashed_password is missing")
         if hashed is not None:
-            if not isinstance(hashed, str) or not is_known_hash(hashed):
-                raise InvalidInput("hashed_password is not an Argon2 or bcrypt hash")
+            if not isinstance(hashed, str):
+                raise InvalidInput("hashed_password is not text")
+            if not is_known_hash(hashed) and not self.keep_unknown_hashes:
+                raise InvalidInput(
+                    "hashed_password is not an Argon2 or bcrypt hash "
+                    "(--keep-unknown-hashes imports such values as they are)"
+                )
+            if "\x00" in hashed:
+                raise InvalidInput("hashed_password contains a NUL character")
             values["hashed_password"] = hashed
         elif not isinstance(password, str) or not password:
             raise InvalidInput("password is empty")
@@ -313,8 +321,10 @@ class FileCheck:
     """Validates a file's records batch by batch, keeping what the verdict needs: the accepted rows
     (duplicates within the file resolved by the conflict rule), every problem, every duplicate."""
 
-    def __init__(self, model: UserModel, on_conflict: str) -> None:
-        self.validate = RowValidator(model)
+    def __init__(
+        self, model: UserModel, on_conflict: str, *, keep_unknown_hashes: bool = False
+    ) -> None:
+        self.validate = RowValidator(model, keep_unknown_hashes=keep_unknown_hashes)
         self.on_conflict = on_conflict
         self.rows: dict[str, Row] = {}
         self.ids: dict[Any, tuple[str, int]] = {}  # id: (lowercased email, first line)
@@ -665,8 +675,13 @@ async def import_users(
     connect_timeout: float = 10.0,
     progress: Progress | None = None,
     model_path: str | None = None,
+    keep_unknown_hashes: bool = False,
 ) -> ImportSummary:
-    """Import users from ``stream`` into the database at ``url``, all or nothing."""
+    """Import users from ``stream`` into the database at ``url``, all or nothing.
+
+    ``keep_unknown_hashes`` takes a ``hashed_password`` in no format FastAPI Users verifies as it
+    is (a legacy scheme, a marker that locks the account): such users cannot log in with a
+    password until it is set again. Without it, such a row is invalid."""
 
     if on_conflict not in CONFLICT_RULES:
         raise InvalidInput(f"--on-conflict must be one of {', '.join(CONFLICT_RULES)}")
@@ -675,7 +690,15 @@ async def import_users(
     gc.disable()
     try:
         return await _import(
-            url, stream, fmt, on_conflict, summary, connect_timeout, progress, model_path
+            url,
+            stream,
+            fmt,
+            on_conflict,
+            summary,
+            connect_timeout,
+            progress,
+            model_path,
+            keep_unknown_hashes,
         )
     finally:
         gc.enable()
@@ -690,6 +713,7 @@ async def _import(
     connect_timeout: float,
     progress: Progress | None,
     model_path: str | None,
+    keep_unknown_hashes: bool,
 ) -> ImportSummary:
     import asyncio
 
@@ -704,7 +728,7 @@ async def _import(
             # filled in memory instead of re-reading their pages for every few rows.
             connection = await ctx.session.connection()
             await connection.exec_driver_sql("PRAGMA cache_size = -65536")
-        check = FileCheck(ctx.model, on_conflict)
+        check = FileCheck(ctx.model, on_conflict, keep_unknown_hashes=keep_unknown_hashes)
         records = read_records(stream, fmt)
         # Writing while reading suits a file; a pipe may be slow, and its writer must not hold
         # the database's lock while it waits for the other end.

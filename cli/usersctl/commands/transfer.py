@@ -185,6 +185,14 @@ def import_users(
             case_sensitive=False,
         ),
     ] = OnConflict.fail,
+    keep_unknown_hashes: Annotated[
+        bool,
+        typer.Option(
+            "--keep-unknown-hashes",
+            help="Import a hashed_password that is not Argon2 or bcrypt as it is (a legacy "
+            "scheme, a locking marker); those users cannot log in until a new password is set.",
+        ),
+    ] = False,
     dry_run: DryRunOption = False,
     output: Annotated[
         OutputFormat,
@@ -203,24 +211,33 @@ def import_users(
 
     fmt = format_for(file, input_format.value if input_format else None)
 
+    columns = ["created", "updated", "skipped", "invalid", "dry_run"]
+
     async def work() -> dict[str, Any]:
+        from usersctl.importing import ImportRejected, ImportSummary
         from usersctl.importing import import_users as run_import
 
-        with _open_input(file) as stream, progress_bar("importing") as progress:
-            summary = await run_import(
-                settings.database_url,
-                stream,
-                fmt=fmt,
-                on_conflict=on_conflict.value,
-                dry_run=dry_run,
-                connect_timeout=settings.connect_timeout,
-                progress=progress,
-                model_path=settings.model_path,
-            )
+        try:
+            with _open_input(file) as stream, progress_bar("importing") as progress:
+                summary = await run_import(
+                    settings.database_url,
+                    stream,
+                    fmt=fmt,
+                    on_conflict=on_conflict.value,
+                    dry_run=dry_run,
+                    connect_timeout=settings.connect_timeout,
+                    progress=progress,
+                    model_path=settings.model_path,
+                    keep_unknown_hashes=keep_unknown_hashes,
+                )
+        except ImportRejected as exc:
+            if output != OutputFormat.table:  # a script gets the count; the error says which
+                rejected = ImportSummary(invalid=len(exc.problems), dry_run=dry_run)
+                render_rows([rejected.as_dict()], output, columns=columns, single=True)
+            raise
         return summary.as_dict()
 
     summary = run(work)
-    columns = ["created", "updated", "skipped", "invalid", "dry_run"]
     render_rows([summary], output, columns=columns, single=True)
     if dry_run:
         say("Dry run: nothing was written.")
