@@ -383,7 +383,11 @@ def spawn(database_url: str, tmp_path: Path) -> Iterator[Any]:
 
     children: list[Any] = []
 
-    def start(*args: str, env: Mapping[str, str | None] | None = None) -> Any:
+    def start(
+        *args: str,
+        env: Mapping[str, str | None] | None = None,
+        dimensions: tuple[int, int] = (40, 200),
+    ) -> Any:
         child = pexpect.spawn(
             usersctl_executable(),
             ["-d", database_url, *args],
@@ -391,7 +395,7 @@ def spawn(database_url: str, tmp_path: Path) -> Iterator[Any]:
             cwd=str(tmp_path),
             encoding="utf-8",
             timeout=20,
-            dimensions=(40, 200),
+            dimensions=dimensions,
         )
         children.append(child)
         return child

@@ -156,3 +156,18 @@ def test_the_table_is_rich_on_a_terminal_and_plain_with_no_color(spawn: Any, db:
     plain.expect(pexpect.EOF)
     assert not ANSI.search(plain.before) and not re.search("[┃│━─]", plain.before), plain.before
     assert plain.before.splitlines()[0].split() == USER_COLUMNS
+
+
+def test_a_table_wider_than_the_terminal_keeps_every_value_whole(
+    spawn: Any, cli: Cli, db: Database
+) -> None:
+    import pexpect
+
+    email = "a.rather.long.address.for.a.narrow.terminal@subdomain.example.com"
+    db.seed(email)
+    narrow = spawn("list-users", dimensions=(24, 80))
+    narrow.expect(pexpect.EOF)
+    text = narrow.before.replace("\r\n", "\n")
+    assert "…" not in text, text
+    assert email in text, text
+    assert cli.user(email)["id"] in text, text

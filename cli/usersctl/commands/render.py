@@ -112,11 +112,25 @@ def render_rows(
         stdout_closed()
 
 
+def _print_if_it_fits(table: Any, out: TextIO) -> bool:
+    """Print a Rich table if the terminal is wide enough for every cell whole. Narrower, Rich
+    would cut ids and emails short ("admin@example.c…"), which nobody can copy: the caller then
+    prints plain columns, which the terminal wraps whole."""
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    console = Console(file=out)
+    natural = Measurement.get(console, console.options.update_width(1_000_000), table)
+    if natural.maximum > console.width:
+        return False
+    console.print(table)
+    return True
+
+
 def _render_table(
     rows: list[dict[str, Any]], columns: Sequence[str], out: TextIO, title: str | None
 ) -> None:
     if _use_rich(out):
-        from rich.console import Console
         from rich.table import Table
         from rich.text import Text
 
@@ -124,8 +138,8 @@ def _render_table(
         for row in rows:
             # Text, not str: a stored "[/x]" is data, not Rich markup.
             table.add_row(*(Text(to_text(row.get(column))) for column in columns))
-        Console(file=out).print(table)
-        return
+        if _print_if_it_fits(table, out):
+            return
     cells = [[to_text(row.get(column)) for column in columns] for row in rows]
     widths = [
         max([len(column)] + [len(line[i]) for line in cells]) for i, column in enumerate(columns)
@@ -148,15 +162,14 @@ def _render_fields(
 ) -> None:
     names = [column for column in columns if column in row]
     if _use_rich(out):
-        from rich.console import Console
         from rich.table import Table
         from rich.text import Text
 
         table = Table("field", "value", title=title, show_header=False)
         for name in names:
             table.add_row(Text(name), Text(to_text(row[name])))
-        Console(file=out).print(table)
-        return
+        if _print_if_it_fits(table, out):
+            return
     width = max((len(name) for name in names), default=0)
     for name in names:
         out.write(f"{name.ljust(width)}  {to_text(row[name])}\n")
