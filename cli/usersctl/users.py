@@ -276,7 +276,7 @@ async def create_user(
     if existing is not None:
         if if_not_exists:
             return Created(existing, created=False)
-        raise UserAlreadyExists(f"a user with email {email!r} already exists")
+        raise UserAlreadyExists(f"a user with email {existing.email!r} already exists")
     missing = ctx.model.missing_required(extra or {})
     if missing:
         raise InvalidInput(

@@ -136,7 +136,7 @@ def test_messages_go_to_stderr_so_stdout_stays_parseable(
     assert "Warning" in result.stderr
     assert json.loads(result.stdout)["status"] == "password set"
     changed = cli.ok("update-user", "alice@example.com", "--verified", "-o", "jsonl")
-    assert "is_verified: False -> True" in changed.stderr
+    assert "is_verified: false -> true" in changed.stderr
     assert json.loads(changed.stdout)["is_verified"] is True
     listed = cli.ok("list-users", "-o", "csv")
     assert "matching" in listed.stderr and "matching" not in listed.stdout

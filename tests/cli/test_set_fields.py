@@ -154,7 +154,7 @@ def test_update_user_sets_and_clears_columns_and_reports_changes(app_cli: Cli) -
     )  # fmt: skip
     row = json.loads(result.stdout)
     assert (row["nickname"], row["tenant_id"], row["status"]) == (None, 4, "updated")
-    assert "nickname: Annie -> None" in result.stderr
+    assert "nickname: Annie -> null" in result.stderr
     assert "tenant_id: 3 -> 4" in result.stderr
     assert app_cli.user("ann@example.com")["nickname"] is None
 

@@ -41,8 +41,8 @@ def test_update_flags_and_report_each_change(cli: Cli, db: Database) -> None:
         True,
         "updated",
     )
-    assert "is_superuser: False -> True" in result.stderr
-    assert "is_verified: False -> True" in result.stderr
+    assert "is_superuser: false -> true" in result.stderr
+    assert "is_verified: false -> true" in result.stderr
     assert cli.user("alice@example.com")["is_superuser"] is True
     # Asking for what already is changes nothing, and is success.
     same = cli.ok("update-user", "alice@example.com", "--superuser", "-o", "json")
@@ -59,7 +59,7 @@ def test_update_flags_and_report_each_change(cli: Cli, db: Database) -> None:
         "json",
     )
     assert json.loads(dry.stdout)["status"] == "would update"
-    assert "is_active: True -> False" in dry.stderr
+    assert "is_active: true -> false" in dry.stderr
     after = cli.user("alice@example.com")
     assert (after["is_active"], after["is_superuser"]) == (True, True)
     cli.ok("update-user", "alice@example.com", "--inactive", "--unverified")
@@ -89,7 +89,7 @@ def test_a_new_email_is_checked_and_unverifies(cli: Cli, db: Database) -> None:
     )
     moved = json.loads(result.stdout)
     assert (moved["email"], moved["is_verified"]) == ("alice@new.example", False)
-    assert "is_verified: True -> False" in result.stderr
+    assert "is_verified: true -> false" in result.stderr
     cli.fails(3, "show-user", "alice@example.com")
     # ... unless --verified says otherwise.
     moved = cli.json(

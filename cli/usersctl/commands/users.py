@@ -28,9 +28,14 @@ from usersctl.commands.options import (
     settings_of,
 )
 from usersctl.commands.password_input import read_password
-from usersctl.commands.render import OutputFormat, render_rows, say
+from usersctl.commands.render import OutputFormat, render_rows, say, to_text
 
 STATUS_COLUMNS = ["id", "email", "status"]
+
+
+def _shown(value: Any) -> str:
+    """A value in a change line as JSON spells it: true, false, null."""
+    return "null" if value is None else to_text(value)
 
 
 def _finish(ctx_users: Any, dry_run: bool) -> Any:
@@ -272,7 +277,7 @@ def update_user(
     else:
         status = "would update" if dry_run else "updated"
         for name, (old, new) in changes.items():
-            say(f"{name}: {old} -> {new}")
+            say(f"{name}: {_shown(old)} -> {_shown(new)}")
     render_rows([{**row, "status": status}], output, columns=[*columns, "status"], single=True)
 
 
