@@ -694,6 +694,13 @@ def test_hashes_in_no_known_format_are_refused_unless_kept_as_they_are(
     assert "--keep-unknown-hashes" in refused.stderr
     assert stored(url) == []
 
+    # Kept, such a value is still checked as the column's text, with its line
+    for bad, reason in (("x" * 1025, "longer than 1024"), ("md5\ud800", "not valid UTF-8")):
+        bad_row = json.dumps({"email": "bad@example.com", "hashed_password": bad}) + "\n"
+        message = import_jsonl(url, "--keep-unknown-hashes", input=rows + bad_row).stderr
+        assert "line 4: field 'hashed_password'" in message and reason in message, message
+    assert stored(url) == []
+
     kept = import_jsonl(url, "--keep-unknown-hashes", "-o", "json", input=rows)
     assert kept.exit_code == 0, kept.output
     assert json.loads(kept.stdout)["created"] == 3

@@ -87,6 +87,11 @@ def _to_text(value: Any, length: int | None) -> str:
         raise ValueError(f"longer than {length} characters")
     if "\x00" in value:
         raise ValueError("contains a NUL character")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate, as JSON's \ud800 gives
+            raise ValueError("is not valid UTF-8 text") from None
     return value
 
 

@@ -267,6 +267,8 @@ class RowValidator:
             column.name: converter_for(column) for column in columns
         }
         self.flag_converters = {name: converter_for(table.c[name]) for name in FLAGS}
+        # A kept unknown hash is checked as the column's text: length, NUL, valid UTF-8.
+        self.hash_as_text = converter_for(table.c["hashed_password"])
         self.allowed = frozenset({*self.converters, *FLAGS, "email", "password", "hashed_password"})
         self.required = model.required_columns
 
@@ -288,13 +290,13 @@ class RowValidator:
         if hashed is not None:
             if not isinstance(hashed, str):
                 raise InvalidInput("hashed_password is not text")
-            if not is_known_hash(hashed) and not self.keep_unknown_hashes:
-                raise InvalidInput(
-                    "hashed_password is not an Argon2 or bcrypt hash "
-                    "(--keep-unknown-hashes imports such values as they are)"
-                )
-            if "\x00" in hashed:
-                raise InvalidInput("hashed_password contains a NUL character")
+            if not is_known_hash(hashed):
+                if not self.keep_unknown_hashes:
+                    raise InvalidInput(
+                        "hashed_password is not an Argon2 or bcrypt hash "
+                        "(--keep-unknown-hashes imports such values as they are)"
+                    )
+                hashed = self.hash_as_text(hashed)
             values["hashed_password"] = hashed
         elif not isinstance(password, str) or not password:
             raise InvalidInput("password is empty")

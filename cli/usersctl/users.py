@@ -122,7 +122,7 @@ async def find_user(ctx: UserContext, email_or_id: str) -> Any:
             # of the lookup already does what normalising would, without loading the validator.
             with contextlib.suppress(InvalidEmail):  # stored before today's rules: still matches
                 email = normalize_email(email)
-        user = await find_by_email(ctx, email)
+        user = await find_by_email(ctx, email, typed=email_or_id.strip())
     else:
         user = await ctx.db.get(parse_user_id(ctx.model, email_or_id))
     if user is None:
@@ -130,11 +130,12 @@ async def find_user(ctx: UserContext, email_or_id: str) -> Any:
     return user
 
 
-async def find_by_email(ctx: UserContext, email: str) -> Any:
+async def find_by_email(ctx: UserContext, email: str, *, typed: str | None = None) -> Any:
     """The user with this address in any case, or None.
 
     A table made without usersctl's unique ``lower(email)`` index may hold the address more than
-    once in different case; then the one stored exactly as given is meant, and with none such,
+    once in different case; then the one stored exactly as given (``email``, or ``typed``, the
+    address before normalising lowercased its domain) is meant, and with none such,
     ``AmbiguousUser`` names them all with their ids."""
     try:
         return await ctx.db.get_by_email(email)
@@ -148,7 +149,7 @@ async def find_by_email(ctx: UserContext, email: str) -> Any:
             .order_by(table.c.email)
         )
     ).all()
-    exact = [row.id for row in rows if row.email == email]
+    exact = [row.id for row in rows if row.email in (email, typed)]
     if len(exact) == 1:
         return await ctx.db.get(exact[0])
     listed = ", ".join(f"{row.email} (id {row.id})" for row in rows)
@@ -268,9 +269,9 @@ async def create_user(
     """Add a user. An existing email (any case) raises ``UserAlreadyExists``, or with
     ``if_not_exists`` returns that user unchanged. ``extra`` holds other columns' values (by
     attribute); a NOT NULL column with no default that it leaves out raises ``InvalidInput``."""
-    email = normalize_email(email)
+    typed, email = email.strip(), normalize_email(email)
     try:
-        existing = await find_by_email(ctx, email)
+        existing = await find_by_email(ctx, email, typed=typed)
     except AmbiguousUser:
         raise UserAlreadyExists(f"a user with email {email!r} already exists") from None
     if existing is not None:

@@ -154,7 +154,13 @@ def test_case_duplicates_are_listed_and_block_the_index_until_resolved(app_table
     assert "already exists" in app_table.fails(
         4, "create-user", "bOB@example.com", "--generate-password"
     )
-    # Named exactly, each is found: resolved as the README says, the index can be built
+    # Named exactly, each is found, even where normalising would lowercase the domain
+    assert app_table.user("BOB@EXAMPLE.COM")["email"] == "BOB@EXAMPLE.COM"
+    unchanged = app_table.json(
+        "create-user", "BOB@EXAMPLE.COM", "--if-not-exists", "--generate-password"
+    )
+    assert (unchanged["email"], unchanged["status"]) == ("BOB@EXAMPLE.COM", "unchanged")
+    # Resolved as the README says, the index can be built
     app_table.ok("delete-user", "bob@example.com", "--yes")
     app_table.ok("update-user", "BOB@EXAMPLE.COM", "--email", "robert@example.com")
     assert app_table.user("Bob@example.com")["email"] == "Bob@example.com"

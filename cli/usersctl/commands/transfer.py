@@ -190,7 +190,8 @@ def import_users(
         typer.Option(
             "--keep-unknown-hashes",
             help="Import a hashed_password that is not Argon2 or bcrypt as it is (a legacy "
-            "scheme, a locking marker); those users cannot log in until a new password is set.",
+            "scheme, a locking marker); those users cannot log in until a new password is set "
+            "(FastAPI Users' login raises an error for them: keep them inactive meanwhile).",
         ),
     ] = False,
     dry_run: DryRunOption = False,

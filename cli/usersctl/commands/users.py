@@ -104,7 +104,9 @@ def create_user(
         try:
             async with settings.open_users(write=True) as ctx_users:
                 # Answered here, before waiting for the hash; create_user checks again anyway.
-                existing = if_not_exists and await users.find_by_email(ctx_users, normalized)
+                existing = if_not_exists and await users.find_by_email(
+                    ctx_users, normalized, typed=email.strip()
+                )
                 if existing:
                     row = users.user_row(ctx_users.model, existing)
                     return {**row, "status": "unchanged"}
