@@ -710,3 +710,39 @@ def test_hashes_in_no_known_format_are_refused_unless_kept_as_they_are(
     moved = cli(second_url, "import-users", str(exported), "--keep-unknown-hashes")
     assert moved.exit_code == 0, moved.output
     assert stored(second_url) == stored(url)
+
+
+def test_updates_among_case_duplicates_take_the_exact_address_or_conflict(
+    database_url: str,
+) -> None:
+    """A table FastAPI Users made, without the lower(email) index, holding one address in two
+    cases: an update names the user stored exactly so; a third spelling is a conflict (exit 4)."""
+    asyncio.run(_make_integer_id_table(database_url))
+
+    async def seed() -> None:
+        engine = create_engine(database_url)
+        try:
+            async with engine.begin() as connection:
+                for email in ("Dup@example.com", "dup@example.com"):
+                    await connection.execute(
+                        text(
+                            'INSERT INTO "user" (email, hashed_password, is_active, '
+                            "is_superuser, is_verified) VALUES (:e, :h, true, false, false)"
+                        ),
+                        {"e": email, "h": stored_hash()},
+                    )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(seed())
+    exact = jsonl({"email": "dup@example.com", "password": "x", "first_name": "exact"})
+    result = import_jsonl(database_url, "--on-conflict", "update", "-o", "json", input=exact)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["updated"] == 1
+    names = {row["email"]: row["first_name"] for row in stored(database_url)}
+    assert names == {"Dup@example.com": None, "dup@example.com": "exact"}
+
+    third = jsonl({"email": "DUP@example.com", "password": "x", "first_name": "which?"})
+    result = import_jsonl(database_url, "--on-conflict", "update", input=third)
+    assert result.exit_code == 4, result.output
+    assert "several users have the address: Dup@example.com, dup@example.com" in result.stderr

@@ -424,15 +424,19 @@ def _bind(dialect: Dialect, values: list[Any], element: Any) -> Any:
     return json.dumps([process(value) if process else value for value in values])
 
 
-async def _existing(ctx: UserContext, rows: list[Row]) -> tuple[dict[str, Any], dict[Any, str]]:
-    """Existing users matching the rows: ``{lowercased email: id}`` and ``{id: lowercased email}``.
+async def _existing(
+    ctx: UserContext, rows: list[Row]
+) -> tuple[dict[str, list[tuple[Any, str]]], dict[Any, str]]:
+    """Existing users matching the rows: ``{lowercased email: [(id, stored email), ...]}`` (more
+    than one where a table without the lower(email) index holds the address in several cases)
+    and ``{id: lowercased email}``.
 
     Emails are lowered by the database, so matching follows its idea of case, as its index does.
     """
     table = ctx.model.table
     dialect = ctx.session.bind.dialect
     id_type = table.c.id.type
-    by_email: dict[str, Any] = {}
+    by_email: dict[str, list[tuple[Any, str]]] = {}
     by_id: dict[Any, str] = {}
     emails_statement = select(table.c.id, table.c.email).where(
         func.lower(table.c.email).in_(
@@ -452,7 +456,7 @@ async def _existing(ctx: UserContext, rows: list[Row]) -> tuple[dict[str, Any], 
             batch = _bind(dialect, keys[start : start + LOOKUP_BATCH], element)
             for user_id, email in await ctx.session.execute(statement, {name: batch}):
                 if name == "keys":
-                    by_email[email.lower()] = user_id
+                    by_email.setdefault(email.lower(), []).append((user_id, email))
                 by_id[user_id] = email.lower()
     return by_email, by_id
 
@@ -503,7 +507,15 @@ async def write_rows(
     updates: list[dict[str, Any]] = []
     conflicts: list[Problem] = []
     for row in rows:
-        existing_id = by_email.get(row.key)
+        matches = by_email.get(row.key, [])
+        if len(matches) > 1:  # the same rule as for commands: the address stored exactly so
+            exact = [user_id for user_id, stored in matches if stored == row.values["email"]]
+            if len(exact) != 1:
+                listed = ", ".join(sorted(stored for _, stored in matches))
+                conflicts.append(Problem(row.line, f"several users have the address: {listed}"))
+                continue
+            matches = [(exact[0], row.values["email"])]
+        existing_id = matches[0][0] if matches else None
         row_id = row.values.get("id")
         id_owner = by_id.get(row_id) if row_id is not None else None
         if existing_id is None and id_owner is None:
