@@ -469,6 +469,6 @@ async def diagnose(
                 else check
                 for check in checks
             ]
-        return DoctorReport(mask_url(parsed), described, tuple(checks))
+        return DoctorReport(mask_url(url), described, tuple(checks))  # as the user wrote it
     finally:
         await engine.dispose()
