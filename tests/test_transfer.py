@@ -524,7 +524,8 @@ def test_export_through_a_link_writes_its_target_and_keeps_the_link(
     ]
 
 
-async def _make_integer_id_table(url: str) -> None:
+async def _make_integer_id_table(url: str, extra_columns: str = "first_name VARCHAR(50)") -> None:
+    """An app's own user table: integer ids, FastAPI Users' columns, and ``extra_columns``."""
     engine = create_engine(url)
     key = "SERIAL PRIMARY KEY" if "postgresql" in url else "INTEGER PRIMARY KEY AUTOINCREMENT"
     try:
@@ -533,8 +534,7 @@ async def _make_integer_id_table(url: str) -> None:
                 text(
                     f'CREATE TABLE "user" (id {key}, email VARCHAR(320) NOT NULL UNIQUE, '
                     "hashed_password VARCHAR(1024) NOT NULL, is_active BOOLEAN NOT NULL, "
-                    "is_superuser BOOLEAN NOT NULL, is_verified BOOLEAN NOT NULL, "
-                    "first_name VARCHAR(50))"
+                    f"is_superuser BOOLEAN NOT NULL, is_verified BOOLEAN NOT NULL, {extra_columns})"
                 )
             )
     finally:
@@ -623,30 +623,11 @@ def test_a_file_larger_than_one_statement_lands_row_for_row(
         assert row["is_superuser"] is False
 
 
-async def _make_table_with_odd_columns(url: str) -> None:
-    """An app's table with a JSON column and a column named u."""
-    engine = create_engine(url)
-    postgres = "postgresql" in url
-    key = "SERIAL PRIMARY KEY" if postgres else "INTEGER PRIMARY KEY AUTOINCREMENT"
-    json_type = "JSONB" if postgres else "JSON"
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(
-                text(
-                    f'CREATE TABLE "user" (id {key}, email VARCHAR(320) NOT NULL UNIQUE, '
-                    "hashed_password VARCHAR(1024) NOT NULL, is_active BOOLEAN NOT NULL, "
-                    "is_superuser BOOLEAN NOT NULL, is_verified BOOLEAN NOT NULL, "
-                    f"u TEXT, profile {json_type})"
-                )
-            )
-    finally:
-        await engine.dispose()
-
-
 def test_json_nulls_stay_sql_null_and_any_column_name_exports(
     database_url: str, tmp_path: Path
 ) -> None:
-    asyncio.run(_make_table_with_odd_columns(database_url))
+    json_type = "JSONB" if "postgresql" in database_url else "JSON"
+    asyncio.run(_make_integer_id_table(database_url, f"u TEXT, profile {json_type}"))
     init(database_url)
     path = tmp_path / "odd.jsonl"
     path.write_text(
