@@ -22,7 +22,7 @@ from usersctl.db import (
     SQLAlchemyBaseUserTableUUID,
     SQLAlchemyUserDatabase,
 )
-from usersctl.engine import create_engine, session_factory
+from usersctl.engine import create_engine
 
 
 class Base(DeclarativeBase):
@@ -84,13 +84,6 @@ OAUTH_ACCOUNT_2 = {
 
 
 @pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
 async def outside(database_url: str) -> AsyncIterator[AsyncEngine]:
     """Another engine, to see what was committed; reads without waiting for a writer's lock."""
     engine = create_engine(database_url, sqlite_begin="BEGIN")
@@ -106,12 +99,6 @@ async def create_tables(engine: AsyncEngine, metadata: MetaData) -> None:
 async def count(engine: AsyncEngine, sql: str, **params: Any) -> int:
     async with engine.connect() as connection:
         return int(await connection.scalar(text(sql), params))
-
-
-@pytest.fixture
-async def session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
-    async with session_factory(engine)() as session:
-        yield session
 
 
 async def test_queries(engine: AsyncEngine, outside: AsyncEngine, session: AsyncSession) -> None:

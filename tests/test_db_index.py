@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import fastapi_users_db_sqlalchemy as theirs
-import pytest
 from sqlalchemy import event, insert, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -36,13 +34,6 @@ class TheirUser(theirs.SQLAlchemyBaseUserTableUUID, TheirBase):
 
 
 USERS = 3000
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    yield engine
-    await engine.dispose()
 
 
 async def fill(engine: AsyncEngine, base: type[DeclarativeBase], user_class: type[Any]) -> None:

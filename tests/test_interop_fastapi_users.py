@@ -4,7 +4,6 @@ and usersctl's adapter can be the app's ``user_db`` outright. The real fastapi-u
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import bcrypt
@@ -17,6 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, relationship
 
+from fastapi_users_tutorial import TheirOAuthAccount, TheirUser
 from usersctl import builtin_tables
 from usersctl.db import (
     SQLAlchemyBaseOAuthAccountTableUUID,
@@ -30,22 +30,7 @@ from usersctl.schema import built_in_tables, init_database
 PASSWORD = "correct horse battery staple"
 
 
-# The app: FastAPI Users' tutorial, on fastapi_users_db_sqlalchemy.
-class TheirBase(DeclarativeBase):
-    pass
-
-
-class TheirOAuthAccount(theirs.SQLAlchemyBaseOAuthAccountTableUUID, TheirBase):
-    pass
-
-
-class TheirUser(theirs.SQLAlchemyBaseUserTableUUID, TheirBase):
-    oauth_accounts: Mapped[list[TheirOAuthAccount]] = relationship(
-        "TheirOAuthAccount", lazy="joined"
-    )
-
-
-# The same tutorial on usersctl.db.
+# The same tutorial as fastapi_users_tutorial's (the app's side), on usersctl.db.
 class Base(DeclarativeBase):
     pass
 
@@ -72,19 +57,6 @@ class UserManager(UUIDIDMixin, BaseUserManager[Any, uuid.UUID]):
 
 def login(email: str, password: str) -> OAuth2PasswordRequestForm:
     return OAuth2PasswordRequestForm(username=email, password=password)
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-async def session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
-    async with session_factory(engine)() as session:
-        yield session
 
 
 async def stored_hash(database_url: str, email: str) -> str:
