@@ -12,8 +12,10 @@ from fastapi_users.password import PasswordHelper
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from usersctl import passwords
 from usersctl.passwords import (
     generate_password,
+    hash_many,
     hash_password,
     hash_scheme,
     is_known_hash,
@@ -163,6 +165,72 @@ def test_hash_scheme_classifies_stored_hashes(stored: str, scheme: str) -> None:
 @given(password=st.text(max_size=80))
 def test_any_password_verifies_against_its_own_hash(password: str) -> None:
     assert verify_and_update(password, hash_password(password)) == (True, None)
+
+
+# Hashing many at once -----------------------------------------------------------------------------
+
+
+def test_hashes_made_in_bulk_are_the_hashes_fastapi_users_makes() -> None:
+    given = [PASSWORD, "pässwörd €", PASSWORD, "x" * 300]
+
+    hashes = list(hash_many(given))
+
+    assert len(hashes) == len(given)
+    assert hashes[0] != hashes[2]  # a fresh salt each
+    helper = PasswordHelper()
+    for password, hashed in zip(given, hashes, strict=True):
+        assert is_current_argon2(hashed)
+        assert helper.verify_and_update(password, hashed) == (True, None)
+        assert helper.verify_and_update(password + "!", hashed) == (False, None)
+
+
+# Each example costs two Argon2 runs.
+@settings(max_examples=4, deadline=None)
+@given(password=st.text(max_size=40), salt=st.binary(min_size=16, max_size=16))
+def test_bulk_hashing_computes_argon2_cffis_own_hash(password: str, salt: bytes) -> None:
+    memory = passwords._Argon2Memory.for_current_hasher()
+    assert memory is not None
+    try:
+        ours = memory.hash(password, salt=salt)
+    finally:
+        memory.release()
+    theirs = argon2.low_level.hash_secret(
+        password.encode(), salt, 3, 65536, 4, 32, argon2.Type.ID
+    ).decode()
+    assert ours == theirs
+
+
+def test_each_hashing_thread_keeps_one_block_of_argon2_memory() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    memory = passwords._Argon2Memory.for_current_hasher()
+    assert memory is not None
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        hashes = list(pool.map(memory.hash, [f"pw-{n}" for n in range(6)]))
+    blocks = list(memory.blocks)
+    sizes = [len(mapped) for mapped, _ in blocks]
+    memory.release()
+
+    assert sizes in ([65536 * 1024], [65536 * 1024] * 2)
+    assert all(mapped.closed for mapped, _ in blocks)
+    assert memory.blocks == []
+    assert all(verify_password(f"pw-{n}", hashed) for n, hashed in enumerate(hashes))
+
+
+def test_bulk_hashing_follows_a_hasher_configured_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pwdlib import PasswordHash
+    from pwdlib.hashers.argon2 import Argon2Hasher
+
+    cheaper = PasswordHash((Argon2Hasher(time_cost=2, memory_cost=19456, parallelism=1),))
+    monkeypatch.setattr(passwords, "password_hash", lambda: cheaper)
+
+    assert passwords._Argon2Memory.for_current_hasher() is None
+    hashes = list(hash_many(["one", "two"]))
+
+    assert [argon2.extract_parameters(hashed).time_cost for hashed in hashes] == [2, 2]
+    assert cheaper.verify("two", hashes[1])
 
 
 def test_generated_passwords_are_distinct_and_256_bits() -> None:

@@ -401,23 +401,24 @@ def test_plaintext_passwords_are_hashed_on_every_core(
 ) -> None:
     import threading
 
-    from usersctl import importing
+    from usersctl import importing, passwords
 
     # The real hasher, watched: how many hashes run at the same time.
     lock = threading.Lock()
     running = {"now": 0, "most": 0}
+    real_hash = passwords._Argon2Memory.hash
 
-    def watched(password: str) -> str:
+    def watched(self: passwords._Argon2Memory, password: str) -> str:
         with lock:
             running["now"] += 1
             running["most"] = max(running["most"], running["now"])
         try:
-            return hash_password(password)
+            return real_hash(self, password)
         finally:
             with lock:
                 running["now"] -= 1
 
-    monkeypatch.setattr(importing, "hash_password", watched)
+    monkeypatch.setattr(passwords._Argon2Memory, "hash", watched)
     rows = [
         importing.Row(line, f"u{line}@example.com", {"email": f"u{line}@example.com"}, f"pw-{line}")
         for line in range(1, 7)
@@ -429,6 +430,35 @@ def test_plaintext_passwords_are_hashed_on_every_core(
     for row in rows:
         assert row.password is None
         assert verify_password(f"pw-{row.line}", row.values["hashed_password"])
+
+
+def test_stopped_hashing_ends_after_the_hashes_under_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from usersctl import importing, passwords
+
+    started = []
+    real_hash = passwords._Argon2Memory.hash
+
+    def counted(self: passwords._Argon2Memory, password: str) -> str:
+        started.append(password)
+        return real_hash(self, password)
+
+    monkeypatch.setattr(passwords._Argon2Memory, "hash", counted)
+    workers = os.cpu_count() or 1
+    rows = [
+        importing.Row(line, f"u{line}@example.com", {"email": f"u{line}@example.com"}, f"pw-{line}")
+        for line in range(1, 4 * workers + 4)
+    ]
+    stop = threading.Event()
+    # Interrupted as soon as the first hash is in: the import is being cancelled.
+    importing.hash_passwords(rows, lambda *args: stop.set(), stop)
+
+    assert [row.password is None for row in rows].count(True) == 1
+    assert rows[0].password is None and verify_password("pw-1", rows[0].values["hashed_password"])
+    # The hashes already running when it stopped were finished; the rest never started.
+    assert 1 <= len(started) < len(rows)
+    assert [row.values.get("hashed_password") for row in rows[1:]] == [None] * (len(rows) - 1)
 
 
 # A killed import ---------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ conflicts and write everything in one transaction.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import gc
 import io
@@ -15,8 +16,8 @@ import itertools
 import json
 import os
 import stat
+import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -30,7 +31,7 @@ from usersctl.emails import EmailNormalizer
 from usersctl.errors import Conflict, InvalidInput, UsersctlError
 from usersctl.fields import Converter, converter_for
 from usersctl.models import UserModel
-from usersctl.passwords import hash_password, is_known_hash
+from usersctl.passwords import hash_many, is_known_hash
 from usersctl.users import UserContext
 
 FORMATS = ("jsonl", "csv", "json")
@@ -386,19 +387,25 @@ class FileCheck:
         return list(self.rows.values()), self.skipped
 
 
-def hash_passwords(rows: list[Row], progress: Progress | None = None) -> None:
-    """Hash the plaintext passwords of ``rows`` on every core (Argon2 releases the GIL)."""
+def hash_passwords(
+    rows: list[Row], progress: Progress | None = None, stop: threading.Event | None = None
+) -> None:
+    """Hash the plaintext passwords of ``rows`` on every core (Argon2 releases the GIL).
+
+    Setting ``stop`` (the import was interrupted) ends it after the hashes under way, rather than
+    after all of them."""
     pending = [row for row in rows if row.password is not None]
     if not pending:
         return
-    workers = max(1, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        hashes = pool.map(hash_password, [row.password for row in pending])
+    passwords = [row.password for row in pending if row.password is not None]
+    with contextlib.closing(hash_many(passwords)) as hashes:
         for done, (row, hashed) in enumerate(zip(pending, hashes, strict=True), start=1):
             row.values["hashed_password"] = hashed
             row.password = None
             if progress:
                 progress("hashing", done, len(pending))
+            if stop and stop.is_set():
+                return
 
 
 # Writing -------------------------------------------------------------------------------------
@@ -756,7 +763,11 @@ async def _import(
             await ctx.session.rollback()
             check.add(records)  # whatever the streaming path did not read
             rows, summary.skipped = check.verdict()
-            await asyncio.to_thread(hash_passwords, rows, progress)
+            stop = threading.Event()
+            try:
+                await asyncio.to_thread(hash_passwords, rows, progress, stop)
+            finally:
+                stop.set()  # on Ctrl-C, asyncio waits for this thread before exiting
             await write_rows(ctx, rows, on_conflict, summary, progress)
             await _advance_id_sequence(ctx, rows)
         if dry_run:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import threading
+from collections.abc import Generator, Sequence
 from concurrent.futures import Future
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pwdlib import PasswordHash
@@ -51,6 +53,165 @@ def hash_password_in_background(password: str) -> Future[str]:
 
     threading.Thread(target=work, name="usersctl-hash", daemon=True).start()
     return future
+
+
+def hash_many(passwords: Sequence[str]) -> Generator[str, None, None]:
+    """New Argon2id hashes of ``passwords``, in order, hashed on every core at once.
+
+    They are the hashes ``hash_password`` makes (same parameters, a fresh salt each), but each
+    worker thread keeps one block of Argon2 memory (64 MiB at FastAPI Users' cost) for all of its
+    passwords, instead of the block being mapped and faulted in page by page for every one.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = max(1, min(len(passwords), os.cpu_count() or 1))
+    memory = _Argon2Memory.for_current_hasher()
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="usersctl-hash")
+    try:
+        yield from pool.map(memory.hash if memory else hash_password, passwords)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if memory:
+            memory.release()
+
+
+_ARGON2_MEMORY_ALLOCATION_ERROR = -22
+
+
+def _quietly(*exc_info: object) -> None:
+    """cffi's hook for an exception in a callback: the callback's ``error`` value says enough."""
+
+
+class _Argon2Memory:
+    """Argon2id hashing through argon2-cffi's low-level ``argon2_ctx``, with the memory the C
+    library asks for served from one reusable block per thread (its allocation callbacks).
+
+    The library wipes the block after each hash, as it does memory it frees.
+    """
+
+    def __init__(self, parameters: Any) -> None:
+        from argon2.low_level import ffi
+
+        self.parameters = parameters
+        self.blocks: list[tuple[Any, Any]] = []  # (mmap, its cffi pointer), to release at the end
+        self.lock = threading.Lock()
+        self.local = threading.local()
+        # cffi callbacks; kept as attributes so they live as long as the contexts that use them.
+        # A failed allocation is Argon2's own error, raised as HashingError, with no traceback.
+        self.allocate = ffi.callback(
+            "int(uint8_t **, size_t)",
+            self._allocate,
+            error=_ARGON2_MEMORY_ALLOCATION_ERROR,
+            onerror=_quietly,
+        )
+        self.free = ffi.callback("void(uint8_t *, size_t)", self._free)
+
+    @classmethod
+    def for_current_hasher(cls) -> _Argon2Memory | None:
+        """One for the parameters of FastAPI Users' Argon2 hasher, or None where this cannot be
+        (a platform that refuses cffi callbacks, or a hasher whose hashes would differ)."""
+        import argon2
+        from argon2.low_level import ARGON2_VERSION
+
+        hasher = argon2.PasswordHasher()  # pwdlib's Argon2Hasher uses argon2-cffi's defaults too
+        parameters = argon2.Parameters(
+            type=hasher.type,
+            version=ARGON2_VERSION,
+            salt_len=hasher.salt_len,
+            hash_len=hasher.hash_len,
+            time_cost=hasher.time_cost,
+            memory_cost=hasher.memory_cost,
+            parallelism=hasher.parallelism,
+        )
+        try:
+            memory = cls(parameters)
+        except (MemoryError, OSError):  # cffi cannot make callbacks here
+            return None
+        sample = memory.encode(bytes(hasher.salt_len), bytes(hasher.hash_len))
+        if password_hash().current_hasher.check_needs_rehash(sample):
+            return None
+        return memory
+
+    def hash(self, password: str, salt: bytes | None = None) -> str:
+        """A new hash of ``password``, with a random salt unless ``salt`` is given."""
+        from argon2.low_level import core, ffi
+
+        p = self.parameters
+        secret = password.encode("utf-8")
+        salt = salt or secrets.token_bytes(p.salt_len)
+        # The buffers must outlive the context, which only points at them.
+        out = ffi.new("uint8_t[]", p.hash_len)
+        secret_buffer = ffi.new("uint8_t[]", secret)
+        salt_buffer = ffi.new("uint8_t[]", salt)
+        context = ffi.new(
+            "argon2_context *",
+            {
+                "out": out,
+                "outlen": p.hash_len,
+                "pwd": secret_buffer,
+                "pwdlen": len(secret),
+                "salt": salt_buffer,
+                "saltlen": len(salt),
+                "secret": ffi.NULL,
+                "secretlen": 0,
+                "ad": ffi.NULL,
+                "adlen": 0,
+                "t_cost": p.time_cost,
+                "m_cost": p.memory_cost,
+                "lanes": p.parallelism,
+                "threads": p.parallelism,
+                "version": p.version,
+                "allocate_cbk": self.allocate,
+                "free_cbk": self.free,
+                "flags": 0,  # ARGON2_DEFAULT_FLAGS
+            },
+        )
+        error = core(context, p.type.value)
+        if error:
+            from argon2.exceptions import HashingError
+            from argon2.low_level import error_to_str
+
+            raise HashingError(error_to_str(error))
+        return self.encode(salt, bytes(ffi.buffer(out, p.hash_len)))
+
+    def encode(self, salt: bytes, digest: bytes) -> str:
+        """The PHC string argon2-cffi writes: unpadded standard base64."""
+        from base64 import b64encode
+
+        p = self.parameters
+        return (
+            f"$argon2{p.type.name.lower()}$v={p.version}"
+            f"$m={p.memory_cost},t={p.time_cost},p={p.parallelism}"
+            f"${b64encode(salt).decode().rstrip('=')}${b64encode(digest).decode().rstrip('=')}"
+        )
+
+    def _allocate(self, memory: Any, size: int) -> int:
+        import mmap
+
+        from argon2.low_level import ffi
+
+        block = getattr(self.local, "block", None)
+        if block is None or len(block[0]) < size:
+            mapped = mmap.mmap(-1, size)
+            block = (mapped, ffi.from_buffer(mapped))
+            self.local.block = block
+            with self.lock:
+                self.blocks.append(block)
+        memory[0] = ffi.cast("uint8_t *", block[1])
+        return 0
+
+    def _free(self, memory: Any, size: int) -> None:
+        """Nothing to do: the block stays with its thread for the next hash."""
+
+    def release(self) -> None:
+        """Unmap every block; call once no hash is running."""
+        from argon2.low_level import ffi
+
+        with self.lock:
+            blocks, self.blocks = self.blocks, []
+        for mapped, pointer in blocks:
+            ffi.release(pointer)
+            mapped.close()
 
 
 def verify_password(password: str, hashed: str) -> bool:

@@ -228,6 +228,30 @@ def test_ctrl_c_at_the_prompt_exits_130_and_creates_nothing(spawn: Any, db: Data
     assert db.count() == 0
 
 
+def test_ctrl_c_while_an_import_hashes_exits_130_and_imports_nothing(
+    spawn: Any, db: Database, tmp_path: Path
+) -> None:
+    import os
+
+    rows = 6 * (os.cpu_count() or 1)
+    source = tmp_path / "plain.jsonl"
+    source.write_text(
+        "".join(
+            json.dumps({"email": f"plain{n}@example.com", "password": f"pw-{n}"}) + "\n"
+            for n in range(rows)
+        )
+    )
+    child = spawn("import-users", str(source))
+    log = transcript(child)
+    child.expect("hashing")  # the progress bar, on the terminal
+    child.sendintr()
+    child.expect("interrupted; nothing was committed")
+    child.expect(pexpect_eof())
+    child.close()
+    assert child.exitstatus == 130, log.getvalue()
+    assert db.count() == 0
+
+
 def pexpect_eof() -> Any:
     import pexpect
 
