@@ -757,3 +757,54 @@ def test_updates_among_case_duplicates_take_the_exact_address_or_conflict(
     result = import_jsonl(database_url, "--on-conflict", "update", input=third)
     assert result.exit_code == 4, result.output
     assert "several users have the address: Dup@example.com, dup@example.com" in result.stderr
+
+
+# SQLite's limit on bound parameters ----------------------------------------------------------------
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="sqlite3 can set limits from Python 3.11")
+def test_sqlite_inserts_fit_a_build_with_a_lower_parameter_limit() -> None:
+    import sqlite3
+
+    from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table
+    from sqlalchemy.dialects import sqlite as sqlite_dialect
+    from sqlalchemy.schema import CreateTable
+
+    from usersctl import importing
+
+    dialect = sqlite_dialect.dialect()
+    table = Table(
+        "user",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("email", String(320), nullable=False),
+        Column("hashed_password", String(1024), nullable=False),
+        Column("is_active", Boolean, nullable=False),
+    )
+    rows = [
+        {"id": n, "email": f"u{n}@example.com", "hashed_password": "h", "is_active": True}
+        for n in range(1, 1001)
+    ]
+    [statement] = importing.prepare_inserts(table, dialect, rows)
+
+    # This build's own limit is what the import uses (at most 32,766).
+    fresh = sqlite3.connect(":memory:")
+    assert importing.sqlite_variable_limit() == min(
+        fresh.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER), 32766
+    )
+
+    # A build compiled with SQLite's old default of 999 (set here at run time).
+    connection = sqlite3.connect(":memory:")
+    connection.execute(str(CreateTable(table).compile(dialect=dialect)))
+    connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+    with pytest.raises(sqlite3.OperationalError, match="too many SQL variables"):
+        for sql, params in importing._sqlite_multi_row(statement, 32766):
+            connection.execute(sql, params)
+    connection.rollback()
+
+    chunks = list(importing._sqlite_multi_row(statement, 999))
+    for sql, params in chunks:
+        connection.execute(sql, params)
+    assert all(len(params) <= 999 for _, params in chunks)
+    assert len(chunks) == 5  # 249 rows of 4 values per statement
+    assert connection.execute('SELECT count(*), max(id) FROM "user"').fetchone() == (1000, 1000)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import functools
 import gc
 import io
 import itertools
@@ -628,26 +629,42 @@ def prepare_inserts(
 
 async def _execute_inserts(ctx: UserContext, prepared: list[PreparedInsert]) -> None:
     connection = await ctx.session.connection()
+    limit = sqlite_variable_limit() if connection.dialect.name == "sqlite" else 0
     for statement in prepared:
-        if connection.dialect.name == "sqlite":
-            for sql, params in _sqlite_multi_row(statement):
+        if limit:
+            for sql, params in _sqlite_multi_row(statement, limit):
                 await connection.exec_driver_sql(sql, params)
         else:
             await connection.exec_driver_sql(statement.sql, statement.params)
 
 
-def _sqlite_multi_row(statement: PreparedInsert) -> Iterator[tuple[str, Any]]:
-    """``statement`` as INSERTs of many rows each (``VALUES (?, ?), (?, ?), ...``), as many as
-    SQLite's limit on bound parameters allows. executemany runs the statement once per row and
-    takes the GIL back after each, so a thread checking the next batch meanwhile slows it down
-    more than it gains (measured); one statement for thousands of rows releases the GIL once."""
+@functools.cache
+def sqlite_variable_limit() -> int:
+    """How many parameters one SQLite statement may bind with this build of SQLite (its
+    MAX_VARIABLE_NUMBER, read off a fresh connection), at most 32,766: longer statements gain
+    nothing. Python 3.10 cannot read it and takes the default of the version."""
     import sqlite3
 
+    probe = sqlite3.connect(":memory:")
+    try:
+        getlimit = getattr(probe, "getlimit", None)  # Python 3.11 and later
+        if getlimit is None:
+            return 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
+        limit: int = getlimit(getattr(sqlite3, "SQLITE_LIMIT_VARIABLE_NUMBER", 9))
+        return min(limit, 32766)
+    finally:
+        probe.close()
+
+
+def _sqlite_multi_row(statement: PreparedInsert, limit: int) -> Iterator[tuple[str, Any]]:
+    """``statement`` as INSERTs of many rows each (``VALUES (?, ?), (?, ?), ...``), as many as
+    SQLite's ``limit`` on bound parameters allows. executemany runs the statement once per row and
+    takes the GIL back after each, so a thread checking the next batch meanwhile slows it down
+    more than it gains (measured); one statement for thousands of rows releases the GIL once."""
     head, _, row = statement.sql.rpartition(" VALUES ")
     if not head or not row.startswith("(") or row.strip("(?, )"):
         yield statement.sql, statement.params  # not a plain one-row VALUES: leave it as it is
         return
-    limit = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
     per_statement = max(1, limit // max(1, row.count("?")))
     rows = statement.params
     for start in range(0, len(rows), per_statement):
