@@ -55,7 +55,7 @@ def init_db(
             dry_run=dry_run,
         )
 
-    result = run(work)
+    result = run(work, settings)
     if isinstance(result, str):
         typer.echo(result, nl=False)
         return

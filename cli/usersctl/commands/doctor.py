@@ -50,7 +50,7 @@ def doctor(
             connect_timeout=settings.connect_timeout,
         )
 
-    report = run(work)
+    report = run(work, settings)
     if output is OutputFormat.json:
         sys.stdout.write(json.dumps(report.as_dict(), ensure_ascii=False, indent=2) + "\n")
     else:

@@ -8,9 +8,12 @@ import re
 import sys
 from collections.abc import Awaitable, Callable
 from enum import IntEnum
-from typing import NoReturn, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import typer
+
+if TYPE_CHECKING:
+    from usersctl.commands.options import Settings
 
 T = TypeVar("T")
 
@@ -106,8 +109,9 @@ def _is_data_error(exc: BaseException) -> bool:
     return isinstance(exc, DataError) or str(state or "").startswith("22")
 
 
-def exit_code_for(exc: BaseException) -> tuple[ExitCode, str]:
-    """Map an exception raised by a command to its exit code and message."""
+def exit_code_for(exc: BaseException, server: str = "") -> tuple[ExitCode, str]:
+    """Map an exception raised by a command to its exit code and message; ``server`` (host:port)
+    is named when the database could not be reached, as the exception may not name it."""
     from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
     from usersctl import errors
@@ -128,14 +132,29 @@ def exit_code_for(exc: BaseException) -> tuple[ExitCode, str]:
     import asyncio  # only on failure: --help need not pay for it
 
     # Two classes on Python 3.10 (asyncpg raises asyncio's); one and the same from 3.11 on.
+    at = f" at {server}" if server else ""
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
-        return ExitCode.DATABASE, "timed out connecting to the database"
+        return ExitCode.DATABASE, f"timed out connecting to the database{at}"
     if _is_connection_error(exc):
-        return ExitCode.DATABASE, f"cannot connect to the database: {_database_message(exc)}"
+        return ExitCode.DATABASE, f"cannot connect to the database{at}: {_database_message(exc)}"
     if isinstance(exc, OSError):  # writing a file: a full disk, a vanished folder
         where = f" {exc.filename}" if exc.filename else ""
         return ExitCode.FAILURE, f"cannot write{where}: {exc.strerror or exc}"
     return ExitCode.FAILURE, f"unexpected {type(exc).__name__}: {exc}"
+
+
+def server_of(database_url: str) -> str:
+    """``host:port`` of a PostgreSQL URL, for messages; empty for SQLite or a URL without a host."""
+    from usersctl.engine import normalize_url
+
+    try:
+        url = normalize_url(database_url)
+    except Exception:  # an unusable URL has its own error; this is only a courtesy
+        return ""
+    if not url.host or url.get_backend_name() != "postgresql":
+        return ""
+    host = f"[{url.host}]" if ":" in url.host else url.host  # an IPv6 address
+    return f"{host}:{url.port or 5432}"
 
 
 def _is_connection_error(exc: BaseException) -> bool:
@@ -156,8 +175,9 @@ def stdout_closed() -> NoReturn:
     raise typer.Exit(int(ExitCode.PIPE_CLOSED))
 
 
-def run(coroutine_function: Callable[[], Awaitable[T]]) -> T:
-    """Run one command's coroutine in its own event loop, translating every failure.
+def run(coroutine_function: Callable[[], Awaitable[T]], settings: Settings) -> T:
+    """Run one command's coroutine in its own event loop, translating every failure (those of
+    connecting to ``settings.database_url`` name its server).
 
     Set ``USERSCTL_DEBUG=1`` to see the traceback of an unexpected failure.
     """
@@ -169,13 +189,14 @@ def run(coroutine_function: Callable[[], Awaitable[T]]) -> T:
         resume_collector()  # it loads the database modules: a broken install fails in here
         return asyncio.run(_as_coroutine(coroutine_function))
 
-    return call(start)
+    return call(start, settings.database_url)
 
 
-def call(function: Callable[[], T]) -> T:
+def call(function: Callable[[], T], database_url: str | None = None) -> T:
     """Call ``function``, translating every failure: for the work a command does outside the
     event loop (checks, and prompts, which must not block a running loop: Ctrl-C would then only
-    cancel its task, and the prompt would go on waiting)."""
+    cancel its task, and the prompt would go on waiting). A failure to reach ``database_url``
+    names its server."""
     try:
         return function()
     except typer.Exit:
@@ -192,7 +213,7 @@ def call(function: Callable[[], T]) -> T:
     except BrokenPipeError:
         stdout_closed()
     except Exception as exc:
-        code, message = exit_code_for(exc)
+        code, message = exit_code_for(exc, server_of(database_url) if database_url else "")
         if os.environ.get("USERSCTL_DEBUG") and code == ExitCode.FAILURE:
             import traceback
 

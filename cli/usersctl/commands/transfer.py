@@ -123,7 +123,7 @@ def export_users(
                 model_path=settings.model_path,
             )
 
-    count = run(work)
+    count = run(work, settings)
     where = "stdout" if file == "-" else file
     say(f"Exported {count} user{'s' if count != 1 else ''} to {where}.")
 
@@ -238,7 +238,7 @@ def import_users(
             raise
         return summary.as_dict()
 
-    summary = run(work)
+    summary = run(work, settings)
     render_rows([summary], output, columns=columns, single=True)
     if dry_run:
         say("Dry run: nothing was written.")

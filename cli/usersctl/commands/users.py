@@ -127,7 +127,7 @@ def create_user(
             if not hashing.done():
                 hashing.cancel()
 
-    row = run(work)
+    row = run(work, settings)
     if row["status"] == "unchanged":
         say(f"User {row['email']} already exists; nothing changed.")
     if secret.generated and row["status"] != "unchanged":
@@ -167,7 +167,7 @@ def list_users(
             page = await users.list_users(ctx_users, filters, limit=limit, after=after)
             return ctx_users.model.columns, page
 
-    columns, page = run(work)
+    columns, page = run(work, settings)
     render_rows(page.users, output, columns=columns)
     shown = len(page.users)
     footer = f"{shown} shown of {page.total} matching user{'s' if page.total != 1 else ''}."
@@ -210,7 +210,7 @@ def show_user(
                 row["access_tokens"] = tokens
             return ctx_users.model.columns, row
 
-    columns, row = run(work)
+    columns, row = run(work, settings)
     extra = [name for name in ("oauth_accounts", "access_tokens") if name in row]
     render_rows([row], output, columns=[*columns, *extra], single=True)
 
@@ -273,7 +273,7 @@ def update_user(
             await _finish(ctx_users, dry_run)
             return ctx_users.model.columns, row, changes
 
-    columns, row, changes = run(work)
+    columns, row, changes = run(work, settings)
     if not changes:
         status = "unchanged"
     else:
@@ -339,7 +339,7 @@ def _set_active(
             await _finish(ctx_users, dry_run)
             return rows
 
-    rows = run(work)
+    rows = run(work, settings)
     columns = (
         [*STATUS_COLUMNS, "revoked_tokens"]
         if rows and "revoked_tokens" in rows[0]
@@ -429,7 +429,7 @@ def set_password(
             await _finish(ctx_users, dry_run)
             return row
 
-    row = run(work)
+    row = run(work, settings)
     _report_revoked([row], dry_run)
     columns = list(STATUS_COLUMNS)
     if "revoked_tokens" in row:
@@ -474,7 +474,7 @@ def delete_user(
     if not (yes or dry_run):
         # Ask outside the write transaction (a person thinking must not hold SQLite's lock) and
         # outside the event loop (where Ctrl-C would not interrupt the prompt).
-        emails = run(find)
+        emails = run(find, settings)
         question = f"Delete {len(emails)} user(s): {', '.join(emails)}?"
         if emails and not call(lambda: typer.confirm(question, err=True)):
             fail("aborted; nothing was deleted", ExitCode.FAILURE)
@@ -492,7 +492,7 @@ def delete_user(
                 {"id": None, "email": ref, "status": "not found"} for ref in missing
             ]
 
-    rows = run(work)
+    rows = run(work, settings)
     render_rows(rows, output, columns=STATUS_COLUMNS)
 
 
@@ -540,6 +540,6 @@ def unlink_oauth(
             await _finish(ctx_users, dry_run)
             return rows
 
-    rows = run(work)
+    rows = run(work, settings)
     columns = ["id", "email", "provider", "account_id", "account_email", "status"]
     render_rows(rows, output, columns=columns)

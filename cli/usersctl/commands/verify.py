@@ -65,7 +65,7 @@ def verify_password(
                 await ctx_users.session.rollback()
             return match, row
 
-    match, row = run(work)
+    match, row = run(work, settings)
     email = row["email"]
     say(f"The password matches {email}.")
     if match.scheme != "argon2":
