@@ -452,13 +452,27 @@ def test_stopped_hashing_ends_after_the_hashes_under_way(monkeypatch: pytest.Mon
     ]
     stop = threading.Event()
     # Interrupted as soon as the first hash is in: the import is being cancelled.
-    importing.hash_passwords(rows, lambda *args: stop.set(), stop)
+    with pytest.raises(passwords.HashingStopped):
+        importing.hash_passwords(rows, lambda *args: stop.set(), stop)
 
-    assert [row.password is None for row in rows].count(True) == 1
-    assert rows[0].password is None and verify_password("pw-1", rows[0].values["hashed_password"])
-    # The hashes already running when it stopped were finished; the rest never started.
-    assert 1 <= len(started) < len(rows)
-    assert [row.values.get("hashed_password") for row in rows[1:]] == [None] * (len(rows) - 1)
+    # The hashes already running when it stopped were finished; no other one started.
+    assert 1 <= len(started) <= 2 * workers < len(rows)
+    hashed = [row for row in rows if "hashed_password" in row.values]
+    assert rows[: len(hashed)] == hashed and 1 <= len(hashed) <= len(started)
+    assert verify_password("pw-1", rows[0].values["hashed_password"])
+
+
+def test_a_password_that_is_not_valid_unicode_is_an_invalid_row(url: str, tmp_path: Path) -> None:
+    init(url)
+    source = tmp_path / "surrogate.jsonl"
+    source.write_text(
+        '{"email": "fine@example.com", "password": "fine"}\n'
+        '{"email": "odd@example.com", "password": "abc\\ud800"}\n'
+    )
+    result = cli(url, "import-users", str(source))
+    assert result.exit_code == 2, result.output
+    assert "line 2" in result.output and "not valid Unicode" in result.output
+    assert _count(url) == 0
 
 
 # A killed import ---------------------------------------------------------------------------------

@@ -87,12 +87,21 @@ def _to_text(value: Any, length: int | None) -> str:
         raise ValueError(f"longer than {length} characters")
     if "\x00" in value:
         raise ValueError("contains a NUL character")
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate, as JSON's \ud800 gives
-            raise ValueError("is not valid UTF-8 text") from None
+    if not encodes_as_utf8(value):
+        raise ValueError("is not valid UTF-8 text")
     return value
+
+
+def encodes_as_utf8(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8: not when it holds a lone surrogate, which JSON
+    can carry (``"\\ud800"``) but no database column or password hasher takes."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _base_converter(column: Column[Any]) -> Converter:

@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 
 from usersctl.emails import EmailNormalizer
 from usersctl.errors import Conflict, InvalidInput, UsersctlError
-from usersctl.fields import Converter, converter_for
+from usersctl.fields import Converter, converter_for, encodes_as_utf8
 from usersctl.models import UserModel
 from usersctl.passwords import hash_many, is_known_hash
 from usersctl.users import UserContext
@@ -304,6 +304,8 @@ class RowValidator:
             raise InvalidInput("password is empty")
         elif "\x00" in password:
             raise InvalidInput("password contains a NUL character")
+        elif not encodes_as_utf8(password):
+            raise InvalidInput("password is not valid Unicode (it holds a lone surrogate)")
         for name, default in FLAGS.items():
             given = record.get(name)
             if given is None:
@@ -393,20 +395,18 @@ def hash_passwords(
 ) -> None:
     """Hash the plaintext passwords of ``rows`` on every core (Argon2 releases the GIL).
 
-    Setting ``stop`` (the import was interrupted) ends it after the hashes under way, rather than
-    after all of them."""
+    Setting ``stop`` (the import was interrupted) raises ``HashingStopped`` once the hashes under
+    way are done, rather than after all of them."""
     pending = [row for row in rows if row.password is not None]
     if not pending:
         return
     passwords = [row.password for row in pending if row.password is not None]
-    with contextlib.closing(hash_many(passwords)) as hashes:
+    with contextlib.closing(hash_many(passwords, stop)) as hashes:
         for done, (row, hashed) in enumerate(zip(pending, hashes, strict=True), start=1):
             row.values["hashed_password"] = hashed
             row.password = None
             if progress:
                 progress("hashing", done, len(pending))
-            if stop and stop.is_set():
-                return
 
 
 # Writing -------------------------------------------------------------------------------------

@@ -55,20 +55,35 @@ def hash_password_in_background(password: str) -> Future[str]:
     return future
 
 
-def hash_many(passwords: Sequence[str]) -> Generator[str, None, None]:
+class HashingStopped(Exception):
+    """``hash_many`` was told to stop before every password was hashed."""
+
+
+def hash_many(
+    passwords: Sequence[str], stop: threading.Event | None = None
+) -> Generator[str, None, None]:
     """New Argon2id hashes of ``passwords``, in order, hashed on every core at once.
 
     They are the hashes ``hash_password`` makes (same parameters, a fresh salt each), but each
     worker thread keeps one block of Argon2 memory (64 MiB at FastAPI Users' cost) for all of its
     passwords, instead of the block being mapped and faulted in page by page for every one.
+    Once ``stop`` is set no new hash starts, and ``HashingStopped`` is raised where the next hash
+    would have been.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     workers = max(1, min(len(passwords), os.cpu_count() or 1))
     memory = _Argon2Memory.for_current_hasher()
+    hasher = memory.hash if memory else hash_password
+
+    def hash_unless_stopped(password: str) -> str:
+        if stop is not None and stop.is_set():
+            raise HashingStopped
+        return hasher(password)
+
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="usersctl-hash")
     try:
-        yield from pool.map(memory.hash if memory else hash_password, passwords)
+        yield from pool.map(hash_unless_stopped, passwords)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         if memory:
@@ -191,7 +206,7 @@ class _Argon2Memory:
         from argon2.low_level import ffi
 
         block = getattr(self.local, "block", None)
-        if block is None or len(block[0]) < size:
+        if block is None or block[0].closed or len(block[0]) < size:
             mapped = mmap.mmap(-1, size)
             block = (mapped, ffi.from_buffer(mapped))
             self.local.block = block
@@ -209,6 +224,7 @@ class _Argon2Memory:
 
         with self.lock:
             blocks, self.blocks = self.blocks, []
+            self.local = threading.local()  # no thread may find a released block
         for mapped, pointer in blocks:
             ffi.release(pointer)
             mapped.close()

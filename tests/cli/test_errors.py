@@ -44,10 +44,39 @@ def test_unreachable_server_is_exit_5_without_the_password(bare_cli: Cli) -> Non
 
 def test_a_host_name_that_does_not_resolve_is_exit_5_naming_it(bare_cli: Cli) -> None:
     # .invalid never resolves (RFC 6761); the resolver's own message does not say which name.
+    # (A resolver that never answers makes it a timeout, which names the server too.)
     url = f"postgresql://postgres:{SECRET}@no-such-host.invalid/app"
-    message = bare_cli.fails(5, "-d", url, "list-users", url=False)
-    assert "cannot connect to the database at no-such-host.invalid:5432:" in message
+    message = bare_cli.fails(5, "-d", url, "--connect-timeout", "3", "list-users", url=False)
+    assert "connecting to the database at no-such-host.invalid:5432" in message or (
+        "cannot connect to the database at no-such-host.invalid:5432:" in message
+    )
     assert SECRET not in message
+
+
+@pytest.mark.parametrize(
+    ("url", "environment", "named"),
+    [
+        ("postgresql://u:pw@db.internal/app", {}, "db.internal:5432"),
+        ("postgresql+asyncpg://u@db.internal:5433/app", {}, "db.internal:5433"),
+        ("postgresql://u@db.internal/app?port=6000", {}, "db.internal:6000"),
+        ("postgresql://u@[::1]:5999/app", {}, "[::1]:5999"),
+        ("postgresql://u@/app?host=/var/run/postgresql", {}, "/var/run/postgresql/.s.PGSQL.5432"),
+        ("postgresql://u@/app", {"PGHOST": "pg.example", "PGPORT": "7000"}, "pg.example:7000"),
+        ("postgresql://u@/app", {}, ""),  # asyncpg tries its default sockets
+        ("postgresql://u@/app?host=a,b", {}, ""),  # several hosts
+        ("sqlite:///users.db", {}, ""),
+    ],
+)
+def test_connection_errors_name_the_server_asyncpg_would_use(
+    url: str, environment: dict[str, str], named: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from usersctl.commands.errors import server_of
+
+    for name in ("PGHOST", "PGPORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert server_of(url) == named
 
 
 def test_connecting_gives_up_after_the_connect_timeout(bare_cli: Cli, silent_server: int) -> None:

@@ -144,17 +144,24 @@ def exit_code_for(exc: BaseException, server: str = "") -> tuple[ExitCode, str]:
 
 
 def server_of(database_url: str) -> str:
-    """``host:port`` of a PostgreSQL URL, for messages; empty for SQLite or a URL without a host."""
+    """Where a PostgreSQL URL points, for messages: ``host:port``, or the socket file for a
+    socket folder; as asyncpg decides it (the URL, then ``?host=``/``?port=``, then PGHOST and
+    PGPORT). Empty for SQLite, or where asyncpg would try several places."""
     from usersctl.engine import normalize_url
 
     try:
         url = normalize_url(database_url)
     except Exception:  # an unusable URL has its own error; this is only a courtesy
         return ""
-    if not url.host or url.get_backend_name() != "postgresql":
+    if url.get_backend_name() != "postgresql":
         return ""
-    host = f"[{url.host}]" if ":" in url.host else url.host  # an IPv6 address
-    return f"{host}:{url.port or 5432}"
+    host = url.host or url.query.get("host") or os.environ.get("PGHOST")
+    port = url.port or url.query.get("port") or os.environ.get("PGPORT") or 5432
+    if not isinstance(host, str) or not isinstance(port, (str, int)) or "," in host:
+        return ""  # none given (asyncpg tries its default sockets), or several
+    if host.startswith("/"):
+        return f"{host.rstrip('/')}/.s.PGSQL.{port}"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _is_connection_error(exc: BaseException) -> bool:
