@@ -475,6 +475,84 @@ def test_a_password_that_is_not_valid_unicode_is_an_invalid_row(url: str, tmp_pa
     assert _count(url) == 0
 
 
+@pytest.fixture
+def hashed_passwords(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The plaintext passwords the import hashes, in the order they are hashed (the real hasher)."""
+    from usersctl import passwords
+
+    seen: list[str] = []
+    real_hash = passwords._Argon2Memory.hash
+
+    def counted(self: passwords._Argon2Memory, password: str) -> str:
+        seen.append(password)
+        return real_hash(self, password)
+
+    monkeypatch.setattr(passwords._Argon2Memory, "hash", counted)
+    return seen
+
+
+def test_a_conflict_under_fail_is_found_before_any_password_is_hashed(
+    url: str, hashed_passwords: list[str]
+) -> None:
+    assert import_jsonl(url, input=jsonl(user_record(2))).exit_code == 0
+    rows = jsonl(*({"email": f"user{n}@example.com", "password": f"pw-{n}"} for n in range(1, 5)))
+
+    result = import_jsonl(url, input=rows)
+
+    assert result.exit_code == 4, result.output
+    assert "user2@example.com already exists" in result.output
+    assert hashed_passwords == []
+    assert [row["email"] for row in _rows_sync(url)] == ["user2@example.com"]
+
+
+def test_a_rerun_under_skip_hashes_only_the_new_users(
+    url: str, hashed_passwords: list[str]
+) -> None:
+    first = jsonl(*({"email": f"user{n}@example.com", "password": f"pw-{n}"} for n in (1, 2)))
+    assert import_jsonl(url, "--on-conflict", "skip", input=first).exit_code == 0
+    assert sorted(hashed_passwords) == ["pw-1", "pw-2"]
+    hashed_passwords.clear()
+
+    again = jsonl(*({"email": f"USER{n}@example.com", "password": f"pw-{n}"} for n in (1, 2, 3)))
+    result = import_jsonl(url, "--on-conflict", "skip", "-o", "json", input=again)
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) | {"dry_run": False} == {
+        "created": 1,
+        "updated": 0,
+        "skipped": 2,
+        "invalid": 0,
+        "dry_run": False,
+    }
+    assert hashed_passwords == ["pw-3"]
+    stored_rows = {row["email"].lower(): row for row in _rows_sync(url)}
+    assert verify_password("pw-3", stored_rows["user3@example.com"]["hashed_password"])
+
+
+def test_a_row_whose_user_went_away_after_the_first_look_is_hashed_when_written(
+    url: str,
+) -> None:
+    """Under skip, a row whose user existed at the first look is not hashed; if the user is
+    deleted before the write, the row is inserted after all, and hashed then."""
+    from usersctl import importing
+    from usersctl.users import open_users
+
+    rows = [
+        importing.Row(1, "gone@example.com", {"email": "gone@example.com", **importing.FLAGS}, "pw")
+    ]
+    summary = importing.ImportSummary()
+
+    async def write() -> None:
+        async with open_users(url, write=True) as ctx:
+            await importing.write_rows(ctx, rows, "skip", summary)
+            await ctx.session.commit()
+
+    asyncio.run(write())
+    assert summary.created == 1
+    [row] = _rows_sync(url)
+    assert row["email"] == "gone@example.com" and verify_password("pw", row["hashed_password"])
+
+
 # A killed import ---------------------------------------------------------------------------------
 
 
@@ -552,6 +630,65 @@ def test_a_killed_import_leaves_nothing_and_the_next_run_works(url: str, tmp_pat
     assert _count(url) == total
 
 
+def test_an_update_changes_the_flags_the_row_gives_and_keeps_the_others(url: str) -> None:
+    stored_flags = {"is_active": False, "is_superuser": True, "is_verified": True}
+    assert import_jsonl(url, input=jsonl(user_record(1, **stored_flags))).exit_code == 0
+
+    # A batch of new passwords: no flags in the rows, so none changes.
+    new_password = {"email": "user1@example.com", "password": "rotated"}
+    result = import_jsonl(url, "--on-conflict", "update", input=jsonl(new_password))
+    assert result.exit_code == 0, result.output
+    [row] = _rows_sync(url)
+    assert {name: row[name] for name in stored_flags} == stored_flags
+    assert verify_password("rotated", row["hashed_password"])
+
+    result = import_jsonl(
+        url, "--on-conflict", "update", input=jsonl(user_record(1, is_verified=False))
+    )
+    assert result.exit_code == 0, result.output
+    [row] = _rows_sync(url)
+    assert {name: row[name] for name in stored_flags} == stored_flags | {"is_verified": False}
+
+
+# The last superuser --------------------------------------------------------------------------------
+
+
+def test_an_import_update_that_leaves_no_active_superuser_is_refused(url: str) -> None:
+    result = import_jsonl(url, input=jsonl(user_record(1, is_superuser=True), user_record(2)))
+    assert result.exit_code == 0, result.output
+    before = _rows_sync(url)
+
+    for change in ({"is_superuser": False}, {"is_active": False}):
+        result = import_jsonl(
+            url, "--on-conflict", "update", input=jsonl(user_record(1, **change), user_record(3))
+        )
+        assert result.exit_code == 4, result.output
+        assert "no active superuser" in result.output and "user1@example.com" in result.output
+        assert _rows_sync(url) == before  # nothing written, user3 included
+
+    # Another superuser arriving in the same file keeps one: allowed.
+    result = import_jsonl(
+        url,
+        "--on-conflict",
+        "update",
+        input=jsonl(user_record(1, is_superuser=False), user_record(4, is_superuser=True)),
+    )
+    assert result.exit_code == 0, result.output
+
+    # --force demotes the last one, as update-user --force does.
+    result = import_jsonl(
+        url, "--on-conflict", "update", "--force", input=jsonl(user_record(4, is_active=False))
+    )
+    assert result.exit_code == 0, result.output
+    flags = {row["email"]: (row["is_active"], row["is_superuser"]) for row in _rows_sync(url)}
+    assert flags["user1@example.com"] == (True, False)
+    assert flags["user4@example.com"] == (False, True)
+
+
+def _rows_sync(url: str) -> list[dict[str, Any]]:
+    return asyncio.run(_rows(url))
+
+
 def test_export_through_a_link_writes_its_target_and_keeps_the_link(
     url: str, tmp_path: Path
 ) -> None:
@@ -566,6 +703,29 @@ def test_export_through_a_link_writes_its_target_and_keeps_the_link(
     assert [json.loads(line)["email"] for line in target.read_text().splitlines()] == [
         "user1@example.com"
     ]
+    assert not (tmp_path / "link.jsonl.partial").exists()
+    assert not (tmp_path / "real.jsonl.partial").exists()
+
+
+def test_hashes_exported_through_a_link_are_readable_by_the_owner_only(
+    url: str, tmp_path: Path
+) -> None:
+    import stat
+
+    import_jsonl(url, input=jsonl(user_record(1)))
+    target = tmp_path / "users.jsonl"
+    target.write_text("an older export, readable by all\n")
+    target.chmod(0o644)
+    link = tmp_path / "latest.jsonl"
+    link.symlink_to(target)
+
+    result = cli(url, "export-users", str(link), "--include-hashes")
+
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    [row] = [json.loads(line) for line in target.read_text().splitlines()]
+    assert row["hashed_password"].startswith("$argon2id$")
 
 
 async def _make_integer_id_table(url: str, extra_columns: str = "first_name VARCHAR(50)") -> None:

@@ -7,6 +7,7 @@ conflicts and write everything in one transaction.
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import contextlib
 import csv
@@ -29,7 +30,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 
 from usersctl.emails import EmailNormalizer
-from usersctl.errors import Conflict, InvalidInput, UsersctlError
+from usersctl.errors import Conflict, InvalidInput, LastSuperuser, UsersctlError
 from usersctl.fields import Converter, converter_for, encodes_as_utf8
 from usersctl.models import UserModel
 from usersctl.passwords import hash_many, is_known_hash
@@ -114,6 +115,9 @@ class Row:
     key: str  # the lowercased email, which conflicts are decided on
     values: dict[str, Any]
     password: str | None = field(default=None, repr=False)
+    #: The flags the row left out, in ``values`` with their defaults: a new user takes those, an
+    #: updated one keeps its own.
+    defaulted: tuple[str, ...] = ()
 
 
 # Reading -------------------------------------------------------------------------------------
@@ -273,6 +277,7 @@ class RowValidator:
         self.hash_as_text = converter_for(table.c["hashed_password"])
         self.allowed = frozenset({*self.converters, *FLAGS, "email", "password", "hashed_password"})
         self.required = model.required_columns
+        self.defaulted_forms: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     def __call__(self, line: int, record: dict[str, Any]) -> Row:
         unknown = record.keys() - self.allowed
@@ -306,10 +311,12 @@ class RowValidator:
             raise InvalidInput("password contains a NUL character")
         elif not encodes_as_utf8(password):
             raise InvalidInput("password is not valid Unicode (it holds a lone surrogate)")
+        defaulted: tuple[str, ...] = ()
         for name, default in FLAGS.items():
             given = record.get(name)
             if given is None:
                 values[name] = default
+                defaulted += (name,)
             elif given is True or given is False:
                 values[name] = given
             else:
@@ -320,7 +327,9 @@ class RowValidator:
         for name in self.required:
             if values.get(name) is None:
                 raise InvalidInput(f"required field {name!r} is missing")
-        return Row(line, email.lower(), values, password if hashed is None else None)
+        # One tuple object per combination, shared by the rows (a million rows, a few tuples).
+        defaulted = self.defaulted_forms.setdefault(defaulted, defaulted)
+        return Row(line, email.lower(), values, password if hashed is None else None, defaulted)
 
 
 class FileCheck:
@@ -503,61 +512,127 @@ async def write_rows(
     on_conflict: str,
     summary: ImportSummary,
     progress: Progress | None = None,
+    *,
+    force: bool = False,
 ) -> None:
-    """Decide each row against the database and write them, in the caller's transaction."""
+    """Decide each row against the database and write them, in the caller's transaction.
+
+    Updates that would leave no active superuser are refused (``LastSuperuser``) unless
+    ``force``, as update-user and deactivate-user refuse them."""
     table = ctx.model.table
     await _lock_table(ctx)
     if on_conflict == "fail" and await _insert_all_or_nothing(ctx, rows, progress):
         summary.created += len(rows)
         return
-    by_email, by_id = await _existing(ctx, rows)
-    inserts: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
-    conflicts: list[Problem] = []
-    for row in rows:
-        matches = by_email.get(row.key, [])
-        if len(matches) > 1:  # the same rule as for commands: the address stored exactly so
-            exact = [user_id for user_id, stored in matches if stored == row.values["email"]]
-            if len(exact) != 1:
-                listed = ", ".join(sorted(stored for _, stored in matches))
-                conflicts.append(Problem(row.line, f"several users have the address: {listed}"))
-                continue
-            matches = [(exact[0], row.values["email"])]
-        existing_id = matches[0][0] if matches else None
-        row_id = row.values.get("id")
-        id_owner = by_id.get(row_id) if row_id is not None else None
-        if existing_id is None and id_owner is None:
-            inserts.append(row.values)
-        elif existing_id is None or (id_owner is not None and row_id != existing_id):
-            # The row's id belongs to a user with another address: no rule makes that right.
-            if on_conflict == "skip":
-                summary.skipped += 1
-            else:
-                conflicts.append(Problem(row.line, f"id {row_id} belongs to {id_owner}"))
-        elif on_conflict == "fail":
-            conflicts.append(Problem(row.line, f"{row.values['email']} already exists"))
-        elif on_conflict == "skip":
-            summary.skipped += 1
-        else:  # update: the existing user takes the row's fields and keeps its id
-            updates.append(
-                {**{k: v for k, v in row.values.items() if k != "id"}, "_id": existing_id}
-            )
-    if conflicts:
-        raise ImportConflict(conflicts)
+    plan = _decide(rows, *await _existing(ctx, rows), on_conflict)
+    if plan.conflicts:
+        raise ImportConflict(plan.conflicts)
+    # Rows left unhashed because the first look found their users, who have gone since.
+    await asyncio.to_thread(hash_passwords, [row for row in plan.inserts if row.password])
+    inserts = [row.values for row in plan.inserts]
+    updates = plan.updates
+    summary.skipped += plan.skipped
     total = len(inserts) + len(updates)
     for start in range(0, len(inserts), WRITE_BATCH):
         batch = inserts[start : start + WRITE_BATCH]
         await _insert(ctx, batch)
         if progress:
             progress("writing", start + len(batch), total)
+    superusers = await _active_superusers(ctx) if updates and not force else []
     for columns, batch in _group_by_columns(updates):
         values: dict[str, Any] = {name: bindparam(name) for name in columns if name != "_id"}
         statement = update(table).where(table.c.id == bindparam("_id")).values(values)
         await ctx.session.execute(statement, batch)
         if progress:
             progress("writing", len(inserts) + len(batch), total)
+    if superusers and not await _active_superusers(ctx):
+        raise LastSuperuser(
+            "refusing to leave no active superuser (the import demotes or deactivates "
+            f"{', '.join(superusers)}); use --force to do it anyway"
+        )
     summary.created += len(inserts)
     summary.updated += len(updates)
+
+
+@dataclass
+class _Plan:
+    """What to do with each row, decided against the users the database holds."""
+
+    inserts: list[Row] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)  # values, and the user's "_id"
+    skipped: int = 0
+    conflicts: list[Problem] = field(default_factory=list)
+
+
+def _decide(
+    rows: list[Row],
+    by_email: dict[str, list[tuple[Any, str]]],
+    by_id: dict[Any, str],
+    on_conflict: str,
+) -> _Plan:
+    """Each row's fate under ``on_conflict``, given the matching users (see ``_existing``)."""
+    plan = _Plan()
+    for row in rows:
+        matches = by_email.get(row.key, [])
+        if len(matches) > 1:  # the same rule as for commands: the address stored exactly so
+            exact = [user_id for user_id, stored in matches if stored == row.values["email"]]
+            if len(exact) != 1:
+                listed = ", ".join(sorted(stored for _, stored in matches))
+                plan.conflicts.append(
+                    Problem(row.line, f"several users have the address: {listed}")
+                )
+                continue
+            matches = [(exact[0], row.values["email"])]
+        existing_id = matches[0][0] if matches else None
+        row_id = row.values.get("id")
+        id_owner = by_id.get(row_id) if row_id is not None else None
+        if existing_id is None and id_owner is None:
+            plan.inserts.append(row)
+        elif existing_id is None or (id_owner is not None and row_id != existing_id):
+            # The row's id belongs to a user with another address: no rule makes that right.
+            if on_conflict == "skip":
+                plan.skipped += 1
+            else:
+                plan.conflicts.append(Problem(row.line, f"id {row_id} belongs to {id_owner}"))
+        elif on_conflict == "fail":
+            plan.conflicts.append(Problem(row.line, f"{row.values['email']} already exists"))
+        elif on_conflict == "skip":
+            plan.skipped += 1
+        else:  # update: the existing user takes the row's fields and keeps its id
+            kept = ("id", *row.defaulted)  # and the flags the row does not give
+            plan.updates.append(
+                {**{k: v for k, v in row.values.items() if k not in kept}, "_id": existing_id}
+            )
+    return plan
+
+
+async def passwords_worth_hashing(ctx: UserContext, rows: list[Row], on_conflict: str) -> list[Row]:
+    """The rows whose plaintext passwords the import will store, by a first look at the database
+    (it ends before the hashing starts, so no lock is held meanwhile): under ``fail`` a conflict
+    refuses the import before any hashing (``ImportConflict``); under ``skip`` the rows of users
+    who exist are not hashed. ``write_rows`` decides again, and hashes what changed meanwhile."""
+    if on_conflict == "update" or not any(row.password for row in rows):
+        return rows
+    try:
+        plan = _decide(rows, *await _existing(ctx, rows), on_conflict)
+    finally:
+        await ctx.session.rollback()
+    if plan.conflicts:
+        raise ImportConflict(plan.conflicts)
+    return plan.inserts
+
+
+async def _active_superusers(ctx: UserContext) -> list[str]:
+    """The emails of the active superusers, locked until the transaction ends (see
+    ``users.count_active_superusers``)."""
+    table = ctx.model.table
+    statement = (
+        select(table.c.email)
+        .where(table.c.is_superuser.is_(True), table.c.is_active.is_(True))
+        .order_by(table.c.email)
+        .with_for_update()
+    )
+    return list((await ctx.session.execute(statement)).scalars())
 
 
 async def _insert_all_or_nothing(
@@ -714,12 +789,14 @@ async def import_users(
     progress: Progress | None = None,
     model_path: str | None = None,
     keep_unknown_hashes: bool = False,
+    force: bool = False,
 ) -> ImportSummary:
     """Import users from ``stream`` into the database at ``url``, all or nothing.
 
     ``keep_unknown_hashes`` takes a ``hashed_password`` in no format FastAPI Users verifies as it
     is (a legacy scheme, a marker that locks the account): such users cannot log in with a
-    password until it is set again. Without it, such a row is invalid."""
+    password until it is set again. Without it, such a row is invalid. ``force`` lets updates
+    leave no active superuser."""
 
     if on_conflict not in CONFLICT_RULES:
         raise InvalidInput(f"--on-conflict must be one of {', '.join(CONFLICT_RULES)}")
@@ -730,13 +807,14 @@ async def import_users(
         return await _import(
             url,
             stream,
-            fmt,
-            on_conflict,
             summary,
-            connect_timeout,
-            progress,
-            model_path,
-            keep_unknown_hashes,
+            fmt=fmt,
+            on_conflict=on_conflict,
+            connect_timeout=connect_timeout,
+            progress=progress,
+            model_path=model_path,
+            keep_unknown_hashes=keep_unknown_hashes,
+            force=force,
         )
     finally:
         gc.enable()
@@ -745,16 +823,16 @@ async def import_users(
 async def _import(
     url: str,
     stream: IO[bytes],
+    summary: ImportSummary,
+    *,
     fmt: str | None,
     on_conflict: str,
-    summary: ImportSummary,
     connect_timeout: float,
     progress: Progress | None,
     model_path: str | None,
     keep_unknown_hashes: bool,
+    force: bool,
 ) -> ImportSummary:
-    import asyncio
-
     from usersctl.users import open_users
 
     dry_run = summary.dry_run
@@ -780,12 +858,13 @@ async def _import(
             await ctx.session.rollback()
             check.add(records)  # whatever the streaming path did not read
             rows, summary.skipped = check.verdict()
+            needed = await passwords_worth_hashing(ctx, rows, on_conflict)
             stop = threading.Event()
             try:
-                await asyncio.to_thread(hash_passwords, rows, progress, stop)
+                await asyncio.to_thread(hash_passwords, needed, progress, stop)
             finally:
                 stop.set()  # on Ctrl-C, asyncio waits for this thread before exiting
-            await write_rows(ctx, rows, on_conflict, summary, progress)
+            await write_rows(ctx, rows, on_conflict, summary, progress, force=force)
             await _advance_id_sequence(ctx, rows)
         if dry_run:
             await ctx.session.rollback()
@@ -814,8 +893,6 @@ async def _stream_rows(
     password to hash, an invalid row, a duplicate, a conflict with the database), leaving the
     rest of ``records`` unread and the transaction for the caller to roll back.
     """
-    import asyncio
-    import itertools
 
     table = ctx.model.table
     dialect = ctx.session.bind.dialect

@@ -16,6 +16,7 @@ from usersctl.commands.errors import ExitCode, fail, run
 from usersctl.commands.options import (
     ActiveFilter,
     DryRunOption,
+    ForceOption,
     SearchOption,
     SuperuserFilter,
     VerifiedFilter,
@@ -135,8 +136,12 @@ def _open_output(file: str, *, private: bool = False) -> Iterator[IO[str]]:
         yield sys.stdout
         return
     path = Path(file)
-    if path.exists() and (path.is_symlink() or not path.is_file()):
-        # A device, a pipe or a link is written in place: renaming over it would replace it.
+    if path.is_symlink() and (not path.exists() or path.resolve().is_file()):
+        # A link to a file: its target is replaced (a new file, owner-only with hashes inside,
+        # whatever the old one allowed), and the link stays.
+        path = path.resolve()
+    if path.exists() and not path.is_file():
+        # A device or a pipe is written in place: renaming over it would replace it.
         try:
             direct = path.open("w", encoding="utf-8", newline="")
         except OSError as exc:
@@ -194,6 +199,7 @@ def import_users(
             "(FastAPI Users' login raises an error for them: keep them inactive meanwhile).",
         ),
     ] = False,
+    force: ForceOption = False,
     dry_run: DryRunOption = False,
     output: Annotated[
         OutputFormat,
@@ -230,6 +236,7 @@ def import_users(
                     progress=progress,
                     model_path=settings.model_path,
                     keep_unknown_hashes=keep_unknown_hashes,
+                    force=force,
                 )
         except ImportRejected as exc:
             if output != OutputFormat.table:  # a script gets the count; the error says which
