@@ -136,7 +136,7 @@ def exit_code_for(exc: BaseException, server: str = "") -> tuple[ExitCode, str]:
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
         return ExitCode.DATABASE, f"timed out connecting to the database{at}"
     if _is_connection_error(exc):
-        return ExitCode.DATABASE, f"cannot connect to the database{at}: {_database_message(exc)}"
+        return ExitCode.DATABASE, f"cannot connect to the database{at}: {_connection_reason(exc)}"
     if isinstance(exc, OSError):  # writing a file: a full disk, a vanished folder
         where = f" {exc.filename}" if exc.filename else ""
         return ExitCode.FAILURE, f"cannot write{where}: {exc.strerror or exc}"
@@ -162,6 +162,17 @@ def server_of(database_url: str) -> str:
     if host.startswith("/"):
         return f"{host.rstrip('/')}/.s.PGSQL.{port}"
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _connection_reason(exc: BaseException) -> str:
+    """Why connecting failed, in words, where the driver's text is a bare errno."""
+    import socket
+
+    if isinstance(exc, socket.gaierror):
+        return f"the host name could not be resolved ({exc.strerror or exc})"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (no server listening there)"
+    return _database_message(exc)
 
 
 def _is_connection_error(exc: BaseException) -> bool:
