@@ -120,6 +120,7 @@ def test_export_with_hashes_then_import_reproduces_every_row(
         "updated": 0,
         "skipped": 0,
         "invalid": 0,
+        "revoked_tokens": 0,
         "dry_run": False,
     }
 
@@ -329,6 +330,7 @@ def test_conflicts_with_the_database_follow_the_rule(url: str) -> None:
         "updated": 0,
         "skipped": 1,
         "invalid": 0,
+        "revoked_tokens": 0,
         "dry_run": False,
     }
     user1 = next(row for row in stored(url) if row["email"].lower() == "user1@example.com")
@@ -522,6 +524,7 @@ def test_a_rerun_under_skip_hashes_only_the_new_users(
         "updated": 0,
         "skipped": 2,
         "invalid": 0,
+        "revoked_tokens": 0,
         "dry_run": False,
     }
     assert hashed_passwords == ["pw-3"]

@@ -95,6 +95,8 @@ class ImportSummary:
     updated: int = 0
     skipped: int = 0
     invalid: int = 0
+    #: Database access tokens of updated users whose password changed or who were deactivated.
+    revoked_tokens: int = 0
     dry_run: bool = False
 
     def as_dict(self) -> dict[str, Any]:
@@ -103,6 +105,7 @@ class ImportSummary:
             "updated": self.updated,
             "skipped": self.skipped,
             "invalid": self.invalid,
+            "revoked_tokens": self.revoked_tokens,
             "dry_run": self.dry_run,
         }
 
@@ -514,11 +517,14 @@ async def write_rows(
     progress: Progress | None = None,
     *,
     force: bool = False,
+    keep_sessions: bool = False,
 ) -> None:
     """Decide each row against the database and write them, in the caller's transaction.
 
     Updates that would leave no active superuser are refused (``LastSuperuser``) unless
-    ``force``, as update-user and deactivate-user refuse them."""
+    ``force``, as update-user and deactivate-user refuse them. An updated user whose password
+    changes or who is deactivated loses their database access tokens, as with set-password and
+    deactivate-user, unless ``keep_sessions``."""
     table = ctx.model.table
     await _lock_table(ctx)
     if on_conflict == "fail" and await _insert_all_or_nothing(ctx, rows, progress):
@@ -539,6 +545,7 @@ async def write_rows(
         if progress:
             progress("writing", start + len(batch), total)
     superusers = await _active_superusers(ctx) if updates and not force else []
+    ending = [] if keep_sessions or not updates else await _sessions_to_end(ctx, updates)
     for columns, batch in _group_by_columns(updates):
         values: dict[str, Any] = {name: bindparam(name) for name in columns if name != "_id"}
         statement = update(table).where(table.c.id == bindparam("_id")).values(values)
@@ -550,6 +557,10 @@ async def write_rows(
             "refusing to leave no active superuser (the import demotes or deactivates "
             f"{', '.join(superusers)}); use --force to do it anyway"
         )
+    if ending:
+        from usersctl.logins import revoke_access_tokens_of
+
+        summary.revoked_tokens += await revoke_access_tokens_of(ctx, ending) or 0
     summary.created += len(inserts)
     summary.updated += len(updates)
 
@@ -620,6 +631,31 @@ async def passwords_worth_hashing(ctx: UserContext, rows: list[Row], on_conflict
     if plan.conflicts:
         raise ImportConflict(plan.conflicts)
     return plan.inserts
+
+
+async def _sessions_to_end(ctx: UserContext, updates: list[dict[str, Any]]) -> list[Any]:
+    """The ids of the users these updates give a new password or deactivate (before they run)."""
+    if ctx.model.token_table is None:
+        return []
+    table = ctx.model.table
+    dialect = ctx.session.bind.dialect
+    statement = select(table.c.id, table.c.hashed_password, table.c.is_active).where(
+        table.c.id.in_(select(_bound_list(dialect, "ids", table.c.id.type)).scalar_subquery())
+    )
+    ids = [values["_id"] for values in updates]
+    stored: dict[Any, tuple[str, bool]] = {}
+    for start in range(0, len(ids), LOOKUP_BATCH):
+        batch = _bind(dialect, ids[start : start + LOOKUP_BATCH], table.c.id.type)
+        for user_id, hashed, active in await ctx.session.execute(statement, {"ids": batch}):
+            stored[user_id] = (hashed, active)
+    ending = []
+    for values in updates:
+        hashed, active = stored[values["_id"]]
+        if values.get("hashed_password", hashed) != hashed or (
+            active and values.get("is_active", True) is False
+        ):
+            ending.append(values["_id"])
+    return ending
 
 
 async def _active_superusers(ctx: UserContext) -> list[str]:
@@ -790,13 +826,14 @@ async def import_users(
     model_path: str | None = None,
     keep_unknown_hashes: bool = False,
     force: bool = False,
+    keep_sessions: bool = False,
 ) -> ImportSummary:
     """Import users from ``stream`` into the database at ``url``, all or nothing.
 
     ``keep_unknown_hashes`` takes a ``hashed_password`` in no format FastAPI Users verifies as it
     is (a legacy scheme, a marker that locks the account): such users cannot log in with a
     password until it is set again. Without it, such a row is invalid. ``force`` lets updates
-    leave no active superuser."""
+    leave no active superuser; ``keep_sessions`` keeps the access tokens of updated users."""
 
     if on_conflict not in CONFLICT_RULES:
         raise InvalidInput(f"--on-conflict must be one of {', '.join(CONFLICT_RULES)}")
@@ -815,6 +852,7 @@ async def import_users(
             model_path=model_path,
             keep_unknown_hashes=keep_unknown_hashes,
             force=force,
+            keep_sessions=keep_sessions,
         )
     finally:
         gc.enable()
@@ -832,6 +870,7 @@ async def _import(
     model_path: str | None,
     keep_unknown_hashes: bool,
     force: bool,
+    keep_sessions: bool,
 ) -> ImportSummary:
     from usersctl.users import open_users
 
@@ -864,7 +903,9 @@ async def _import(
                 await asyncio.to_thread(hash_passwords, needed, progress, stop)
             finally:
                 stop.set()  # on Ctrl-C, asyncio waits for this thread before exiting
-            await write_rows(ctx, rows, on_conflict, summary, progress, force=force)
+            await write_rows(
+                ctx, rows, on_conflict, summary, progress, force=force, keep_sessions=keep_sessions
+            )
             await _advance_id_sequence(ctx, rows)
         if dry_run:
             await ctx.session.rollback()

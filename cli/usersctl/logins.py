@@ -67,14 +67,20 @@ async def revoke_access_tokens(ctx: UserContext, users: Sequence[Any]) -> int | 
     ``None`` when the database has no token table. JWTs cannot be revoked: they stay valid until
     they expire, but FastAPI Users refuses them for an inactive user.
     """
+    return await revoke_access_tokens_of(ctx, [user.id for user in users])
+
+
+async def revoke_access_tokens_of(ctx: UserContext, user_ids: Sequence[Any]) -> int | None:
+    """``revoke_access_tokens`` by user id, for any number of users (in batches of 500)."""
     table = ctx.model.token_table
     if table is None:
         return None
-    ids = [user.id for user in users]
-    if not ids:
-        return 0
-    result = await ctx.session.execute(delete(table).where(table.c.user_id.in_(ids)))
-    return int(getattr(result, "rowcount", 0) or 0)
+    revoked = 0
+    for start in range(0, len(user_ids), 500):
+        batch = list(user_ids[start : start + 500])
+        result = await ctx.session.execute(delete(table).where(table.c.user_id.in_(batch)))
+        revoked += int(getattr(result, "rowcount", 0) or 0)
+    return revoked
 
 
 async def unlink_oauth(

@@ -112,6 +112,41 @@ def test_deactivate_user_revokes_access_tokens_unless_kept_or_dry_run(
     assert cli.user("alice@example.com")["access_tokens"] == 2
 
 
+def test_an_import_update_revokes_the_tokens_of_users_it_locks_out_or_gives_a_password(
+    cli: Cli, db: Database, people: dict[str, Any]
+) -> None:
+    import json
+
+    bob_hash = db.stored_hash("bob@example.com")
+    rows = [
+        {"email": "alice@example.com", "password": "a new one"},  # a new password
+        {"email": "bob@example.com", "hashed_password": bob_hash},  # the same hash: no change
+    ]
+    summary = cli.json(
+        "import-users",
+        "-",
+        "--format",
+        "jsonl",
+        "--on-conflict",
+        "update",
+        "-o",
+        "json",
+        input="".join(json.dumps(row) + "\n" for row in rows),
+    )
+    assert summary["updated"] == 2 and summary["revoked_tokens"] == 2
+    assert cli.user("alice@example.com")["access_tokens"] == 0
+    assert cli.user("bob@example.com")["access_tokens"] == 1
+
+    deactivate = json.dumps({**rows[1], "is_active": False}) + "\n"
+    args = ("import-users", "-", "--format", "jsonl", "--on-conflict", "update", "-o", "json")
+    assert cli.json(*args, "--dry-run", input=deactivate)["revoked_tokens"] == 1
+    assert cli.json(*args, "--keep-sessions", input=deactivate)["revoked_tokens"] == 0
+    assert db.count("accesstoken") == 1
+    cli.ok("activate-user", "bob@example.com")
+    assert cli.json(*args, input=deactivate)["revoked_tokens"] == 1
+    assert db.count("accesstoken") == 0
+
+
 def test_set_password_revokes_the_users_tokens_only(
     cli: Cli, db: Database, people: dict[str, Any]
 ) -> None:

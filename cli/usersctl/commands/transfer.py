@@ -17,6 +17,7 @@ from usersctl.commands.options import (
     ActiveFilter,
     DryRunOption,
     ForceOption,
+    KeepSessionsOption,
     SearchOption,
     SuperuserFilter,
     VerifiedFilter,
@@ -200,6 +201,7 @@ def import_users(
         ),
     ] = False,
     force: ForceOption = False,
+    keep_sessions: KeepSessionsOption = False,
     dry_run: DryRunOption = False,
     output: Annotated[
         OutputFormat,
@@ -218,7 +220,7 @@ def import_users(
 
     fmt = format_for(file, input_format.value if input_format else None)
 
-    columns = ["created", "updated", "skipped", "invalid", "dry_run"]
+    columns = ["created", "updated", "skipped", "invalid", "revoked_tokens", "dry_run"]
 
     async def work() -> dict[str, Any]:
         from usersctl.importing import ImportRejected, ImportSummary
@@ -237,6 +239,7 @@ def import_users(
                     model_path=settings.model_path,
                     keep_unknown_hashes=keep_unknown_hashes,
                     force=force,
+                    keep_sessions=keep_sessions,
                 )
         except ImportRejected as exc:
             if output != OutputFormat.table:  # a script gets the count; the error says which
