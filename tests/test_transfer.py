@@ -507,6 +507,25 @@ def test_a_conflict_under_fail_is_found_before_any_password_is_hashed(
     assert [row["email"] for row in _rows_sync(url)] == ["user2@example.com"]
 
 
+def test_a_conflict_under_update_is_found_before_any_password_is_hashed(
+    url: str, hashed_passwords: list[str]
+) -> None:
+    assert import_jsonl(url, input=jsonl(user_record(1, id=str(uuid.uuid4())))).exit_code == 0
+    [owner] = _rows_sync(url)
+    # The second row claims user1's id under another address: no rule makes that right.
+    rows = jsonl(
+        {"email": "user2@example.com", "password": "pw-2"},
+        {"email": "user3@example.com", "password": "pw-3", "id": owner["id"]},
+    )
+
+    result = import_jsonl(url, "--on-conflict", "update", input=rows)
+
+    assert result.exit_code == 4, result.output
+    assert f"id {owner['id']} belongs to user1@example.com" in result.output
+    assert hashed_passwords == []
+    assert len(_rows_sync(url)) == 1
+
+
 def test_a_rerun_under_skip_hashes_only_the_new_users(
     url: str, hashed_passwords: list[str]
 ) -> None:
@@ -708,6 +727,14 @@ def test_export_through_a_link_writes_its_target_and_keeps_the_link(
     ]
     assert not (tmp_path / "link.jsonl.partial").exists()
     assert not (tmp_path / "real.jsonl.partial").exists()
+
+
+def test_an_export_into_a_loop_of_links_is_a_usage_error(url: str, tmp_path: Path) -> None:
+    (tmp_path / "a.jsonl").symlink_to(tmp_path / "b.jsonl")
+    (tmp_path / "b.jsonl").symlink_to(tmp_path / "a.jsonl")
+    result = cli(url, "export-users", str(tmp_path / "a.jsonl"))
+    assert result.exit_code == 2, result.output
+    assert "cannot write" in result.output
 
 
 def test_hashes_exported_through_a_link_are_readable_by_the_owner_only(

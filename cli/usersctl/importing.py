@@ -546,12 +546,14 @@ async def write_rows(
             progress("writing", start + len(batch), total)
     superusers = await _active_superusers(ctx) if updates and not force else []
     ending = [] if keep_sessions or not updates else await _sessions_to_end(ctx, updates)
+    written = len(inserts)
     for columns, batch in _group_by_columns(updates):
         values: dict[str, Any] = {name: bindparam(name) for name in columns if name != "_id"}
         statement = update(table).where(table.c.id == bindparam("_id")).values(values)
         await ctx.session.execute(statement, batch)
+        written += len(batch)
         if progress:
-            progress("writing", len(inserts) + len(batch), total)
+            progress("writing", written, total)
     if superusers and not await _active_superusers(ctx):
         raise LastSuperuser(
             "refusing to leave no active superuser (the import demotes or deactivates "
@@ -619,10 +621,10 @@ def _decide(
 
 async def passwords_worth_hashing(ctx: UserContext, rows: list[Row], on_conflict: str) -> list[Row]:
     """The rows whose plaintext passwords the import will store, by a first look at the database
-    (it ends before the hashing starts, so no lock is held meanwhile): under ``fail`` a conflict
-    refuses the import before any hashing (``ImportConflict``); under ``skip`` the rows of users
-    who exist are not hashed. ``write_rows`` decides again, and hashes what changed meanwhile."""
-    if on_conflict == "update" or not any(row.password for row in rows):
+    (it ends before the hashing starts, so no lock is held meanwhile): a conflict refuses the
+    import before any hashing (``ImportConflict``); under ``skip`` the rows of users who exist
+    are not hashed. ``write_rows`` decides again, and hashes what changed meanwhile."""
+    if not any(row.password for row in rows):
         return rows
     try:
         plan = _decide(rows, *await _existing(ctx, rows), on_conflict)
@@ -630,7 +632,7 @@ async def passwords_worth_hashing(ctx: UserContext, rows: list[Row], on_conflict
         await ctx.session.rollback()
     if plan.conflicts:
         raise ImportConflict(plan.conflicts)
-    return plan.inserts
+    return rows if on_conflict == "update" else plan.inserts
 
 
 async def _sessions_to_end(ctx: UserContext, updates: list[dict[str, Any]]) -> list[Any]:

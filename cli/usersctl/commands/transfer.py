@@ -137,10 +137,15 @@ def _open_output(file: str, *, private: bool = False) -> Iterator[IO[str]]:
         yield sys.stdout
         return
     path = Path(file)
-    if path.is_symlink() and (not path.exists() or path.resolve().is_file()):
-        # A link to a file: its target is replaced (a new file, owner-only with hashes inside,
-        # whatever the old one allowed), and the link stays.
-        path = path.resolve()
+    if path.is_symlink():
+        try:
+            target = path.resolve()
+        except (OSError, RuntimeError) as exc:  # a loop of links
+            fail(f"cannot write {file}: {getattr(exc, 'strerror', None) or exc}", ExitCode.USAGE)
+        if not target.exists() or target.is_file():
+            # A link to a file: its target is replaced (a new file, owner-only with hashes
+            # inside, whatever the old one allowed), and the link stays.
+            path = target
     if path.exists() and not path.is_file():
         # A device or a pipe is written in place: renaming over it would replace it.
         try:
