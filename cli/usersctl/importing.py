@@ -19,7 +19,7 @@ import json
 import os
 import stat
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -34,7 +34,7 @@ from usersctl.errors import Conflict, InvalidInput, LastSuperuser, UsersctlError
 from usersctl.fields import Converter, converter_for, encodes_as_utf8
 from usersctl.models import UserModel
 from usersctl.passwords import hash_many, is_known_hash
-from usersctl.users import UserContext
+from usersctl.users import UserContext, active_superusers
 
 FORMATS = ("jsonl", "csv", "json")
 CONFLICT_RULES = ("fail", "skip", "update")
@@ -467,18 +467,25 @@ async def _existing(
         table.c.id.in_(select(_bound_list(dialect, "ids", id_type)).scalar_subquery())
     )
     emails = [row.values["email"] for row in rows]
+    async for user_id, email in _each_match(ctx, emails_statement, "keys", emails, String()):
+        by_email.setdefault(email.lower(), []).append((user_id, email))
+        by_id[user_id] = email.lower()
     given_ids = [row.values["id"] for row in rows if row.values.get("id") is not None]
-    for statement, name, keys, element in (
-        (emails_statement, "keys", emails, String()),
-        (ids_statement, "ids", given_ids, id_type),
-    ):
-        for start in range(0, len(keys), LOOKUP_BATCH):
-            batch = _bind(dialect, keys[start : start + LOOKUP_BATCH], element)
-            for user_id, email in await ctx.session.execute(statement, {name: batch}):
-                if name == "keys":
-                    by_email.setdefault(email.lower(), []).append((user_id, email))
-                by_id[user_id] = email.lower()
+    async for user_id, email in _each_match(ctx, ids_statement, "ids", given_ids, id_type):
+        by_id[user_id] = email.lower()
     return by_email, by_id
+
+
+async def _each_match(
+    ctx: UserContext, statement: Any, name: str, keys: list[Any], element: Any
+) -> AsyncIterator[Any]:
+    """The rows ``statement`` finds for ``keys``, bound as the list parameter ``name`` (see
+    ``_bound_list``), ``LOOKUP_BATCH`` keys per query."""
+    dialect = ctx.session.bind.dialect
+    for start in range(0, len(keys), LOOKUP_BATCH):
+        batch = _bind(dialect, keys[start : start + LOOKUP_BATCH], element)
+        for row in await ctx.session.execute(statement, {name: batch}):
+            yield row
 
 
 async def _lock_table(ctx: UserContext) -> None:
@@ -534,7 +541,9 @@ async def write_rows(
     if plan.conflicts:
         raise ImportConflict(plan.conflicts)
     # Rows left unhashed because the first look found their users, who have gone since.
-    await asyncio.to_thread(hash_passwords, [row for row in plan.inserts if row.password])
+    unhashed = [row for row in plan.inserts if row.password]
+    if unhashed:
+        await asyncio.to_thread(hash_passwords, unhashed)
     inserts = [row.values for row in plan.inserts]
     updates = plan.updates
     summary.skipped += plan.skipped
@@ -544,7 +553,7 @@ async def write_rows(
         await _insert(ctx, batch)
         if progress:
             progress("writing", start + len(batch), total)
-    superusers = await _active_superusers(ctx) if updates and not force else []
+    superusers = await active_superusers(ctx) if updates and not force else []
     ending = [] if keep_sessions or not updates else await _sessions_to_end(ctx, updates)
     written = len(inserts)
     for columns, batch in _group_by_columns(updates):
@@ -554,7 +563,7 @@ async def write_rows(
         written += len(batch)
         if progress:
             progress("writing", written, total)
-    if superusers and not await _active_superusers(ctx):
+    if superusers and not await active_superusers(ctx):
         raise LastSuperuser(
             "refusing to leave no active superuser (the import demotes or deactivates "
             f"{', '.join(superusers)}); use --force to do it anyway"
@@ -646,10 +655,8 @@ async def _sessions_to_end(ctx: UserContext, updates: list[dict[str, Any]]) -> l
     )
     ids = [values["_id"] for values in updates]
     stored: dict[Any, tuple[str, bool]] = {}
-    for start in range(0, len(ids), LOOKUP_BATCH):
-        batch = _bind(dialect, ids[start : start + LOOKUP_BATCH], table.c.id.type)
-        for user_id, hashed, active in await ctx.session.execute(statement, {"ids": batch}):
-            stored[user_id] = (hashed, active)
+    async for user_id, hashed, active in _each_match(ctx, statement, "ids", ids, table.c.id.type):
+        stored[user_id] = (hashed, active)
     ending = []
     for values in updates:
         hashed, active = stored[values["_id"]]
@@ -658,19 +665,6 @@ async def _sessions_to_end(ctx: UserContext, updates: list[dict[str, Any]]) -> l
         ):
             ending.append(values["_id"])
     return ending
-
-
-async def _active_superusers(ctx: UserContext) -> list[str]:
-    """The emails of the active superusers, locked until the transaction ends (see
-    ``users.count_active_superusers``)."""
-    table = ctx.model.table
-    statement = (
-        select(table.c.email)
-        .where(table.c.is_superuser.is_(True), table.c.is_active.is_(True))
-        .order_by(table.c.email)
-        .with_for_update()
-    )
-    return list((await ctx.session.execute(statement)).scalars())
 
 
 async def _insert_all_or_nothing(

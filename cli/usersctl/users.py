@@ -299,8 +299,8 @@ async def create_user(
     return Created(user, created=True)
 
 
-async def count_active_superusers(ctx: UserContext) -> int:
-    """How many active superusers there are, locking them until the transaction ends.
+async def active_superusers(ctx: UserContext) -> list[str]:
+    """The emails of the active superusers, in order, locking them until the transaction ends.
 
     The lock (FOR UPDATE on PostgreSQL; SQLite's writer already holds the whole file) makes two
     commands that each remove a different superuser take turns, so the second one counts what
@@ -308,11 +308,12 @@ async def count_active_superusers(ctx: UserContext) -> int:
     """
     table = ctx.model.table
     statement = (
-        select(table.c.id)
+        select(table.c.email)
         .where(table.c.is_superuser.is_(True), table.c.is_active.is_(True))
+        .order_by(table.c.email)
         .with_for_update()
     )
-    return len((await ctx.session.execute(statement)).all())
+    return list((await ctx.session.execute(statement)).scalars())
 
 
 async def guard_last_superuser(ctx: UserContext, losing: Iterable[Any], *, force: bool) -> None:
@@ -320,7 +321,7 @@ async def guard_last_superuser(ctx: UserContext, losing: Iterable[Any], *, force
     lost = [user for user in losing if user.is_superuser and user.is_active]
     if force or not lost:
         return
-    if await count_active_superusers(ctx) <= len(lost):
+    if len(await active_superusers(ctx)) <= len(lost):
         who = ", ".join(user.email for user in lost)
         raise LastSuperuser(
             f"refusing to leave no active superuser (would remove {who}); use --force to do it anyway"
