@@ -3,7 +3,9 @@
 Each check gives a ``CheckResult``: ``ok``, ``warn`` (worth knowing, not wrong), ``fail``, ``skip``
 (could not be checked) or ``fixed`` (failed, and ``--fix`` repaired it). Fixing is limited to what
 is safe on a live database: the unique ``lower(email)`` index (built without blocking writes on
-PostgreSQL) and OAuth or token rows whose user no longer exists. A user is never changed.
+PostgreSQL) and OAuth or token rows whose user no longer exists. A user is never changed. On a
+database that Alembic manages the index is the app's to declare and migrate: the report carries
+the advice instead, unless ``apply_anyway``.
 """
 
 from __future__ import annotations
@@ -40,6 +42,12 @@ from usersctl.engine import (
     normalize_url,
 )
 from usersctl.errors import TablesMissing
+from usersctl.migrations import (
+    IndexAdvice,
+    database_index_names,
+    email_index_advice,
+    is_alembic_managed,
+)
 from usersctl.models import (
     OAUTH_TABLE,
     TOKEN_TABLE,
@@ -91,6 +99,10 @@ class DoctorReport:
     database: str
     model: str
     checks: tuple[CheckResult, ...]
+    #: On an Alembic-managed database: how the app declares and migrates the lower(email) index,
+    #: and whether the database has it already (then only the model lacks it).
+    index_advice: IndexAdvice | None = None
+    index_in_database: bool = False
 
     @property
     def failed(self) -> list[CheckResult]:
@@ -100,12 +112,16 @@ class DoctorReport:
         return next(check for check in self.checks if check.name == name)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        found: dict[str, Any] = {
             "database": self.database,
             "model": self.model,
             "passed": not self.failed,
             "checks": [check.as_dict() for check in self.checks],
         }
+        if self.index_advice is not None:
+            advice = self.index_advice.as_dict()
+            found["index_advice"] = {**advice, "in_database": self.index_in_database}
+        return found
 
 
 # Types ----------------------------------------------------------------------------------------
@@ -275,7 +291,9 @@ def _structure(connection: Connection, loaded: UserModel | None) -> _State:
     return state
 
 
-def _index_and_duplicates(connection: Connection, model: UserModel) -> list[CheckResult]:
+def _index_and_duplicates(
+    connection: Connection, model: UserModel, alembic: bool, apply_anyway: bool
+) -> list[CheckResult]:
     table = model.table
     key = func.lower(table.c.email)
     shared = select(key.label("key")).group_by(key).having(func.count() > 1).subquery()
@@ -313,9 +331,43 @@ def _index_and_duplicates(connection: Connection, model: UserModel) -> list[Chec
                 FAIL,
                 f"{what}; the case duplicates must be resolved before --fix can create it",
             )
+        elif alembic and not apply_anyway:
+            index = CheckResult(
+                "email index",
+                FAIL,
+                f"{what}; the database is managed by Alembic, so the app's model and migrations "
+                "add it (as printed below), or --fix --apply-anyway",
+            )
         else:
             index = CheckResult("email index", FAIL, f"{what}; --fix creates it", fixable=True)
     return [index, duplicates]
+
+
+def _model_indexes(connection: Connection, model: UserModel, alembic: bool) -> CheckResult:
+    """The indexes of the model's user table against the database's, by name, as Alembic's
+    autogenerate compares them: one only in the database is one it would drop."""
+    table = model.table
+    declared = {index.name for index in table.indexes if isinstance(index.name, str)}
+    present = set(database_index_names(connection, table.name))
+    problems = []
+    only_database = sorted(present - declared)
+    only_model = sorted(declared - present)
+    if only_database:
+        problems.append(
+            f"in the database but not in the model: {', '.join(only_database)} (the app's "
+            "`alembic revision --autogenerate` would drop them; declare them in the model)"
+        )
+    if only_model:
+        problems.append(
+            f"in the model but not in the database: {', '.join(only_model)} (run the app's "
+            "migrations)"
+        )
+    if not problems:
+        return CheckResult(
+            "model indexes", OK, f"the indexes of {table.name!r} match the model's ({len(present)})"
+        )
+    # Under Alembic a difference is a migration that drops or adds an index: `alembic check` fails.
+    return CheckResult("model indexes", FAIL if alembic else WARN, "; ".join(problems))
 
 
 async def _hashes(connection: AsyncConnection, model: UserModel) -> CheckResult:
@@ -369,7 +421,7 @@ def _orphans(connection: Connection, model: UserModel, tables: set[str]) -> Chec
 
 
 async def _run_checks(
-    engine: AsyncEngine, loaded: UserModel | None
+    engine: AsyncEngine, loaded: UserModel | None, apply_anyway: bool = False
 ) -> tuple[str, list[CheckResult]]:
     async with engine.connect() as connection:
         state = await connection.run_sync(_structure, loaded)
@@ -379,7 +431,10 @@ async def _run_checks(
             for name in ("email index", "case duplicates", "password hashes", "orphan rows"):
                 checks.append(CheckResult(name, SKIP, "no user table"))
             return "none", checks
-        checks += await connection.run_sync(_index_and_duplicates, model)
+        alembic = await connection.run_sync(is_alembic_managed)
+        checks += await connection.run_sync(_index_and_duplicates, model, alembic, apply_anyway)
+        if loaded is not None:
+            checks.append(await connection.run_sync(_model_indexes, loaded, alembic))
         checks.append(await _hashes(connection, model))
         checks.append(await connection.run_sync(_orphans, model, state.tables))
         return model.description, checks
@@ -444,31 +499,61 @@ async def _model_for_fix(engine: AsyncEngine, loaded: UserModel | None) -> UserM
 # The whole check ------------------------------------------------------------------------------
 
 
+async def _index_advice(
+    engine: AsyncEngine, loaded: UserModel | None, checks: Sequence[CheckResult]
+) -> tuple[IndexAdvice | None, bool]:
+    """On an Alembic-managed database, the advice for the lower(email) index when it is missing,
+    just added by ``--apply-anyway``, or in the database but not in the model (``--model``); and
+    whether the database has it."""
+    check = next((check for check in checks if check.name == "email index"), None)
+    if check is None or check.status == SKIP:
+        return None, False
+    async with engine.connect() as connection:
+        if not await connection.run_sync(is_alembic_managed):
+            return None, False
+        model = loaded if loaded is not None else await connection.run_sync(reflect_user_model)
+        table = model.table
+        advice = email_index_advice(table.name, engine.dialect.name, schema=table.schema)
+        if check.failed:
+            return advice, False
+        present = await connection.run_sync(database_index_names, table.name)
+    declared = {index.name for index in loaded.table.indexes} if loaded is not None else set()
+    undeclared = loaded is not None and advice.index_name in set(present) - declared
+    # The model must declare it, or the app's next autogenerate drops it.
+    if check.status == FIXED or undeclared:
+        return advice, True
+    return None, True
+
+
 async def diagnose(
     url: str,
     *,
     model_path: str | None = None,
     fix: bool = False,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    apply_anyway: bool = False,
 ) -> DoctorReport:
     """Run every check on the database at ``url``; with ``fix``, repair what can be repaired
-    safely and check again (a repaired check reads ``fixed``)."""
+    safely and check again (a repaired check reads ``fixed``). On a database that Alembic
+    manages the ``lower(email)`` index is left to the app, unless ``apply_anyway``."""
     loaded = load_user_model(model_path) if model_path else None
     parsed = normalize_url(url)
     check_sqlite_file(parsed)
     engine = create_engine(parsed, connect_timeout=connect_timeout, sqlite_begin="BEGIN")
     try:
-        described, checks = await _run_checks(engine, loaded)
+        described, checks = await _run_checks(engine, loaded, apply_anyway)
         fixable = [check for check in checks if check.failed and check.fixable]
         if fix and fixable:
             done = await _fix(engine, await _model_for_fix(engine, loaded), fixable)
-            described, checks = await _run_checks(engine, loaded)
+            described, checks = await _run_checks(engine, loaded, apply_anyway)
             checks = [
                 replace(check, status=FIXED, detail=done[check.name])
                 if check.name in done and not check.failed
                 else check
                 for check in checks
             ]
-        return DoctorReport(mask_url(url), described, tuple(checks))  # as the user wrote it
+        advice, in_database = await _index_advice(engine, loaded, checks)
+        # The URL as the user wrote it, its password hidden.
+        return DoctorReport(mask_url(url), described, tuple(checks), advice, in_database)
     finally:
         await engine.dispose()

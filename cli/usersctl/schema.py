@@ -12,7 +12,8 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from usersctl.builtin_tables import AccessToken, OAuthAccount, User
 from usersctl.db import email_lower_index_name
 from usersctl.engine import DEFAULT_CONNECT_TIMEOUT, create_engine, normalize_url, sqlite_path
-from usersctl.errors import Conflict
+from usersctl.errors import Conflict, TablesMissing
+from usersctl.migrations import ALEMBIC_VERSION_TABLE, IndexAdvice, email_index_advice
 
 USER_TABLE = User.__table__
 
@@ -93,19 +94,52 @@ def count_case_duplicates(connection: Connection, table: Table) -> int:
 
 @dataclass
 class InitReport:
-    """What ``init_database`` did: tables and indexes created (empty lists: nothing to do)."""
+    """What ``init_database`` did: tables and indexes created (empty lists: nothing to do).
+
+    On a database that Alembic manages, ``index_advice`` tells the app how to declare the
+    ``lower(email)`` index: the index was left out, or, with ``apply_anyway``, added all the same.
+    """
 
     created_tables: list[str] = field(default_factory=list)
     created_indexes: list[str] = field(default_factory=list)
+    alembic: bool = False
+    index_advice: IndexAdvice | None = None
 
     @property
     def changed(self) -> bool:
         return bool(self.created_tables or self.created_indexes)
 
+    @property
+    def index_left_out(self) -> bool:
+        """Whether the index is missing because the database's migrations are the app's."""
+        advice = self.index_advice
+        return advice is not None and advice.index_name not in self.created_indexes
 
-def _init(connection: Connection, tables: list[Table]) -> InitReport:
-    report = InitReport()
+
+def _advise(connection: Connection, tables: list[Table], existing: set[str]) -> InitReport:
+    """On an Alembic-managed database: change nothing, and say what the app's migrations lack."""
+    report = InitReport(alembic=True)
+    missing = [table.name for table in tables if table.name not in existing]
+    if missing:
+        raise TablesMissing(
+            f"the database is managed by Alembic (it has an {ALEMBIC_VERSION_TABLE} table) but "
+            f"lacks the table(s) {', '.join(missing)}: create them with the app's migrations "
+            "(alembic upgrade head), or give --apply-anyway"
+        )
+    for table in tables:
+        if "email" in table.c and email_index_state(connection, table.name)[0] != "ok":
+            report.index_advice = email_index_advice(
+                table.name, connection.dialect.name, schema=table.schema
+            )
+    return report
+
+
+def _init(connection: Connection, tables: list[Table], apply_anyway: bool = False) -> InitReport:
     existing = set(inspect(connection).get_table_names())
+    alembic = ALEMBIC_VERSION_TABLE in existing
+    if alembic and not apply_anyway:
+        return _advise(connection, tables, existing)
+    report = InitReport(alembic=alembic)
     for table in tables:
         if table.name not in existing:
             table.create(connection)
@@ -135,6 +169,12 @@ def _init(connection: Connection, tables: list[Table]) -> InitReport:
         index_name = email_lower_index_name(name)
         Index(index_name, func.lower(reflected.c.email), unique=True).create(connection)
         report.created_indexes.append(index_name)
+    if alembic:  # the index is in now, and the app's models must declare it
+        for table in tables:
+            if email_lower_index_name(table.name) in report.created_indexes:
+                report.index_advice = email_index_advice(
+                    table.name, connection.dialect.name, schema=table.schema
+                )
     return report
 
 
@@ -144,11 +184,13 @@ async def init_database(
     *,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     dry_run: bool = False,
+    apply_anyway: bool = False,
 ) -> InitReport:
     """Create what is missing of ``tables`` and the ``lower(email)`` index, in one transaction.
 
     ``dry_run`` reports what would be created and rolls back (both databases roll back DDL); a
-    SQLite file that does not exist yet is not created for it.
+    SQLite file that does not exist yet is not created for it. A database that Alembic manages
+    is left as it is, with advice for the app, unless ``apply_anyway``.
     """
     path = sqlite_path(normalize_url(url))
     if dry_run and path is not None and not path.exists():
@@ -160,7 +202,7 @@ async def init_database(
     engine = create_engine(url, connect_timeout=connect_timeout, sqlite_begin="BEGIN IMMEDIATE")
     try:
         async with engine.connect() as connection, connection.begin() as transaction:
-            report = await connection.run_sync(_init, tables)
+            report = await connection.run_sync(_init, tables, apply_anyway)
             if dry_run:
                 await transaction.rollback()
             return report

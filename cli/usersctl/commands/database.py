@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from usersctl.commands.errors import run
+from usersctl.commands.errors import ExitCode, fail, run
 from usersctl.commands.options import DryRunOption, settings_of
 from usersctl.commands.render import say
+
+if TYPE_CHECKING:
+    from usersctl.migrations import IndexAdvice
+    from usersctl.schema import InitReport
 
 
 def init_db(
@@ -23,22 +27,43 @@ def init_db(
         bool,
         typer.Option("--access-tokens", help="Also create FastAPI Users' accesstoken table."),
     ] = False,
+    alembic: Annotated[
+        bool,
+        typer.Option(
+            "--alembic",
+            help="Print an Alembic migration that adds the lower(email) index, for the URL's "
+            "dialect; change nothing.",
+        ),
+    ] = False,
+    apply_anyway: Annotated[
+        bool,
+        typer.Option(
+            "--apply-anyway",
+            help="Change a database that Alembic manages all the same (its models must then "
+            "declare the index).",
+        ),
+    ] = False,
     dry_run: DryRunOption = False,
 ) -> None:
     """Create the user table and its unique lower(email) index; safe to run again.
 
     On an existing FastAPI Users table it only adds the index, which makes logins an index lookup.
+    A database with an alembic_version table is left to the app's migrations: init-db prints the
+    Index(...) for the model and the migration to add instead (--apply-anyway adds it).
 
     \b
     Example:
       usersctl init-db
       usersctl -d postgresql://app@db/app init-db --sql
+      usersctl -d postgresql://app@db/app --model app.models:User init-db --alembic
     """
     settings = settings_of(ctx)
 
-    async def work() -> object:
-        from usersctl import schema
+    async def work() -> str | IndexAdvice | InitReport:
+        from usersctl import migrations, schema
 
+        if alembic:
+            return migrations.index_advice_for(settings.database_url, settings.model_path)
         if settings.model_path:
             from usersctl.models import load_user_model, model_tables
 
@@ -53,21 +78,40 @@ def init_db(
             tables,
             connect_timeout=settings.connect_timeout,
             dry_run=dry_run,
+            apply_anyway=apply_anyway,
         )
 
+    if alembic and (sql or dry_run or apply_anyway or oauth or access_tokens):
+        fail(
+            "--alembic prints the index's migration alone; it takes no --sql, --dry-run, "
+            "--apply-anyway, --oauth or --access-tokens",
+            ExitCode.USAGE,
+        )
     result = run(work, settings)
     if isinstance(result, str):
         typer.echo(result, nl=False)
         return
+    from usersctl.commands import alembic_advice
     from usersctl.engine import mask_url
+    from usersctl.migrations import IndexAdvice
 
+    if isinstance(result, IndexAdvice):
+        typer.echo(result.migration, nl=False)
+        say(alembic_advice.model_paragraph(result).rstrip("\n"))
+        return
     where = mask_url(settings.database_url)
-    if not result.changed:  # type: ignore[attr-defined]
+    advice = result.index_advice
+    if advice is not None and result.index_left_out:
+        say(alembic_advice.left_out_text(advice, command="init-db"))
+        return
+    if not result.changed:
         say(f"Nothing to do: {where} already has the tables and the lower(email) index.")
         return
     done = "Would create" if dry_run else "Created"
-    for name in result.created_tables:  # type: ignore[attr-defined]
+    for name in result.created_tables:
         say(f"{done} table {name}")
-    for name in result.created_indexes:  # type: ignore[attr-defined]
+    for name in result.created_indexes:
         say(f"{done} index {name}")
+    if advice is not None:
+        say(alembic_advice.applied_text(advice).rstrip("\n"))
     say(f"Dry run: nothing was changed in {where}" if dry_run else f"Database ready: {where}")

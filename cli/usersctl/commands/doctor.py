@@ -28,16 +28,30 @@ def doctor(
             "orphaned OAuth/token rows. Never changes a user.",
         ),
     ] = False,
+    apply_anyway: Annotated[
+        bool,
+        typer.Option(
+            "--apply-anyway",
+            help="With --fix, create the index on a database that Alembic manages all the same "
+            "(its models must then declare it).",
+        ),
+    ] = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """Check the tables, the lower(email) index, case-duplicate emails, password hashes and
-    orphaned rows; exit 6 if a check fails.
+    orphaned rows (with --model: the model's indexes against the database's); exit 6 if a check
+    fails.
+
+    On a database with an alembic_version table, --fix leaves the index to the app's migrations
+    and prints the Index(...) and the migration that add it.
 
     \b
     Example:
       usersctl doctor
       usersctl --model app.models:User doctor --fix -o json
     """
+    if apply_anyway and not fix:
+        fail("--apply-anyway goes with --fix", ExitCode.USAGE)
     settings = settings_of(ctx)
 
     async def work() -> DoctorReport:
@@ -48,6 +62,7 @@ def doctor(
             model_path=settings.model_path,
             fix=fix,
             connect_timeout=settings.connect_timeout,
+            apply_anyway=apply_anyway,
         )
 
     report = run(work, settings)
@@ -61,6 +76,13 @@ def doctor(
                 row["detail"] = f"{check.detail}: {'; '.join(check.items)}"
             rows.append(row)
         render_rows(rows, output, columns=CHECK_COLUMNS)
+    if report.index_advice is not None:
+        from usersctl.commands import alembic_advice
+
+        if report.index_in_database:
+            say(alembic_advice.applied_text(report.index_advice).rstrip("\n"))
+        else:
+            say(alembic_advice.left_out_text(report.index_advice, command="doctor --fix"))
     failed = report.failed
     if failed:
         names = ", ".join(check.name for check in failed)
