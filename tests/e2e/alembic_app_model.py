@@ -8,7 +8,7 @@ there as usersctl's advice says."""
 from __future__ import annotations
 
 from fastapi_users_db_sqlalchemy import SQLAlchemyBaseUserTable
-from sqlalchemy import Index, Integer, String, text  # noqa: F401  (Index, text: for the advice)
+from sqlalchemy import Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 

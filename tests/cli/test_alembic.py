@@ -1,0 +1,324 @@
+"""Alembic-managed databases: usersctl leaves their schema to the app's migrations.
+
+Each test builds an app project in its temporary folder with the real Alembic (``alembic init -t
+async``: its env.py runs the migrations on the test's own async URL, aiosqlite or asyncpg, so no
+sync driver is needed), a model of its own (``tests/e2e/alembic_app_model.py``: table ``users``,
+integer ids) and a first migration made by ``alembic revision --autogenerate``. usersctl runs
+through its installed entry point, in that folder, with ``--model app.models:User``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sqlite3
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from tests.cli.conftest import Usersctl
+
+MODEL = Path(__file__).resolve().parents[1] / "e2e" / "alembic_app_model.py"
+ALEMBIC = str(Path(sys.executable).with_name("alembic"))
+INDEX = "ix_users_email_lower"
+MODEL_OPTION = ("--model", "app.models:User")
+
+
+@dataclass
+class AlembicProject:
+    """An app's folder with its models and its Alembic migrations, on the test database."""
+
+    folder: Path
+    url: str
+
+    def alembic(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run the real ``alembic`` command in the project."""
+        return subprocess.run(
+            [ALEMBIC, *args], cwd=self.folder, capture_output=True, text=True, timeout=120
+        )
+
+    def alembic_ok(self, *args: str) -> subprocess.CompletedProcess[str]:
+        result = self.alembic(*args)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result
+
+    @property
+    def model_file(self) -> Path:
+        return self.folder / "app" / "models.py"
+
+    def new_revision(self, message: str) -> Path:
+        """``alembic revision -m message``: the new, empty revision file."""
+        before = set((self.folder / "migrations" / "versions").glob("*.py"))
+        self.alembic_ok("revision", "-m", message)
+        (created,) = set((self.folder / "migrations" / "versions").glob("*.py")) - before
+        return created
+
+
+def index_definition(url: str, name: str) -> str | None:
+    """The SQL that defines the index ``name``, read from the database's catalogue; None if
+    there is no such index."""
+    if url.startswith("sqlite"):
+        with sqlite3.connect(url.split(":///", 1)[1]) as connection:
+            row = connection.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?", (name,)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    async def read() -> str | None:
+        import asyncpg
+        from sqlalchemy.engine import make_url
+
+        dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        connection = await asyncpg.connect(dsn)
+        try:
+            found = await connection.fetchval(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = $1", name
+            )
+        finally:
+            await connection.close()
+        return None if found is None else str(found)
+
+    return asyncio.run(read())
+
+
+def execute(url: str, sql: str) -> None:
+    """Run one statement on the test database, outside usersctl."""
+    if url.startswith("sqlite"):
+        with sqlite3.connect(url.split(":///", 1)[1]) as connection:
+            connection.execute(sql)
+        return
+
+    async def run() -> None:
+        import asyncpg
+        from sqlalchemy.engine import make_url
+
+        dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        connection = await asyncpg.connect(dsn)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture
+def project(database_url: str, tmp_path: Path) -> AlembicProject:
+    """An app whose ``users`` table its first migration made, upgraded to head."""
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "__init__.py").write_text("")
+    (app / "models.py").write_text(MODEL.read_text())
+    made = AlembicProject(tmp_path, database_url)
+    made.alembic_ok("init", "-t", "async", "migrations")
+    ini = tmp_path / "alembic.ini"
+    ini.write_text(
+        re.sub(r"(?m)^sqlalchemy\.url = .*$", f"sqlalchemy.url = {database_url}", ini.read_text())
+    )
+    env = tmp_path / "migrations" / "env.py"
+    env.write_text(
+        env.read_text().replace(
+            "target_metadata = None",
+            "from app.models import Base\n\ntarget_metadata = Base.metadata",
+        )
+    )
+    made.alembic_ok("revision", "--autogenerate", "-m", "users")
+    made.alembic_ok("upgrade", "head")
+    return made
+
+
+def model_line(advice: str) -> str:
+    """The ``Index(...)`` line of usersctl's advice, without its trailing comma."""
+    (line,) = [line.strip() for line in advice.splitlines() if line.strip().startswith("Index(")]
+    return line.rstrip(",")
+
+
+def test_init_db_and_doctor_leave_the_index_to_the_apps_migrations_whose_advice_works(
+    project: AlembicProject, usersctl: Usersctl
+) -> None:
+    # The app's migrations made the table; Alembic finds nothing to change
+    project.alembic_ok("check")
+
+    # init-db: the tables exist, so exit 0; the index is the app's to declare, and is not added
+    init = usersctl(*MODEL_OPTION, "init-db")
+    assert init.returncode == 0, init.stderr
+    assert init.stdout == ""
+    assert "managed by Alembic" in init.stderr
+    assert index_definition(project.url, INDEX) is None
+    project.alembic_ok("check")  # nothing for autogenerate to drop
+
+    # doctor --fix: the check still fails (exit 6), the index is still not added
+    fix = usersctl(*MODEL_OPTION, "doctor", "--fix", "-o", "json")
+    assert fix.returncode == 6, fix.stdout + fix.stderr
+    report = json.loads(fix.stdout)
+    checks = {check["check"]: check for check in report["checks"]}
+    assert checks["email index"]["status"] == "fail"
+    assert "managed by Alembic" in checks["email index"]["detail"]
+    assert report["index_advice"]["index"] == INDEX
+    assert report["index_advice"]["in_database"] is False
+    assert index_definition(project.url, INDEX) is None
+
+    # init-db --alembic prints the same migration, without connecting
+    printed = usersctl(*MODEL_OPTION, "init-db", "--alembic")
+    assert printed.returncode == 0, printed.stderr
+    migration = printed.stdout
+    assert "op.create_index(" in migration and "op.drop_index(" in migration
+    assert 'sa.text("lower(email)")' in migration and "unique=True" in migration
+    concurrently = project.url.startswith("postgresql")
+    assert ("postgresql_concurrently=True" in migration) is concurrently
+    assert ("autocommit_block()" in migration) is concurrently
+    for advice in (init.stderr, fix.stderr, report["index_advice"]["migration"]):
+        assert migration in advice
+    line = model_line(init.stderr)
+    assert line == model_line(printed.stderr) == report["index_advice"]["model"]
+
+    # Follow the advice: the Index in the model's __table_args__, the migration as a new revision
+    source = project.model_file.read_text()
+    assert "    __table_args__ = ()\n" in source
+    source = source.replace("    __table_args__ = ()\n", f"    __table_args__ = ({line},)\n")
+    source = source.replace(
+        "from sqlalchemy import Integer, String\n",
+        "from sqlalchemy import Index, Integer, String, text\n",
+    )
+    project.model_file.write_text(source)
+    revision = project.new_revision("unique lower(email) index")
+    template = revision.read_text()
+    revision.write_text(template[: template.index("def upgrade()")] + migration)
+
+    # alembic upgrade head builds the index, and the model and the database agree
+    project.alembic_ok("upgrade", "head")
+    built = index_definition(project.url, INDEX)
+    assert built is not None
+    assert "unique index" in built.lower()
+    assert "loweremail" in re.sub(r'[\s"()]|::text', "", built.lower())  # on lower(email)
+    project.alembic_ok("check")
+    doctor = usersctl(*MODEL_OPTION, "doctor", "-o", "json")
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    checks = {check["check"]: check for check in json.loads(doctor.stdout)["checks"]}
+    assert checks["email index"]["status"] == "ok"
+    assert checks["model indexes"]["status"] == "ok"
+    again = usersctl(*MODEL_OPTION, "init-db")
+    assert again.returncode == 0, again.stderr
+    assert "Nothing to do" in again.stderr
+
+    # The migration's downgrade drops it again
+    project.alembic_ok("downgrade", "-1")
+    assert index_definition(project.url, INDEX) is None
+
+
+def test_apply_anyway_adds_the_index_and_doctor_says_the_model_lacks_it(
+    project: AlembicProject, usersctl: Usersctl
+) -> None:
+    # init-db --apply-anyway adds the index all the same, and says that the model must declare it
+    applied = usersctl(*MODEL_OPTION, "init-db", "--apply-anyway")
+    assert applied.returncode == 0, applied.stderr
+    assert f"Created index {INDEX}" in applied.stderr
+    assert "the model must declare" in applied.stderr
+    assert model_line(applied.stderr) == f'Index("{INDEX}", text("lower(email)"), unique=True)'
+    assert index_definition(project.url, INDEX) is not None
+    if project.url.startswith("postgresql"):
+        # What the advice avoids: the app's autogenerate would drop the index again. (SQLite's
+        # expression indexes are not reflected, so Alembic cannot see it there.)
+        check = project.alembic("check")
+        assert check.returncode != 0
+        assert "remove_index" in check.stdout + check.stderr
+
+    # doctor --model: an index in the database and not in the model fails under Alembic
+    found = usersctl(*MODEL_OPTION, "doctor", "-o", "json")
+    assert found.returncode == 6, found.stdout + found.stderr
+    report = json.loads(found.stdout)
+    checks = {check["check"]: check for check in report["checks"]}
+    assert checks["email index"]["status"] == "ok"
+    assert checks["model indexes"]["status"] == "fail"
+    assert f"in the database but not in the model: {INDEX}" in checks["model indexes"]["detail"]
+    assert "would drop" in checks["model indexes"]["detail"]
+    assert report["index_advice"]["in_database"] is True
+    assert model_line(found.stderr) == report["index_advice"]["model"]
+
+    # ... and a model index that the database lacks
+    execute(project.url, "DROP INDEX ix_users_email")
+    missing = usersctl(*MODEL_OPTION, "doctor", "-o", "json")
+    assert missing.returncode == 6, missing.stdout + missing.stderr
+    checks = {check["check"]: check for check in json.loads(missing.stdout)["checks"]}
+    detail = checks["model indexes"]["detail"]
+    assert "in the model but not in the database: ix_users_email " in detail
+    assert f"in the database but not in the model: {INDEX}" in detail
+
+
+def test_doctor_fix_apply_anyway_builds_the_index(
+    project: AlembicProject, usersctl: Usersctl
+) -> None:
+    refused = usersctl.fails(2, *MODEL_OPTION, "doctor", "--apply-anyway")
+    assert "--fix" in refused
+
+    fixed = usersctl(*MODEL_OPTION, "doctor", "--fix", "--apply-anyway", "-o", "json")
+    report = json.loads(fixed.stdout)
+    checks = {check["check"]: check for check in report["checks"]}
+    assert checks["email index"]["status"] == "fixed"
+    built = index_definition(project.url, INDEX)
+    assert built is not None and "unique index" in built.lower()
+    # The index is in, but the model does not declare it: still a failed check, and the advice
+    assert fixed.returncode == 6, fixed.stdout + fixed.stderr
+    assert checks["model indexes"]["status"] == "fail"
+    assert "the model must declare" in fixed.stderr
+    assert report["index_advice"]["in_database"] is True
+
+
+def test_init_db_on_an_alembic_database_without_the_tables_creates_nothing(
+    database_url: str, usersctl: Usersctl
+) -> None:
+    execute(database_url, "CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)")
+    message = usersctl.fails(5, "init-db")
+    assert "managed by Alembic" in message
+    assert "lacks the table(s) user:" in message
+    assert index_definition(database_url, "ix_user_email_lower") is None
+    # --apply-anyway creates them all the same
+    applied = usersctl("init-db", "--apply-anyway")
+    assert applied.returncode == 0, applied.stderr
+    assert "Created table user" in applied.stderr
+    assert "the model must declare" in applied.stderr
+    assert index_definition(database_url, "ix_user_email_lower") is not None
+
+
+def test_init_db_alembic_prints_the_migration_without_connecting(
+    usersctl_anywhere: Usersctl, tmp_path: Path
+) -> None:
+    # Nothing listens on port 1, and the SQLite file's folder does not exist
+    postgres = usersctl_anywhere.ok(
+        "-d", "postgresql://app@127.0.0.1:1/app", "init-db", "--alembic"
+    )
+    assert postgres.stdout == (
+        "def upgrade() -> None:\n"
+        "    with op.get_context().autocommit_block():\n"
+        "        op.create_index(\n"
+        '            "ix_user_email_lower",\n'
+        '            "user",\n'
+        '            [sa.text("lower(email)")],\n'
+        "            unique=True,\n"
+        "            postgresql_concurrently=True,\n"
+        "        )\n"
+        "\n\n"
+        "def downgrade() -> None:\n"
+        "    with op.get_context().autocommit_block():\n"
+        '        op.drop_index("ix_user_email_lower", table_name="user", postgresql_concurrently=True)\n'
+    )
+    assert 'Index("ix_user_email_lower", text("lower(email)"), unique=True)' in postgres.stderr
+    sqlite = usersctl_anywhere.ok("-d", "sqlite:///./no-such-folder/app.db", "init-db", "--alembic")
+    assert "postgresql_concurrently" not in sqlite.stdout
+    assert "autocommit_block" not in sqlite.stdout
+    assert (
+        'op.create_index("ix_user_email_lower", "user", [sa.text("lower(email)")], unique=True)'
+        in sqlite.stdout
+    )
+    assert not (tmp_path / "no-such-folder").exists()
+    # The migration is valid Python, the kind Alembic's revision template takes
+    compile(sqlite.stdout + postgres.stdout, "migration", "exec")
+
+    conflicting = usersctl_anywhere.fails(2, "init-db", "--alembic", "--sql")
+    assert "--alembic" in conflicting
