@@ -349,8 +349,10 @@ def _model_indexes(connection: Connection, model: UserModel, alembic: bool) -> C
     table = model.table
     declared = {index.name for index in table.indexes if isinstance(index.name, str)}
     present = set(database_index_names(connection, table.name))
+    # usersctl's own index, which init-db and doctor --fix add, is only Alembic's concern.
+    ours = set() if alembic else {email_lower_index_name(table.name)}
     problems = []
-    only_database = sorted(present - declared)
+    only_database = sorted(present - declared - ours)
     only_model = sorted(declared - present)
     if only_database:
         problems.append(

@@ -27,14 +27,6 @@ def is_alembic_managed(connection: Connection) -> bool:
     return inspect(connection).has_table(ALEMBIC_VERSION_TABLE)
 
 
-def alembic_revision(connection: Connection) -> str | None:
-    """The revision(s) the database is at, as Alembic recorded them; None when there is none."""
-    if not is_alembic_managed(connection):
-        return None
-    rows = connection.execute(text(f"SELECT version_num FROM {ALEMBIC_VERSION_TABLE}"))
-    return ", ".join(sorted(str(row[0]) for row in rows)) or None
-
-
 def database_index_names(connection: Connection, table_name: str) -> list[str]:
     """The names of the indexes on ``table_name`` that Alembic's autogenerate compares with the
     model's: all but those that serve a primary key or a unique constraint. Read from the

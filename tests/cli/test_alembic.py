@@ -322,3 +322,30 @@ def test_init_db_alembic_prints_the_migration_without_connecting(
 
     conflicting = usersctl_anywhere.fails(2, "init-db", "--alembic", "--sql")
     assert "--alembic" in conflicting
+
+
+def test_without_alembic_version_usersctl_adds_the_index_and_index_differences_are_warnings(
+    project: AlembicProject, usersctl: Usersctl
+) -> None:
+    # The same tables, no longer under Alembic (as if made by the app's create_all)
+    execute(project.url, "DROP TABLE alembic_version")
+    init = usersctl(*MODEL_OPTION, "init-db")
+    assert init.returncode == 0, init.stderr
+    assert f"Created index {INDEX}" in init.stderr
+    assert "Alembic" not in init.stderr
+    assert index_definition(project.url, INDEX) is not None
+    # usersctl's own index is not the model's, and nothing will drop it: no complaint
+    clean = usersctl(*MODEL_OPTION, "doctor", "-o", "json")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    report = json.loads(clean.stdout)
+    assert "index_advice" not in report
+    checks = {check["check"]: check for check in report["checks"]}
+    assert checks["model indexes"]["status"] == "ok"
+    # Another index that the model lacks is worth knowing, not a failure
+    execute(project.url, "CREATE INDEX ix_users_display_name ON users (display_name)")
+    warned = usersctl(*MODEL_OPTION, "doctor", "-o", "json")
+    assert warned.returncode == 0, warned.stdout + warned.stderr
+    checks = {check["check"]: check for check in json.loads(warned.stdout)["checks"]}
+    assert checks["model indexes"]["status"] == "warn"
+    detail = checks["model indexes"]["detail"]
+    assert "in the database but not in the model: ix_users_display_name " in detail
