@@ -284,6 +284,15 @@ def test_init_db_on_an_alembic_database_without_the_tables_creates_nothing(
     assert "Created table user" in applied.stderr
     assert "the model must declare" in applied.stderr
     assert index_definition(database_url, "ix_user_email_lower") is not None
+    # Without the index, the built-in user table gets the advice too, and no index
+    execute(database_url, "DROP INDEX ix_user_email_lower")
+    advised = usersctl("init-db")
+    assert advised.returncode == 0, advised.stderr
+    assert 'Index("ix_user_email_lower", text("lower(email)"), unique=True)' in advised.stderr
+    assert 'op.create_index("ix_user_email_lower","user",' in re.sub(r"\s", "", advised.stderr)
+    fix = usersctl("doctor", "--fix")
+    assert fix.returncode == 6, fix.stdout + fix.stderr
+    assert index_definition(database_url, "ix_user_email_lower") is None
 
 
 def test_init_db_alembic_prints_the_migration_without_connecting(
