@@ -424,7 +424,8 @@ def _orphans(connection: Connection, model: UserModel, tables: set[str]) -> Chec
 
 async def _run_checks(
     engine: AsyncEngine, loaded: UserModel | None, apply_anyway: bool = False
-) -> tuple[str, list[CheckResult]]:
+) -> tuple[str, list[CheckResult], bool]:
+    """The model's description, the checks, and whether Alembic manages the database."""
     async with engine.connect() as connection:
         state = await connection.run_sync(_structure, loaded)
         model = state.model
@@ -432,14 +433,14 @@ async def _run_checks(
         if model is None or model.table.name not in state.tables:
             for name in ("email index", "case duplicates", "password hashes", "orphan rows"):
                 checks.append(CheckResult(name, SKIP, "no user table"))
-            return "none", checks
+            return "none", checks, False
         alembic = await connection.run_sync(is_alembic_managed)
         checks += await connection.run_sync(_index_and_duplicates, model, alembic, apply_anyway)
         if loaded is not None:
             checks.append(await connection.run_sync(_model_indexes, loaded, alembic))
         checks.append(await _hashes(connection, model))
         checks.append(await connection.run_sync(_orphans, model, state.tables))
-        return model.description, checks
+        return model.description, checks, alembic
 
 
 # Fixing ---------------------------------------------------------------------------------------
@@ -502,17 +503,15 @@ async def _model_for_fix(engine: AsyncEngine, loaded: UserModel | None) -> UserM
 
 
 async def _index_advice(
-    engine: AsyncEngine, loaded: UserModel | None, checks: Sequence[CheckResult]
+    engine: AsyncEngine, loaded: UserModel | None, checks: Sequence[CheckResult], alembic: bool
 ) -> tuple[IndexAdvice | None, bool]:
     """On an Alembic-managed database, the advice for the lower(email) index when it is missing,
     just added by ``--apply-anyway``, or in the database but not in the model (``--model``); and
     whether the database has it."""
     check = next((check for check in checks if check.name == "email index"), None)
-    if check is None or check.status == SKIP:
+    if not alembic or check is None or check.status == SKIP:
         return None, False
     async with engine.connect() as connection:
-        if not await connection.run_sync(is_alembic_managed):
-            return None, False
         model = loaded if loaded is not None else await connection.run_sync(reflect_user_model)
         table = model.table
         advice = email_index_advice(table.name, engine.dialect.name, schema=table.schema)
@@ -543,18 +542,18 @@ async def diagnose(
     check_sqlite_file(parsed)
     engine = create_engine(parsed, connect_timeout=connect_timeout, sqlite_begin="BEGIN")
     try:
-        described, checks = await _run_checks(engine, loaded, apply_anyway)
+        described, checks, alembic = await _run_checks(engine, loaded, apply_anyway)
         fixable = [check for check in checks if check.failed and check.fixable]
         if fix and fixable:
             done = await _fix(engine, await _model_for_fix(engine, loaded), fixable)
-            described, checks = await _run_checks(engine, loaded, apply_anyway)
+            described, checks, alembic = await _run_checks(engine, loaded, apply_anyway)
             checks = [
                 replace(check, status=FIXED, detail=done[check.name])
                 if check.name in done and not check.failed
                 else check
                 for check in checks
             ]
-        advice, in_database = await _index_advice(engine, loaded, checks)
+        advice, in_database = await _index_advice(engine, loaded, checks, alembic)
         # The URL as the user wrote it, its password hidden.
         return DoctorReport(mask_url(url), described, tuple(checks), advice, in_database)
     finally:
