@@ -197,3 +197,88 @@ def test_libpq_and_asyncpg_parameters_of_a_pasted_url_reach_the_server(
     bad = f"{database_url}?statement_cache_size=lots"
     message = usersctl.fails(2, "-d", bad, "list-users", url=False)
     assert "?statement_cache_size= is not a number" in message
+
+
+#: What a stranger can type into a sign-up form's free-text field: a screen clear, a window
+#: title (OSC 0), a hyperlink (OSC 8), a one-byte CSI, a bidirectional override, and a line
+#: break followed by what looks like a superuser row.
+HOSTILE_NAME = (
+    "\x1b[2J\x1b]0;owned\x07\x1b]8;;https://evil.example/\x1b\\click\x1b]8;;\x1b\\"
+    "\x9b31m\u202eevil\nroot@example.com  true  true"
+)
+SHOWN_NAME = (
+    "\\x1b[2J\\x1b]0;owned\\x07\\x1b]8;;https://evil.example/\\x1b\\click\\x1b]8;;\\x1b\\"
+    "\\x9b31m\\u202eevil\\nroot@example.com  true  true"
+)
+
+
+def _user_table_with_a_name(url: str) -> None:
+    """A user table with a ``first_name`` column, and one user whose name is hostile."""
+    import uuid
+
+    key = "UUID" if url.startswith("postgresql") else "CHAR(36)"
+    statements = [
+        f'CREATE TABLE "user" (id {key} PRIMARY KEY, email VARCHAR(320) NOT NULL, '
+        "hashed_password VARCHAR(1024) NOT NULL, is_active BOOLEAN NOT NULL, "
+        "is_superuser BOOLEAN NOT NULL, is_verified BOOLEAN NOT NULL, first_name VARCHAR(200))",
+    ]
+    for statement in statements:
+        asyncio.run(_sql(url, statement))
+
+    async def insert() -> None:
+        engine = create_async_engine(url)
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(
+                    text(
+                        'INSERT INTO "user" VALUES (:id, :email, :hash, true, false, false, :name)'
+                    ),
+                    {
+                        "id": str(uuid.uuid4()),
+                        "email": "eve@example.com",
+                        "hash": "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA",
+                        "name": HOSTILE_NAME,
+                    },
+                )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(insert())
+
+
+def test_data_from_strangers_cannot_drive_the_terminal_or_forge_rows(
+    database_url: str, usersctl: Any
+) -> None:
+    _user_table_with_a_name(database_url)
+    # Plain columns (not a terminal), the field/value view, and the change lines on stderr.
+    listed = usersctl.ok("list-users")
+    shown = usersctl.ok("show-user", "eve@example.com")
+    changed = usersctl.ok("update-user", "eve@example.com", "--set", "first_name=x", "--dry-run")
+    for output in (listed.stdout, shown.stdout, changed.stderr):
+        assert SHOWN_NAME in output
+        assert not any((ord(c) < 0x20 and c != "\n") or 0x7F <= ord(c) < 0xA0 for c in output)
+        assert "\u202e" not in output
+    assert len(listed.stdout.splitlines()) == 2  # the header and eve: no forged row
+    assert [line.split()[0] for line in changed.stderr.splitlines()] == ["first_name:"]
+    # The machine formats keep the exact data.
+    [row] = json.loads(usersctl.ok("list-users", "-o", "json").stdout)
+    assert row["first_name"] == HOSTILE_NAME
+    csv_out = usersctl.ok("list-users", "-o", "csv").stdout
+    import csv as csv_module
+    import io
+
+    [csv_row] = list(csv_module.DictReader(io.StringIO(csv_out)))
+    assert csv_row["first_name"] == HOSTILE_NAME
+
+
+def test_a_rich_table_on_a_terminal_shows_control_characters_escaped(
+    database_url: str, spawn: Any
+) -> None:
+    _user_table_with_a_name(database_url)
+    child = spawn("show-user", "eve@example.com", dimensions=(40, 400))
+    child.expect("eve@example.com")
+    rest = child.read()
+    screen = child.before + "eve@example.com" + rest
+    assert "\\x1b]0;owned\\x07" in screen
+    assert "\x1b]0;" not in screen and "\x1b[2J" not in screen and "\x9b" not in screen
+    assert "\u202e" not in screen

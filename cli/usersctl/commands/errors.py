@@ -65,7 +65,10 @@ def fail(message: str, code: ExitCode) -> NoReturn:
 
 
 def _one_line(message: str) -> str:
-    return " ".join(message.split()) or "unknown error"
+    """The message on one line, safe for a terminal (it may quote data from strangers)."""
+    from usersctl.commands.render import for_terminal
+
+    return for_terminal(" ".join(message.split())) or "unknown error"
 
 
 def _database_message(exc: BaseException) -> str:
