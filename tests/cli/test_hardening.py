@@ -282,3 +282,76 @@ def test_a_rich_table_on_a_terminal_shows_control_characters_escaped(
     assert "\\x1b]0;owned\\x07" in screen
     assert "\x1b]0;" not in screen and "\x1b[2J" not in screen and "\x9b" not in screen
     assert "\u202e" not in screen
+
+
+HELD_OFF = (
+    "Note: interrupted after the commit had begun; the changes are committed and the command "
+    "finished.\n"
+)
+
+
+def _user_count(url: str) -> int:
+    [(count,)] = asyncio.run(_sql(url, 'SELECT count(*) FROM "user"'))
+    return int(count)
+
+
+def test_ctrl_c_around_the_commit_never_claims_a_rollback_that_did_not_happen(
+    database_url: str, usersctl: Any, tmp_path: Path
+) -> None:
+    """SIGINT at many moments of an import, most of them around its commit: whatever the
+    command says must be what the database holds."""
+    import signal
+    import subprocess
+    import time
+
+    usersctl.ok("init-db")
+    hashed = (
+        "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA"
+    )
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(
+        "".join(
+            json.dumps({"email": f"user{n}@example.com", "hashed_password": hashed}) + "\n"
+            for n in range(3000)
+        )
+    )
+    started = time.monotonic()
+    usersctl.ok("import-users", str(rows))
+    duration = time.monotonic() - started
+    asyncio.run(_sql(database_url, 'DELETE FROM "user"'))
+
+    def default_sigint() -> None:  # pytest may run with SIGINT ignored (``pytest &``)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    outcomes: set[int] = set()
+    for step in range(12):
+        process = subprocess.Popen(
+            [usersctl.executable, "-d", database_url, "import-users", str(rows), "-o", "json"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=usersctl.env(),
+            cwd=tmp_path,
+            preexec_fn=default_sigint,
+        )
+        time.sleep(duration * (0.5 + step * 0.05))  # from well before to just after the commit
+        process.send_signal(signal.SIGINT)
+        # A connection stopped mid-statement once left this waiting forever for the server.
+        stdout, stderr = process.communicate(timeout=30)
+        count = _user_count(database_url)
+        assert "Traceback" not in stderr, stderr
+        if process.returncode == 0:
+            assert count == 3000, stderr
+            assert json.loads(stdout)["created"] == 3000
+            # Held off after the commit began, or too late: the command had ended already.
+            assert stderr in ("", HELD_OFF), stderr
+        else:
+            assert process.returncode == 130, stdout + stderr
+            [line] = stderr.splitlines()
+            if "may have been committed" not in line:
+                assert line in ("Error: interrupted", "Error: interrupted; nothing was committed")
+                assert count == 0, line
+        outcomes.add(process.returncode)
+        asyncio.run(_sql(database_url, 'DELETE FROM "user"'))
+    assert outcomes == {0, 130}, "the interrupts should land on both sides of the commit"
