@@ -109,6 +109,16 @@ def test_an_unencoded_at_sign_in_the_password_is_refused_with_the_fix() -> None:
         ("sqlite+aiosqlite:///./users.db", "sqlite+aiosqlite:///./users.db"),
         # An unencoded '@' splits the password; no part of it may show.
         ("postgresql://app:s3@cr3t@db/app", "postgresql://app:***@db/app"),
+        # asyncpg and libpq take the password, and the client key's, as query parameters too.
+        ("postgresql://app@db/app?password=s3cr3t", "postgresql://app@db/app?password=***"),
+        (
+            "postgresql://app@db/app?sslmode=require&sslpassword=s3cr3t",
+            "postgresql://app@db/app?sslmode=require&sslpassword=***",
+        ),
+        (
+            "postgresql://app@db/app?PassWord=s3cr3t&port=5433",
+            "postgresql://app@db/app?PassWord=***&port=5433",
+        ),
     ],
 )
 def test_mask_url_hides_the_password(url: str, shown: str) -> None:

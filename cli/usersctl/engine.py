@@ -18,6 +18,42 @@ from usersctl.errors import DatabaseProblem, InvalidInput
 DEFAULT_CONNECT_TIMEOUT = 10.0
 
 _ASYNC_DRIVERS = {"postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
+#: The URL query parameters a PostgreSQL URL may carry: asyncpg's ``connect()`` keywords that
+#: a text can give, and SQLAlchemy's own for asyncpg. Anything else would reach ``connect()``
+#: as an unexpected keyword argument.
+_POSTGRES_PARAMETERS = frozenset(
+    {
+        "host",
+        "port",
+        "user",
+        "password",
+        "passfile",
+        "service",
+        "servicefile",
+        "database",
+        "timeout",
+        "statement_cache_size",
+        "max_cached_statement_lifetime",
+        "max_cacheable_statement_size",
+        "command_timeout",
+        "ssl",
+        "sslmode",  # libpq's spelling, translated to ssl below
+        "direct_tls",
+        "target_session_attrs",
+        "krbsrvname",
+        "gsslib",
+        "prepared_statement_cache_size",
+        "application_name",  # libpq's; sent as a server setting
+    }
+)
+#: Parameters asyncpg wants as numbers; a URL carries text.
+_POSTGRES_NUMBERS = {
+    "timeout": float,
+    "command_timeout": float,
+    "statement_cache_size": int,
+    "max_cached_statement_lifetime": float,
+    "max_cacheable_statement_size": int,
+}
 
 
 def normalize_url(raw: str | URL) -> URL:
@@ -36,6 +72,16 @@ def normalize_url(raw: str | URL) -> URL:
     backend, _, driver = url.drivername.partition("+")
     if backend in _ASYNC_DRIVERS and driver in ("", "psycopg2", "psycopg", "asyncpg", "pg8000"):
         query = dict(url.query)
+        unknown = sorted(name for name in query if name not in _POSTGRES_PARAMETERS)
+        if unknown:
+            # Named only when it cannot be a secret; the value is never shown.
+            shown = ", ".join(
+                "?" + ("(a parameter)" if is_secret_parameter(name) else name) for name in unknown
+            )
+            raise InvalidInput(
+                f"the database URL has a parameter asyncpg does not take: {shown}; it takes "
+                f"{', '.join(sorted(_POSTGRES_PARAMETERS - {'sslmode'}))} (and sslmode)"
+            )
         if "sslmode" in query:
             # libpq's ?sslmode=require (as hosting providers print URLs) is asyncpg's ssl=require;
             # passed on as it is, asyncpg's connect() fails with an unexpected keyword argument.
@@ -48,8 +94,20 @@ def normalize_url(raw: str | URL) -> URL:
     )
 
 
+#: Words that make a URL query parameter a secret: asyncpg and libpq take ``?password=`` and
+#: ``?sslpassword=``; other drivers and poolers spell tokens and keys their own way.
+_SECRET_PARAMETER_WORDS = ("password", "passwd", "pwd", "secret", "token", "key")
+
+
+def is_secret_parameter(name: str) -> bool:
+    """Whether a URL query parameter may hold a secret (``password``, ``sslpassword``...)."""
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_PARAMETER_WORDS)
+
+
 def mask_url(url: str | URL) -> str:
-    """The URL as it may be shown to a person: the password replaced by ``***``."""
+    """The URL as it may be shown to a person: the password, and every query parameter that may
+    hold a secret, replaced by ``***``."""
     try:
         parsed = make_url(url) if isinstance(url, str) else url
     except (ArgumentError, ValueError):
@@ -58,7 +116,11 @@ def mask_url(url: str | URL) -> str:
     if "@" in host:
         # An unencoded '@' in the password: SQLAlchemy takes the rest of the password for the host.
         parsed = parsed.set(host=host.rpartition("@")[2])
-    return parsed.render_as_string(hide_password=True)
+    secret = [name for name in parsed.query if is_secret_parameter(name)]
+    if secret:
+        parsed = parsed.update_query_dict({name: "***" for name in secret})
+    # The renderer escapes the query's '*' as %2A; shown as the password is, as ***.
+    return parsed.render_as_string(hide_password=True).replace("=%2A%2A%2A", "=***")
 
 
 def sqlite_path(url: URL) -> Path | None:
@@ -103,6 +165,7 @@ def create_engine(
     url = normalize_url(url)
     connect_args: dict[str, Any] = dict(kwargs.pop("connect_args", {}))
     if url.get_backend_name() == "postgresql":
+        url = _postgres_connect_args(url, connect_args)
         connect_args.setdefault("timeout", connect_timeout)
         engine = _create_async_engine(url, connect_args=connect_args, **kwargs)
     else:
@@ -111,6 +174,32 @@ def create_engine(
         engine = _create_async_engine(url, connect_args=connect_args, **kwargs)
         _configure_sqlite(engine, busy_timeout=connect_args["timeout"], begin=sqlite_begin)
     return engine
+
+
+def _postgres_connect_args(url: URL, connect_args: dict[str, Any]) -> URL:
+    """Move the URL's parameters that asyncpg takes as numbers or as server settings into
+    ``connect_args``, converted; return the URL without them."""
+    moved: list[str] = []
+    for name, convert in _POSTGRES_NUMBERS.items():
+        raw = url.query.get(name)
+        if isinstance(raw, str):
+            try:
+                value = convert(raw)
+            except ValueError:
+                raise InvalidInput(
+                    f"the database URL's ?{name}= is not a number ({convert.__name__})"
+                ) from None
+            if value < 0 or value != value or value in (float("inf"), float("-inf")):
+                raise InvalidInput(f"the database URL's ?{name}= must be a finite number >= 0")
+            connect_args.setdefault(name, value)
+            moved.append(name)
+    application = url.query.get("application_name")
+    if isinstance(application, str):
+        settings = dict(connect_args.get("server_settings") or {})
+        settings.setdefault("application_name", application)
+        connect_args["server_settings"] = settings
+        moved.append("application_name")
+    return url.difference_update_query(moved) if moved else url
 
 
 def _connect_aiosqlite(*args: Any, **kwargs: Any) -> Any:

@@ -499,7 +499,11 @@ async def _lock_table(ctx: UserContext) -> None:
 
 async def _advance_id_sequence(ctx: UserContext, rows: Iterable[Row]) -> None:
     """After rows that brought their own integer ids, move PostgreSQL's id sequence past them,
-    so that the app's next insert does not collide with an imported id (SQLite needs nothing)."""
+    so that the app's next insert does not collide with an imported id (SQLite needs nothing).
+
+    Only ever forward: ``setval`` is not undone by a rollback, and a sequence moved back below
+    ids already handed out gives a deleted user's id (and so their still-valid JWTs, whose
+    ``sub`` is the id) to the next new user. The caller does not call this for a dry run."""
     dialect = ctx.session.bind.dialect
     id_column = ctx.model.table.c.id
     if dialect.name != "postgresql" or not isinstance(id_column.type, Integer):
@@ -508,9 +512,13 @@ async def _advance_id_sequence(ctx: UserContext, rows: Iterable[Row]) -> None:
         return
     table = dialect.identifier_preparer.format_table(ctx.model.table)
     column = dialect.identifier_preparer.quote(id_column.name)
+    # pg_sequence_last_value is NULL while the sequence has handed out nothing.
     await ctx.session.execute(
         sql_text(
-            f"SELECT setval(pg_get_serial_sequence(:table, :column), max({column})) FROM {table}"
+            "SELECT setval(s.seq, m.top) FROM "
+            "(SELECT pg_get_serial_sequence(:table, :column)::regclass AS seq) AS s, "
+            f"(SELECT max({column}) AS top FROM {table}) AS m "
+            "WHERE s.seq IS NOT NULL AND m.top > COALESCE(pg_sequence_last_value(s.seq), 0)"
         ),
         {"table": table, "column": id_column.name},
     )
@@ -886,7 +894,8 @@ async def _import(
         fast = on_conflict == "fail" and _is_regular_file(stream)
         if fast and await _stream_rows(ctx, check, records, progress):
             summary.created = len(check.rows)
-            await _advance_id_sequence(ctx, check.rows.values())
+            if not dry_run:
+                await _advance_id_sequence(ctx, check.rows.values())
         else:
             # The careful path: the whole file checked, passwords hashed with no transaction
             # open, then conflicts looked up and everything written in one transaction.
@@ -902,7 +911,8 @@ async def _import(
             await write_rows(
                 ctx, rows, on_conflict, summary, progress, force=force, keep_sessions=keep_sessions
             )
-            await _advance_id_sequence(ctx, rows)
+            if not dry_run:
+                await _advance_id_sequence(ctx, rows)
         if dry_run:
             await ctx.session.rollback()
         else:

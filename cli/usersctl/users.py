@@ -6,6 +6,7 @@ commits (or rolls back, for a dry run). Nothing here knows about the command lin
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -74,12 +75,19 @@ async def open_users(
     )
     try:
         async with session_factory(engine)() as session:
-            if loaded is None:
-                model = await session.run_sync(lambda s: reflect_user_model(s.connection()))
-            else:
-                model = loaded
-                await session.run_sync(lambda s: require_table(s.connection(), loaded))
-            yield UserContext(session, SQLAlchemyUserDatabase(session, model.user_class), model)
+            try:
+                if loaded is None:
+                    model = await session.run_sync(lambda s: reflect_user_model(s.connection()))
+                else:
+                    model = loaded
+                    await session.run_sync(lambda s: require_table(s.connection(), loaded))
+                yield UserContext(session, SQLAlchemyUserDatabase(session, model.user_class), model)
+            except (asyncio.CancelledError, KeyboardInterrupt):
+                # Stopped mid-statement (Ctrl-C), the connection may be half-way through a
+                # message: a polite ROLLBACK would wait forever for a server that is waiting for
+                # the rest. Close the socket instead; the server rolls back on its own.
+                await session.invalidate()
+                raise
     finally:
         await engine.dispose()
 

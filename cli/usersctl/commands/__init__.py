@@ -47,6 +47,27 @@ class LazyCommands(TyperGroup):
     def list_commands(self, ctx: Any) -> list[str]:
         return list(COMMANDS)  # the names alone, without building every command
 
+    # Ctrl-C outside a command's database work (parsing, loading the command's module, reading
+    # a file, printing a dry run's result) reaches these two; Click would exit 130 without a
+    # word. Once a commit has begun, the command's CommitGuard holds Ctrl-C off, so nothing was
+    # committed when it gets here.
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with _interrupt_is_one_line():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _interrupt_is_one_line():
+            return super().invoke(ctx)
+
+
+@contextlib.contextmanager
+def _interrupt_is_one_line() -> Iterator[None]:
+    try:
+        yield
+    except KeyboardInterrupt:
+        typer.echo("Error: interrupted", err=True)
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+
 
 class _CommandsByName(Mapping[str, Any]):
     """The group's commands by name, each built the first time it is looked up."""
@@ -144,6 +165,7 @@ def root(
     ctx.obj = Settings(
         database_url=database_url, connect_timeout=connect_timeout, model_path=model or None
     )
+    ctx.call_on_close(ctx.obj.commit_guard.release)  # after the command has printed its output
 
 
 def main() -> None:
@@ -160,3 +182,9 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("Error: interrupted", err=True)
         raise SystemExit(int(ExitCode.INTERRUPTED)) from None
+    finally:
+        # The command has ended and said how: Ctrl-C while the interpreter shuts down would
+        # only turn its exit status into "killed by SIGINT", after a committed change too.
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

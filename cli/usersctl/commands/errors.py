@@ -8,7 +8,7 @@ import re
 import sys
 from collections.abc import Awaitable, Callable
 from enum import IntEnum
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 
@@ -65,7 +65,10 @@ def fail(message: str, code: ExitCode) -> NoReturn:
 
 
 def _one_line(message: str) -> str:
-    return " ".join(message.split()) or "unknown error"
+    """The message on one line, safe for a terminal (it may quote data from strangers)."""
+    from usersctl.commands.render import for_terminal
+
+    return for_terminal(" ".join(message.split())) or "unknown error"
 
 
 def _database_message(exc: BaseException) -> str:
@@ -193,9 +196,49 @@ def stdout_closed() -> NoReturn:
     raise typer.Exit(int(ExitCode.PIPE_CLOSED))
 
 
+class CommitGuard:
+    """Holds Ctrl-C off once a commit has begun, until the command has ended and printed its
+    output: an interrupt then can no longer undo anything, and "nothing was committed" would
+    be a lie. The command ends normally (exit 0) and says that the interrupt came too late."""
+
+    def __init__(self) -> None:
+        self.began = False
+        self.interrupted = False
+        self._previous: Any = None
+
+    def _record(self, _signum: int, _frame: Any) -> None:
+        self.interrupted = True
+
+    def hold(self, *_args: Any) -> None:
+        """SQLAlchemy's ``commit`` event, which fires before the database is asked to commit."""
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if not self.began:
+            self.began = True
+            self._previous = signal.getsignal(signal.SIGINT)
+        signal.signal(signal.SIGINT, self._record)
+
+    def release(self) -> None:
+        """Restore Ctrl-C, and say when it was held off."""
+        import signal
+
+        if self.began:
+            signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+        if self.interrupted:
+            typer.echo(
+                "Note: interrupted after the commit had begun; the changes are committed and "
+                "the command finished.",
+                err=True,
+            )
+
+
 def run(coroutine_function: Callable[[], Awaitable[T]], settings: Settings) -> T:
     """Run one command's coroutine in its own event loop, translating every failure (those of
-    connecting to ``settings.database_url`` name its server).
+    connecting to ``settings.database_url`` name its server). Once a commit begins, Ctrl-C is
+    held off until the command ends (``CommitGuard``).
 
     Set ``USERSCTL_DEBUG=1`` to see the traceback of an unexpected failure.
     """
@@ -203,18 +246,31 @@ def run(coroutine_function: Callable[[], Awaitable[T]], settings: Settings) -> T
 
     from usersctl.commands.startup import resume_collector
 
+    guard = settings.commit_guard
+
     def start() -> T:
         resume_collector()  # it loads the database modules: a broken install fails in here
-        return asyncio.run(_as_coroutine(coroutine_function))
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
 
-    return call(start, settings.database_url)
+        event.listen(Engine, "commit", guard.hold)
+        try:
+            return asyncio.run(_as_coroutine(coroutine_function))
+        finally:
+            event.remove(Engine, "commit", guard.hold)
+            if guard.began:
+                guard.hold()  # asyncio.run may have put back its own handler on the way out
+
+    return call(start, settings.database_url, guard)
 
 
-def call(function: Callable[[], T], database_url: str | None = None) -> T:
+def call(
+    function: Callable[[], T], database_url: str | None = None, guard: CommitGuard | None = None
+) -> T:
     """Call ``function``, translating every failure: for the work a command does outside the
     event loop (checks, and prompts, which must not block a running loop: Ctrl-C would then only
     cancel its task, and the prompt would go on waiting). A failure to reach ``database_url``
-    names its server."""
+    names its server. An interrupt during a commit (``guard``) is reported as such."""
     try:
         return function()
     except typer.Exit:
@@ -222,11 +278,11 @@ def call(function: Callable[[], T], database_url: str | None = None) -> T:
     except typer.Abort as exc:
         # Click turns Ctrl-C and end of input at a prompt into Abort; the cause tells them apart.
         if isinstance(exc.__context__, KeyboardInterrupt):
-            typer.echo("Error: interrupted; nothing was committed", err=True)
+            _interrupted(guard)
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
         fail("aborted at the prompt (end of input); nothing was changed", ExitCode.FAILURE)
     except KeyboardInterrupt:
-        typer.echo("Error: interrupted; nothing was committed", err=True)
+        _interrupted(guard)
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     except BrokenPipeError:
         stdout_closed()
@@ -237,6 +293,17 @@ def call(function: Callable[[], T], database_url: str | None = None) -> T:
 
             traceback.print_exc(file=sys.stderr)
         fail(message, code)
+
+
+def _interrupted(guard: CommitGuard | None) -> NoReturn:
+    if guard is not None and guard.began:
+        # Ctrl-C landed between asking for the commit and holding it off: the database may
+        # have committed what the driver never heard back about.
+        message = "interrupted while committing; the changes may have been committed"
+    else:
+        message = "interrupted; nothing was committed"
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(int(ExitCode.INTERRUPTED))
 
 
 async def _as_coroutine(coroutine_function: Callable[[], Awaitable[T]]) -> T:

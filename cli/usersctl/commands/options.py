@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -12,6 +12,7 @@ import typer
 if TYPE_CHECKING:
     from usersctl.users import UserContext
 
+from usersctl.commands.errors import CommitGuard
 from usersctl.commands.render import OutputFormat
 
 
@@ -23,6 +24,8 @@ class Settings:
     connect_timeout: float
     #: ``module.path:ClassName`` of the app's user model (``--model``); None reads the table.
     model_path: str | None = None
+    #: This invocation's hold on Ctrl-C once a commit begins; released when the command ends.
+    commit_guard: CommitGuard = field(default_factory=CommitGuard, compare=False, repr=False)
 
     def open_users(self, *, write: bool = False) -> AbstractAsyncContextManager[UserContext]:
         """One session on the configured database, with its user model (``usersctl.users``)."""
@@ -43,7 +46,9 @@ def settings_of(ctx: typer.Context) -> Settings:
         return root.obj
     from usersctl.engine import DEFAULT_CONNECT_TIMEOUT, DEFAULT_DATABASE_URL
 
-    return Settings(DEFAULT_DATABASE_URL, DEFAULT_CONNECT_TIMEOUT)
+    settings = Settings(DEFAULT_DATABASE_URL, DEFAULT_CONNECT_TIMEOUT)
+    ctx.call_on_close(settings.commit_guard.release)
+    return settings
 
 
 def complete_user(ctx: typer.Context, incomplete: str) -> list[str]:

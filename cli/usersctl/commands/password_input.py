@@ -93,4 +93,7 @@ def _read_file(path: Path) -> str:
         raise InvalidInput(f"cannot read password file {path}: {exc.strerror}") from None
     if mode & (stat.S_IRGRP | stat.S_IROTH):
         say(f"Warning: password file {path} is readable by other users; chmod 600 it")
+    elif mode & (stat.S_IWGRP | stat.S_IWOTH):
+        # Others cannot read it, but they can replace the password before it is read.
+        say(f"Warning: password file {path} is writable by other users; chmod 600 it")
     return strip_newline(text)

@@ -29,9 +29,28 @@ class OutputFormat(str, enum.Enum):
     csv = "csv"
 
 
+#: Characters a terminal acts on instead of showing: C0 controls (ESC starts colour, cursor
+#: and OSC sequences: window titles, hyperlinks), DEL, C1 controls (CSI, OSC in one byte), and
+#: the bidirectional overrides that reorder what is shown. Each is shown as a visible escape.
+_TERMINAL_ESCAPES: dict[int, str] = {
+    code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80, 0xA0))
+}
+_TERMINAL_ESCAPES.update({0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"})
+_TERMINAL_ESCAPES.update(
+    {code: f"\\u{code:04x}" for code in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+)
+
+
+def for_terminal(text: str) -> str:
+    """``text`` made safe to show on a terminal: control characters become visible escapes
+    (``\\x1b``, ``\\n``), so data from strangers (a sign-up form's fields) can neither drive
+    the terminal nor forge a line of output. JSON, JSON lines and CSV keep the exact data."""
+    return text.translate(_TERMINAL_ESCAPES)
+
+
 def say(message: str) -> None:
-    """A message for the person running the command, on stderr."""
-    typer.echo(message, err=True)
+    """A message for the person running the command, on stderr, one line."""
+    typer.echo(for_terminal(message), err=True)
 
 
 def to_jsonable(value: Any) -> Any:
@@ -59,6 +78,11 @@ def to_text(value: Any) -> str:
         return "true" if value else "false"
     plain = to_jsonable(value)
     return plain if isinstance(plain, str) else json.dumps(plain, ensure_ascii=False)
+
+
+def _cell(value: Any) -> str:
+    """A value as a table cell on a terminal: as in CSV, with control characters escaped."""
+    return for_terminal(to_text(value))
 
 
 def _use_rich(stream: TextIO) -> bool:
@@ -131,22 +155,25 @@ def _render_table(
     rows: list[dict[str, Any]], columns: Sequence[str], out: TextIO, title: str | None
 ) -> None:
     if _use_rich(out):
-        from rich.table import Table
+        from rich.table import Column, Table
         from rich.text import Text
 
-        table = Table(*columns, title=title, show_lines=False)
+        table = Table(
+            *(Column(header=Text(for_terminal(column))) for column in columns), title=title
+        )
         for row in rows:
             # Text, not str: a stored "[/x]" is data, not Rich markup.
-            table.add_row(*(Text(to_text(row.get(column))) for column in columns))
+            table.add_row(*(Text(_cell(row.get(column))) for column in columns))
         if _print_if_it_fits(table, out):
             return
-    cells = [[to_text(row.get(column)) for column in columns] for row in rows]
+    headers = [for_terminal(column) for column in columns]
+    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
     widths = [
-        max([len(column)] + [len(line[i]) for line in cells]) for i, column in enumerate(columns)
+        max([len(header)] + [len(line[i]) for line in cells]) for i, header in enumerate(headers)
     ]
     out.write(
         "  ".join(
-            column.ljust(width) for column, width in zip(columns, widths, strict=True)
+            header.ljust(width) for header, width in zip(headers, widths, strict=True)
         ).rstrip()
         + "\n"
     )
@@ -167,9 +194,10 @@ def _render_fields(
 
         table = Table("field", "value", title=title, show_header=False)
         for name in names:
-            table.add_row(Text(name), Text(to_text(row[name])))
+            table.add_row(Text(for_terminal(name)), Text(_cell(row[name])))
         if _print_if_it_fits(table, out):
             return
-    width = max((len(name) for name in names), default=0)
-    for name in names:
-        out.write(f"{name.ljust(width)}  {to_text(row[name])}\n")
+    shown = [for_terminal(name) for name in names]
+    width = max((len(name) for name in shown), default=0)
+    for name, label in zip(names, shown, strict=True):
+        out.write(f"{label.ljust(width)}  {_cell(row[name])}\n")
