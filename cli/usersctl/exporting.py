@@ -87,9 +87,22 @@ def json_rows_statement(
 def csv_rows_statement(
     model: UserModel, columns: list[str], dialect: str, filters: UserFilters
 ) -> Any:
-    """One text column per field, as the CSV should show it, for the users matching ``filters``."""
+    """One text column per field, as the CSV should show it, for the users matching ``filters``.
+
+    An empty cell means "not given" to ``import-users``; a user without a password (NULL
+    ``hashed_password``, who logs in through OAuth only) is written ``null`` instead, which
+    ``import-users`` reads back as NULL."""
     table = model.table
-    fields = select(*(_text_value(table.c[name], dialect).label(name) for name in columns))
+    fields = select(
+        *(
+            (
+                func.coalesce(_text_value(table.c[name], dialect), "null")
+                if name == "hashed_password"
+                else _text_value(table.c[name], dialect)
+            ).label(name)
+            for name in columns
+        )
+    )
     return filters.apply(model, fields.select_from(table))
 
 

@@ -19,7 +19,7 @@ import json
 import os
 import stat
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -32,7 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from usersctl.emails import EmailNormalizer
 from usersctl.errors import Conflict, InvalidInput, LastSuperuser, UsersctlError
 from usersctl.fields import Converter, converter_for, encodes_as_utf8
-from usersctl.models import UserModel
+from usersctl.models import InsertContext, UserModel, python_column_defaults
 from usersctl.passwords import hash_many, is_known_hash
 from usersctl.users import UserContext, active_superusers
 
@@ -261,6 +261,13 @@ def _read_csv(lines: Iterator[tuple[int, str]]) -> Iterator[tuple[int, dict[str,
 # Validating ----------------------------------------------------------------------------------
 
 
+def _is_null(value: Any) -> bool:
+    """JSON's null, or the text ``null`` (any case), which is how CSV carries a NULL hash."""
+    if value is None:
+        return True
+    return isinstance(value, str) and len(value) < 16 and value.strip().lower() == "null"
+
+
 class RowValidator:
     """Checks records against the user table and turns them into ``Row`` objects."""
 
@@ -278,6 +285,7 @@ class RowValidator:
         self.flag_converters = {name: converter_for(table.c[name]) for name in FLAGS}
         # A kept unknown hash is checked as the column's text: length, NUL, valid UTF-8.
         self.hash_as_text = converter_for(table.c["hashed_password"])
+        self.hash_nullable = bool(table.c["hashed_password"].nullable)
         self.allowed = frozenset({*self.converters, *FLAGS, "email", "password", "hashed_password"})
         self.required = model.required_columns
         self.defaulted_forms: dict[tuple[str, ...], tuple[str, ...]] = {}
@@ -293,9 +301,19 @@ class RowValidator:
         values: dict[str, Any] = {"email": email}
         password = record.get("password")
         hashed = record.get("hashed_password")
-        if password is not None and hashed is not None:
+        if "hashed_password" in record and _is_null(hashed):
+            hashed = None
+            if password is None:
+                # A user without a password (who logs in through OAuth only), as exported.
+                if not self.hash_nullable:
+                    raise InvalidInput(
+                        "hashed_password is null, but the column does not allow NULL; "
+                        "give a password or a hash"
+                    )
+                values["hashed_password"] = None
+        elif password is not None and hashed is not None:
             raise InvalidInput("give password or hashed_password, not both")
-        if password is None and hashed is None:
+        elif password is None and hashed is None:
             raise InvalidInput("password or hashed_password is missing")
         if hashed is not None:
             if not isinstance(hashed, str):
@@ -308,6 +326,8 @@ class RowValidator:
                     )
                 hashed = self.hash_as_text(hashed)
             values["hashed_password"] = hashed
+        elif password is None:
+            pass  # no password at all: NULL, checked above
         elif not isinstance(password, str) or not password:
             raise InvalidInput("password is empty")
         elif "\x00" in password:
@@ -329,7 +349,7 @@ class RowValidator:
                 values[name] = convert(record[name])
         for name in self.required:
             if values.get(name) is None:
-                raise InvalidInput(f"required field {name!r} is missing")
+                raise InvalidInput(self.model.missing_required_reason([name]))
         # One tuple object per combination, shared by the rows (a million rows, a few tuples).
         defaulted = self.defaulted_forms.setdefault(defaulted, defaulted)
         return Row(line, email.lower(), values, password if hashed is None else None, defaulted)
@@ -698,7 +718,10 @@ class PreparedInsert:
 
 
 def prepare_inserts(
-    table: Any, dialect: Dialect, rows: list[dict[str, Any]]
+    table: Any,
+    dialect: Dialect,
+    rows: list[dict[str, Any]],
+    defaults: Mapping[str, Callable[[Any], Any]] | None = None,
 ) -> list[PreparedInsert]:
     """Compile the INSERTs for ``rows`` and convert their values for the driver, once per column.
 
@@ -706,32 +729,64 @@ def prepare_inserts(
     the statement is still compiled by SQLAlchemy and each value goes through its column type's
     bind processor, so what is stored is exactly what an ORM insert would store. Pure Python and
     no I/O, so it can run in a worker thread while the previous batch is being written.
+
+    ``defaults`` are what the app fills in Python for the columns a row leaves out (see
+    ``UserModel.insert_defaults``: a dataclass field's default, a column's ``default=``);
+    without it, the columns' own ``default=``.
     """
+    if defaults is None:
+        defaults = python_column_defaults(table)
     prepared = []
     for columns, group in _group_by_columns(rows):
+        filled = [name for name in defaults if name not in columns]
+        named = (*columns, *filled)
         compiled = (
-            insert(table)
-            .values({name: bindparam(name) for name in columns})
-            .compile(dialect=dialect)
+            insert(table).values({name: bindparam(name) for name in named}).compile(dialect=dialect)
         )
-        order = list(compiled.positiontup or columns)
-        # Python-side defaults (a uuid4 id, a created_at) are filled here, as the ORM would.
-        defaults = {name: _python_default(table.c[name]) for name in order if name not in columns}
+        order = list(compiled.positiontup or named)
+        for name in order:
+            if name not in named:
+                raise InvalidInput(
+                    f"column {name!r} has a default usersctl cannot compute; give it"
+                )
+        # Python-side defaults (a uuid4 id, a created_at) are filled here, as the app would.
+        made = _fill_defaults(table, group, filled, defaults) if filled else {}
         # Column by column: one bind processor per column, chosen once. None stays None, as an
         # ORM insert leaves it (a JSON column's processor would store the text 'null').
         values: list[list[Any]] = []
         for name in order:
-            if name in columns:
-                column_values = [row[name] for row in group]
-            else:
-                make = defaults[name]
-                column_values = [make() for _ in group]
+            column_values = [row[name] for row in group] if name in columns else made[name]
             process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
             if process is not None:
                 column_values = [None if v is None else process(v) for v in column_values]
             values.append(column_values)
         prepared.append(PreparedInsert(compiled.string, list(zip(*values, strict=True))))
     return prepared
+
+
+def _fill_defaults(
+    table: Any,
+    group: list[dict[str, Any]],
+    names: list[str],
+    defaults: Mapping[str, Callable[[Any], Any]],
+) -> dict[str, list[Any]]:
+    """The default of each column in ``names`` (in the table's order) for each row of ``group``;
+    a default that takes a context sees the row and the defaults computed before it."""
+    made: dict[str, list[Any]] = {name: [] for name in names}
+    for row in group:
+        context = InsertContext(dict(row))
+        for name in names:
+            context.current_column = table.c[name]
+            try:
+                value = defaults[name](context)
+            except Exception as exc:  # the app's own code: whatever it raises, name the column
+                raise InvalidInput(
+                    f"column {name!r}: the model's default failed ({type(exc).__name__}: {exc}); "
+                    "give the column a value"
+                ) from None
+            context.current_parameters[name] = value
+            made[name].append(value)
+    return made
 
 
 async def _execute_inserts(ctx: UserContext, prepared: list[PreparedInsert]) -> None:
@@ -783,18 +838,8 @@ def _sqlite_multi_row(statement: PreparedInsert, limit: int) -> Iterator[tuple[s
 async def _insert(ctx: UserContext, batch: list[dict[str, Any]]) -> None:
     """Insert rows through the driver's executemany (see ``prepare_inserts``)."""
     dialect = ctx.session.bind.dialect
-    await _execute_inserts(ctx, prepare_inserts(ctx.model.table, dialect, batch))
-
-
-def _python_default(column: Any) -> Callable[[], Any]:
-    default = column.default
-    if default is None:
-        return lambda: None
-    if default.is_scalar:
-        return lambda: default.arg
-    if default.is_callable:
-        return lambda: default.arg(None)  # SQLAlchemy wraps plain callables to take a context
-    raise InvalidInput(f"column {column.name!r} has a default usersctl cannot compute; give it")
+    prepared = prepare_inserts(ctx.model.table, dialect, batch, ctx.model.insert_defaults())
+    await _execute_inserts(ctx, prepared)
 
 
 def _group_by_columns(
@@ -933,6 +978,7 @@ async def _stream_rows(
 
     table = ctx.model.table
     dialect = ctx.session.bind.dialect
+    defaults = ctx.model.insert_defaults()
     await _lock_table(ctx)
 
     def next_batch() -> list[PreparedInsert] | None:
@@ -942,7 +988,7 @@ async def _stream_rows(
         accepted = check.add(batch)
         if not check.clean or check.plaintext:
             return []
-        return prepare_inserts(table, dialect, [row.values for row in accepted])
+        return prepare_inserts(table, dialect, [row.values for row in accepted], defaults)
 
     # A batch is checked in a thread while the previous one is written: by the server process
     # on PostgreSQL; on SQLite by aiosqlite's thread, which holds the GIL only to bind a batch's

@@ -9,13 +9,15 @@ usersctl's own tables, which ``init-db`` creates, are in ``usersctl.builtin_tabl
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import importlib
 import os
 import sys
 import typing
 import uuid
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,8 +100,10 @@ class UserModel:
 
     @property
     def required_columns(self) -> list[str]:
-        """Columns a new user must be given a value for: NOT NULL, with no default of any kind."""
+        """Columns a new user must be given a value for: NOT NULL, with no default of any kind
+        (the column's, the database's, an autoincrement, or the model's dataclass field's)."""
         table = self.table
+        defaulted = self.dataclass_defaults()
         return [
             column.name
             for column in table.columns
@@ -108,11 +112,134 @@ class UserModel:
             and column.default is None
             and column.server_default is None
             and column is not table.autoincrement_column
+            and column.name not in defaulted
         ]
 
     def missing_required(self, values: Mapping[str, Any]) -> list[str]:
         """The required columns that ``values`` (keyed by attribute) leaves without a value."""
         return [name for name in self.required_columns if values.get(self.attribute(name)) is None]
+
+    def missing_required_reason(self, missing: Sequence[str]) -> str:
+        """Why ``missing`` columns are required, and how to give them, in a sentence."""
+        reason = (
+            f"required field(s) with no default not given: {', '.join(missing)} "
+            "(give them with --set FIELD=VALUE)"
+        )
+        if self.source == "database":
+            reason += (
+                "; the database has no default for them: if the app fills them in Python, "
+                "--model module.path:ClassName would supply the app's own defaults"
+            )
+        return reason
+
+    def dataclass_defaults(self) -> dict[str, Callable[[], Any]]:
+        """For a dataclass-mapped model (``MappedAsDataclass``): the columns whose field has a
+        ``default`` or ``default_factory``, by column name, each with a function making the value
+        the app's constructor would give. A default of ``None`` is left out: the ORM leaves such a
+        column to its own default, as if it were not given."""
+        cls = self.user_class
+        if not dataclasses.is_dataclass(cls):
+            return {}
+        fields = {spec.name: spec for spec in dataclasses.fields(cls)}
+        found: dict[str, Callable[[], Any]] = {}
+        for column in self.table.columns:
+            spec = fields.get(self.attribute(column.name))
+            if spec is None:
+                continue
+            if spec.default_factory is not dataclasses.MISSING:
+                found[column.name] = spec.default_factory
+            elif spec.default is not dataclasses.MISSING and spec.default is not None:
+                found[column.name] = functools.partial(_same, spec.default)
+        return found
+
+    def insert_defaults(self) -> dict[str, Callable[[Any], Any]]:
+        """The values the app fills in Python when it creates a user, by column name, in the
+        table's column order: the dataclass field's default first (the constructor sets the
+        attribute), else the column's own ``default=`` (a value, or a callable that may take
+        SQLAlchemy's context). Each function takes that context (see ``InsertContext``)."""
+        dataclass_defaults = self.dataclass_defaults()
+        column_defaults = python_column_defaults(self.table)
+        found: dict[str, Callable[[Any], Any]] = {}
+        for column in self.table.columns:
+            if column.name in dataclass_defaults:
+                found[column.name] = functools.partial(
+                    _without_context, dataclass_defaults[column.name]
+                )
+            elif column.name in column_defaults:
+                found[column.name] = column_defaults[column.name]
+        return found
+
+    def new_user(self, values: Mapping[str, Any]) -> Any:
+        """A new instance of the user class with ``values`` (by attribute), made the way the
+        app's own code makes one, so that its constructor fills what it fills.
+
+        A dataclass-mapped model's constructor takes only its ``init`` fields: the others are
+        set afterwards, and an ``init`` field without a default that is not given is passed as
+        ``None``, which leaves its column to the column's or the database's default."""
+        cls = self.user_class
+        if not dataclasses.is_dataclass(cls):
+            return cls(**values)
+        init_fields = {spec.name: spec for spec in dataclasses.fields(cls) if spec.init}
+        mapper: Mapper[Any] = inspect(self.user_class)
+        column_attributes = set(mapper.column_attrs.keys())
+        arguments = {key: value for key, value in values.items() if key in init_fields}
+        for name, spec in init_fields.items():
+            if (
+                name not in arguments
+                and name in column_attributes
+                and spec.default is dataclasses.MISSING
+                and spec.default_factory is dataclasses.MISSING
+            ):
+                arguments[name] = None
+        try:
+            user = cls(**arguments)
+        except TypeError as exc:  # a required argument that is not a column of the table
+            raise InvalidInput(f"--model {self.source}: cannot make a user ({exc})") from None
+        for key, value in values.items():
+            if key not in init_fields:
+                setattr(user, key, value)
+        return user
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _without_context(make: Callable[[], Any], context: Any) -> Any:
+    return make()
+
+
+class InsertContext:
+    """What a column default that takes SQLAlchemy's execution context reads when usersctl
+    inserts rows itself (``import-users``): the row being inserted, by column name, with the
+    defaults computed before it in the table's column order."""
+
+    def __init__(self, parameters: dict[str, Any], column: Column[Any] | None = None) -> None:
+        self.current_parameters = parameters
+        self.current_column = column
+
+    def get_current_parameters(self, isolate_multiinsert_groups: bool = True) -> dict[str, Any]:
+        return self.current_parameters
+
+
+def python_column_defaults(table: Table) -> dict[str, Callable[[Any], Any]]:
+    """The columns of ``table`` whose ``default=`` is computed in Python (a value, or a callable,
+    which SQLAlchemy has made take the execution context), each as a function of that context.
+    SQL expression and sequence defaults are left to the database, which the INSERT asks."""
+    found: dict[str, Callable[[Any], Any]] = {}
+    for column in table.columns:
+        default: Any = column.default
+        if default is None:
+            continue
+        if default.is_scalar:
+            found[column.name] = functools.partial(_scalar_default, default.arg)
+        elif default.is_callable:
+            found[column.name] = default.arg
+    return found
+
+
+def _scalar_default(value: Any, context: Any) -> Any:
+    return value
 
 
 def _uuid_type(column: Any) -> TypeEngine[Any] | None:

@@ -268,7 +268,9 @@ async def create_user(
 ) -> Created:
     """Add a user. An existing email (any case) raises ``UserAlreadyExists``, or with
     ``if_not_exists`` returns that user unchanged. ``extra`` holds other columns' values (by
-    attribute); a NOT NULL column with no default that it leaves out raises ``InvalidInput``."""
+    attribute); a NOT NULL column with no default that it leaves out raises ``InvalidInput``.
+    The model's own defaults (a dataclass field's ``default_factory``, a column's ``default=``)
+    fill the rest as the app's would."""
     typed, email = email.strip(), normalize_email(email)
     try:
         existing = await find_by_email(ctx, email, typed=typed)
@@ -280,10 +282,7 @@ async def create_user(
         raise UserAlreadyExists(f"a user with email {existing.email!r} already exists")
     missing = ctx.model.missing_required(extra or {})
     if missing:
-        raise InvalidInput(
-            f"required field(s) with no default not given: {', '.join(missing)} "
-            "(give them with --set FIELD=VALUE)"
-        )
+        raise InvalidInput(ctx.model.missing_required_reason(missing))
     values: dict[str, Any] = {
         "email": email,
         "hashed_password": hashed_password,
@@ -292,7 +291,7 @@ async def create_user(
         "is_verified": is_verified,
         **(extra or {}),
     }
-    user = ctx.model.user_class(**values)
+    user = ctx.model.new_user(values)  # its constructor fills the app's defaults
     ctx.session.add(user)
     await _flush(ctx, email)
     await ctx.session.refresh(user)
