@@ -772,20 +772,22 @@ def _fill_defaults(
 ) -> dict[str, list[Any]]:
     """The default of each column in ``names`` (in the table's order) for each row of ``group``;
     a default that takes a context sees the row and the defaults computed before it."""
-    made: dict[str, list[Any]] = {name: [] for name in names}
-    for row in group:
-        context = InsertContext(dict(row))
-        for name in names:
-            context.current_column = table.c[name]
-            try:
-                value = defaults[name](context)
-            except Exception as exc:  # the app's own code: whatever it raises, name the column
-                raise InvalidInput(
-                    f"column {name!r}: the model's default failed ({type(exc).__name__}: {exc}); "
-                    "give the column a value"
-                ) from None
-            context.current_parameters[name] = value
-            made[name].append(value)
+    made: dict[str, list[Any]] = {}
+    context = InsertContext(made)
+    for name in names:
+        make = defaults[name]
+        context.current_column = table.c[name]
+        column_values = []
+        try:
+            for index, row in enumerate(group):
+                context.row, context.index = row, index
+                column_values.append(make(context))
+        except Exception as exc:  # the app's own code: whatever it raises, name the column
+            raise InvalidInput(
+                f"column {name!r}: the model's default failed ({type(exc).__name__}: {exc}); "
+                "give the column a value"
+            ) from None
+        made[name] = column_values
     return made
 
 

@@ -212,11 +212,19 @@ def _without_context(make: Callable[[], Any], context: Any) -> Any:
 class InsertContext:
     """What a column default that takes SQLAlchemy's execution context reads when usersctl
     inserts rows itself (``import-users``): the row being inserted, by column name, with the
-    defaults computed before it in the table's column order."""
+    defaults computed before it in the table's column order (``made``: column name -> the values
+    of every row, ``index`` being this row's)."""
 
-    def __init__(self, parameters: dict[str, Any], column: Column[Any] | None = None) -> None:
-        self.current_parameters = parameters
-        self.current_column = column
+    def __init__(self, made: Mapping[str, Sequence[Any]]) -> None:
+        self.made = made
+        self.row: Mapping[str, Any] = {}
+        self.index = 0
+        self.current_column: Column[Any] | None = None
+
+    @property
+    def current_parameters(self) -> dict[str, Any]:
+        earlier = {name: values[self.index] for name, values in self.made.items()}
+        return {**self.row, **earlier}
 
     def get_current_parameters(self, isolate_multiinsert_groups: bool = True) -> dict[str, Any]:
         return self.current_parameters
@@ -436,7 +444,7 @@ def load_user_model(path: str) -> UserModel:
             break
     token_tables = [
         other
-        for other in table.metadata.sorted_tables
+        for other in table.metadata.tables.values()  # sorted_tables fails on a dangling key
         if other is not table and set(other.c.keys()) >= TOKEN_COLUMNS and _references(other, table)
     ]
     return UserModel(
@@ -451,9 +459,13 @@ def load_user_model(path: str) -> UserModel:
 
 
 def model_tables(model: UserModel, *, oauth: bool, access_tokens: bool) -> list[Table]:
-    """The tables ``init-db`` creates for an imported model: its user table, with the unique
-    ``lower(email)`` index even if its base class does not declare one, and on request its OAuth
-    account and access token tables."""
+    """The tables ``init-db`` creates for an imported model, in dependency order: its user table,
+    with the unique ``lower(email)`` index even if its base class does not declare one, on
+    request its OAuth account and access token tables, and every table these reference through
+    a foreign key (a ``tenants`` table, the parent table of a joined-table subclass), which
+    must exist before them."""
+    from sqlalchemy.schema import sort_tables
+
     add_email_lower_index(model.table)
     tables = [model.table]
     for wanted, table, what in (
@@ -464,7 +476,34 @@ def model_tables(model: UserModel, *, oauth: bool, access_tokens: bool) -> list[
             raise InvalidInput(f"--model {model.source}: the model has no {what}")
         if wanted and table is not None:
             tables.append(table)
-    return tables
+    needed: dict[str, Table] = {}
+    while tables:
+        table = tables.pop()
+        if table.key in needed:
+            continue
+        needed[table.key] = table
+        tables.extend(_referenced_tables(model, table))
+    return sort_tables(needed.values())
+
+
+def _referenced_tables(model: UserModel, table: Table) -> list[Table]:
+    """The tables ``table``'s foreign keys point at; ``InvalidInput`` naming a foreign key whose
+    table the model's metadata does not define."""
+    from sqlalchemy.exc import NoReferencedColumnError, NoReferencedTableError
+
+    found = []
+    for fk in table.foreign_keys:
+        try:
+            referenced = fk.column.table
+        except (NoReferencedTableError, NoReferencedColumnError):
+            raise InvalidInput(
+                f"--model {model.source}: {table.name}.{fk.parent.name} references "
+                f"{fk.target_fullname}, which the model's metadata does not define (is the module "
+                "that defines it imported with the model?)"
+            ) from None
+        if isinstance(referenced, Table) and referenced is not table:
+            found.append(referenced)
+    return found
 
 
 def require_table(connection: Connection, model: UserModel) -> None:
