@@ -277,7 +277,7 @@ class RowValidator:
         table = model.table
         self.normalize = EmailNormalizer()
         managed = {"email", "hashed_password", *FLAGS}
-        columns = [column for column in table.columns if column.name not in managed]
+        columns = [column for column in model.all_columns if column.name not in managed]
         # One converter per column, chosen once: per-row type dispatch would dominate the import.
         self.converters: dict[str, Converter] = {
             column.name: converter_for(column) for column in columns
@@ -552,7 +552,6 @@ async def write_rows(
     ``force``, as update-user and deactivate-user refuse them. An updated user whose password
     changes or who is deactivated loses their database access tokens, as with set-password and
     deactivate-user, unless ``keep_sessions``."""
-    table = ctx.model.table
     await _lock_table(ctx)
     if on_conflict == "fail" and await _insert_all_or_nothing(ctx, rows, progress):
         summary.created += len(rows)
@@ -577,9 +576,11 @@ async def write_rows(
     ending = [] if keep_sessions or not updates else await _sessions_to_end(ctx, updates)
     written = len(inserts)
     for columns, batch in _group_by_columns(updates):
-        values: dict[str, Any] = {name: bindparam(name) for name in columns if name != "_id"}
-        statement = update(table).where(table.c.id == bindparam("_id")).values(values)
-        await ctx.session.execute(statement, batch)
+        for statement, names in _update_statements(ctx.model, columns):
+            if len(names) < len(columns):  # a parent table: its own columns only
+                await ctx.session.execute(statement, [{n: v[n] for n in names} for v in batch])
+            else:
+                await ctx.session.execute(statement, batch)
         written += len(batch)
         if progress:
             progress("writing", written, total)
@@ -594,6 +595,27 @@ async def write_rows(
         summary.revoked_tokens += await revoke_access_tokens_of(ctx, ending) or 0
     summary.created += len(inserts)
     summary.updated += len(updates)
+
+
+def _update_statements(
+    model: UserModel, columns: tuple[str, ...]
+) -> list[tuple[Any, tuple[str, ...]]]:
+    """The UPDATEs that write ``columns`` of the users whose ids are bound as ``_id``, each with
+    the names it binds: one for the user table and, for a joined-table subclass, one for each
+    parent table that has some of them or columns with an ``onupdate`` (an ``updated_at``),
+    which the UPDATE fills."""
+    table = model.table
+    statements = []
+    for target in (table, *model.parent_tables):
+        names = tuple(name for name in columns if name == "_id" or name in target.c)
+        values: dict[Any, Any] = {name: bindparam(name) for name in names if name != "_id"}
+        key = target.c.id if target is table else next(iter(target.primary_key.columns))
+        if not values:
+            if target is table or all(column.onupdate is None for column in target.columns):
+                continue
+            values = {key: key}  # nothing given: the UPDATE sets only its onupdate columns
+        statements.append((update(target).where(key == bindparam("_id")).values(values), names))
+    return statements
 
 
 @dataclass
@@ -839,9 +861,29 @@ def _sqlite_multi_row(statement: PreparedInsert, limit: int) -> Iterator[tuple[s
 
 async def _insert(ctx: UserContext, batch: list[dict[str, Any]]) -> None:
     """Insert rows through the driver's executemany (see ``prepare_inserts``)."""
+    if ctx.model.parent_tables:
+        await _insert_through_mapper(ctx, batch)
+        return
     dialect = ctx.session.bind.dialect
     prepared = prepare_inserts(ctx.model.table, dialect, batch, ctx.model.insert_defaults())
     await _execute_inserts(ctx, prepared)
+
+
+async def _insert_through_mapper(ctx: UserContext, batch: list[dict[str, Any]]) -> None:
+    """Insert the users of a joined-table subclass through the app's mapper, as the app does:
+    each user's row in every parent table first (its defaults filled, the discriminator set),
+    then in the user table, in the caller's transaction."""
+    model = ctx.model
+    keys: dict[str, str] = {}
+    users = []
+    for row in batch:
+        for name in row.keys() - keys.keys():
+            keys[name] = model.attribute(name)
+        users.append(model.new_user({keys[name]: value for name, value in row.items()}))
+    ctx.session.add_all(users)
+    await ctx.session.flush()
+    for user in users:
+        ctx.session.expunge(user)  # a million users must not stay in the session
 
 
 def _group_by_columns(
@@ -930,7 +972,7 @@ async def _import(
         records = read_records(stream, fmt)
         # Writing while reading suits a file; a pipe may be slow, and its writer must not hold
         # the database's lock while it waits for the other end.
-        fast = on_conflict == "fail" and _is_regular_file(stream)
+        fast = on_conflict == "fail" and _is_regular_file(stream) and not ctx.model.parent_tables
         if fast and await _stream_rows(ctx, check, records, progress):
             summary.created = len(check.rows)
             await _advance_id_sequence(ctx, check.rows.values())

@@ -96,24 +96,68 @@ class UserModel:
     def attribute(self, column_name: str) -> str:
         """The mapped attribute holding ``column_name`` (an app may name them differently)."""
         mapper: Mapper[Any] = inspect(self.user_class)
-        return mapper.get_property_by_column(self.table.c[column_name]).key
+        return mapper.get_property_by_column(self.column(column_name)).key
+
+    @property
+    def parent_tables(self) -> list[Table]:
+        """For a joined-table subclass (``class User(Principal)``): the tables of the classes it
+        inherits from, each holding part of every user's row under the same id, parents first."""
+        mapper: Mapper[Any] = inspect(self.user_class)
+        return [
+            table for table in mapper.tables if table is not self.table and isinstance(table, Table)
+        ]
+
+    def column(self, name: str) -> Column[Any]:
+        """The column ``name`` of the user table, else of a parent table; ``KeyError`` if none."""
+        for table in (self.table, *self.parent_tables):
+            if name in table.c:
+                column: Column[Any] = table.c[name]
+                return column
+        raise KeyError(name)
+
+    def has_column(self, name: str) -> bool:
+        return any(name in table.c for table in (self.table, *self.parent_tables))
+
+    @property
+    def selectable(self) -> Any:
+        """What to select a user's columns from: the user table, or for a joined-table subclass
+        the join of its parent tables with it."""
+        if not self.parent_tables:
+            return self.table
+        mapper: Mapper[Any] = inspect(self.user_class)
+        return mapper.persist_selectable
+
+    @property
+    def all_columns(self) -> list[Column[Any]]:
+        """The columns that make up a user: the user table's, then the parent tables' (without
+        the ids they share with it)."""
+        return _all_columns(inspect(self.user_class))
 
     @property
     def required_columns(self) -> list[str]:
         """Columns a new user must be given a value for: NOT NULL, with no default of any kind
-        (the column's, the database's, an autoincrement, or the model's dataclass field's)."""
-        table = self.table
+        (the column's, the database's, an autoincrement, or the model's dataclass field's; for a
+        joined-table subclass, the id's default in the parent table, and the discriminator,
+        which the ORM sets)."""
+        mapper: Mapper[Any] = inspect(self.user_class)
         defaulted = self.dataclass_defaults()
-        return [
-            column.name
-            for column in table.columns
-            if column.name not in MANAGED_FIELDS
-            and not column.nullable
-            and column.default is None
-            and column.server_default is None
-            and column is not table.autoincrement_column
-            and column.name not in defaulted
-        ]
+        required = []
+        for column in self.all_columns:
+            if column.name in MANAGED_FIELDS or column.nullable or column.name in defaulted:
+                continue
+            if column is mapper.polymorphic_on:
+                continue
+            prop = mapper.get_property_by_column(column)
+            shared = getattr(prop, "columns", [column])  # the id of every table in a hierarchy
+            if any(
+                other.default is not None
+                or other.server_default is not None
+                or (isinstance(other.table, Table) and other is other.table.autoincrement_column)
+                for other in shared
+            ):
+                continue
+            required.append(column.name)
+        return required
 
     def missing_required(self, values: Mapping[str, Any]) -> list[str]:
         """The required columns that ``values`` (keyed by attribute) leaves without a value."""
@@ -453,9 +497,25 @@ def load_user_model(path: str) -> UserModel:
         oauth_class=oauth_class,
         token_table=token_tables[0] if token_tables else None,
         extra_columns=tuple(
-            column.name for column in table.columns if column.name not in BASE_COLUMNS
+            column.name for column in _all_columns(mapper) if column.name not in BASE_COLUMNS
         ),
     )
+
+
+def _all_columns(mapper: Mapper[Any]) -> list[Column[Any]]:
+    """The user table's columns, then its parent tables' (a joined-table subclass), without the
+    ids they share with it."""
+    local = mapper.local_table
+    assert isinstance(local, Table)
+    found: list[Column[Any]] = list(local.columns)
+    for table in mapper.tables:
+        if table is local or not isinstance(table, Table):
+            continue
+        for column in table.columns:
+            prop = mapper.get_property_by_column(column)
+            if not any(other.table is local for other in getattr(prop, "columns", [])):
+                found.append(column)
+    return found
 
 
 def model_tables(model: UserModel, *, oauth: bool, access_tokens: bool) -> list[Table]:
@@ -506,6 +566,22 @@ def _referenced_tables(model: UserModel, table: Table) -> list[Table]:
     return found
 
 
+def require_writable(connection: Connection, model: UserModel) -> None:
+    """Raise ``InvalidInput`` when a user table read from the database takes its id from a parent
+    table (a joined-table subclass of the app's, such as ``class User(Principal)``): a user is
+    then a row in each table, which only the app's model can write together."""
+    if model.source != "database":
+        return
+    table = model.table
+    for fk in inspect(connection).get_foreign_keys(table.name, schema=table.schema):
+        if fk["constrained_columns"] == ["id"] and fk["referred_table"] != table.name:
+            raise InvalidInput(
+                f"the {table.name!r} table takes its ids from the {fk['referred_table']!r} table "
+                "(the app's user class inherits from another): writing users needs the app's "
+                "model, --model module.path:ClassName, so that both rows are written"
+            )
+
+
 def require_table(connection: Connection, model: UserModel) -> None:
     """Raise ``TablesMissing`` when the database lacks the user table of an imported model."""
     if not inspect(connection).has_table(model.table.name):
@@ -530,10 +606,10 @@ def field_values(model: UserModel, assignments: Sequence[str], *, creating: bool
             raise InvalidInput(f"--set {assignment!r}: expected FIELD=VALUE")
         if name in MANAGED_FIELDS:
             raise InvalidInput(f"--set {name}: use {MANAGED_FIELDS[name]} for this field")
-        if name not in table.c:
+        if not model.has_column(name):
             others = [
                 column.name
-                for column in table.columns
+                for column in model.all_columns
                 if column.name not in MANAGED_FIELDS and (creating or column.name != "id")
             ]
             known = f"; its other columns: {', '.join(others)}" if others else ""
@@ -545,5 +621,5 @@ def field_values(model: UserModel, assignments: Sequence[str], *, creating: bool
         key = model.attribute(name)
         if key in values:
             raise InvalidInput(f"--set {name}: given more than once")
-        values[key] = convert_value(table.c[name], raw)
+        values[key] = convert_value(model.column(name), raw)
     return values

@@ -34,7 +34,13 @@ from usersctl.errors import (
     UserNotFound,
 )
 from usersctl.fields import INT64
-from usersctl.models import UserModel, load_user_model, reflect_user_model, require_table
+from usersctl.models import (
+    UserModel,
+    load_user_model,
+    reflect_user_model,
+    require_table,
+    require_writable,
+)
 
 UserDB = SQLAlchemyUserDatabase[Any, Any]
 
@@ -76,6 +82,8 @@ async def open_users(
         async with session_factory(engine)() as session:
             if loaded is None:
                 model = await session.run_sync(lambda s: reflect_user_model(s.connection()))
+                if write:
+                    await session.run_sync(lambda s: require_writable(s.connection(), model))
             else:
                 model = loaded
                 await session.run_sync(lambda s: require_table(s.connection(), loaded))
@@ -214,7 +222,11 @@ async def list_users(
     """Users in the order of their lowercased email, from just after ``after`` (keyset paging)."""
     table = ctx.model.table
     key = func.lower(table.c.email)
-    statement = filters.apply(ctx.model, select(table).order_by(key))
+    if ctx.model.parent_tables:  # a joined-table subclass: the parents' columns too
+        fields = select(*(ctx.model.column(name) for name in ctx.model.columns))
+        statement = filters.apply(ctx.model, fields.select_from(ctx.model.selectable).order_by(key))
+    else:
+        statement = filters.apply(ctx.model, select(table).order_by(key))
     if after:
         statement = statement.where(key > func.lower(after))
     result = await ctx.session.execute(statement.limit(limit + 1))
@@ -372,13 +384,39 @@ async def update_user(
         setattr(user, name, new)
     if changes:
         await _flush(ctx, user.email)
+        await touch_parent_rows(ctx, [user.id])
     return changes
+
+
+async def touch_parent_rows(ctx: UserContext, user_ids: Sequence[Any]) -> None:
+    """For a joined-table subclass, fill the parent tables' ``onupdate`` columns (an
+    ``updated_at``) of changed users: the ORM updates a parent row only when one of its own
+    columns changes, and a change to the user is a change to the principal it is."""
+    from sqlalchemy import update
+
+    for table in ctx.model.parent_tables:
+        if not user_ids or all(column.onupdate is None for column in table.columns):
+            continue
+        key = next(iter(table.primary_key.columns))
+        # SET key = key: the UPDATE adds the onupdate columns, computed as the app's would be.
+        await ctx.session.execute(update(table).where(key.in_(user_ids)).values({key: key}))
+
+
+async def _delete_parent_rows(ctx: UserContext, user_id: Any) -> None:
+    """For a joined-table subclass, delete the user's rows in the parent tables too (nearest
+    parent first), as the app's ORM does."""
+    from sqlalchemy import delete
+
+    for table in reversed(ctx.model.parent_tables):
+        key = next(iter(table.primary_key.columns))
+        await ctx.session.execute(delete(table).where(key == user_id))
 
 
 async def set_password(ctx: UserContext, user: Any, hashed_password: str) -> None:
     """Replace the user's password hash."""
     user.hashed_password = hashed_password
     await ctx.session.flush()
+    await touch_parent_rows(ctx, [user.id])
 
 
 async def set_active(
@@ -392,6 +430,7 @@ async def set_active(
     for user in changed:
         user.is_active = active
     await ctx.session.flush()
+    await touch_parent_rows(ctx, [user.id for user in changed])
     return changed, unchanged
 
 
@@ -403,6 +442,7 @@ async def delete_users(ctx: UserContext, users: Sequence[Any], *, force: bool = 
     for user in users:
         await delete_logins(ctx, user.id)
         await ctx.db.delete_by_id(user.id)
+        await _delete_parent_rows(ctx, user.id)
         ctx.session.expunge(user)
 
 
