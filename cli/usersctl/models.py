@@ -147,7 +147,9 @@ class UserModel:
                 continue
             if column is mapper.polymorphic_on:
                 continue
-            prop = mapper.get_property_by_column(column)
+            prop = _property_of(mapper, column)
+            if prop is None:
+                continue  # a column the model leaves unmapped: the app cannot fill it either
             shared = getattr(prop, "columns", [column])  # the id of every table in a hierarchy
             if any(
                 other.default is not None
@@ -186,8 +188,10 @@ class UserModel:
             return {}
         fields = {spec.name: spec for spec in dataclasses.fields(cls)}
         found: dict[str, Callable[[], Any]] = {}
-        for column in self.table.columns:
-            spec = fields.get(self.attribute(column.name))
+        mapper: Mapper[Any] = inspect(self.user_class)
+        for column in self.all_columns:
+            prop = _property_of(mapper, column)
+            spec = fields.get(prop.key) if prop is not None else None
             if spec is None:
                 continue
             if spec.default_factory is not dataclasses.MISSING:
@@ -502,6 +506,16 @@ def load_user_model(path: str) -> UserModel:
     )
 
 
+def _property_of(mapper: Mapper[Any], column: Column[Any]) -> Any:
+    """The mapped attribute of ``column``, or None for a column the model leaves unmapped."""
+    from sqlalchemy.orm.exc import UnmappedColumnError
+
+    try:
+        return mapper.get_property_by_column(column)
+    except UnmappedColumnError:
+        return None
+
+
 def _all_columns(mapper: Mapper[Any]) -> list[Column[Any]]:
     """The user table's columns, then its parent tables' (a joined-table subclass), without the
     ids they share with it."""
@@ -512,8 +526,10 @@ def _all_columns(mapper: Mapper[Any]) -> list[Column[Any]]:
         if table is local or not isinstance(table, Table):
             continue
         for column in table.columns:
-            prop = mapper.get_property_by_column(column)
-            if not any(other.table is local for other in getattr(prop, "columns", [])):
+            prop = _property_of(mapper, column)
+            if prop is not None and not any(
+                other.table is local for other in getattr(prop, "columns", [])
+            ):
                 found.append(column)
     return found
 
