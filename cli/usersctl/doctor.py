@@ -155,9 +155,10 @@ def type_family(kind: TypeEngine[Any], dialect: Dialect) -> str:
     return type(kind).__name__.lower()
 
 
-#: What FastAPI Users' columns may be, when no model says more (the table is read as it is).
+#: What FastAPI Users' columns may be, when no model says more (the table is read as it is), by
+#: the table's role, whatever its name: these are the columns FastAPI Users' adapters use.
 EXPECTED_FAMILIES: dict[str, dict[str, set[str]]] = {
-    USER_TABLE: {
+    "user": {
         "id": {"uuid", "integer", "text"},
         "email": {"text"},
         "hashed_password": {"text"},
@@ -165,7 +166,7 @@ EXPECTED_FAMILIES: dict[str, dict[str, set[str]]] = {
         "is_superuser": {"boolean"},
         "is_verified": {"boolean"},
     },
-    OAUTH_TABLE: {
+    "oauth": {
         "id": {"uuid", "integer", "text"},
         "oauth_name": {"text"},
         "access_token": {"text"},
@@ -175,26 +176,32 @@ EXPECTED_FAMILIES: dict[str, dict[str, set[str]]] = {
         "account_email": {"text"},
         "user_id": {"uuid", "integer", "text"},
     },
-    TOKEN_TABLE: {
+    # The creation time (``created_at`` to FastAPI Users) is an attribute the app's model may
+    # map to a column of another name (``created_on``): any datetime column will do.
+    "token": {
         "token": {"text"},
-        "created_at": {"datetime"},
         "user_id": {"uuid", "integer", "text"},
     },
 }
 
 
 def _compare_table(
-    connection: Connection, expected: Table | None, name: str, user_id_family: str | None
+    connection: Connection,
+    expected: Table | None,
+    name: str,
+    user_id_family: str | None,
+    role: str,
 ) -> tuple[list[str], list[str]]:
     """Problems with the database's table ``name`` against ``expected`` (a model's table) or,
-    without one, against FastAPI Users' columns; and the columns found only in the database."""
+    without one, against the columns FastAPI Users needs in a table of that ``role`` (``user``,
+    ``oauth``, ``token``); and the columns found only in the database."""
     dialect = connection.dialect
     found = {column["name"]: column for column in inspect(connection).get_columns(name)}
     problems: list[str] = []
     if expected is not None:
         wanted = {column.name: {type_family(column.type, dialect)} for column in expected.columns}
     else:
-        wanted = EXPECTED_FAMILIES[name]
+        wanted = EXPECTED_FAMILIES[role]
     for column_name, families in wanted.items():
         if column_name not in found:
             problems.append(f"column {column_name} is missing")
@@ -204,6 +211,14 @@ def _compare_table(
             problems.append(
                 f"column {column_name} is {found[column_name]['type']}, expected {'/'.join(sorted(families))}"
             )
+    if expected is None and role == "token":
+        times = [
+            column_name
+            for column_name, column in found.items()
+            if type_family(column["type"], dialect) == "datetime"
+        ]
+        if not times:
+            problems.append("no datetime column for the token's creation time (created_at)")
     if user_id_family is not None and "user_id" in found:
         family = type_family(found["user_id"]["type"], dialect)
         if family != user_id_family:
@@ -259,7 +274,7 @@ def _structure(connection: Connection, loaded: UserModel | None) -> _State:
     expected = model.table if model is not None and model.source != "database" else None
     if model is None:
         return state
-    problems, extra = _compare_table(connection, expected, user_table, None)
+    problems, extra = _compare_table(connection, expected, user_table, None, "user")
     detail = f"{user_table!r} has FastAPI Users' columns"
     if expected is None and extra:
         detail += f", and {', '.join(extra)}"
@@ -270,10 +285,10 @@ def _structure(connection: Connection, loaded: UserModel | None) -> _State:
     )
     id_family = type_family(model.table.c.id.type, connection.dialect)
     related = (
-        (OAUTH_TABLE, "oauth_account table", model.oauth_table),
-        (TOKEN_TABLE, "accesstoken table", model.token_table),
+        (OAUTH_TABLE, "oauth_account table", model.oauth_table, "oauth"),
+        (TOKEN_TABLE, "accesstoken table", model.token_table, "token"),
     )
-    for default_name, check_name, table in related:
+    for default_name, check_name, table, role in related:
         known = table is not None and model.source != "database"
         name = table.name if table is not None else default_name
         if name not in names:
@@ -284,7 +299,7 @@ def _structure(connection: Connection, loaded: UserModel | None) -> _State:
             else:
                 state.checks.append(CheckResult(check_name, OK, f"no {name!r} table (not used)"))
             continue
-        problems, _ = _compare_table(connection, table if known else None, name, id_family)
+        problems, _ = _compare_table(connection, table if known else None, name, id_family, role)
         status = FAIL if problems else OK
         detail = "; ".join(problems) or f"{name!r} has FastAPI Users' columns"
         state.checks.append(CheckResult(check_name, status, detail))

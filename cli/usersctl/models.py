@@ -9,13 +9,15 @@ usersctl's own tables, which ``init-db`` creates, are in ``usersctl.builtin_tabl
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import importlib
 import os
 import sys
 import typing
 import uuid
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,25 +96,206 @@ class UserModel:
     def attribute(self, column_name: str) -> str:
         """The mapped attribute holding ``column_name`` (an app may name them differently)."""
         mapper: Mapper[Any] = inspect(self.user_class)
-        return mapper.get_property_by_column(self.table.c[column_name]).key
+        return mapper.get_property_by_column(self.column(column_name)).key
+
+    @property
+    def parent_tables(self) -> list[Table]:
+        """For a joined-table subclass (``class User(Principal)``): the tables of the classes it
+        inherits from, each holding part of every user's row under the same id, parents first."""
+        mapper: Mapper[Any] = inspect(self.user_class)
+        return [
+            table for table in mapper.tables if table is not self.table and isinstance(table, Table)
+        ]
+
+    def column(self, name: str) -> Column[Any]:
+        """The column ``name`` of the user table, else of a parent table; ``KeyError`` if none."""
+        for table in (self.table, *self.parent_tables):
+            if name in table.c:
+                column: Column[Any] = table.c[name]
+                return column
+        raise KeyError(name)
+
+    def has_column(self, name: str) -> bool:
+        return any(name in table.c for table in (self.table, *self.parent_tables))
+
+    @property
+    def selectable(self) -> Any:
+        """What to select a user's columns from: the user table, or for a joined-table subclass
+        the join of its parent tables with it."""
+        if not self.parent_tables:
+            return self.table
+        mapper: Mapper[Any] = inspect(self.user_class)
+        return mapper.persist_selectable
+
+    @property
+    def all_columns(self) -> list[Column[Any]]:
+        """The columns that make up a user: the user table's, then the parent tables' (without
+        the ids they share with it)."""
+        return _all_columns(inspect(self.user_class))
 
     @property
     def required_columns(self) -> list[str]:
-        """Columns a new user must be given a value for: NOT NULL, with no default of any kind."""
-        table = self.table
-        return [
-            column.name
-            for column in table.columns
-            if column.name not in MANAGED_FIELDS
-            and not column.nullable
-            and column.default is None
-            and column.server_default is None
-            and column is not table.autoincrement_column
-        ]
+        """Columns a new user must be given a value for: NOT NULL, with no default of any kind
+        (the column's, the database's, an autoincrement, or the model's dataclass field's; for a
+        joined-table subclass, the id's default in the parent table, and the discriminator,
+        which the ORM sets)."""
+        mapper: Mapper[Any] = inspect(self.user_class)
+        defaulted = self.dataclass_defaults()
+        required = []
+        for column in self.all_columns:
+            if column.name in MANAGED_FIELDS or column.nullable or column.name in defaulted:
+                continue
+            if column is mapper.polymorphic_on:
+                continue
+            prop = _property_of(mapper, column)
+            if prop is None:
+                continue  # a column the model leaves unmapped: the app cannot fill it either
+            shared = getattr(prop, "columns", [column])  # the id of every table in a hierarchy
+            if any(
+                other.default is not None
+                or other.server_default is not None
+                or (isinstance(other.table, Table) and other is other.table.autoincrement_column)
+                for other in shared
+            ):
+                continue
+            required.append(column.name)
+        return required
 
     def missing_required(self, values: Mapping[str, Any]) -> list[str]:
         """The required columns that ``values`` (keyed by attribute) leaves without a value."""
         return [name for name in self.required_columns if values.get(self.attribute(name)) is None]
+
+    def missing_required_reason(self, missing: Sequence[str]) -> str:
+        """Why ``missing`` columns are required, and how to give them, in a sentence."""
+        reason = (
+            f"required field(s) with no default not given: {', '.join(missing)} "
+            "(give them with --set FIELD=VALUE)"
+        )
+        if self.source == "database":
+            reason += (
+                "; the database has no default for them: if the app fills them in Python, "
+                "--model module.path:ClassName would supply the app's own defaults"
+            )
+        return reason
+
+    def dataclass_defaults(self) -> dict[str, Callable[[], Any]]:
+        """For a dataclass-mapped model (``MappedAsDataclass``): the columns whose field has a
+        ``default`` or ``default_factory``, by column name, each with a function making the value
+        the app's constructor would give. A default of ``None`` is left out: the ORM leaves such a
+        column to its own default, as if it were not given."""
+        cls = self.user_class
+        if not dataclasses.is_dataclass(cls):
+            return {}
+        fields = {spec.name: spec for spec in dataclasses.fields(cls)}
+        found: dict[str, Callable[[], Any]] = {}
+        mapper: Mapper[Any] = inspect(self.user_class)
+        for column in self.all_columns:
+            prop = _property_of(mapper, column)
+            spec = fields.get(prop.key) if prop is not None else None
+            if spec is None:
+                continue
+            if spec.default_factory is not dataclasses.MISSING:
+                found[column.name] = spec.default_factory
+            elif spec.default is not dataclasses.MISSING and spec.default is not None:
+                found[column.name] = functools.partial(_same, spec.default)
+        return found
+
+    def insert_defaults(self) -> dict[str, Callable[[Any], Any]]:
+        """The values the app fills in Python when it creates a user, by column name, in the
+        table's column order: the dataclass field's default first (the constructor sets the
+        attribute), else the column's own ``default=`` (a value, or a callable that may take
+        SQLAlchemy's context). Each function takes that context (see ``InsertContext``)."""
+        dataclass_defaults = self.dataclass_defaults()
+        column_defaults = python_column_defaults(self.table)
+        found: dict[str, Callable[[Any], Any]] = {}
+        for column in self.table.columns:
+            if column.name in dataclass_defaults:
+                found[column.name] = functools.partial(
+                    _without_context, dataclass_defaults[column.name]
+                )
+            elif column.name in column_defaults:
+                found[column.name] = column_defaults[column.name]
+        return found
+
+    def new_user(self, values: Mapping[str, Any]) -> Any:
+        """A new instance of the user class with ``values`` (by attribute), made the way the
+        app's own code makes one, so that its constructor fills what it fills.
+
+        A dataclass-mapped model's constructor takes only its ``init`` fields: the others are
+        set afterwards, and an ``init`` field without a default that is not given is passed as
+        ``None``, which leaves its column to the column's or the database's default."""
+        cls = self.user_class
+        if not dataclasses.is_dataclass(cls):
+            return cls(**values)
+        init_fields = {spec.name: spec for spec in dataclasses.fields(cls) if spec.init}
+        mapper: Mapper[Any] = inspect(self.user_class)
+        column_attributes = set(mapper.column_attrs.keys())
+        arguments = {key: value for key, value in values.items() if key in init_fields}
+        for name, spec in init_fields.items():
+            if (
+                name not in arguments
+                and name in column_attributes
+                and spec.default is dataclasses.MISSING
+                and spec.default_factory is dataclasses.MISSING
+            ):
+                arguments[name] = None
+        try:
+            user = cls(**arguments)
+        except TypeError as exc:  # a required argument that is not a column of the table
+            raise InvalidInput(f"--model {self.source}: cannot make a user ({exc})") from None
+        for key, value in values.items():
+            if key not in init_fields:
+                setattr(user, key, value)
+        return user
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _without_context(make: Callable[[], Any], context: Any) -> Any:
+    return make()
+
+
+class InsertContext:
+    """What a column default that takes SQLAlchemy's execution context reads when usersctl
+    inserts rows itself (``import-users``): the row being inserted, by column name, with the
+    defaults computed before it in the table's column order (``made``: column name -> the values
+    of every row, ``index`` being this row's)."""
+
+    def __init__(self, made: Mapping[str, Sequence[Any]]) -> None:
+        self.made = made
+        self.row: Mapping[str, Any] = {}
+        self.index = 0
+        self.current_column: Column[Any] | None = None
+
+    @property
+    def current_parameters(self) -> dict[str, Any]:
+        earlier = {name: values[self.index] for name, values in self.made.items()}
+        return {**self.row, **earlier}
+
+    def get_current_parameters(self, isolate_multiinsert_groups: bool = True) -> dict[str, Any]:
+        return self.current_parameters
+
+
+def python_column_defaults(table: Table) -> dict[str, Callable[[Any], Any]]:
+    """The columns of ``table`` whose ``default=`` is computed in Python (a value, or a callable,
+    which SQLAlchemy has made take the execution context), each as a function of that context.
+    SQL expression and sequence defaults are left to the database, which the INSERT asks."""
+    found: dict[str, Callable[[Any], Any]] = {}
+    for column in table.columns:
+        default: Any = column.default
+        if default is None:
+            continue
+        if default.is_scalar:
+            found[column.name] = functools.partial(_scalar_default, default.arg)
+        elif default.is_callable:
+            found[column.name] = default.arg
+    return found
+
+
+def _scalar_default(value: Any, context: Any) -> Any:
+    return value
 
 
 def _uuid_type(column: Any) -> TypeEngine[Any] | None:
@@ -309,7 +492,7 @@ def load_user_model(path: str) -> UserModel:
             break
     token_tables = [
         other
-        for other in table.metadata.sorted_tables
+        for other in table.metadata.tables.values()  # sorted_tables fails on a dangling key
         if other is not table and set(other.c.keys()) >= TOKEN_COLUMNS and _references(other, table)
     ]
     return UserModel(
@@ -318,15 +501,47 @@ def load_user_model(path: str) -> UserModel:
         oauth_class=oauth_class,
         token_table=token_tables[0] if token_tables else None,
         extra_columns=tuple(
-            column.name for column in table.columns if column.name not in BASE_COLUMNS
+            column.name for column in _all_columns(mapper) if column.name not in BASE_COLUMNS
         ),
     )
 
 
+def _property_of(mapper: Mapper[Any], column: Column[Any]) -> Any:
+    """The mapped attribute of ``column``, or None for a column the model leaves unmapped."""
+    from sqlalchemy.orm.exc import UnmappedColumnError
+
+    try:
+        return mapper.get_property_by_column(column)
+    except UnmappedColumnError:
+        return None
+
+
+def _all_columns(mapper: Mapper[Any]) -> list[Column[Any]]:
+    """The user table's columns, then its parent tables' (a joined-table subclass), without the
+    ids they share with it."""
+    local = mapper.local_table
+    assert isinstance(local, Table)
+    found: list[Column[Any]] = list(local.columns)
+    for table in mapper.tables:
+        if table is local or not isinstance(table, Table):
+            continue
+        for column in table.columns:
+            prop = _property_of(mapper, column)
+            if prop is not None and not any(
+                other.table is local for other in getattr(prop, "columns", [])
+            ):
+                found.append(column)
+    return found
+
+
 def model_tables(model: UserModel, *, oauth: bool, access_tokens: bool) -> list[Table]:
-    """The tables ``init-db`` creates for an imported model: its user table, with the unique
-    ``lower(email)`` index even if its base class does not declare one, and on request its OAuth
-    account and access token tables."""
+    """The tables ``init-db`` creates for an imported model, in dependency order: its user table,
+    with the unique ``lower(email)`` index even if its base class does not declare one, on
+    request its OAuth account and access token tables, and every table these reference through
+    a foreign key (a ``tenants`` table, the parent table of a joined-table subclass), which
+    must exist before them."""
+    from sqlalchemy.schema import sort_tables
+
     add_email_lower_index(model.table)
     tables = [model.table]
     for wanted, table, what in (
@@ -337,7 +552,50 @@ def model_tables(model: UserModel, *, oauth: bool, access_tokens: bool) -> list[
             raise InvalidInput(f"--model {model.source}: the model has no {what}")
         if wanted and table is not None:
             tables.append(table)
-    return tables
+    needed: dict[str, Table] = {}
+    while tables:
+        table = tables.pop()
+        if table.key in needed:
+            continue
+        needed[table.key] = table
+        tables.extend(_referenced_tables(model, table))
+    return sort_tables(needed.values())
+
+
+def _referenced_tables(model: UserModel, table: Table) -> list[Table]:
+    """The tables ``table``'s foreign keys point at; ``InvalidInput`` naming a foreign key whose
+    table the model's metadata does not define."""
+    from sqlalchemy.exc import NoReferencedColumnError, NoReferencedTableError
+
+    found = []
+    for fk in table.foreign_keys:
+        try:
+            referenced = fk.column.table
+        except (NoReferencedTableError, NoReferencedColumnError):
+            raise InvalidInput(
+                f"--model {model.source}: {table.name}.{fk.parent.name} references "
+                f"{fk.target_fullname}, which the model's metadata does not define (is the module "
+                "that defines it imported with the model?)"
+            ) from None
+        if isinstance(referenced, Table) and referenced is not table:
+            found.append(referenced)
+    return found
+
+
+def require_writable(connection: Connection, model: UserModel) -> None:
+    """Raise ``InvalidInput`` when a user table read from the database takes its id from a parent
+    table (a joined-table subclass of the app's, such as ``class User(Principal)``): a user is
+    then a row in each table, which only the app's model can write together."""
+    if model.source != "database":
+        return
+    table = model.table
+    for fk in inspect(connection).get_foreign_keys(table.name, schema=table.schema):
+        if fk["constrained_columns"] == ["id"] and fk["referred_table"] != table.name:
+            raise InvalidInput(
+                f"the {table.name!r} table takes its ids from the {fk['referred_table']!r} table "
+                "(the app's user class inherits from another): writing users needs the app's "
+                "model, --model module.path:ClassName, so that both rows are written"
+            )
 
 
 def require_table(connection: Connection, model: UserModel) -> None:
@@ -364,10 +622,10 @@ def field_values(model: UserModel, assignments: Sequence[str], *, creating: bool
             raise InvalidInput(f"--set {assignment!r}: expected FIELD=VALUE")
         if name in MANAGED_FIELDS:
             raise InvalidInput(f"--set {name}: use {MANAGED_FIELDS[name]} for this field")
-        if name not in table.c:
+        if not model.has_column(name):
             others = [
                 column.name
-                for column in table.columns
+                for column in model.all_columns
                 if column.name not in MANAGED_FIELDS and (creating or column.name != "id")
             ]
             known = f"; its other columns: {', '.join(others)}" if others else ""
@@ -379,5 +637,5 @@ def field_values(model: UserModel, assignments: Sequence[str], *, creating: bool
         key = model.attribute(name)
         if key in values:
             raise InvalidInput(f"--set {name}: given more than once")
-        values[key] = convert_value(table.c[name], raw)
+        values[key] = convert_value(model.column(name), raw)
     return values

@@ -149,8 +149,8 @@ def _init(connection: Connection, tables: list[Table], apply_anyway: bool = Fals
     # otherwise) gets the index now, unless case duplicates stand in the way.
     for table in tables:
         name = table.name
-        if "email" not in table.c or name not in existing:
-            continue
+        if "email" not in table.c or "hashed_password" not in table.c or name not in existing:
+            continue  # not a user table (a referenced table may have an email column), or new
         state, invalid = email_index_state(connection, name)
         if state == "ok":
             continue

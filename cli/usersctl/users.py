@@ -35,7 +35,13 @@ from usersctl.errors import (
     UserNotFound,
 )
 from usersctl.fields import INT64
-from usersctl.models import UserModel, load_user_model, reflect_user_model, require_table
+from usersctl.models import (
+    UserModel,
+    load_user_model,
+    reflect_user_model,
+    require_table,
+    require_writable,
+)
 
 UserDB = SQLAlchemyUserDatabase[Any, Any]
 
@@ -78,6 +84,8 @@ async def open_users(
             try:
                 if loaded is None:
                     model = await session.run_sync(lambda s: reflect_user_model(s.connection()))
+                    if write:
+                        await session.run_sync(lambda s: require_writable(s.connection(), model))
                 else:
                     model = loaded
                     await session.run_sync(lambda s: require_table(s.connection(), loaded))
@@ -222,7 +230,11 @@ async def list_users(
     """Users in the order of their lowercased email, from just after ``after`` (keyset paging)."""
     table = ctx.model.table
     key = func.lower(table.c.email)
-    statement = filters.apply(ctx.model, select(table).order_by(key))
+    if ctx.model.parent_tables:  # a joined-table subclass: the parents' columns too
+        fields = select(*(ctx.model.column(name) for name in ctx.model.columns))
+        statement = filters.apply(ctx.model, fields.select_from(ctx.model.selectable).order_by(key))
+    else:
+        statement = filters.apply(ctx.model, select(table).order_by(key))
     if after:
         statement = statement.where(key > func.lower(after))
     result = await ctx.session.execute(statement.limit(limit + 1))
@@ -276,7 +288,9 @@ async def create_user(
 ) -> Created:
     """Add a user. An existing email (any case) raises ``UserAlreadyExists``, or with
     ``if_not_exists`` returns that user unchanged. ``extra`` holds other columns' values (by
-    attribute); a NOT NULL column with no default that it leaves out raises ``InvalidInput``."""
+    attribute); a NOT NULL column with no default that it leaves out raises ``InvalidInput``.
+    The model's own defaults (a dataclass field's ``default_factory``, a column's ``default=``)
+    fill the rest as the app's would."""
     typed, email = email.strip(), normalize_email(email)
     try:
         existing = await find_by_email(ctx, email, typed=typed)
@@ -288,10 +302,7 @@ async def create_user(
         raise UserAlreadyExists(f"a user with email {existing.email!r} already exists")
     missing = ctx.model.missing_required(extra or {})
     if missing:
-        raise InvalidInput(
-            f"required field(s) with no default not given: {', '.join(missing)} "
-            "(give them with --set FIELD=VALUE)"
-        )
+        raise InvalidInput(ctx.model.missing_required_reason(missing))
     values: dict[str, Any] = {
         "email": email,
         "hashed_password": hashed_password,
@@ -300,7 +311,7 @@ async def create_user(
         "is_verified": is_verified,
         **(extra or {}),
     }
-    user = ctx.model.user_class(**values)
+    user = ctx.model.new_user(values)  # its constructor fills the app's defaults
     ctx.session.add(user)
     await _flush(ctx, email)
     await ctx.session.refresh(user)
@@ -381,13 +392,39 @@ async def update_user(
         setattr(user, name, new)
     if changes:
         await _flush(ctx, user.email)
+        await touch_parent_rows(ctx, [user.id])
     return changes
+
+
+async def touch_parent_rows(ctx: UserContext, user_ids: Sequence[Any]) -> None:
+    """For a joined-table subclass, fill the parent tables' ``onupdate`` columns (an
+    ``updated_at``) of changed users: the ORM updates a parent row only when one of its own
+    columns changes, and a change to the user is a change to the principal it is."""
+    from sqlalchemy import update
+
+    for table in ctx.model.parent_tables:
+        if not user_ids or all(column.onupdate is None for column in table.columns):
+            continue
+        key = next(iter(table.primary_key.columns))
+        # SET key = key: the UPDATE adds the onupdate columns, computed as the app's would be.
+        await ctx.session.execute(update(table).where(key.in_(user_ids)).values({key: key}))
+
+
+async def _delete_parent_rows(ctx: UserContext, user_id: Any) -> None:
+    """For a joined-table subclass, delete the user's rows in the parent tables too (nearest
+    parent first), as the app's ORM does."""
+    from sqlalchemy import delete
+
+    for table in reversed(ctx.model.parent_tables):
+        key = next(iter(table.primary_key.columns))
+        await ctx.session.execute(delete(table).where(key == user_id))
 
 
 async def set_password(ctx: UserContext, user: Any, hashed_password: str) -> None:
     """Replace the user's password hash."""
     user.hashed_password = hashed_password
     await ctx.session.flush()
+    await touch_parent_rows(ctx, [user.id])
 
 
 async def set_active(
@@ -401,6 +438,7 @@ async def set_active(
     for user in changed:
         user.is_active = active
     await ctx.session.flush()
+    await touch_parent_rows(ctx, [user.id for user in changed])
     return changed, unchanged
 
 
@@ -412,6 +450,7 @@ async def delete_users(ctx: UserContext, users: Sequence[Any], *, force: bool = 
     for user in users:
         await delete_logins(ctx, user.id)
         await ctx.db.delete_by_id(user.id)
+        await _delete_parent_rows(ctx, user.id)
         ctx.session.expunge(user)
 
 

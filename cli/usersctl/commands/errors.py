@@ -87,6 +87,15 @@ def _database_message(exc: BaseException) -> str:
     text = re.sub(r"(query argument \$\d+): .*( \([^()]*\))$", r"\1\2", text)
     lowered = text.lower()
     if "no such table" in lowered or ("does not exist" in lowered and "relation" in lowered):
+        # Which table: the user table is checked before any query, so this is often another
+        # (one the user table references, say), which must not be called the user table.
+        named = re.search(r'no such table: (?:\w+\.)?(\S+)|relation "([^"]+)" does not exist', text)
+        if named:
+            return (
+                f"the table {named.group(1) or named.group(2)!r} does not exist; create it with "
+                "the app's migrations (`usersctl --model ... init-db` creates the tables the "
+                "model's user table references)"
+            )
         return "the user table does not exist; run `usersctl init-db` to create it"
     if "readonly" in lowered or "read-only" in lowered:
         return f"the database is read-only ({text})"
