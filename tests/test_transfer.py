@@ -100,8 +100,8 @@ def test_export_with_hashes_then_import_reproduces_every_row(
     source = tmp_path / "source.jsonl"
     source.write_text(
         jsonl(
-            {"email": "Alice@Example.com", "password": "alice-pw", "is_superuser": True},
-            {"email": "bob@example.com", "password": "bob-pw", "is_active": False},
+            {"email": "Alice@Example.com", "password": "alice password 1", "is_superuser": True},
+            {"email": "bob@example.com", "password": "bob password 2", "is_active": False},
             {"email": "carol@example.com", "hashed_password": stored_hash(), "is_verified": True},
         )
     )
@@ -127,7 +127,7 @@ def test_export_with_hashes_then_import_reproduces_every_row(
     # Every column of every row is the same, and the hashed passwords still verify
     assert stored(second_url) == stored(url)
     alice = next(row for row in stored(second_url) if row["email"] == "Alice@example.com")
-    assert verify_password("alice-pw", alice["hashed_password"])
+    assert verify_password("alice password 1", alice["hashed_password"])
 
 
 def test_export_without_hashes_leaks_no_hash(url: str) -> None:
@@ -222,10 +222,14 @@ def test_invalid_rows_are_all_reported_and_nothing_is_written(url: str) -> None:
         user_record(1),
         {"email": "not-an-email", "hashed_password": stored_hash()},
         {"email": "nopassword@example.com"},
-        {"email": "both@example.com", "password": "x", "hashed_password": stored_hash()},
+        {
+            "email": "both@example.com",
+            "password": "x long enough",
+            "hashed_password": stored_hash(),
+        },
         {"email": "badhash@example.com", "hashed_password": "md5$abc"},
-        {"email": "flag@example.com", "password": "x", "is_active": "maybe"},
-        {"email": "unknown@example.com", "password": "x", "nickname": "zed"},
+        {"email": "flag@example.com", "password": "x long enough", "is_active": "maybe"},
+        {"email": "unknown@example.com", "password": "x long enough", "nickname": "zed"},
         user_record(8),
     )
     result = import_jsonl(url, input=lines)
@@ -243,12 +247,22 @@ def test_invalid_rows_are_all_reported_and_nothing_is_written(url: str) -> None:
     ("content", "fmt", "line", "reason"),
     [
         (b"\xef\xbb\xbfemail,password\na@example.com,x\n", "csv", 1, "byte-order mark"),
-        (b'{"email": "a@example.com", "password": "x"}\n{"email": "\xff"}\n', "jsonl", 2, "UTF-8"),
+        (
+            b'{"email": "a@example.com", "password": "x long enough"}\n{"email": "\xff"}\n',
+            "jsonl",
+            2,
+            "UTF-8",
+        ),
         (b"email,email\na@example.com,b@example.com\n", "csv", 1, "twice"),
-        (b'{"email": "a@example.com", "password": "x"}\n{"email": "b@exa', "jsonl", 2, "JSON"),
+        (
+            b'{"email": "a@example.com", "password": "x long enough"}\n{"email": "b@exa',
+            "jsonl",
+            2,
+            "JSON",
+        ),
         (b'email,password\na@example.com,"x\n', "csv", 2, "CSV"),
         (b"email,password\na@example.com,x,extra\n", "csv", 2, "fields"),
-        (b'[{"email": "a@example.com", "password": "x"},\n{"email"', "json", 2, "JSON"),
+        (b'[{"email": "a@example.com", "password": "x long enough"},\n{"email"', "json", 2, "JSON"),
         (
             b'{"email": "a@example.com", "password": "' + b"x" * (1 << 20) + b'"}\n',
             "jsonl",
@@ -283,13 +297,18 @@ def test_csv_and_json_inputs_and_format_detection(url: str, tmp_path: Path) -> N
         result = cli(url, "import-users", str(tmp_path / name))
         assert result.exit_code == 0, (name, result.output)
     piped = cli(
-        url, "import-users", "-", "--format", "csv", input="email,password\nd@example.com,pw\n"
+        url,
+        "import-users",
+        "-",
+        "--format",
+        "csv",
+        input="email,password\nd@example.com,a csv password\n",
     )
     assert piped.exit_code == 0, piped.output
     rows = {row["email"]: row for row in stored(url)}
     assert set(rows) == {"A@example.com", "user2@example.com", "user3@example.com", "d@example.com"}
     assert rows["A@example.com"]["is_superuser"] is True
-    assert verify_password("pw", rows["d@example.com"]["hashed_password"])
+    assert verify_password("a csv password", rows["d@example.com"]["hashed_password"])
 
 
 def test_missing_file_is_a_usage_error(url: str, tmp_path: Path) -> None:
@@ -305,7 +324,7 @@ def test_conflicts_with_the_database_follow_the_rule(url: str) -> None:
     import_jsonl(url, input=jsonl(user_record(1), user_record(2)))
     before = stored(url)
     incoming = jsonl(
-        {"email": "USER1@example.com", "password": "new-pw", "is_superuser": True},
+        {"email": "USER1@example.com", "password": "a new password", "is_superuser": True},
         user_record(3),
     )
 
@@ -351,7 +370,7 @@ def test_conflicts_with_the_database_follow_the_rule(url: str) -> None:
     assert user1_after["id"] == user1["id"]
     assert user1_after["email"] == "USER1@example.com"
     assert user1_after["is_superuser"] is True
-    assert verify_password("new-pw", user1_after["hashed_password"])
+    assert verify_password("a new password", user1_after["hashed_password"])
     assert len(stored(url)) == 3
 
 
@@ -468,7 +487,7 @@ def test_a_password_that_is_not_valid_unicode_is_an_invalid_row(url: str, tmp_pa
     init(url)
     source = tmp_path / "surrogate.jsonl"
     source.write_text(
-        '{"email": "fine@example.com", "password": "fine"}\n'
+        '{"email": "fine@example.com", "password": "a good password"}\n'
         '{"email": "odd@example.com", "password": "abc\\ud800"}\n'
     )
     result = cli(url, "import-users", str(source))
@@ -497,7 +516,12 @@ def test_a_conflict_under_fail_is_found_before_any_password_is_hashed(
     url: str, hashed_passwords: list[str]
 ) -> None:
     assert import_jsonl(url, input=jsonl(user_record(2))).exit_code == 0
-    rows = jsonl(*({"email": f"user{n}@example.com", "password": f"pw-{n}"} for n in range(1, 5)))
+    rows = jsonl(
+        *(
+            {"email": f"user{n}@example.com", "password": f"password number {n}"}
+            for n in range(1, 5)
+        )
+    )
 
     result = import_jsonl(url, input=rows)
 
@@ -514,8 +538,8 @@ def test_a_conflict_under_update_is_found_before_any_password_is_hashed(
     [owner] = _rows_sync(url)
     # The second row claims user1's id under another address: no rule makes that right.
     rows = jsonl(
-        {"email": "user2@example.com", "password": "pw-2"},
-        {"email": "user3@example.com", "password": "pw-3", "id": owner["id"]},
+        {"email": "user2@example.com", "password": "password number 2"},
+        {"email": "user3@example.com", "password": "password number 3", "id": owner["id"]},
     )
 
     result = import_jsonl(url, "--on-conflict", "update", input=rows)
@@ -529,12 +553,16 @@ def test_a_conflict_under_update_is_found_before_any_password_is_hashed(
 def test_a_rerun_under_skip_hashes_only_the_new_users(
     url: str, hashed_passwords: list[str]
 ) -> None:
-    first = jsonl(*({"email": f"user{n}@example.com", "password": f"pw-{n}"} for n in (1, 2)))
+    first = jsonl(
+        *({"email": f"user{n}@example.com", "password": f"password number {n}"} for n in (1, 2))
+    )
     assert import_jsonl(url, "--on-conflict", "skip", input=first).exit_code == 0
-    assert sorted(hashed_passwords) == ["pw-1", "pw-2"]
+    assert sorted(hashed_passwords) == ["password number 1", "password number 2"]
     hashed_passwords.clear()
 
-    again = jsonl(*({"email": f"USER{n}@example.com", "password": f"pw-{n}"} for n in (1, 2, 3)))
+    again = jsonl(
+        *({"email": f"USER{n}@example.com", "password": f"password number {n}"} for n in (1, 2, 3))
+    )
     result = import_jsonl(url, "--on-conflict", "skip", "-o", "json", input=again)
 
     assert result.exit_code == 0, result.output
@@ -546,9 +574,9 @@ def test_a_rerun_under_skip_hashes_only_the_new_users(
         "revoked_tokens": 0,
         "dry_run": False,
     }
-    assert hashed_passwords == ["pw-3"]
+    assert hashed_passwords == ["password number 3"]
     stored_rows = {row["email"].lower(): row for row in _rows_sync(url)}
-    assert verify_password("pw-3", stored_rows["user3@example.com"]["hashed_password"])
+    assert verify_password("password number 3", stored_rows["user3@example.com"]["hashed_password"])
 
 
 def test_a_row_whose_user_went_away_after_the_first_look_is_hashed_when_written(
@@ -657,12 +685,12 @@ def test_an_update_changes_the_flags_the_row_gives_and_keeps_the_others(url: str
     assert import_jsonl(url, input=jsonl(user_record(1, **stored_flags))).exit_code == 0
 
     # A batch of new passwords: no flags in the rows, so none changes.
-    new_password = {"email": "user1@example.com", "password": "rotated"}
+    new_password = {"email": "user1@example.com", "password": "rotated password"}
     result = import_jsonl(url, "--on-conflict", "update", input=jsonl(new_password))
     assert result.exit_code == 0, result.output
     [row] = _rows_sync(url)
     assert {name: row[name] for name in stored_flags} == stored_flags
-    assert verify_password("rotated", row["hashed_password"])
+    assert verify_password("rotated password", row["hashed_password"])
 
     result = import_jsonl(
         url, "--on-conflict", "update", input=jsonl(user_record(1, is_verified=False))
@@ -950,14 +978,14 @@ def test_updates_among_case_duplicates_take_the_exact_address_or_conflict(
             await engine.dispose()
 
     asyncio.run(seed())
-    exact = jsonl({"email": "dup@example.com", "password": "x", "first_name": "exact"})
+    exact = jsonl({"email": "dup@example.com", "password": "x long enough", "first_name": "exact"})
     result = import_jsonl(database_url, "--on-conflict", "update", "-o", "json", input=exact)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["updated"] == 1
     names = {row["email"]: row["first_name"] for row in stored(database_url)}
     assert names == {"Dup@example.com": None, "dup@example.com": "exact"}
 
-    third = jsonl({"email": "DUP@example.com", "password": "x", "first_name": "which?"})
+    third = jsonl({"email": "DUP@example.com", "password": "x long enough", "first_name": "which?"})
     result = import_jsonl(database_url, "--on-conflict", "update", input=third)
     assert result.exit_code == 4, result.output
     assert "several users have the address: Dup@example.com, dup@example.com" in result.stderr

@@ -64,7 +64,9 @@ def test_create_user_flags(cli: Cli) -> None:
 
 def test_an_email_taken_in_any_case_is_a_conflict(cli: Cli, db: Database) -> None:
     db.seed("alice@example.com")
-    message = cli.fails(4, "create-user", "ALICE@Example.COM", "--password-stdin", input="pw\n")
+    message = cli.fails(
+        4, "create-user", "ALICE@Example.COM", "--password-stdin", input="a password\n"
+    )
     assert "'alice@example.com' already exists" in message  # the address as it is stored
     assert db.count() == 1
     # With --if-not-exists the existing user is reported unchanged, and it is success.

@@ -155,7 +155,11 @@ def test_set_password_revokes_the_users_tokens_only(
     assert cli.user("alice@example.com")["access_tokens"] == 0
     assert cli.user("bob@example.com")["access_tokens"] == 1
     row = cli.json(
-        "set-password", "bob@example.com", "--password-stdin", "--keep-sessions", input="pw 4567\n"
+        "set-password",
+        "bob@example.com",
+        "--password-stdin",
+        "--keep-sessions",
+        input="pw 4567 and more\n",
     )
     assert "revoked_tokens" not in row
     assert cli.user("bob@example.com")["access_tokens"] == 1

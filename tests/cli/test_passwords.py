@@ -46,9 +46,9 @@ def test_password_from_stdin_keeps_spaces_and_strips_one_line_ending(
 ) -> None:
     for email, given, password in (
         ("spaces@example.com", "  two  spaces  \n", "  two  spaces  "),
-        ("crlf@example.com", "windows\r\n", "windows"),
+        ("crlf@example.com", "windows line\r\n", "windows line"),
         ("first-line@example.com", "line one\nline two\n", "line one"),
-        ("no-newline@example.com", "no newline", "no newline"),
+        ("no-newline@example.com", "no line ending at all", "no line ending at all"),
     ):
         result = cli.ok("create-user", email, "--password-stdin", "-o", "json", input=given)
         assert password.strip() not in result.output
@@ -68,10 +68,10 @@ def test_password_from_a_file(cli: Cli, db: Database, tmp_path: Path) -> None:
     assert verify_password(" file password ", db.stored_hash("file@example.com"))
     # Only one line ending is removed.
     two_lines = tmp_path / "two-lines.txt"
-    two_lines.write_text("two\n\n")
+    two_lines.write_text("two lines\n\n")
     two_lines.chmod(0o600)
     cli.ok("create-user", "two@example.com", "--password-file", str(two_lines))
-    assert verify_password("two\n", db.stored_hash("two@example.com"))
+    assert verify_password("two lines\n", db.stored_hash("two@example.com"))
 
 
 def test_a_password_file_others_can_read_is_used_with_a_warning(
@@ -140,7 +140,7 @@ def test_set_password_replaces_the_hash(cli: Cli, db: Database, tmp_path: Path) 
     db.seed("alice@example.com")
     before = db.stored_hash("alice@example.com")
     result = cli.ok(
-        "set-password", "ALICE@example.com", "--password-stdin", "-o", "json", input="new one\n"
+        "set-password", "ALICE@example.com", "--password-stdin", "-o", "json", input="the new one\n"
     )
     assert json.loads(result.stdout) == {
         "id": json.loads(result.stdout)["id"],
@@ -150,16 +150,20 @@ def test_set_password_replaces_the_hash(cli: Cli, db: Database, tmp_path: Path) 
     after = db.stored_hash("alice@example.com")
     assert after != before
     assert before not in result.output and after not in result.output
-    assert verify_password("new one", after)
+    assert verify_password("the new one", after)
     assert not verify_password(db.password, after)
     # A generated one is shown once, in the field `password`.
     generated = cli.json("set-password", "alice@example.com", "--generate-password")
     assert verify_password(generated["password"], db.stored_hash("alice@example.com"))
-    assert not verify_password("new one", db.stored_hash("alice@example.com"))
+    assert not verify_password("the new one", db.stored_hash("alice@example.com"))
     # --dry-run changes nothing.
     unchanged = db.stored_hash("alice@example.com")
     would = cli.json(
-        "set-password", "alice@example.com", "--dry-run", "--password-stdin", input="x\n"
+        "set-password",
+        "alice@example.com",
+        "--dry-run",
+        "--password-stdin",
+        input="a dry-run password\n",
     )
     assert would["status"] == "would set password"
     assert db.stored_hash("alice@example.com") == unchanged
@@ -237,7 +241,8 @@ def test_ctrl_c_while_an_import_hashes_exits_130_and_imports_nothing(
     source = tmp_path / "plain.jsonl"
     source.write_text(
         "".join(
-            json.dumps({"email": f"plain{n}@example.com", "password": f"pw-{n}"}) + "\n"
+            json.dumps({"email": f"plain{n}@example.com", "password": f"password number {n}"})
+            + "\n"
             for n in range(rows)
         )
     )

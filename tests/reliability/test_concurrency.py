@@ -101,7 +101,7 @@ def write_import_file(path: Path, total: int, race_line: int, plaintext: int = 0
         for line in range(1, total + 1):
             email = RACE_EMAIL if line == race_line else f"user{line}@example{line % 89}.com"
             secret = (
-                {"password": f"pw-{line}"}
+                {"password": f"password number {line}"}
                 if line > total - plaintext
                 else {"hashed_password": hashed}
             )

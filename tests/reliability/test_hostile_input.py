@@ -299,9 +299,9 @@ def test_passwords_over_72_bytes_empty_and_with_whitespace(url: str, tmp_path: P
     assert created.exit_code == 0, created.output
     assert verify("spaced@example.com", password_file("same", "  two  spaces\t \r\n")) == 0
     assert verify("spaced@example.com", password_file("stripped", "two  spaces")) == 6
-    two_lines = password_file("two-lines", "pw\n\n")  # the password is "pw\n"
+    two_lines = password_file("two-lines", "two lines\n\n")  # the password is "two lines\n"
     created = cli(url, "create-user", "lines@example.com", "--password-file", str(two_lines))
     assert created.exit_code == 0, created.output
-    assert verify("lines@example.com", password_file("pw", "pw")) == 6
+    assert verify("lines@example.com", password_file("pw", "two lines")) == 6
     assert verify("lines@example.com", two_lines) == 0
     check_database(url)
