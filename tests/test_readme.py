@@ -37,6 +37,9 @@ EXAMPLE_USERS = [
 EXAMPLE_ENV = {
     "PASSWORD": "ops password from a vault",
     "NEW_PASSWORD": "alice's new password",
+    "RESET_SECRET": "the app's reset_password_token_secret, 32 bytes or more",
+    "VERIFY_SECRET": "the app's verification_token_secret, 32 bytes or more",
+    "JWT_SECRET": "the app's JWTStrategy secret, 32 bytes or more",
 }
 TERMINAL_PASSWORD = "typed on a terminal"
 #: Files that import examples read, written just before such an example runs.

@@ -50,3 +50,7 @@ class TablesMissing(DatabaseProblem):
 
 class CheckFailed(UsersctlError):
     """A check answered no (a password that does not match, a failed doctor check)."""
+
+
+class HookFailed(UsersctlError):
+    """One of the app's UserManager hooks raised after the change was committed."""

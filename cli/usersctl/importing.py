@@ -19,7 +19,7 @@ import json
 import os
 import stat
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -33,6 +33,7 @@ from usersctl.emails import EmailNormalizer
 from usersctl.errors import Conflict, InvalidInput, LastSuperuser, UsersctlError
 from usersctl.fields import Converter, converter_for, encodes_as_utf8
 from usersctl.models import InsertContext, UserModel, python_column_defaults
+from usersctl.password_policy import WeakPassword
 from usersctl.passwords import hash_many, is_known_hash
 from usersctl.users import UserContext, active_superusers
 
@@ -271,9 +272,17 @@ def _is_null(value: Any) -> bool:
 class RowValidator:
     """Checks records against the user table and turns them into ``Row`` objects."""
 
-    def __init__(self, model: UserModel, *, keep_unknown_hashes: bool = False) -> None:
+    def __init__(
+        self,
+        model: UserModel,
+        *,
+        keep_unknown_hashes: bool = False,
+        password_policy: Callable[[str, str], list[str]] | None = None,
+    ) -> None:
         self.model = model
         self.keep_unknown_hashes = keep_unknown_hashes
+        #: (password, email) -> the reasons to refuse it; None accepts any password.
+        self.password_policy = password_policy
         table = model.table
         self.normalize = EmailNormalizer()
         managed = {"email", "hashed_password", *FLAGS}
@@ -334,6 +343,10 @@ class RowValidator:
             raise InvalidInput("password contains a NUL character")
         elif not encodes_as_utf8(password):
             raise InvalidInput("password is not valid Unicode (it holds a lone surrogate)")
+        elif self.password_policy is not None:
+            reasons = self.password_policy(password, email)
+            if reasons:
+                raise WeakPassword(reasons, subject="password", hint=False)
         defaulted: tuple[str, ...] = ()
         for name, default in FLAGS.items():
             given = record.get(name)
@@ -360,9 +373,16 @@ class FileCheck:
     (duplicates within the file resolved by the conflict rule), every problem, every duplicate."""
 
     def __init__(
-        self, model: UserModel, on_conflict: str, *, keep_unknown_hashes: bool = False
+        self,
+        model: UserModel,
+        on_conflict: str,
+        *,
+        keep_unknown_hashes: bool = False,
+        password_policy: Callable[[str, str], list[str]] | None = None,
     ) -> None:
-        self.validate = RowValidator(model, keep_unknown_hashes=keep_unknown_hashes)
+        self.validate = RowValidator(
+            model, keep_unknown_hashes=keep_unknown_hashes, password_policy=password_policy
+        )
         self.on_conflict = on_conflict
         self.rows: dict[str, Row] = {}
         self.ids: dict[Any, tuple[str, int]] = {}  # id: (lowercased email, first line)
@@ -423,22 +443,60 @@ class FileCheck:
 
 
 def hash_passwords(
-    rows: list[Row], progress: Progress | None = None, stop: threading.Event | None = None
+    rows: list[Row],
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+    hasher: Callable[[str], str] | None = None,
 ) -> None:
     """Hash the plaintext passwords of ``rows`` on every core (Argon2 releases the GIL).
 
     Setting ``stop`` (the import was interrupted) raises ``HashingStopped`` once the hashes under
-    way are done, rather than after all of them."""
+    way are done, rather than after all of them. ``hasher`` (the app's own ``password_helper``
+    with ``--user-manager``) replaces usersctl's Argon2."""
     pending = [row for row in rows if row.password is not None]
     if not pending:
         return
     passwords = [row.password for row in pending if row.password is not None]
-    with contextlib.closing(hash_many(passwords, stop)) as hashes:
+    hashing = hash_many(passwords, stop) if hasher is None else _hash_each(passwords, hasher, stop)
+    with contextlib.closing(hashing) as hashes:
         for done, (row, hashed) in enumerate(zip(pending, hashes, strict=True), start=1):
             row.values["hashed_password"] = hashed
             row.password = None
             if progress:
                 progress("hashing", done, len(pending))
+
+
+def _hash_each(
+    passwords: list[str], hasher: Callable[[str], str], stop: threading.Event | None
+) -> Generator[str, None, None]:
+    """``hasher`` over ``passwords`` on every core, in order, stopping as ``hash_many`` does."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from usersctl.passwords import HashingStopped
+
+    def hash_unless_stopped(password: str) -> str:
+        if stop is not None and stop.is_set():
+            raise HashingStopped
+        return hasher(password)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(passwords), os.cpu_count() or 1))) as pool:
+        yield from pool.map(hash_unless_stopped, passwords)
+
+
+async def check_with_app(manager: Any, check: FileCheck) -> None:
+    """Run the app's ``validate_password`` on every plaintext password of the accepted rows; the
+    refused join the file's problems, by line, before anything is hashed."""
+    from usersctl.user_manager import user_create, validate_password
+
+    for row in check.rows.values():
+        if row.password is None:
+            continue
+        fields = {name: row.values[name] for name in ("email", *FLAGS)}
+        try:
+            await validate_password(manager, row.password, user_create(fields, row.password))
+        except InvalidInput as exc:
+            check.problems.append(Problem(row.line, str(exc)))
+    check.problems.sort(key=lambda problem: problem.line)
 
 
 # Writing -------------------------------------------------------------------------------------
@@ -553,8 +611,11 @@ async def write_rows(
     *,
     force: bool = False,
     keep_sessions: bool = False,
+    hasher: Callable[[str], str] | None = None,
+    created: list[str] | None = None,
 ) -> None:
     """Decide each row against the database and write them, in the caller's transaction.
+    The emails of the users created are added to ``created``, when it is given.
 
     Updates that would leave no active superuser are refused (``LastSuperuser``) unless
     ``force``, as update-user and deactivate-user refuse them. An updated user whose password
@@ -563,6 +624,8 @@ async def write_rows(
     await _lock_table(ctx)
     if on_conflict == "fail" and await _insert_all_or_nothing(ctx, rows, progress):
         summary.created += len(rows)
+        if created is not None:
+            created.extend(row.values["email"] for row in rows)
         return
     plan = _decide(rows, *await _existing(ctx, rows), on_conflict)
     if plan.conflicts:
@@ -570,8 +633,10 @@ async def write_rows(
     # Rows left unhashed because the first look found their users, who have gone since.
     unhashed = [row for row in plan.inserts if row.password]
     if unhashed:
-        await asyncio.to_thread(hash_passwords, unhashed)
+        await asyncio.to_thread(hash_passwords, unhashed, None, None, hasher)
     inserts = [row.values for row in plan.inserts]
+    if created is not None:
+        created.extend(values["email"] for values in inserts)
     updates = plan.updates
     summary.skipped += plan.skipped
     total = len(inserts) + len(updates)
@@ -920,13 +985,20 @@ async def import_users(
     keep_unknown_hashes: bool = False,
     force: bool = False,
     keep_sessions: bool = False,
+    allow_weak_passwords: bool = False,
+    user_manager_path: str | None = None,
+    hooks: bool = False,
 ) -> ImportSummary:
     """Import users from ``stream`` into the database at ``url``, all or nothing.
 
     ``keep_unknown_hashes`` takes a ``hashed_password`` in no format FastAPI Users verifies as it
     is (a legacy scheme, a marker that locks the account): such users cannot log in with a
     password until it is set again. Without it, such a row is invalid. ``force`` lets updates
-    leave no active superuser; ``keep_sessions`` keeps the access tokens of updated users."""
+    leave no active superuser; ``keep_sessions`` keeps the access tokens of updated users.
+    Plaintext passwords must pass the password policy, checked with the rest of each row
+    (before any is hashed), unless ``allow_weak_passwords``. With ``user_manager_path`` (the app's
+    user manager), its ``validate_password`` is the policy and its ``password_helper`` hashes; with
+    ``hooks`` its ``on_after_register`` runs for each user created, after the commit."""
 
     if on_conflict not in CONFLICT_RULES:
         raise InvalidInput(f"--on-conflict must be one of {', '.join(CONFLICT_RULES)}")
@@ -946,6 +1018,9 @@ async def import_users(
             keep_unknown_hashes=keep_unknown_hashes,
             force=force,
             keep_sessions=keep_sessions,
+            allow_weak_passwords=allow_weak_passwords,
+            user_manager_path=user_manager_path,
+            hooks=hooks,
         )
     finally:
         gc.enable()
@@ -964,25 +1039,39 @@ async def _import(
     keep_unknown_hashes: bool,
     force: bool,
     keep_sessions: bool,
+    allow_weak_passwords: bool,
+    user_manager_path: str | None,
+    hooks: bool,
 ) -> ImportSummary:
+    from usersctl.password_policy import password_problems
     from usersctl.users import open_users
 
     dry_run = summary.dry_run
-    async with open_users(
-        url, connect_timeout=connect_timeout, write=True, model_path=model_path
-    ) as ctx:
+    async with (
+        open_users(url, connect_timeout=connect_timeout, write=True, model_path=model_path) as ctx,
+        _open_manager(user_manager_path, ctx) as manager,
+    ):
         if ctx.session.bind.dialect.name == "sqlite":
             # A bigger page cache (64 MiB, this connection only) keeps the indexes being
             # filled in memory instead of re-reading their pages for every few rows.
             connection = await ctx.session.connection()
             await connection.exec_driver_sql("PRAGMA cache_size = -65536")
-        check = FileCheck(ctx.model, on_conflict, keep_unknown_hashes=keep_unknown_hashes)
+        #: The emails of the users created, for the app's on_after_register (``hooks``).
+        created: list[str] | None = [] if manager is not None and hooks else None
+        check = FileCheck(
+            ctx.model,
+            on_conflict,
+            keep_unknown_hashes=keep_unknown_hashes,
+            password_policy=None if allow_weak_passwords or manager else password_problems,
+        )
         records = read_records(stream, fmt)
         # Writing while reading suits a file; a pipe may be slow, and its writer must not hold
         # the database's lock while it waits for the other end.
         fast = on_conflict == "fail" and _is_regular_file(stream) and not ctx.model.parent_tables
         if fast and await _stream_rows(ctx, check, records, progress):
             summary.created = len(check.rows)
+            if created is not None:
+                created.extend(row.values["email"] for row in check.rows.values())
             if not dry_run:
                 await _advance_id_sequence(ctx, check.rows.values())
         else:
@@ -990,15 +1079,26 @@ async def _import(
             # open, then conflicts looked up and everything written in one transaction.
             await ctx.session.rollback()
             check.add(records)  # whatever the streaming path did not read
+            if manager is not None and not allow_weak_passwords:
+                await check_with_app(manager, check)
             rows, summary.skipped = check.verdict()
             needed = await passwords_worth_hashing(ctx, rows, on_conflict)
+            hasher = manager.password_helper.hash if manager is not None else None
             stop = threading.Event()
             try:
-                await asyncio.to_thread(hash_passwords, needed, progress, stop)
+                await asyncio.to_thread(hash_passwords, needed, progress, stop, hasher)
             finally:
                 stop.set()  # on Ctrl-C, asyncio waits for this thread before exiting
             await write_rows(
-                ctx, rows, on_conflict, summary, progress, force=force, keep_sessions=keep_sessions
+                ctx,
+                rows,
+                on_conflict,
+                summary,
+                progress,
+                force=force,
+                keep_sessions=keep_sessions,
+                hasher=hasher,
+                created=created,
             )
             if not dry_run:
                 await _advance_id_sequence(ctx, rows)
@@ -1006,7 +1106,35 @@ async def _import(
             await ctx.session.rollback()
         else:
             await ctx.session.commit()
+            if manager is not None and hooks:
+                await _registered(ctx, manager, created if created is not None else [])
     return summary
+
+
+def _open_manager(path: str | None, ctx: UserContext) -> Any:
+    from contextlib import nullcontext
+
+    if path is None:
+        return nullcontext(None)
+    from usersctl.user_manager import open_manager
+
+    return open_manager(path, ctx.db)
+
+
+async def _registered(ctx: UserContext, manager: Any, emails: list[str]) -> None:
+    """The app's ``on_after_register`` for each user the import created (after the commit)."""
+    from usersctl.user_manager import run_hook
+    from usersctl.users import find_by_email
+
+    for done, email in enumerate(emails):
+        user = await find_by_email(ctx, email)
+        await run_hook(
+            manager,
+            "on_after_register",
+            user,
+            committed=f"the import is committed; the hook ran for {done} of the "
+            f"{len(emails)} users created before {email}",
+        )
 
 
 def _is_regular_file(stream: IO[bytes]) -> bool:

@@ -31,6 +31,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import-users": ("transfer", "import_users"),
     "doctor": ("doctor", "doctor"),
     "verify-password": ("verify", "verify_password"),
+    "reset-link": ("tokens", "reset_link"),
+    "verify-link": ("tokens", "verify_link"),
+    "issue-token": ("tokens", "issue_token"),
+    "forgot-password": ("tokens", "forgot_password"),
+    "request-verify": ("tokens", "request_verify"),
 }
 
 
@@ -154,6 +159,19 @@ def root(
             show_default=False,
         ),
     ] = None,
+    user_manager: Annotated[
+        str | None,
+        typer.Option(
+            "--user-manager",
+            envvar="USERSCTL_USER_MANAGER",
+            metavar="MODULE:ATTRIBUTE",
+            help=(
+                "The app's get_user_manager dependency or UserManager class, e.g. "
+                "app.users:get_user_manager: its validate_password, hooks and hasher are used."
+            ),
+            show_default=False,
+        ),
+    ] = None,
     version: Annotated[
         bool | None,
         typer.Option(
@@ -163,7 +181,10 @@ def root(
 ) -> None:
     """Options shared by every command."""
     ctx.obj = Settings(
-        database_url=database_url, connect_timeout=connect_timeout, model_path=model or None
+        database_url=database_url,
+        connect_timeout=connect_timeout,
+        model_path=model or None,
+        user_manager_path=user_manager or None,
     )
     ctx.call_on_close(ctx.obj.commit_guard.release)  # after the command has printed its output
 

@@ -138,6 +138,8 @@ def exit_code_for(exc: BaseException, server: str = "") -> tuple[ExitCode, str]:
         return ExitCode.DATABASE, str(exc)
     if isinstance(exc, errors.CheckFailed):
         return ExitCode.CHECK_FAILED, str(exc)
+    if isinstance(exc, errors.HookFailed):
+        return ExitCode.FAILURE, str(exc)
     if isinstance(exc, (DBAPIError, SQLAlchemyError)):
         code = ExitCode.USAGE if _is_data_error(exc) else ExitCode.DATABASE
         return code, _database_message(exc)

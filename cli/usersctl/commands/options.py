@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -24,6 +24,8 @@ class Settings:
     connect_timeout: float
     #: ``module.path:ClassName`` of the app's user model (``--model``); None reads the table.
     model_path: str | None = None
+    #: ``module.path:attribute`` of the app's user manager (``--user-manager``), or None.
+    user_manager_path: str | None = None
     #: This invocation's hold on Ctrl-C once a commit begins; released when the command ends.
     commit_guard: CommitGuard = field(default_factory=CommitGuard, compare=False, repr=False)
 
@@ -37,6 +39,15 @@ class Settings:
             write=write,
             model_path=self.model_path,
         )
+
+    def open_manager(self, ctx_users: UserContext) -> AbstractAsyncContextManager[Any]:
+        """The app's user manager over this session's adapter (``usersctl.user_manager``);
+        None without ``--user-manager``."""
+        if self.user_manager_path is None:
+            return nullcontext(None)
+        from usersctl.user_manager import open_manager
+
+        return open_manager(self.user_manager_path, ctx_users.db)
 
 
 def settings_of(ctx: typer.Context) -> Settings:
@@ -140,6 +151,13 @@ GeneratePasswordOption = Annotated[
     typer.Option(
         "--generate-password",
         help="Generate a strong random password and print it once.",
+    ),
+]
+AllowWeakPasswordOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-weak-password",
+        help="Accept a password that the password policy refuses (and say so).",
     ),
 ]
 ActiveFilter = Annotated[

@@ -79,6 +79,31 @@ def read_password(*, stdin: bool, file: Path | None, generate: bool) -> Password
     return PasswordInput(password, generated=False)
 
 
+def enforce_policy(
+    secret: PasswordInput, email: str | None, *, allow_weak: bool, may_ask: bool
+) -> None:
+    """Refuse a password that the built-in policy finds weak (``WeakPassword``, exit 2), unless
+    ``allow_weak``, or a person at the terminal says yes (``may_ask``: stdin is not the
+    password's source). A generated password always passes; a weak one let through is reported."""
+    if secret.generated:
+        return
+    from usersctl.password_policy import WeakPassword, password_problems
+
+    reasons = password_problems(secret.password, email)
+    if not reasons:
+        return
+    if allow_weak:
+        say(f"Warning: weak password accepted (--allow-weak-password): {' '.join(reasons)}")
+        return
+    if may_ask and sys.stdin.isatty():
+        for reason in reasons:
+            say(reason)
+        if typer.confirm("Bypass password validation and use it anyway?", err=True):
+            say("Warning: weak password accepted at the prompt.")
+            return
+    raise WeakPassword(reasons)
+
+
 def _read_file(path: Path) -> str:
     try:
         mode = path.stat().st_mode

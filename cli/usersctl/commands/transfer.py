@@ -15,6 +15,7 @@ import typer
 from usersctl.commands.errors import ExitCode, fail, run
 from usersctl.commands.options import (
     ActiveFilter,
+    AllowWeakPasswordOption,
     DryRunOption,
     ForceOption,
     KeepSessionsOption,
@@ -207,6 +208,15 @@ def import_users(
     ] = False,
     force: ForceOption = False,
     keep_sessions: KeepSessionsOption = False,
+    allow_weak_password: AllowWeakPasswordOption = False,
+    hooks: Annotated[
+        bool,
+        typer.Option(
+            "--hooks",
+            help="With --user-manager, run the app's on_after_register for each user created "
+            "(it may send email).",
+        ),
+    ] = False,
     dry_run: DryRunOption = False,
     output: Annotated[
         OutputFormat,
@@ -217,10 +227,17 @@ def import_users(
 
     Rows need an email and either password (hashed here, on all cores) or hashed_password
     (Argon2 or bcrypt); id, is_active, is_superuser, is_verified and other columns are optional.
+    Plaintext passwords must pass the password policy (the app's, with --user-manager), unless
+    --allow-weak-password.
 
     Example: usersctl import-users users.csv --on-conflict skip
     """
     settings = settings_of(ctx)
+    if hooks and settings.user_manager_path is None:
+        fail(
+            "--hooks runs the app's hooks: give --user-manager module.path:attribute",
+            ExitCode.USAGE,
+        )
     from usersctl.importing import format_for
 
     fmt = format_for(file, input_format.value if input_format else None)
@@ -245,6 +262,9 @@ def import_users(
                     keep_unknown_hashes=keep_unknown_hashes,
                     force=force,
                     keep_sessions=keep_sessions,
+                    allow_weak_passwords=allow_weak_password,
+                    user_manager_path=settings.user_manager_path,
+                    hooks=hooks,
                 )
         except ImportRejected as exc:
             if output != OutputFormat.table:  # a script gets the count; the error says which
@@ -255,6 +275,8 @@ def import_users(
 
     summary = run(work, settings)
     render_rows([summary], output, columns=columns, single=True)
+    if allow_weak_password:
+        say("Warning: plaintext passwords were not checked against the password policy.")
     if dry_run:
         say("Dry run: nothing was written.")
 

@@ -12,6 +12,7 @@ import typer
 from usersctl.commands.errors import ExitCode, call, fail, run
 from usersctl.commands.options import (
     ActiveFilter,
+    AllowWeakPasswordOption,
     DryRunOption,
     ForceOption,
     GeneratePasswordOption,
@@ -27,7 +28,7 @@ from usersctl.commands.options import (
     VerifiedFilter,
     settings_of,
 )
-from usersctl.commands.password_input import read_password
+from usersctl.commands.password_input import enforce_policy, read_password
 from usersctl.commands.render import OutputFormat, render_rows, say, to_text
 
 STATUS_COLUMNS = ["id", "email", "status"]
@@ -65,6 +66,7 @@ def create_user(
     password_stdin: PasswordStdinOption = False,
     password_file: PasswordFileOption = None,
     generate_password: GeneratePasswordOption = False,
+    allow_weak_password: AllowWeakPasswordOption = False,
     fields: SetOption = None,
     dry_run: DryRunOption = False,
     output: OutputOption = OutputFormat.table,
@@ -72,6 +74,7 @@ def create_user(
     """Create a user, asking for the password on a terminal.
 
     Other columns of the table are given with --set; a required one that is missing is named.
+    The password must pass the password policy (on a terminal, you may accept a weak one).
 
     \b
     Example:
@@ -87,10 +90,18 @@ def create_user(
     secret = call(
         lambda: read_password(stdin=password_stdin, file=password_file, generate=generate_password)
     )
+    app_rules = settings.user_manager_path is not None
+    if not app_rules:
+        call(
+            lambda: enforce_policy(
+                secret, email.strip(), allow_weak=allow_weak_password, may_ask=not password_stdin
+            )
+        )
     from usersctl.passwords import hash_password_in_background
 
     # Hashing takes ~0.1 s of CPU: it starts now, and the imports and the connection overlap it.
-    hashing_started = hash_password_in_background(secret.password)
+    # The app's own hasher (--user-manager) waits for the app's validate_password instead.
+    hashing_started = None if app_rules else hash_password_in_background(secret.password)
     if not prompting:
         normalized = call(lambda: normalize_email(email))
 
@@ -100,9 +111,12 @@ def create_user(
         from usersctl import users
         from usersctl.models import field_values
 
-        hashing = asyncio.wrap_future(hashing_started)
+        hashing = asyncio.wrap_future(hashing_started) if hashing_started else None
         try:
-            async with settings.open_users(write=True) as ctx_users:
+            async with (
+                settings.open_users(write=True) as ctx_users,
+                settings.open_manager(ctx_users) as manager,
+            ):
                 # Answered here, before waiting for the hash; create_user checks again anyway.
                 existing = if_not_exists and await users.find_by_email(
                     ctx_users, normalized, typed=email.strip()
@@ -111,20 +125,30 @@ def create_user(
                     row = users.user_row(ctx_users.model, existing)
                     return {**row, "status": "unchanged"}
                 extra = field_values(ctx_users.model, fields or [], creating=True)
+                flags = {
+                    "is_superuser": superuser,
+                    "is_verified": verified,
+                    "is_active": not inactive,
+                }
+                if hashing is not None:
+                    hashed = await hashing
+                else:
+                    from usersctl.user_manager import user_create
+
+                    new = user_create({"email": normalized, **flags}, secret.password)
+                    hashed = await _app_hash(manager, secret, new, allow_weak_password)
                 result = await users.create_user(
-                    ctx_users,
-                    normalized,
-                    await hashing,
-                    is_superuser=superuser,
-                    is_verified=verified,
-                    is_active=not inactive,
-                    extra=extra,
+                    ctx_users, normalized, hashed, extra=extra, **flags
                 )
                 row = users.user_row(ctx_users.model, result.user)
                 await _finish(ctx_users, dry_run)
+                if manager is not None and not dry_run:
+                    await _hook(
+                        manager, "on_after_register", result.user, done="the user was created"
+                    )
                 return {**row, "status": "would create" if dry_run else "created"}
         finally:
-            if not hashing.done():
+            if hashing is not None and not hashing.done():
                 hashing.cancel()
 
     row = run(work, settings)
@@ -134,6 +158,27 @@ def create_user(
         row["password"] = secret.password
     columns = [*row.keys()]
     render_rows([row], output, columns=columns, single=True)
+
+
+async def _app_hash(manager: Any, secret: Any, user: Any, allow_weak: bool) -> str:
+    """The app's ``validate_password`` (unless the password was generated, or ``allow_weak``),
+    then a hash by the app's own ``password_helper``."""
+    import asyncio
+
+    from usersctl.user_manager import hash_with, validate_password
+
+    if allow_weak and not secret.generated:
+        say("Warning: the app's validate_password was not run (--allow-weak-password).")
+    elif not secret.generated:
+        await validate_password(manager, secret.password, user)
+    return await asyncio.to_thread(hash_with, manager, secret.password)
+
+
+async def _hook(manager: Any, hook: str, *args: Any, done: str) -> None:
+    """Run one of the app's hooks after the commit; a failure says that ``done`` is committed."""
+    from usersctl.user_manager import run_hook
+
+    await run_hook(manager, hook, *args, committed=f"{done} (the change is committed)")
 
 
 def list_users(
@@ -256,7 +301,10 @@ def update_user(
         from usersctl import users
         from usersctl.models import field_values
 
-        async with settings.open_users(write=True) as ctx_users:
+        async with (
+            settings.open_users(write=True) as ctx_users,
+            settings.open_manager(ctx_users) as manager,
+        ):
             found = await users.find_user(ctx_users, user)
             extra = field_values(ctx_users.model, fields or [], creating=False)
             changes = await users.update_user(
@@ -271,6 +319,12 @@ def update_user(
             )
             row = users.user_row(ctx_users.model, found)
             await _finish(ctx_users, dry_run)
+            if manager is not None and changes and not dry_run:
+                # As the app's PATCH /users routes: the fields given, then the verification.
+                updated = {name: new for name, (_, new) in changes.items()}
+                await _hook(manager, "on_after_update", found, updated, done="the user was updated")
+                if updated.get("is_verified") is True:
+                    await _hook(manager, "on_after_verify", found, done="the user was updated")
             return ctx_users.model.columns, row, changes
 
     columns, row, changes = run(work, settings)
@@ -389,12 +443,14 @@ def set_password(
     password_stdin: PasswordStdinOption = False,
     password_file: PasswordFileOption = None,
     generate_password: GeneratePasswordOption = False,
+    allow_weak_password: AllowWeakPasswordOption = False,
     keep_sessions: KeepSessionsOption = False,
     dry_run: DryRunOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """Set a user's password, asking for it on a terminal. Revokes the user's database access
-    tokens (logged-in sessions), unless --keep-sessions.
+    tokens (logged-in sessions), unless --keep-sessions. The password must pass the password
+    policy (on a terminal, you may accept a weak one).
 
     \b
     Example:
@@ -404,20 +460,37 @@ def set_password(
     secret = call(
         lambda: read_password(stdin=password_stdin, file=password_file, generate=generate_password)
     )
+    app_rules = settings.user_manager_path is not None
+    if not (secret.generated or app_rules):
+        email = user.strip() if "@" in user else None
+        if email is None and not allow_weak_password:  # named by id: the policy needs the email
+            email = run(lambda: _email_of(settings, user), settings)
+        call(
+            lambda: enforce_policy(
+                secret, email, allow_weak=allow_weak_password, may_ask=not password_stdin
+            )
+        )
 
     from usersctl.passwords import hash_password_in_background
 
-    hashing_started = hash_password_in_background(secret.password)
+    hashing_started = None if app_rules else hash_password_in_background(secret.password)
 
     async def work() -> dict[str, Any]:
         import asyncio
 
         from usersctl import users
 
-        hashing = asyncio.wrap_future(hashing_started)
-        async with settings.open_users(write=True) as ctx_users:
+        hashing = asyncio.wrap_future(hashing_started) if hashing_started else None
+        async with (
+            settings.open_users(write=True) as ctx_users,
+            settings.open_manager(ctx_users) as manager,
+        ):
             found = await users.find_user(ctx_users, user)
-            await users.set_password(ctx_users, found, await hashing)
+            if hashing is not None:
+                hashed = await hashing
+            else:
+                hashed = await _app_hash(manager, secret, found, allow_weak_password)
+            await users.set_password(ctx_users, found, hashed)
             row: dict[str, Any] = {
                 "id": found.id,
                 "email": found.email,
@@ -427,6 +500,8 @@ def set_password(
             if revoked is not None:
                 row["revoked_tokens"] = revoked[found.id]
             await _finish(ctx_users, dry_run)
+            if manager is not None and not dry_run:
+                await _hook(manager, "on_after_reset_password", found, done="the password was set")
             return row
 
     row = run(work, settings)
@@ -438,6 +513,15 @@ def set_password(
         row["password"] = secret.password
         columns.append("password")
     render_rows([row], output, columns=columns, single=True)
+
+
+async def _email_of(settings: Any, email_or_id: str) -> str:
+    """The email of the user named by id, for the password policy's similarity check."""
+    from usersctl import users
+
+    async with settings.open_users() as ctx_users:
+        found = await users.find_user(ctx_users, email_or_id)
+        return str(found.email)
 
 
 def delete_user(
@@ -482,11 +566,24 @@ def delete_user(
     async def work() -> list[dict[str, Any]]:
         from usersctl import users
 
-        async with settings.open_users(write=True) as ctx_users:
+        async with (
+            settings.open_users(write=True) as ctx_users,
+            settings.open_manager(ctx_users) as manager,
+        ):
             found, missing = await users.find_users(ctx_users, users_, missing_ok=missing_ok)
             rows = [{"id": u.id, "email": u.email} for u in found]
+            if manager is not None:
+                from usersctl.user_manager import run_hook
+
+                for each in found:  # before the delete, in its transaction, as the app does
+                    await run_hook(
+                        manager, "on_before_delete", each, committed="nothing was deleted"
+                    )
             await users.delete_users(ctx_users, found, force=force)
             await _finish(ctx_users, dry_run)
+            if manager is not None and not dry_run:
+                for each in found:
+                    await _hook(manager, "on_after_delete", each, done=f"{each.email} was deleted")
             status = "would delete" if dry_run else "deleted"
             return [{**row, "status": status} for row in rows] + [
                 {"id": None, "email": ref, "status": "not found"} for ref in missing
