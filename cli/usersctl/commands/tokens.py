@@ -278,6 +278,7 @@ def forgot_password(ctx: typer.Context, user: UserArgument) -> None:
     \b
     Example:
       usersctl --user-manager app.users:get_user_manager forgot-password alice@example.com
+      USERSCTL_USER_MANAGER=app.users:get_user_manager usersctl forgot-password alice@example.com
     """
     _through_manager(ctx, user, "forgot_password", "on_after_forgot_password")
 
@@ -289,6 +290,7 @@ def request_verify(ctx: typer.Context, user: UserArgument) -> None:
     \b
     Example:
       usersctl --user-manager app.users:get_user_manager request-verify bob@example.com
+      USERSCTL_USER_MANAGER=app.users:get_user_manager usersctl request-verify bob@example.com
     """
     _through_manager(ctx, user, "request_verify", "on_after_request_verify")
 
