@@ -28,11 +28,15 @@ def init_db(
     """Create the user table and its unique lower(email) index; safe to run again.
 
     On an existing FastAPI Users table it only adds the index, which makes logins an index lookup.
+    It creates the table ``--table`` names (with --oauth and --access-tokens, FastAPI Users' other
+    two tables referencing it); without --table it refuses to create ``user`` beside a user table
+    of another name.
 
     \b
     Example:
       usersctl init-db
       usersctl -d postgresql://app@db/app init-db --sql
+      usersctl --table users init-db
     """
     settings = settings_of(ctx)
 
@@ -42,10 +46,19 @@ def init_db(
         if settings.model_path:
             from usersctl.models import load_user_model, model_tables
 
-            model = load_user_model(settings.model_path)
+            model = load_user_model(settings.model_path, settings.table)
             tables = model_tables(model, oauth=oauth, access_tokens=access_tokens)
         else:
+            from usersctl import user_tables
+
             tables = schema.built_in_tables(oauth=oauth, access_tokens=access_tokens)
+            if settings.table:
+                name = user_tables.table_for_url(settings.database_url, settings.table)
+                tables = user_tables.renamed_tables(tables, name)
+            elif not sql:
+                await user_tables.refuse_beside_user_table(
+                    settings.database_url, connect_timeout=settings.connect_timeout
+                )
         if sql:
             return schema.schema_sql(settings.database_url, tables)
         return await schema.init_database(

@@ -207,14 +207,14 @@ def run(coroutine_function: Callable[[], Awaitable[T]], settings: Settings) -> T
         resume_collector()  # it loads the database modules: a broken install fails in here
         return asyncio.run(_as_coroutine(coroutine_function))
 
-    return call(start, settings.database_url)
+    return call(start, settings.database_url, settings.url_source)
 
 
-def call(function: Callable[[], T], database_url: str | None = None) -> T:
+def call(function: Callable[[], T], database_url: str | None = None, url_source: str = "") -> T:
     """Call ``function``, translating every failure: for the work a command does outside the
     event loop (checks, and prompts, which must not block a running loop: Ctrl-C would then only
     cancel its task, and the prompt would go on waiting). A failure to reach ``database_url``
-    names its server."""
+    names its server; a database problem says where the URL came from (``url_source``)."""
     try:
         return function()
     except typer.Exit:
@@ -232,6 +232,8 @@ def call(function: Callable[[], T], database_url: str | None = None) -> T:
         stdout_closed()
     except Exception as exc:
         code, message = exit_code_for(exc, server_of(database_url) if database_url else "")
+        if code == ExitCode.DATABASE and url_source:
+            message = f"{message} (database URL from {url_source})"
         if os.environ.get("USERSCTL_DEBUG") and code == ExitCode.FAILURE:
             import traceback
 
