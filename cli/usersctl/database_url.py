@@ -88,7 +88,7 @@ def require_database(database: DatabaseURL) -> str:
         if path is not None and not path.exists():
             shown = path if path.is_absolute() else f"./{path}"
             raise DatabaseProblem(
-                f"{shown} does not exist, and no setting names another database "
+                f"{shown}, {DEFAULT_SOURCE}, does not exist, and no setting names another database "
                 f"(--database-url, --env-file, {', '.join(URL_VARIABLES)} or ./{DOTENV})"
             )
     return database.url

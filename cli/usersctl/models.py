@@ -198,7 +198,7 @@ def reflect_user_model(connection: Connection, table_name: str | None = None) ->
 
     postgresql = connection.dialect.name == "postgresql"
     wanted = parse_table_name(table_name, postgresql=postgresql) if table_name else None
-    catalog = read_catalog(connection, wanted.schema if wanted else None)
+    catalog = read_catalog(connection)
     found = find_user_table(catalog, wanted)
     inspector = inspect(connection)
     columns = {

@@ -63,6 +63,8 @@ class Catalog:
     user_id_targets: dict[TableName, set[TableName]] = field(default_factory=dict)
     #: PostgreSQL: the schema of each table, also of those its bare name reaches.
     schemas: dict[TableName, str] = field(default_factory=dict)
+    #: PostgreSQL: the tables in schemas outside the search path (only ``--table`` reaches them).
+    outside: set[TableName] = field(default_factory=set)
 
     def add(self, name: TableName, column: str | None) -> None:
         if name not in self.columns:
@@ -71,9 +73,18 @@ class Catalog:
         if column is not None:
             self.columns[name].add(column)
 
-    def user_tables(self) -> list[TableName]:
-        """The tables that have every column of FastAPI Users' user table."""
-        return [name for name in self.tables if self.columns[name] >= set(BASE_COLUMNS)]
+    def in_path(self) -> list[TableName]:
+        """The tables a bare name, or the search path, reaches."""
+        return [name for name in self.tables if name not in self.outside]
+
+    def user_tables(self, *, anywhere: bool = False) -> list[TableName]:
+        """The tables (of the search path, or ``anywhere``) that have every column of FastAPI
+        Users' user table."""
+        return [
+            name
+            for name in (self.tables if anywhere else self.in_path())
+            if self.columns[name] >= set(BASE_COLUMNS)
+        ]
 
     def find(self, wanted: TableName) -> TableName | None:
         """The table ``wanted`` names, by its bare name or by ``schema.name``."""
@@ -113,11 +124,13 @@ LEFT JOIN pragma_foreign_key_list(m.name) AS f
 WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\'
 """
 
-# Tables of the search path (and of the schema --table names), with their FastAPI Users columns
-# and the table a one-column foreign key on user_id references by its id. pg_table_is_visible
-# says whether a table's bare name reaches it: it is the first of its name along the search path.
+# The tables of every schema but the system's, with their FastAPI Users columns and the table a
+# one-column foreign key on user_id references by its id; and whether their schema is on the
+# search path. pg_table_is_visible says whether a table's bare name reaches it: it is the first
+# of its name along the search path.
 _POSTGRESQL_CATALOG = f"""
-SELECT c.relname, n.nspname, pg_table_is_visible(c.oid), a.attname,
+SELECT c.relname, n.nspname, pg_table_is_visible(c.oid),
+       n.nspname = ANY (current_schemas(false)), a.attname,
        r.relname, rn.nspname, pg_table_is_visible(r.oid)
 FROM pg_class AS c
 JOIN pg_namespace AS n ON n.oid = c.relnamespace
@@ -129,22 +142,26 @@ LEFT JOIN pg_attribute AS ra ON ra.attrelid = k.confrelid AND k.confkey = ARRAY[
 LEFT JOIN pg_class AS r ON r.oid = k.confrelid AND ra.attname = 'id'
 LEFT JOIN pg_namespace AS rn ON rn.oid = r.relnamespace
 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
-  AND (n.nspname = ANY (current_schemas(false)) OR n.nspname = :schema)
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
 """
 
 
-def read_catalog(connection: Connection, schema: str | None = None) -> Catalog:
-    """Every table of the database (on PostgreSQL: of the search path, and of ``schema``), in one
-    query, with the FastAPI Users columns it has and where its ``user_id`` points."""
+def read_catalog(connection: Connection) -> Catalog:
+    """Every table of the database (on PostgreSQL: of every schema, those outside the search
+    path marked), in one query, with the FastAPI Users columns it has and where its ``user_id``
+    points."""
     catalog = Catalog()
     if connection.dialect.name == "postgresql":
-        rows = connection.execute(text(_POSTGRESQL_CATALOG), {"schema": schema})
-        for table, namespace, visible, column, target, target_namespace, target_visible in rows:
+        rows = connection.execute(text(_POSTGRESQL_CATALOG))
+        for row in rows:
+            table, namespace, visible, on_path, column, target, target_namespace, reached = row
             name = TableName(table, None if visible else namespace)
             catalog.add(name, column)
             catalog.schemas[name] = namespace
+            if not on_path:
+                catalog.outside.add(name)
             if target is not None:
-                referenced = TableName(target, None if target_visible else target_namespace)
+                referenced = TableName(target, None if reached else target_namespace)
                 catalog.user_id_targets.setdefault(name, set()).add(referenced)
     else:
         targets: list[tuple[TableName, str]] = []
@@ -168,20 +185,28 @@ def _listed(names: Sequence[TableName]) -> str:
 
 
 def find_user_table(catalog: Catalog, wanted: TableName | None = None) -> TableName:
-    """The user table: the one ``wanted`` names (``--table``), else the one table that has
-    FastAPI Users' user columns. Raises ``TablesMissing`` when there is none (naming the tables
-    there are) and ``InvalidInput`` when several tables have the columns."""
+    """The user table: the one ``wanted`` names (``--table``), else the one table of the search
+    path that has FastAPI Users' user columns. Raises ``TablesMissing`` when there is none (naming
+    the tables there are) and ``InvalidInput`` when several tables have the columns."""
     candidates = catalog.user_tables()
+    elsewhere = [name for name in catalog.user_tables(anywhere=True) if name not in candidates]
+    hint = (
+        f"; outside the search path, {_listed(elsewhere)} has FastAPI Users' user columns: name "
+        f"it with --table {elsewhere[0]}"
+        if elsewhere
+        else ""
+    )
     if wanted is not None:
         found = catalog.find(wanted)
         if found is None:
-            if candidates:
-                hint = f"; the tables with FastAPI Users' user columns: {_listed(candidates)}"
+            if candidates or elsewhere:
+                which = _listed(candidates + elsewhere)
+                found_hint = f"; the tables with FastAPI Users' user columns: {which}"
             elif catalog.tables:
-                hint = f"; its tables: {_listed(catalog.tables)}"
+                found_hint = f"; its tables: {_listed(catalog.tables)}"
             else:
-                hint = f"; run `usersctl --table {wanted} init-db` to create it"
-            raise TablesMissing(f"the database has no table {str(wanted)!r} (--table){hint}")
+                found_hint = f"; run `usersctl --table {wanted} init-db` to create it"
+            raise TablesMissing(f"the database has no table {str(wanted)!r} (--table){found_hint}")
         missing = [name for name in BASE_COLUMNS if name not in catalog.columns[found]]
         if missing:
             raise TablesMissing(
@@ -196,26 +221,29 @@ def find_user_table(catalog: Catalog, wanted: TableName | None = None) -> TableN
             f"several tables have FastAPI Users' user columns: {_listed(candidates)}; choose one "
             "with --table NAME (or USERSCTL_TABLE)"
         )
-    if not catalog.tables:
+    tables = catalog.in_path()
+    if not tables and not elsewhere:
         raise TablesMissing("the database has no user table; run `usersctl init-db` to create it")
+    if not tables:
+        raise TablesMissing(f"the database has no table in the search path{hint}")
     near = [
         f"{name} lacks {', '.join(c for c in BASE_COLUMNS if c not in catalog.columns[name])}"
-        for name in catalog.tables
+        for name in tables
         if "email" in catalog.columns[name]
     ]
     raise TablesMissing(
         "no FastAPI Users user table found: no table has all of "
         f"{', '.join(BASE_COLUMNS)}{' (' + '; '.join(near) + ')' if near else ''}; "
-        f"the database has: {_listed(catalog.tables)}"
+        f"the database has: {_listed(tables)}{hint}"
     )
 
 
 def refuse_second_user_table(catalog: Catalog, creating: TableName) -> None:
     """``init-db`` without ``--table``: refuse (``Conflict``) to create ``user`` beside a user table
-    of another name, which the app reads while the new one would stay empty."""
+    of another name (in any schema), which the app reads while the new one would stay empty."""
     if catalog.find(creating) is not None:
         return
-    others = catalog.user_tables()
+    others = catalog.user_tables(anywhere=True)
     if others:
         name = str(others[0]) if len(others) == 1 else None
         which = (

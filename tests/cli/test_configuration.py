@@ -64,7 +64,7 @@ def test_default_database_is_users_db_in_the_current_folder(usersctl_anywhere: U
     # run init-db: an app's database may just not have been pointed at) ...
     missing = usersctl_anywhere("list-users")
     assert missing.returncode == 5, missing.stderr
-    assert "./users.db does not exist, and no setting names another database" in missing.stderr
+    assert "./users.db, the built-in default, does not exist" in missing.stderr
     assert "init-db" not in missing.stderr
     assert not (folder / "users.db").exists()
     # ... init-db does, in the current folder.

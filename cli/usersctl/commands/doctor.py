@@ -44,15 +44,17 @@ def doctor(
         from usersctl.doctor import diagnose
 
         return await diagnose(
-            settings.database_url,
+            settings.checked_url(),
             model_path=settings.model_path,
+            table=settings.table,
             fix=fix,
             connect_timeout=settings.connect_timeout,
         )
 
     report = run(work, settings)
+    found = {**report.as_dict(), "database_url_source": settings.url_source}
     if output is OutputFormat.json:
-        sys.stdout.write(json.dumps(report.as_dict(), ensure_ascii=False, indent=2) + "\n")
+        sys.stdout.write(json.dumps(found, ensure_ascii=False, indent=2) + "\n")
     else:
         rows = []
         for check in report.checks:
@@ -64,5 +66,9 @@ def doctor(
     failed = report.failed
     if failed:
         names = ", ".join(check.name for check in failed)
-        fail(f"{len(failed)} check(s) failed on {report.database}: {names}", ExitCode.CHECK_FAILED)
-    say(f"All checks passed on {report.database}.")
+        fail(
+            f"{len(failed)} check(s) failed on {report.database} (URL from {settings.url_source}): "
+            f"{names}",
+            ExitCode.CHECK_FAILED,
+        )
+    say(f"All checks passed on {report.database} (URL from {settings.url_source}).")

@@ -232,7 +232,7 @@ def call(function: Callable[[], T], database_url: str | None = None, url_source:
         stdout_closed()
     except Exception as exc:
         code, message = exit_code_for(exc, server_of(database_url) if database_url else "")
-        if code == ExitCode.DATABASE and url_source:
+        if code == ExitCode.DATABASE and url_source and url_source not in message:
             message = f"{message} (database URL from {url_source})"
         if os.environ.get("USERSCTL_DEBUG") and code == ExitCode.FAILURE:
             import traceback
