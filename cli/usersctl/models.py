@@ -1,8 +1,9 @@
 """Which user model a command works on: the app's own (``--model``), or the table found in the
 database.
 
-Without ``--model`` the ``user`` table's structure is read from the database, so an app's
-integer ids and extra columns are seen and kept. ``--model module.path:ClassName`` imports the
+Without ``--model`` the user table is found by its columns (``usersctl.user_tables``), whatever
+its name, and its structure is read from the database, so an app's integer ids and extra columns
+are seen and kept. ``--model module.path:ClassName`` imports the
 app's mapped class, so its Python-side defaults (a ``created_at`` filled by the app) apply too.
 usersctl's own tables, which ``init-db`` creates, are in ``usersctl.builtin_tables``.
 """

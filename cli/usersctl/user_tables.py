@@ -3,9 +3,10 @@ OAuth-account and access-token tables by their foreign key to it.
 
 Apps name their user table ``user``, ``users`` or ``auth_user``, and put it in a schema of their
 own; what every FastAPI Users user table has is its columns (``BASE_COLUMNS``). One catalog query
-per dialect reads, for every table (on PostgreSQL: in the schemas of the search path), which of
-FastAPI Users' column names it has and where its ``user_id`` points, so finding the tables costs
-the one query that listing the table names cost before.
+per dialect reads, for every table, which of FastAPI Users' column names it has and where its
+``user_id`` points, so finding the tables costs the one query that listing the table names cost
+before. On PostgreSQL the user table is looked for in the schemas of the search path; tables of
+other schemas are only named in messages, and reached with ``--table schema.name``.
 """
 
 from __future__ import annotations

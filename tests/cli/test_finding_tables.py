@@ -241,6 +241,37 @@ def test_several_user_tables_are_named_and_table_chooses_one(
     assert "lacks the column(s) id, email, hashed_password" in lacking
 
 
+def test_completion_completes_from_the_table_named(
+    app: Usersctl, usersctl_anywhere: Usersctl, database_url: str
+) -> None:
+    sql(
+        database_url,
+        "CREATE TABLE auth_user (id INTEGER PRIMARY KEY, email VARCHAR(320) NOT NULL, "
+        f"hashed_password VARCHAR(1024) NOT NULL, {BOOLEANS})",
+        "INSERT INTO auth_user (id, email, hashed_password) VALUES (1, 'staff@example.com', 'x')",
+        "INSERT INTO users (email, hashed_password) VALUES ('customer@example.com', 'x')",
+    )
+
+    def offered(words: str, **env: str) -> list[str]:
+        result = usersctl_anywhere(
+            url=False,
+            env={
+                "_USERSCTL_COMPLETE": "complete_bash",
+                "COMP_WORDS": words,
+                "COMP_CWORD": str(len(words.split()) - 1),
+                **env,
+            },
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split()
+
+    words = f"usersctl -d {database_url} --table auth_user show-user s"
+    assert offered(words) == ["staff@example.com"]
+    words = f"usersctl -d {database_url} show-user c"
+    assert offered(words, USERSCTL_TABLE="users") == ["customer@example.com"]
+    assert offered(words) == []  # two user tables, and none named: nothing, silently
+
+
 def test_without_a_user_table_among_other_tables_the_tables_are_listed_not_init_db(
     usersctl: Usersctl, database_url: str
 ) -> None:
