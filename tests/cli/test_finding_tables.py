@@ -396,6 +396,69 @@ def test_without_an_app_token_table_the_decoy_is_not_taken_for_one(
     assert sql(database_url, "SELECT token FROM accesstoken") == [("d",)]
 
 
+#: The app's own model of ``users`` and its token table (no OAuth), for --model.
+SHOP_MODELS = """
+from datetime import datetime
+
+from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    hashed_password: Mapped[str] = mapped_column(String(1024))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_superuser: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    full_name: Mapped[str | None] = mapped_column(String(100))
+
+
+class Session(Base):
+    __tablename__ = "user_access_tokens"
+
+    token: Mapped[str] = mapped_column(String(43), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+"""
+
+
+def test_with_the_app_model_the_decoy_is_left_alone_too(
+    app: Usersctl, database_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "shop_models.py").write_text(SHOP_MODELS)  # usersctl runs in tmp_path
+    model = ["--model", "shop_models:User"]
+    sql(
+        database_url,
+        "CREATE TABLE devices (id INTEGER PRIMARY KEY)",
+        "CREATE TABLE accesstoken (token VARCHAR(43) PRIMARY KEY, created_at TIMESTAMP, "
+        "user_id INTEGER REFERENCES devices(id))",
+        "INSERT INTO devices (id) VALUES (7)",
+        "INSERT INTO accesstoken (token, created_at, user_id) VALUES ('d', CURRENT_TIMESTAMP, 7)",
+    )
+    app.ok(*model, "create-user", "alice@example.com", "--generate-password")
+    sql(
+        database_url,
+        "INSERT INTO user_access_tokens (token, created_at, user_id) "
+        "VALUES ('alice', CURRENT_TIMESTAMP, 1), ('orphan', CURRENT_TIMESTAMP, 99)",
+        foreign_keys=False,
+    )
+    report = json.loads(app(*model, "doctor", "--fix", "-o", "json").stdout)
+    checks = {check["check"]: check for check in report["checks"]}
+    assert checks["orphan rows"]["status"] == "fixed", checks
+    assert sql(database_url, "SELECT token FROM user_access_tokens") == [("alice",)]
+    assert sql(database_url, "SELECT token FROM accesstoken") == [("d",)]
+    # The model names the table: a --table that says otherwise is refused.
+    message = app.fails(2, *model, "--table", "auth_user", "list-users")
+    assert "--table auth_user and --model shop_models:User disagree" in message
+
+
 # PostgreSQL schemas ---------------------------------------------------------------------------
 
 
