@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Column, ForeignKey, MetaData, Table, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.types import TypeEngine
 
 from usersctl.db import add_email_lower_index
 from usersctl.errors import Conflict, InvalidInput, TablesMissing
@@ -258,9 +259,13 @@ def refuse_second_user_table(catalog: Catalog, creating: TableName) -> None:
         )
 
 
-def renamed_tables(tables: Sequence[Table], name: TableName) -> list[Table]:
+def renamed_tables(
+    tables: Sequence[Table], name: TableName, id_type: TypeEngine[Any] | None = None
+) -> list[Table]:
     """usersctl's built-in tables (``user`` first), with the user table named ``name``: the OAuth
-    and token tables keep their names and reference it instead, indexes are named after it."""
+    and token tables keep their names and reference it instead, indexes are named after it.
+    ``id_type`` is the id type of the app's table of that name, when it exists: the ``user_id``
+    columns take it (an app's ids may be integers)."""
     metadata = MetaData()
     user, *others = tables
     renamed = Table(
@@ -272,6 +277,8 @@ def renamed_tables(tables: Sequence[Table], name: TableName) -> list[Table]:
         columns = []
         for column in table.columns:
             copy = _copy(column)
+            if column.foreign_keys and id_type is not None:
+                copy.type = id_type
             if column.foreign_keys:
                 copy.append_foreign_key(ForeignKey(renamed.c.id, ondelete="CASCADE"))
             columns.append(copy)
@@ -306,6 +313,34 @@ async def refuse_beside_user_table(url: str, *, connect_timeout: float) -> None:
     finally:
         await engine.dispose()
     refuse_second_user_table(catalog, TableName(USER_TABLE))
+
+
+async def existing_id_type(
+    url: str, name: TableName, *, connect_timeout: float
+) -> TypeEngine[Any] | None:
+    """The type of the ``id`` of the table ``name`` at ``url``; None when it does not exist yet."""
+    from sqlalchemy import inspect
+
+    from usersctl.engine import create_engine, normalize_url, sqlite_path
+
+    parsed = normalize_url(url)
+    path = sqlite_path(parsed)
+    if path is not None and not path.exists():
+        return None
+    engine = create_engine(parsed, connect_timeout=connect_timeout, sqlite_begin="BEGIN")
+
+    def read(connection: Connection) -> TypeEngine[Any] | None:
+        inspector = inspect(connection)
+        if not inspector.has_table(name.name, schema=name.schema):
+            return None
+        columns = inspector.get_columns(name.name, schema=name.schema)
+        return next((column["type"] for column in columns if column["name"] == "id"), None)
+
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(read)
+    finally:
+        await engine.dispose()
 
 
 def table_for_url(url: str, raw: str) -> TableName:

@@ -332,6 +332,31 @@ def test_init_db_creates_the_table_named_and_its_tables_reference_it(
     assert sql(database_url, "SELECT email FROM accounts") == [("a@example.com",)]
 
 
+def test_init_db_gives_an_app_table_with_integer_ids_oauth_and_token_tables_that_fit(
+    usersctl: Usersctl, database_url: str
+) -> None:
+    if database_url.startswith("sqlite"):
+        sqlite3.connect(database_url.split(":///", 1)[1]).close()
+    sql(database_url, app_tables(database_url)[0])  # the app's users table alone
+    usersctl.ok("--table", "users", "init-db", "--oauth", "--access-tokens")
+    assert references(database_url, "accesstoken") == {"users"}
+    if database_url.startswith("sqlite"):
+        query = "SELECT type FROM pragma_table_info('accesstoken') WHERE name = 'user_id'"
+    else:
+        query = (
+            "SELECT data_type FROM information_schema.columns "
+            "WHERE table_name = 'accesstoken' AND column_name = 'user_id'"
+        )
+    assert [kind.lower() for (kind,) in sql(database_url, query)] == ["integer"]
+    made = created(usersctl.ok("create-user", "a@example.com", "--generate-password", "-o", "json"))
+    sql(
+        database_url,
+        "INSERT INTO accesstoken (token, created_at, user_id) "
+        f"VALUES ('t-1', CURRENT_TIMESTAMP, {made['id']})",
+    )
+    assert created(usersctl.ok("show-user", "a@example.com", "-o", "json"))["access_tokens"] == 1
+
+
 # The token table by its foreign key, not by its name ------------------------------------------
 
 

@@ -54,7 +54,12 @@ def init_db(
             tables = schema.built_in_tables(oauth=oauth, access_tokens=access_tokens)
             if settings.table:
                 name = user_tables.table_for_url(settings.database_url, settings.table)
-                tables = user_tables.renamed_tables(tables, name)
+                id_type = None
+                if (oauth or access_tokens) and not sql:  # user_id is typed like the app's id
+                    id_type = await user_tables.existing_id_type(
+                        settings.database_url, name, connect_timeout=settings.connect_timeout
+                    )
+                tables = user_tables.renamed_tables(tables, name, id_type)
             elif not sql:
                 await user_tables.refuse_beside_user_table(
                     settings.database_url, connect_timeout=settings.connect_timeout
