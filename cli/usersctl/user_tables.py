@@ -67,6 +67,8 @@ class Catalog:
     schemas: dict[TableName, str] = field(default_factory=dict)
     #: PostgreSQL: the tables in schemas outside the search path (only ``--table`` reaches them).
     outside: set[TableName] = field(default_factory=set)
+    #: SQLite: table names match in any case.
+    any_case: bool = False
 
     def add(self, name: TableName, column: str | None) -> None:
         if name not in self.columns:
@@ -91,7 +93,8 @@ class Catalog:
     def find(self, wanted: TableName) -> TableName | None:
         """The table ``wanted`` names, by its bare name or by ``schema.name``."""
         for name in self.tables:
-            if name.name != wanted.name:
+            same = name.name.lower() == wanted.name.lower() if self.any_case else None
+            if not (same or name.name == wanted.name):
                 continue
             if wanted.schema is None and name.schema is None:
                 return name
@@ -166,6 +169,7 @@ def read_catalog(connection: Connection) -> Catalog:
                 referenced = TableName(target, None if reached else target_namespace)
                 catalog.user_id_targets.setdefault(name, set()).add(referenced)
     else:
+        catalog.any_case = True
         targets: list[tuple[TableName, str]] = []
         for table, column, target in connection.execute(text(_SQLITE_CATALOG)):
             catalog.add(TableName(table), column)
