@@ -115,13 +115,16 @@ async def export_users(
     connect_timeout: float = 10.0,
     progress: Progress | None = None,
     model_path: str | None = None,
+    table: str | None = None,
 ) -> int:
     """Write the users matching ``filters`` to ``out``; return how many were written.
 
     Without ``include_hashes`` no password hash leaves the database.
     """
     filters = filters or UserFilters()
-    async with open_users(url, connect_timeout=connect_timeout, model_path=model_path) as ctx:
+    async with open_users(
+        url, connect_timeout=connect_timeout, model_path=model_path, table=table
+    ) as ctx:
         dialect = ctx.session.bind.dialect.name
         columns = export_columns(ctx.model, include_hashes=include_hashes)
         total = 0

@@ -917,6 +917,7 @@ async def import_users(
     connect_timeout: float = 10.0,
     progress: Progress | None = None,
     model_path: str | None = None,
+    table: str | None = None,
     keep_unknown_hashes: bool = False,
     force: bool = False,
     keep_sessions: bool = False,
@@ -943,6 +944,7 @@ async def import_users(
             connect_timeout=connect_timeout,
             progress=progress,
             model_path=model_path,
+            table=table,
             keep_unknown_hashes=keep_unknown_hashes,
             force=force,
             keep_sessions=keep_sessions,
@@ -961,6 +963,7 @@ async def _import(
     connect_timeout: float,
     progress: Progress | None,
     model_path: str | None,
+    table: str | None,
     keep_unknown_hashes: bool,
     force: bool,
     keep_sessions: bool,
@@ -969,7 +972,7 @@ async def _import(
 
     dry_run = summary.dry_run
     async with open_users(
-        url, connect_timeout=connect_timeout, write=True, model_path=model_path
+        url, connect_timeout=connect_timeout, write=True, model_path=model_path, table=table
     ) as ctx:
         if ctx.session.bind.dialect.name == "sqlite":
             # A bigger page cache (64 MiB, this connection only) keeps the indexes being

@@ -62,16 +62,18 @@ async def open_users(
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     write: bool = False,
     model_path: str | None = None,
+    table: str | None = None,
 ) -> AsyncIterator[UserContext]:
     """Open one session on ``url``, read the user table's structure, and dispose of it all after.
 
     ``write=True`` takes SQLite's write lock when the transaction starts, so a check and the write
     that follows it cannot be interleaved with another process. ``model_path``
-    (``module.path:ClassName``) uses the app's own model instead of reading the table's structure.
+    (``module.path:ClassName``) uses the app's own model instead of reading the table's structure;
+    ``table`` (``--table``) names the user table instead of finding it by its columns.
     """
     from usersctl.engine import normalize_url
 
-    loaded = load_user_model(model_path) if model_path else None
+    loaded = load_user_model(model_path, table) if model_path else None
     parsed = normalize_url(url)
     check_sqlite_file(parsed)
     engine = create_engine(
@@ -83,7 +85,9 @@ async def open_users(
         async with session_factory(engine)() as session:
             try:
                 if loaded is None:
-                    model = await session.run_sync(lambda s: reflect_user_model(s.connection()))
+                    model = await session.run_sync(
+                        lambda s: reflect_user_model(s.connection(), table)
+                    )
                     if write:
                         await session.run_sync(lambda s: require_writable(s.connection(), model))
                 else:

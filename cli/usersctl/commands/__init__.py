@@ -6,6 +6,7 @@ import contextlib
 import functools
 import importlib
 from collections.abc import Iterator, Mapping, MutableMapping
+from pathlib import Path
 from typing import Annotated, Any, Optional, cast  # noqa: F401  (Typer reads the annotations)
 
 import typer
@@ -154,6 +155,30 @@ def root(
             show_default=False,
         ),
     ] = None,
+    table: Annotated[
+        str | None,
+        typer.Option(
+            "--table",
+            envvar="USERSCTL_TABLE",
+            metavar="NAME",
+            help="The user table (SCHEMA.NAME on PostgreSQL); without it, the one table with "
+            "FastAPI Users' user columns, whatever its name.",
+            show_default=False,
+        ),
+    ] = None,
+    env_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--env-file",
+            envvar="USERSCTL_ENV_FILE",
+            metavar="PATH",
+            exists=True,
+            dir_okay=False,
+            help="Read USERSCTL_DATABASE_URL or DATABASE_URL from this dotenv file (without "
+            "it, from ./.env when nothing else gives the URL).",
+            show_default=False,
+        ),
+    ] = None,
     version: Annotated[
         bool | None,
         typer.Option(
@@ -162,8 +187,16 @@ def root(
     ] = None,
 ) -> None:
     """Options shared by every command."""
+    from usersctl.commands.errors import call
+    from usersctl.commands.options import database_url_of
+
+    database = call(lambda: database_url_of(ctx, database_url, env_file))
     ctx.obj = Settings(
-        database_url=database_url, connect_timeout=connect_timeout, model_path=model or None
+        database_url=database.url,
+        connect_timeout=connect_timeout,
+        model_path=model or None,
+        url_source=database.source,
+        table=table or None,
     )
     ctx.call_on_close(ctx.obj.commit_guard.release)  # after the command has printed its output
 

@@ -270,16 +270,20 @@ def run(coroutine_function: Callable[[], Awaitable[T]], settings: Settings) -> T
             if guard.began:
                 guard.hold()  # asyncio.run may have put back its own handler on the way out
 
-    return call(start, settings.database_url, guard)
+    return call(start, settings.database_url, settings.url_source, guard)
 
 
 def call(
-    function: Callable[[], T], database_url: str | None = None, guard: CommitGuard | None = None
+    function: Callable[[], T],
+    database_url: str | None = None,
+    url_source: str = "",
+    guard: CommitGuard | None = None,
 ) -> T:
     """Call ``function``, translating every failure: for the work a command does outside the
     event loop (checks, and prompts, which must not block a running loop: Ctrl-C would then only
     cancel its task, and the prompt would go on waiting). A failure to reach ``database_url``
-    names its server. An interrupt during a commit (``guard``) is reported as such."""
+    names its server; a database problem says where the URL came from (``url_source``). An
+    interrupt during a commit (``guard``) is reported as such."""
     try:
         return function()
     except typer.Exit:
@@ -297,6 +301,8 @@ def call(
         stdout_closed()
     except Exception as exc:
         code, message = exit_code_for(exc, server_of(database_url) if database_url else "")
+        if code == ExitCode.DATABASE and url_source and url_source not in message:
+            message = f"{message} (database URL from {url_source})"
         if os.environ.get("USERSCTL_DEBUG") and code == ExitCode.FAILURE:
             import traceback
 

@@ -115,7 +115,7 @@ def export_users(
             progress_bar("exporting") as progress,
         ):
             return await export(
-                settings.database_url,
+                settings.checked_url(),
                 out,
                 fmt=fmt,
                 filters=filters,
@@ -123,6 +123,7 @@ def export_users(
                 connect_timeout=settings.connect_timeout,
                 progress=progress,
                 model_path=settings.model_path,
+                table=settings.table,
             )
 
     count = run(work, settings)
@@ -234,7 +235,7 @@ def import_users(
         try:
             with _open_input(file) as stream, progress_bar("importing") as progress:
                 summary = await run_import(
-                    settings.database_url,
+                    settings.checked_url(),
                     stream,
                     fmt=fmt,
                     on_conflict=on_conflict.value,
@@ -242,6 +243,7 @@ def import_users(
                     connect_timeout=settings.connect_timeout,
                     progress=progress,
                     model_path=settings.model_path,
+                    table=settings.table,
                     keep_unknown_hashes=keep_unknown_hashes,
                     force=force,
                     keep_sessions=keep_sessions,
