@@ -36,6 +36,10 @@ class AmbiguousUser(Conflict):
     index), and none is stored exactly as given."""
 
 
+class ReferenceConflict(Conflict):
+    """A foreign key refuses the change: the row refers to a row that does not exist."""
+
+
 class LastSuperuser(Conflict):
     """The change would leave the database without an active superuser."""
 
