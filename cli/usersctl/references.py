@@ -88,6 +88,7 @@ class ReferenceGraph:
 
     by_target: Mapping[str, Sequence[Reference]]
     login_tables: frozenset[str] = frozenset()
+    table_names: frozenset[str] = frozenset()
 
     def referring_to(self, table_name: str) -> Sequence[Reference]:
         return self.by_target.get(table_name, ())
@@ -151,7 +152,7 @@ def read_references(connection: Connection, model: UserModel) -> ReferenceGraph:
     logins = frozenset(
         table.fullname for table in (model.oauth_table, model.token_table) if table is not None
     )
-    return ReferenceGraph(by_target, logins)
+    return ReferenceGraph(by_target, logins, frozenset(table.name for table in tables.values()))
 
 
 def _rule_name(on_delete: str | None) -> str | None:
@@ -415,10 +416,10 @@ def refuse_blocked(plans: Sequence[DeletePlan], rules: DeleteRules) -> None:
         for step in blocking:
             plural = "" if step.rows == 1 else "s"
             constraint = f" {step.reference.name}" if step.reference.name else ""
-            through = f" (they refer to rows of {step.through} that would be deleted)"
+            through = f"; they refer to rows of {step.through} that would be deleted"
             listed.append(
                 f"{step.rows} row{plural} of {step.reference.where} "
-                f"(foreign key{constraint}, {step.by})" + (through if step.through else "")
+                f"(foreign key{constraint}, {step.by}{through if step.through else ''})"
             )
             shallow = shallow or step.depth == 1
             deep = deep or step.depth > 1

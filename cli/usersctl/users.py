@@ -454,6 +454,9 @@ async def _plan_deletes(
             f"--reassign-to {rules.reassign_to.email}: that user is being deleted too"
         )
     graph = await ctx.session.run_sync(lambda s: read_references(s.connection(), ctx.model))
+    unknown = sorted(rules.cascade_into - graph.table_names)
+    if unknown:
+        raise InvalidInput(f"--cascade-into {', '.join(unknown)}: the database has no such table")
     plans = [await plan_delete(ctx.session, graph, ctx.model.table, user, rules) for user in users]
     refuse_blocked(plans, rules)
     return graph, plans

@@ -178,6 +178,10 @@ def test_rows_that_block_a_delete_are_named_and_nothing_is_deleted(
     assert "3 rows of item_comment.item_id" in message, message
     assert "--cascade-into item_comment" in message
     assert counts(database_url) == UNTOUCHED
+    message = usersctl.fails(
+        2, "delete-user", "mallory@example.com", "--cascade", "--cascade-into", "comments", "--yes"
+    )
+    assert "comments" in message
     # Both ways forward at once is a usage error.
     usersctl.fails(
         2, "delete-user", "mallory@example.com", "--cascade", "--reassign-to", "admin@example.com"
