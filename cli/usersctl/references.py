@@ -268,11 +268,6 @@ class Step:
             "through": self.through,
         }
 
-    def __str__(self) -> str:
-        plural = "" if self.rows == 1 else "s"
-        through = f", through {self.through}" if self.through else ""
-        return f"{self.rows} row{plural} of {self.reference.where} {self.action.value} ({self.by}{through})"
-
 
 @dataclass
 class DeletePlan:
@@ -328,8 +323,10 @@ def _rule(
     if depth == 1 and rules.reassign_to is not None:
         return Action.REASSIGN, f"--reassign-to {rules.reassign_to.email}", True
     blocked_by = f"ON DELETE {reference.on_delete}" if reference.on_delete else "no ON DELETE rule"
-    if cyclic or reference.table.fullname == user_table:
-        return Action.BLOCK, blocked_by, False  # never deletes users, nor loops
+    if reference.table.fullname == user_table:
+        return Action.BLOCK, f"{blocked_by}; --cascade never deletes users", False
+    if cyclic:
+        return Action.BLOCK, f"{blocked_by}; it refers back to {reference.target}", False
     if depth == 1 and rules.cascade:
         return Action.DELETE, "--cascade", True
     if depth > 1 and reference.table.name in rules.cascade_into:
@@ -404,7 +401,7 @@ async def plan_delete(
     return DeletePlan(user, steps)
 
 
-def refuse_blocked(plans: Sequence[DeletePlan], rules: DeleteRules) -> None:
+def refuse_blocked(plans: Sequence[DeletePlan]) -> None:
     """Raise ``RowsReferToUser`` naming every table, column and row count that blocks a delete."""
     parts = []
     shallow = deep = False

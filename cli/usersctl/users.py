@@ -458,7 +458,7 @@ async def _plan_deletes(
     if unknown:
         raise InvalidInput(f"--cascade-into {', '.join(unknown)}: the database has no such table")
     plans = [await plan_delete(ctx.session, graph, ctx.model.table, user, rules) for user in users]
-    refuse_blocked(plans, rules)
+    refuse_blocked(plans)
     return graph, plans
 
 

@@ -488,3 +488,63 @@ def test_unique_and_foreign_key_violations_are_conflicts_named_in_words(
     )
     assert "foreign key" in message and "tenant_id" in message, message
     assert counts(database_url)["user"] == 3
+
+
+def test_users_who_refer_to_a_user_are_reassigned_never_cascaded(
+    usersctl: Any, database_url: str
+) -> None:
+    usersctl.ok("init-db")
+    ids = build(database_url)
+    id_type = "UUID" if database_url.startswith("postgresql") else "CHAR(36)"
+    invitations = Table(
+        "user", MetaData(), Column("id", GUID, primary_key=True), Column("invited_by", GUID)
+    )
+
+    async def extend(connection: Any) -> None:
+        await connection.execute(
+            text(f'ALTER TABLE "user" ADD COLUMN invited_by {id_type} REFERENCES "user" (id)')
+        )
+        invited = invitations.c.id.in_([ids["eve"], ids["admin"]])
+        await connection.execute(
+            invitations.update().where(invited).values(invited_by=ids["mallory"])
+        )
+
+    asyncio.run(_run(database_url, extend))
+    # Deleting the users who were invited is never what --cascade means.
+    message = usersctl.fails(
+        4, "delete-user", "mallory@example.com", "--cascade", "--cascade-into", "item_comment",
+        "--yes",
+    )  # fmt: skip
+    assert "2 rows of user.invited_by" in message, message
+    assert "--cascade never deletes users" in message
+    assert counts(database_url) == UNTOUCHED
+    usersctl.ok("delete-user", "mallory@example.com", "--reassign-to", "admin@example.com", "--yes")
+    assert column_values(database_url, invitations.c.invited_by) == [ids["admin"], ids["admin"]]
+    assert counts(database_url)["user"] == 2
+
+
+# On a terminal: what would go is shown before the question; a blocked delete asks nothing --------
+
+
+def test_the_question_comes_after_what_would_go(
+    spawn: Any, usersctl: Any, database_url: str
+) -> None:
+    import pexpect
+
+    usersctl.ok("init-db")
+    build(database_url)
+    child = spawn("delete-user", "mallory@example.com")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 4
+    assert "2 rows of item.owner_id" in (child.before or "")
+    assert "[y/N]" not in (child.before or "")
+    child = spawn("delete-user", "mallory@example.com", "--reassign-to", "admin@example.com")
+    child.expect(r"2 rows of item.owner_id would be reassigned")
+    child.expect(r"3 rows of note.user_id would be deleted \(ON DELETE CASCADE\)")
+    child.expect(r"Delete 1 user\(s\): mallory@example.com\? \[y/N\]")
+    child.sendline("y")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    assert counts(database_url) == {**UNTOUCHED, "user": 2, "note": 0}
