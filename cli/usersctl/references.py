@@ -10,6 +10,7 @@ delete, and ``RowsReferToUser`` names them before anything is written.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -28,6 +29,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SAWarning
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -120,8 +122,15 @@ def read_references(connection: Connection, model: UserModel) -> ReferenceGraph:
     sqlite = connection.dialect.name == "sqlite"
     metadata = MetaData()
     tables: dict[str, Table] = {}
-    for (table_schema, name), reflected in inspector.get_multi_columns(schema=schema).items():
-        built = [Column(c["name"], c["type"], nullable=c.get("nullable", True)) for c in reflected]
+    with warnings.catch_warnings():
+        # A column type SQLAlchemy does not know (PostGIS's geometry...) is not needed here.
+        warnings.simplefilter("ignore", SAWarning)
+        every_column = inspector.get_multi_columns(schema=schema)
+    for (table_schema, name), reflected in every_column.items():
+        # Only names and NULL-ability are used: statements compare columns, never bind values.
+        built: list[Column[Any]] = [
+            Column(c["name"], nullable=c.get("nullable", True)) for c in reflected
+        ]
         table = Table(name, metadata, *built, schema=table_schema)
         tables[table.fullname] = table
     found: dict[tuple[str, tuple[str, ...], str], Reference] = {}
