@@ -560,22 +560,26 @@ def delete_user(
             ] + [{"id": None, "email": ref, "status": "not found"} for ref in missing]
 
     rows = run(work, settings)
-    columns = list(STATUS_COLUMNS)
-    if any(row.get("related") for row in rows):
-        columns.append("related")
-    table_rows = []
     for row in rows:
-        related = row.get("related") or []
-        for line in _related_lines(row["email"], related, dry_run):
+        for line in _related_lines(row["email"], row.get("related") or [], dry_run):
             say(line)
-        if output in (OutputFormat.json, OutputFormat.jsonl):
-            table_rows.append(row)
-        else:
-            summary = "; ".join(
-                f"{e['table']}.{e['column']}: {e['rows']} {e['action']}" for e in related
-            )
-            table_rows.append({**row, "related": summary})
-    render_rows(table_rows, output, columns=columns)
+    # What went with the users is a column only when something did, as revoked_tokens is.
+    if not any(row.get("related") for row in rows):
+        rows = [{key: value for key, value in row.items() if key != "related"} for row in rows]
+        render_rows(rows, output, columns=STATUS_COLUMNS)
+        return
+    if output not in (OutputFormat.json, OutputFormat.jsonl):
+        rows = [{**row, "related": _related_summary(row.get("related") or [])} for row in rows]
+    render_rows(
+        [{**row, "related": row.get("related", [])} for row in rows],
+        output,
+        columns=[*STATUS_COLUMNS, "related"],
+    )
+
+
+def _related_summary(related: Sequence[dict[str, Any]]) -> str:
+    """What went with a user in one cell: ``note.user_id: 3 deleted; item.owner_id: 2 reassigned``."""
+    return "; ".join(f"{e['table']}.{e['column']}: {e['rows']} {e['action']}" for e in related)
 
 
 def unlink_oauth(
