@@ -488,6 +488,15 @@ def test_unique_and_foreign_key_violations_are_conflicts_named_in_words(
     )
     assert "foreign key" in message and "tenant_id" in message, message
     assert counts(database_url)["user"] == 3
+    # And on import-users (whose rows SQLite does not name: the constraint's kind is said).
+    rows = usersctl.cwd / "rows.jsonl"
+    rows.write_text('{"email": "new@example.com", "password": "pw-123456", "username": "taken"}\n')
+    message = usersctl.fails(4, "import-users", str(rows))
+    assert "unique constraint" in message and "username" in message, message
+    rows.write_text('{"email": "new@example.com", "password": "pw-123456", "tenant_id": 9}\n')
+    message = usersctl.fails(4, "import-users", str(rows))
+    assert "foreign key" in message, message
+    assert counts(database_url)["user"] == 3
 
 
 def test_users_who_refer_to_a_user_are_reassigned_never_cascaded(
