@@ -899,15 +899,38 @@ async def _import(
                 await asyncio.to_thread(hash_passwords, needed, progress, stop)
             finally:
                 stop.set()  # on Ctrl-C, asyncio waits for this thread before exiting
-            await write_rows(
-                ctx, rows, on_conflict, summary, progress, force=force, keep_sessions=keep_sessions
-            )
+            try:
+                await write_rows(
+                    ctx,
+                    rows,
+                    on_conflict,
+                    summary,
+                    progress,
+                    force=force,
+                    keep_sessions=keep_sessions,
+                )
+            except IntegrityError as exc:
+                await _name_foreign_key(ctx, exc, rows)
+                raise
             await _advance_id_sequence(ctx, rows)
         if dry_run:
             await ctx.session.rollback()
         else:
             await ctx.session.commit()
     return summary
+
+
+async def _name_foreign_key(ctx: UserContext, exc: IntegrityError, rows: list[Row]) -> None:
+    """SQLite refuses a foreign key without naming it: find which, and the first line that
+    breaks it (``ReferenceConflict``); any other violation is named by the error map."""
+    from usersctl.users import name_broken_reference
+    from usersctl.violations import FOREIGN_KEY, describe_violation
+
+    violation = describe_violation(exc)
+    if ctx.session.bind.dialect.name == "sqlite" and violation and violation.kind == FOREIGN_KEY:
+        await name_broken_reference(
+            ctx, [row.values for row in rows], lines=[row.line for row in rows]
+        )
 
 
 def _is_regular_file(stream: IO[bytes]) -> bool:

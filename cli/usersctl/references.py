@@ -26,6 +26,7 @@ from sqlalchemy import (
     inspect,
     select,
     tuple_,
+    type_coerce,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -492,38 +493,53 @@ async def _carry_out_step(
         await session.execute(update(table).where(step.predicate).values(values))
 
 
-# Outgoing references, for a foreign key that SQLite does not name ---------------------------
+# Outgoing references, for a foreign key that SQLite does not name ----------------------------
 
 
-def broken_reference(connection: Connection, table: Table, values: Mapping[str, Any]) -> str | None:
-    """Which foreign key of ``table`` the row ``values`` (by column name) breaks, in words: SQLite
-    says only "FOREIGN KEY constraint failed". None when none of them is broken."""
+def broken_reference(
+    connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]
+) -> tuple[str, int] | None:
+    """Which foreign key of ``table`` the ``rows`` (values by column name) break, in words, and
+    the index of the first row that breaks it: SQLite says only "FOREIGN KEY constraint failed".
+    None when none is broken."""
     inspector = inspect(connection)
     for key in inspector.get_foreign_keys(table.name, schema=table.schema):
-        columns = key["constrained_columns"]
-        if any(values.get(name) is None for name in columns):
+        columns, targets = key["constrained_columns"], key["referred_columns"]
+        if not all(name in table.c for name in columns):
+            continue
+        first: dict[tuple[Any, ...], int] = {}
+        for index, row in enumerate(rows):
+            value = tuple(row.get(name) for name in columns)
+            if None not in value:
+                first.setdefault(value, index)
+        if not first:
             continue
         referred = Table(
             key["referred_table"],
             MetaData(),
-            *(Column(name) for name in key["referred_columns"]),
+            *(Column(name) for name in targets),
             schema=key.get("referred_schema"),
         )
-        found = connection.execute(
-            select(func.count())
-            .select_from(referred)
-            .where(
-                *(
-                    referred.c[target] == values[name]
-                    for name, target in zip(columns, key["referred_columns"], strict=True)
-                )
-            )
-        ).scalar_one()
-        if not found:
+        # Read and compared as the user table's columns store them (a UUID as CHAR(36) text).
+        read = [
+            type_coerce(referred.c[target], table.c[name].type)
+            for name, target in zip(columns, targets, strict=True)
+        ]
+        present: set[tuple[Any, ...]] = set()
+        wanted = list(first)
+        for start in range(0, len(wanted), 500):
+            batch = wanted[start : start + 500]
+            left: Any = read[0] if len(read) == 1 else tuple_(*read)
+            values = [value[0] for value in batch] if len(read) == 1 else batch
+            found = connection.execute(select(*read).where(left.in_(values)))
+            present.update(tuple(row) for row in found)
+        missing = [value for value in wanted if value not in present]
+        if missing:
             name = f" {key['name']}" if key.get("name") else ""
             where = ", ".join(f"{table.name}.{column}" for column in columns)
-            return (
+            message = (
                 f"foreign key{name} on {where}: no row of {key['referred_table']} has that "
-                f"{', '.join(key['referred_columns'])}"
+                f"{', '.join(targets)}"
             )
+            return message, min(first[value] for value in missing)
     return None

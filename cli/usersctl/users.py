@@ -268,16 +268,28 @@ async def _flush(ctx: UserContext, email: str, user: Any) -> None:
 async def _name_broken_reference(ctx: UserContext, writing: dict[str, Any]) -> None:
     """Raise ``ReferenceConflict`` naming the foreign key of the user's row (``writing``, by
     attribute) that SQLite refused without saying which (nothing happens when none is found)."""
-    from usersctl.references import broken_reference
-
     table = ctx.model.table
     values = {
         column.name: writing.get(ctx.model.attribute(column.name)) for column in table.columns
     }
+    await name_broken_reference(ctx, [values])
+
+
+async def name_broken_reference(
+    ctx: UserContext, rows: Sequence[dict[str, Any]], lines: Sequence[int] | None = None
+) -> None:
+    """After SQLite refused ``rows`` (values by column name) with a bare "FOREIGN KEY constraint
+    failed": roll back, and raise ``ReferenceConflict`` naming the foreign key and, given
+    ``lines``, the line of the first row that breaks it (nothing happens when none is found)."""
+    from usersctl.references import broken_reference
+
+    table = ctx.model.table
     await ctx.session.rollback()
-    message = await ctx.session.run_sync(lambda s: broken_reference(s.connection(), table, values))
-    if message is not None:
-        raise ReferenceConflict(f"refused by the database's {message}")
+    broken = await ctx.session.run_sync(lambda s: broken_reference(s.connection(), table, rows))
+    if broken is not None:
+        message, index = broken
+        at = f" (line {lines[index]})" if lines is not None else ""
+        raise ReferenceConflict(f"refused by the database's {message}{at}")
 
 
 @dataclass(frozen=True)
