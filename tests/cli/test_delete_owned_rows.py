@@ -572,3 +572,40 @@ def test_the_question_comes_after_what_would_go(
     child.close()
     assert child.exitstatus == 0, child.before
     assert counts(database_url) == {**UNTOUCHED, "user": 2, "note": 0}
+
+
+def test_a_key_from_another_schema_is_still_a_named_conflict(
+    usersctl: Any, database_url: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("schemas are PostgreSQL's")
+    usersctl.ok("init-db")
+    ids = build(database_url)
+
+    async def extend(connection: Any) -> None:
+        await connection.execute(text("DROP SCHEMA IF EXISTS books CASCADE"))
+        await connection.execute(text("CREATE SCHEMA books"))
+        await connection.execute(
+            text(
+                "CREATE TABLE books.entry (id INTEGER PRIMARY KEY, "
+                'user_id UUID CONSTRAINT fk_entry_user REFERENCES public."user" (id))'
+            )
+        )
+        await connection.execute(
+            text("INSERT INTO books.entry VALUES (1, :id)"), {"id": ids["eve"]}
+        )
+
+    async def drop(connection: Any) -> None:
+        await connection.execute(text("DROP SCHEMA books CASCADE"))
+
+    asyncio.run(_run(database_url, extend))
+    try:
+        # Only the user table's own schema is searched; the database still refuses, and says why.
+        message = usersctl.fails(
+            4, "delete-user", "eve@example.com", "--reassign-to", "admin@example.com", "--yes"
+        )
+        assert "fk_entry_user" in message and "entry" in message, message
+        assert "IntegrityError" not in message
+        assert counts(database_url) == UNTOUCHED
+    finally:
+        asyncio.run(_run(database_url, drop))
