@@ -59,7 +59,8 @@ class Reference:
     """A foreign key: ``table.columns`` refer to ``target.target_columns``.
 
     ``on_delete`` is the database's rule in capitals (``CASCADE``, ``SET NULL``...), or None;
-    ``orm_rule`` what the model's relationship ``relationship`` does on delete (``--model``)."""
+    ``orm_rule`` what the model's relationship does on delete (``--model``), ``relationship``
+    which one it is, in words (``User.items, cascade delete``)."""
 
     table: Table
     columns: tuple[str, ...]
@@ -205,12 +206,15 @@ def _add_model_references(
             if relationship.viewonly or relationship.passive_deletes:
                 continue  # the ORM leaves these rows to the database
             child: Any
+            name = f"{mapper.class_.__name__}.{relationship.key}"
             if relationship.direction is RelationshipDirection.ONETOMANY:
                 child = relationship.mapper.local_table
                 rule = Action.DELETE if relationship.cascade.delete else Action.SET_NULL
+                said = f"{name}, cascade delete" if rule is Action.DELETE else name
             elif relationship.direction is RelationshipDirection.MANYTOMANY:
                 child = relationship.secondary
                 rule = Action.DELETE  # the ORM removes the user's rows of the association
+                said = f"{name}, many-to-many"
             else:
                 continue
             if not isinstance(child, Table) or not isinstance(mapper.local_table, Table):
@@ -227,7 +231,7 @@ def _add_model_references(
                 reference.target_columns,
                 name=reference.name,
                 on_delete=reference.on_delete,
-                relationship=f"{mapper.class_.__name__}.{relationship.key}",
+                relationship=said,
                 orm_rule=rule,
             )
 
@@ -321,7 +325,7 @@ def _rule(
     if depth == 1 and reference.table.fullname in graph.login_tables:
         return Action.DELETE, "OAuth accounts and access tokens go with the user", False
     if reference.orm_rule is Action.DELETE:
-        return Action.DELETE, f"relationship {reference.relationship}, cascade delete", True
+        return Action.DELETE, f"relationship {reference.relationship}", True
     if reference.orm_rule is Action.SET_NULL and reference.nullable:
         return Action.SET_NULL, f"relationship {reference.relationship}", True
     if reference.on_delete == "CASCADE":

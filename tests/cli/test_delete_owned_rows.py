@@ -302,12 +302,20 @@ MODELS = """
 
     import datetime as dt
 
-    from sqlalchemy import ForeignKey, Integer, String
+    from sqlalchemy import Column, ForeignKey, Integer, String, Table
     from sqlalchemy.orm import DeclarativeBase, Mapped, MappedAsDataclass, mapped_column, relationship
 
 
     class Base(MappedAsDataclass, DeclarativeBase):
         pass
+
+
+    user_teams = Table(
+        "user_teams",
+        Base.metadata,
+        Column("user_id", ForeignKey("users.id"), primary_key=True),
+        Column("team_id", ForeignKey("teams.id"), primary_key=True),
+    )
 
 
     class User(Base):
@@ -324,6 +332,15 @@ MODELS = """
             cascade="all, delete-orphan", default_factory=list, repr=False
         )
         posts: Mapped[list[Post]] = relationship(default_factory=list, repr=False)
+        teams: Mapped[list[Team]] = relationship(
+            secondary=user_teams, default_factory=list, repr=False
+        )
+
+
+    class Team(Base):
+        __tablename__ = "teams"
+
+        id: Mapped[int] = mapped_column(primary_key=True, init=False)
 
 
     class Item(Base):
@@ -395,6 +412,11 @@ def build_shop(url: str, models: Any) -> None:
             items.insert(), [{"id": 1, "owner_id": 2}, {"id": 2, "owner_id": 2}]
         )
         await connection.execute(comments.insert(), [{"id": 1, "item_id": 1}])
+        await connection.execute(meta.tables["teams"].insert(), [{"id": 1}])
+        await connection.execute(
+            meta.tables["user_teams"].insert(),
+            [{"user_id": 2, "team_id": 1}, {"user_id": 3, "team_id": 1}],
+        )
         await connection.execute(
             posts.insert(),
             [{"id": 1, "author_id": 2}, {"id": 2, "author_id": 2}, {"id": 3, "author_id": 3}],
@@ -408,7 +430,7 @@ def shop_counts(url: str, models: Any) -> dict[str, Any]:
 
     async def work(connection: Any) -> dict[str, Any]:
         found: dict[str, Any] = {}
-        for name in ("users", "items", "item_comments", "tickets"):
+        for name in ("users", "items", "item_comments", "tickets", "user_teams"):
             query = select(func.count()).select_from(meta.tables[name])
             found[name] = (await connection.execute(query)).scalar_one()
         posts = meta.tables["posts"]
@@ -428,7 +450,8 @@ def test_model_relationships_delete_and_unset_as_the_app_does(
     model = f"{app_models.__name__}:User"
     before = shop_counts(database_url, app_models)
     assert before == {
-        "users": 3, "items": 2, "item_comments": 1, "tickets": 0, "post_authors": [2, 2, 3]
+        "users": 3, "items": 2, "item_comments": 1, "tickets": 0, "user_teams": 2,
+        "post_authors": [2, 2, 3],
     }  # fmt: skip
     result = usersctl.ok("--model", model, "delete-user", "2", "--dry-run", "-o", "json")
     [row] = json.loads(result.stdout)
@@ -436,11 +459,13 @@ def test_model_relationships_delete_and_unset_as_the_app_does(
         "items.owner_id": (2, "deleted", "relationship User.items, cascade delete"),
         "item_comments.item_id": (1, "deleted", "relationship Item.comments, cascade delete"),
         "posts.author_id": (2, "set null", "relationship User.posts"),
+        "user_teams.user_id": (1, "deleted", "relationship User.teams, many-to-many"),
     }
     assert shop_counts(database_url, app_models) == before
     usersctl.ok("--model", model, "delete-user", "mallory@example.com", "--yes")
     assert shop_counts(database_url, app_models) == {
-        "users": 2, "items": 0, "item_comments": 0, "tickets": 0, "post_authors": [None, None, 3]
+        "users": 2, "items": 0, "item_comments": 0, "tickets": 0, "user_teams": 1,
+        "post_authors": [None, None, 3],
     }  # fmt: skip
 
 
@@ -459,7 +484,8 @@ def test_model_rows_without_a_rule_still_block(
     assert shop_counts(database_url, app_models)["users"] == 3
     usersctl.ok("--model", model, "delete-user", "3", "--reassign-to", "1", "--yes")
     assert shop_counts(database_url, app_models) == {
-        "users": 2, "items": 2, "item_comments": 1, "tickets": 1, "post_authors": [2, 2, None]
+        "users": 2, "items": 2, "item_comments": 1, "tickets": 1, "user_teams": 1,
+        "post_authors": [2, 2, None],
     }  # fmt: skip
 
 
