@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -29,6 +29,10 @@ from usersctl.commands.options import (
 )
 from usersctl.commands.password_input import read_password
 from usersctl.commands.render import OutputFormat, render_rows, say, to_text
+
+if TYPE_CHECKING:
+    from usersctl.references import DeleteRules
+    from usersctl.users import UserContext
 
 STATUS_COLUMNS = ["id", "email", "status"]
 
@@ -516,7 +520,7 @@ def delete_user(
             ExitCode.USAGE,
         )
 
-    async def rules_for(ctx_users: Any) -> Any:
+    async def rules_for(ctx_users: UserContext) -> DeleteRules:
         from usersctl import users
         from usersctl.references import DeleteRules
 
@@ -564,17 +568,17 @@ def delete_user(
         for line in _related_lines(row["email"], row.get("related") or [], dry_run):
             say(line)
     # What went with the users is a column only when something did, as revoked_tokens is.
-    if not any(row.get("related") for row in rows):
-        rows = [{key: value for key, value in row.items() if key != "related"} for row in rows]
-        render_rows(rows, output, columns=STATUS_COLUMNS)
-        return
-    if output not in (OutputFormat.json, OutputFormat.jsonl):
-        rows = [{**row, "related": _related_summary(row.get("related") or [])} for row in rows]
-    render_rows(
-        [{**row, "related": row.get("related", [])} for row in rows],
-        output,
-        columns=[*STATUS_COLUMNS, "related"],
-    )
+    columns = list(STATUS_COLUMNS)
+    if any(row.get("related") for row in rows):
+        columns.append("related")
+        structured = output in (OutputFormat.json, OutputFormat.jsonl)
+        for row in rows:
+            related = row.get("related") or []
+            row["related"] = related if structured else _related_summary(related)
+    else:
+        for row in rows:
+            row.pop("related", None)
+    render_rows(rows, output, columns=columns)
 
 
 def _related_summary(related: Sequence[dict[str, Any]]) -> str:
