@@ -21,9 +21,11 @@ from sqlalchemy import (
     MetaData,
     Select,
     Table,
+    and_,
     delete,
     func,
     inspect,
+    not_,
     select,
     tuple_,
     type_coerce,
@@ -265,6 +267,7 @@ class Step:
     predicate: ColumnElement[bool]
     usersctl_acts: bool  # usersctl carries it out (else the database does, or usersctl.logins)
     children: list[Step] = field(default_factory=list)
+    cyclic: bool = False  # they are rows of a table already on the way down: not followed
 
     def walk(self) -> Iterable[Step]:
         yield self
@@ -340,7 +343,7 @@ def _rule(
     if reference.table.fullname == user_table:
         return Action.BLOCK, f"{blocked_by}; --cascade never deletes users", False
     if cyclic:
-        return Action.BLOCK, f"{blocked_by}; it refers back to {reference.target}", False
+        return Action.BLOCK, f"{blocked_by}; a cycle back to {reference.target}", False
     if depth == 1 and rules.cascade:
         return Action.DELETE, "--cascade", True
     if depth > 1 and reference.table.name in rules.cascade_into:
@@ -364,6 +367,10 @@ async def _steps(
         if not all(name in parent.c for name in reference.target_columns):
             continue
         predicate = _referring(reference, _rows_of(parent, parent_rows, reference.target_columns))
+        if reference.table is parent:
+            # A table that refers to itself (a reply to a comment): rows that go in the same
+            # statement do not count; the others would be left pointing at nothing.
+            predicate = and_(predicate, not_(parent_rows))
         count = select(func.count()).select_from(reference.table).where(predicate)
         rows = int((await session.execute(count)).scalar_one())
         if rows == 0:
@@ -381,6 +388,7 @@ async def _steps(
             parent.name if depth > 1 else None,
             predicate,
             usersctl_acts,
+            cyclic=cyclic,
         )
         if action is Action.DELETE and not cyclic:
             step.children = await _steps(
@@ -418,7 +426,7 @@ async def plan_delete(
 def refuse_blocked(plans: Sequence[DeletePlan]) -> None:
     """Raise ``RowsReferToUser`` naming every table, column and row count that blocks a delete."""
     parts = []
-    shallow = deep = False
+    shallow = False
     for plan in plans:
         blocking = plan.blocking
         if not blocking:
@@ -433,7 +441,6 @@ def refuse_blocked(plans: Sequence[DeletePlan]) -> None:
                 f"(foreign key{constraint}, {step.by}{through if step.through else ''})"
             )
             shallow = shallow or step.depth == 1
-            deep = deep or step.depth > 1
         parts.append(f"{plan.user.email}: {'; '.join(listed)}")
     if not parts:
         return
@@ -443,17 +450,18 @@ def refuse_blocked(plans: Sequence[DeletePlan]) -> None:
             "move the rows to another user with --reassign-to EMAIL_OR_ID, or delete them with "
             "--cascade"
         )
-    if deep:
-        tables = sorted(
-            {
-                step.reference.table.name
-                for plan in plans
-                for step in plan.blocking
-                if step.depth > 1
-            }
-        )
-        named = " ".join(f"--cascade-into {name}" for name in tables)
+    # Rows of a table met again on the way down (a cycle) are not followed, named or not.
+    deeper = {
+        step.reference.table.name
+        for plan in plans
+        for step in plan.blocking
+        if step.depth > 1 and not step.cyclic
+    }
+    if deeper:
+        named = " ".join(f"--cascade-into {name}" for name in sorted(deeper))
         advice.append(f"delete the rows further down as well with {named}")
+    if not advice:
+        advice.append("change or delete those rows first")
     raise RowsReferToUser(
         "rows still refer to the user(s) to delete, and nothing was deleted: "
         + " | ".join(parts)

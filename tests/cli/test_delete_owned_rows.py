@@ -635,3 +635,38 @@ def test_a_key_from_another_schema_is_still_a_named_conflict(
         assert counts(database_url) == UNTOUCHED
     finally:
         asyncio.run(_run(database_url, drop))
+
+
+def test_replies_go_with_the_comments_they_answer_but_no_cycle_is_followed(
+    usersctl: Any, database_url: str
+) -> None:
+    usersctl.ok("init-db")
+    build(database_url)
+
+    async def add_replies(connection: Any) -> None:
+        await connection.execute(
+            text(
+                "ALTER TABLE item_comment ADD COLUMN reply_to INTEGER REFERENCES item_comment (id)"
+            )
+        )
+        await connection.execute(text("UPDATE item_comment SET reply_to = 1 WHERE id = 2"))
+
+    asyncio.run(_run(database_url, add_replies))
+    cascade = ("--cascade", "--cascade-into", "item_comment")
+    # Comment 2 answers comment 1, and both go: nothing blocks.
+    result = usersctl.ok("delete-user", "mallory@example.com", *cascade, "--dry-run", "-o", "json")
+    [row] = json.loads(result.stdout)
+    assert related(row)["item_comment.item_id"] == (3, "deleted", "--cascade-into")
+    assert "item_comment.reply_to" not in related(row)
+
+    async def answer_from_elsewhere(connection: Any) -> None:
+        await connection.execute(
+            text("INSERT INTO item_comment (id, item_id, reply_to) VALUES (4, 3, 1)")
+        )
+
+    asyncio.run(_run(database_url, answer_from_elsewhere))
+    # A reply on eve's item to mallory's comment would point at nothing: refused, and named.
+    message = usersctl.fails(4, "delete-user", "mallory@example.com", *cascade, "--yes")
+    assert "1 row of item_comment.reply_to" in message, message
+    assert "a cycle back to item_comment" in message
+    assert counts(database_url) == {**UNTOUCHED, "item_comment": 4}
