@@ -28,7 +28,6 @@ from sqlalchemy import (
     not_,
     select,
     tuple_,
-    type_coerce,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -503,55 +502,3 @@ async def _carry_out_step(
             for column, target in zip(reference.columns, reference.target_columns, strict=True)
         }
         await session.execute(update(table).where(step.predicate).values(values))
-
-
-# Outgoing references, for a foreign key that SQLite does not name ----------------------------
-
-
-def broken_reference(
-    connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]
-) -> tuple[str, int] | None:
-    """Which foreign key of ``table`` the ``rows`` (values by column name) break, in words, and
-    the index of the first row that breaks it: SQLite says only "FOREIGN KEY constraint failed".
-    None when none is broken."""
-    inspector = inspect(connection)
-    for key in inspector.get_foreign_keys(table.name, schema=table.schema):
-        columns, targets = key["constrained_columns"], key["referred_columns"]
-        if not all(name in table.c for name in columns):
-            continue
-        first: dict[tuple[Any, ...], int] = {}
-        for index, row in enumerate(rows):
-            value = tuple(row.get(name) for name in columns)
-            if None not in value:
-                first.setdefault(value, index)
-        if not first:
-            continue
-        referred = Table(
-            key["referred_table"],
-            MetaData(),
-            *(Column(name) for name in targets),
-            schema=key.get("referred_schema"),
-        )
-        # Read and compared as the user table's columns store them (a UUID as CHAR(36) text).
-        read = [
-            type_coerce(referred.c[target], table.c[name].type)
-            for name, target in zip(columns, targets, strict=True)
-        ]
-        present: set[tuple[Any, ...]] = set()
-        wanted = list(first)
-        for start in range(0, len(wanted), 500):
-            batch = wanted[start : start + 500]
-            left: Any = read[0] if len(read) == 1 else tuple_(*read)
-            values = [value[0] for value in batch] if len(read) == 1 else batch
-            found = connection.execute(select(*read).where(left.in_(values)))
-            present.update(tuple(row) for row in found)
-        missing = [value for value in wanted if value not in present]
-        if missing:
-            name = f" {key['name']}" if key.get("name") else ""
-            where = ", ".join(f"{table.name}.{column}" for column in columns)
-            message = (
-                f"foreign key{name} on {where}: no row of {key['referred_table']} has that "
-                f"{', '.join(targets)}"
-            )
-            return message, min(first[value] for value in missing)
-    return None

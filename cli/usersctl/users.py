@@ -281,7 +281,7 @@ async def name_broken_reference(
     """After SQLite refused ``rows`` (values by column name) with a bare "FOREIGN KEY constraint
     failed": roll back, and raise ``ReferenceConflict`` naming the foreign key and, given
     ``lines``, the line of the first row that breaks it (nothing happens when none is found)."""
-    from usersctl.references import broken_reference
+    from usersctl.violations import broken_reference
 
     table = ctx.model.table
     await ctx.session.rollback()
