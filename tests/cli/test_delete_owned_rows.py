@@ -670,3 +670,23 @@ def test_replies_go_with_the_comments_they_answer_but_no_cycle_is_followed(
     assert "1 row of item_comment.reply_to" in message, message
     assert "a cycle back to item_comment" in message
     assert counts(database_url) == {**UNTOUCHED, "item_comment": 4}
+
+
+def test_a_key_the_model_declares_counts_where_the_database_lacks_it(
+    usersctl: Any, database_url: str, app_models: Any
+) -> None:
+    build_shop(database_url, app_models)
+
+    async def without_the_key(connection: Any) -> None:
+        await connection.execute(text("DROP TABLE tickets"))
+        await connection.execute(
+            text("CREATE TABLE tickets (id INTEGER PRIMARY KEY, user_id INTEGER)")
+        )
+        await connection.execute(text("INSERT INTO tickets VALUES (1, 3)"))
+
+    asyncio.run(_run(database_url, without_the_key))
+    model = f"{app_models.__name__}:User"
+    # The database would let the ticket point at nobody; the model says it is eve's.
+    message = usersctl.fails(4, "--model", model, "delete-user", "eve@example.com", "--yes")
+    assert "1 row of tickets.user_id" in message, message
+    assert shop_counts(database_url, app_models)["users"] == 3
