@@ -36,8 +36,9 @@ class AmbiguousUser(Conflict):
     index), and none is stored exactly as given."""
 
 
-class ReferenceConflict(Conflict):
-    """A foreign key refuses the change: the row refers to a row that does not exist."""
+class ConstraintConflict(Conflict):
+    """A unique or foreign-key constraint refuses the change (named by usersctl where SQLite
+    does not name it)."""
 
 
 class LastSuperuser(Conflict):

@@ -910,7 +910,7 @@ async def _import(
                     keep_sessions=keep_sessions,
                 )
             except IntegrityError as exc:
-                await _name_foreign_key(ctx, exc, rows)
+                await _name_violation(ctx, exc, rows)
                 raise
             await _advance_id_sequence(ctx, rows)
         if dry_run:
@@ -920,17 +920,12 @@ async def _import(
     return summary
 
 
-async def _name_foreign_key(ctx: UserContext, exc: IntegrityError, rows: list[Row]) -> None:
-    """SQLite refuses a foreign key without naming it: find which, and the first line that
-    breaks it (``ReferenceConflict``); any other violation is named by the error map."""
-    from usersctl.users import name_broken_reference
-    from usersctl.violations import FOREIGN_KEY, describe_violation
+async def _name_violation(ctx: UserContext, exc: IntegrityError, rows: list[Row]) -> None:
+    """Name the constraint SQLite refused without naming it (a foreign key: with the first line
+    that breaks it); PostgreSQL's are named by the error map."""
+    from usersctl.users import name_violation
 
-    violation = describe_violation(exc)
-    if ctx.session.bind.dialect.name == "sqlite" and violation and violation.kind == FOREIGN_KEY:
-        await name_broken_reference(
-            ctx, [row.values for row in rows], lines=[row.line for row in rows]
-        )
+    await name_violation(ctx, exc, [row.values for row in rows], lines=[row.line for row in rows])
 
 
 def _is_regular_file(stream: IO[bytes]) -> bool:

@@ -28,9 +28,9 @@ from usersctl.engine import (
 from usersctl.errors import (
     AmbiguousUser,
     CheckFailed,
+    ConstraintConflict,
     InvalidInput,
     LastSuperuser,
-    ReferenceConflict,
     UserAlreadyExists,
     UserNotFound,
 )
@@ -250,7 +250,7 @@ async def _flush(ctx: UserContext, email: str, user: Any) -> None:
     try:
         await ctx.session.flush()
     except IntegrityError as exc:
-        from usersctl.violations import FOREIGN_KEY, UNIQUE, describe_violation
+        from usersctl.violations import UNIQUE, describe_violation
 
         violation = describe_violation(exc)
         if violation is None:
@@ -259,37 +259,53 @@ async def _flush(ctx: UserContext, email: str, user: Any) -> None:
             email_taken = violation.kind == UNIQUE and "email" in violation.message
         if email_taken:
             raise UserAlreadyExists(f"a user with email {email!r} already exists") from None
-        sqlite = ctx.session.get_bind().dialect.name == "sqlite"
-        if sqlite and violation is not None and violation.kind == FOREIGN_KEY:
-            await _name_broken_reference(ctx, writing)
+        table = ctx.model.table
+        values = {c.name: writing.get(ctx.model.attribute(c.name)) for c in table.columns}
+        await name_violation(ctx, exc, [values])
         raise
 
 
-async def _name_broken_reference(ctx: UserContext, writing: dict[str, Any]) -> None:
-    """Raise ``ReferenceConflict`` naming the foreign key of the user's row (``writing``, by
-    attribute) that SQLite refused without saying which (nothing happens when none is found)."""
-    table = ctx.model.table
-    values = {
-        column.name: writing.get(ctx.model.attribute(column.name)) for column in table.columns
-    }
-    await name_broken_reference(ctx, [values])
-
-
-async def name_broken_reference(
-    ctx: UserContext, rows: Sequence[dict[str, Any]], lines: Sequence[int] | None = None
+async def name_violation(
+    ctx: UserContext,
+    exc: IntegrityError,
+    rows: Sequence[dict[str, Any]],
+    lines: Sequence[int] | None = None,
 ) -> None:
-    """After SQLite refused ``rows`` (values by column name) with a bare "FOREIGN KEY constraint
-    failed": roll back, and raise ``ReferenceConflict`` naming the foreign key and, given
-    ``lines``, the line of the first row that breaks it (nothing happens when none is found)."""
-    from usersctl.violations import broken_reference
+    """Name what SQLite refused without naming it, raising ``ConstraintConflict``: the foreign
+    key that ``rows`` (values by column name) break, with the line of the first row that breaks
+    it when ``lines`` are given, or the unique index on the columns it names. Rolls back the
+    transaction to look; does nothing on PostgreSQL, whose errors name their constraint."""
+    from usersctl.violations import (
+        FOREIGN_KEY,
+        UNIQUE,
+        broken_reference,
+        describe_violation,
+        unique_constraint_name,
+    )
 
+    violation = describe_violation(exc)
+    if ctx.session.get_bind().dialect.name != "sqlite" or violation is None:
+        return
     table = ctx.model.table
-    await ctx.session.rollback()
-    broken = await ctx.session.run_sync(lambda s: broken_reference(s.connection(), table, rows))
-    if broken is not None:
-        message, index = broken
-        at = f" (line {lines[index]})" if lines is not None else ""
-        raise ReferenceConflict(f"refused by the database's {message}{at}")
+    if violation.kind == FOREIGN_KEY:
+        await ctx.session.rollback()
+        broken = await ctx.session.run_sync(lambda s: broken_reference(s.connection(), table, rows))
+        if broken is not None:
+            message, index = broken
+            at = f" (line {lines[index]})" if lines is not None else ""
+            raise ConstraintConflict(f"refused by the database's {message}{at}")
+    elif violation.kind == UNIQUE and violation.table == table.name and violation.columns:
+        columns = violation.columns
+        await ctx.session.rollback()
+        name = await ctx.session.run_sync(
+            lambda s: unique_constraint_name(s.connection(), table, columns)
+        )
+        if name is not None:
+            where = ", ".join(f"{table.name}.{column}" for column in columns)
+            raise ConstraintConflict(
+                f"refused by the database's unique constraint {name} on {where}: another row "
+                "already has that value"
+            )
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,9 @@ class Violation:
 
     kind: str
     message: str
+    #: SQLite's "UNIQUE constraint failed: user.username": the table and the columns it names.
+    table: str | None = None
+    columns: tuple[str, ...] = ()
 
     @property
     def is_conflict(self) -> bool:
@@ -85,6 +88,10 @@ def _sqlite(text: str) -> Violation | None:
             what = text[len(prefix) :].strip()
             if kind == UNIQUE:
                 message = f"unique constraint on {what}: another row already has that value"
+                named = [part.strip().partition(".") for part in what.split(",")]
+                if all(dot for _, dot, _ in named) and len({t for t, _, _ in named}) == 1:
+                    columns = tuple(column for _, _, column in named)
+                    return Violation(kind, message, named[0][0], columns)
             elif kind == NOT_NULL:
                 message = f"{what} cannot be empty (NOT NULL)"
             else:
@@ -159,4 +166,34 @@ def broken_reference(
                 f"{', '.join(targets)}"
             )
             return message, min(first[value] for value in missing)
+    return None
+
+
+def unique_constraint_name(
+    connection: Connection, table: Table, columns: Sequence[str]
+) -> str | None:
+    """The name of ``table``'s unique constraint or index on exactly ``columns``: SQLite names
+    only the columns. None when it has no name of its own (SQLite's ``sqlite_autoindex_...``)."""
+    import warnings
+
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import SAWarning
+
+    inspector = inspect(connection)
+    wanted: list[str | None] = list(columns)
+    with warnings.catch_warnings():
+        # An expression index (usersctl's own lower(email)) is skipped, and need not be read.
+        warnings.simplefilter("ignore", SAWarning)
+        candidates: list[tuple[str | None, list[str | None]]] = [
+            (index["name"], list(index["column_names"]))
+            for index in inspector.get_indexes(table.name, schema=table.schema)
+            if index.get("unique")
+        ]
+        candidates += [
+            (constraint["name"], list(constraint["column_names"]))
+            for constraint in inspector.get_unique_constraints(table.name, schema=table.schema)
+        ]
+    for name, names in candidates:
+        if names == wanted and name and not name.startswith("sqlite_autoindex"):
+            return name
     return None
