@@ -910,7 +910,11 @@ async def _import(
                     keep_sessions=keep_sessions,
                 )
             except IntegrityError as exc:
-                await _name_violation(ctx, exc, rows)
+                # SQLite names no foreign key, nor a unique index: usersctl finds which.
+                from usersctl.users import name_violation
+
+                lines = [row.line for row in rows]
+                await name_violation(ctx, exc, [row.values for row in rows], lines=lines)
                 raise
             await _advance_id_sequence(ctx, rows)
         if dry_run:
@@ -918,14 +922,6 @@ async def _import(
         else:
             await ctx.session.commit()
     return summary
-
-
-async def _name_violation(ctx: UserContext, exc: IntegrityError, rows: list[Row]) -> None:
-    """Name the constraint SQLite refused without naming it (a foreign key: with the first line
-    that breaks it); PostgreSQL's are named by the error map."""
-    from usersctl.users import name_violation
-
-    await name_violation(ctx, exc, [row.values for row in rows], lines=[row.line for row in rows])
 
 
 def _is_regular_file(stream: IO[bytes]) -> bool:

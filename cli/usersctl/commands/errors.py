@@ -130,12 +130,10 @@ def exit_code_for(exc: BaseException, server: str = "") -> tuple[ExitCode, str]:
         from usersctl.violations import describe_violation
 
         violation = describe_violation(exc)
-        if violation is not None:
-            return (ExitCode.CONFLICT if violation.is_conflict else ExitCode.USAGE), (
-                f"refused by the database's {violation.message}"
-                if violation.is_conflict
-                else f"the database refused a value: {violation.message}"
-            )
+        if violation is not None and violation.is_conflict:
+            return ExitCode.CONFLICT, f"refused by the database's {violation.message}"
+        if violation is not None:  # NOT NULL, CHECK: a value the caller gave
+            return ExitCode.USAGE, f"the database refused a value: {violation.message}"
     if isinstance(exc, (DBAPIError, SQLAlchemyError)):
         code = ExitCode.USAGE if _is_data_error(exc) else ExitCode.DATABASE
         return code, _database_message(exc)
