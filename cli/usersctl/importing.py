@@ -1000,9 +1000,23 @@ async def _import(
                 await asyncio.to_thread(hash_passwords, needed, progress, stop)
             finally:
                 stop.set()  # on Ctrl-C, asyncio waits for this thread before exiting
-            await write_rows(
-                ctx, rows, on_conflict, summary, progress, force=force, keep_sessions=keep_sessions
-            )
+            try:
+                await write_rows(
+                    ctx,
+                    rows,
+                    on_conflict,
+                    summary,
+                    progress,
+                    force=force,
+                    keep_sessions=keep_sessions,
+                )
+            except IntegrityError as exc:
+                # SQLite names no foreign key, nor a unique index: usersctl finds which.
+                from usersctl.users import name_violation
+
+                lines = [row.line for row in rows]
+                await name_violation(ctx, exc, [row.values for row in rows], lines=lines)
+                raise
             if not dry_run:
                 await _advance_id_sequence(ctx, rows)
         if dry_run:

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError, MultipleResultsFound
@@ -29,6 +29,7 @@ from usersctl.engine import (
 from usersctl.errors import (
     AmbiguousUser,
     CheckFailed,
+    ConstraintConflict,
     InvalidInput,
     LastSuperuser,
     UserAlreadyExists,
@@ -42,6 +43,9 @@ from usersctl.models import (
     require_table,
     require_writable,
 )
+
+if TYPE_CHECKING:
+    from usersctl.references import DeletePlan, DeleteRules, ReferenceGraph
 
 UserDB = SQLAlchemyUserDatabase[Any, Any]
 
@@ -262,13 +266,70 @@ async def _email_taken(ctx: UserContext, email: str, *, other_than: Any = None) 
     return existing is not None and (other_than is None or existing.id != other_than)
 
 
-async def _flush(ctx: UserContext, email: str) -> None:
+async def _flush(ctx: UserContext, email: str, user: Any) -> None:
+    from sqlalchemy import inspect as inspect_object
+
+    # A failed flush expires the user: what it was to write is read now, to name a broken key.
+    writing = dict(inspect_object(user).dict)
     try:
         await ctx.session.flush()
     except IntegrityError as exc:
-        if "email" in str(exc.orig).lower():
+        from usersctl.violations import UNIQUE, describe_violation
+
+        violation = describe_violation(exc)
+        if violation is None:
+            email_taken = "email" in str(exc.orig).lower()
+        else:
+            email_taken = violation.kind == UNIQUE and "email" in violation.message
+        if email_taken:
             raise UserAlreadyExists(f"a user with email {email!r} already exists") from None
+        table = ctx.model.table
+        values = {c.name: writing.get(ctx.model.attribute(c.name)) for c in table.columns}
+        await name_violation(ctx, exc, [values])
         raise
+
+
+async def name_violation(
+    ctx: UserContext,
+    exc: IntegrityError,
+    rows: Sequence[dict[str, Any]],
+    lines: Sequence[int] | None = None,
+) -> None:
+    """Name what SQLite refused without naming it, raising ``ConstraintConflict``: the foreign
+    key that ``rows`` (values by column name) break, with the line of the first row that breaks
+    it when ``lines`` are given, or the unique index on the columns it names. Rolls back the
+    transaction to look; does nothing on PostgreSQL, whose errors name their constraint."""
+    from usersctl.violations import (
+        FOREIGN_KEY,
+        UNIQUE,
+        broken_reference,
+        describe_violation,
+        unique_constraint_name,
+    )
+
+    violation = describe_violation(exc)
+    if ctx.session.get_bind().dialect.name != "sqlite" or violation is None:
+        return
+    table = ctx.model.table
+    if violation.kind == FOREIGN_KEY:
+        await ctx.session.rollback()
+        broken = await ctx.session.run_sync(lambda s: broken_reference(s.connection(), table, rows))
+        if broken is not None:
+            message, index = broken
+            at = f" (line {lines[index]})" if lines is not None else ""
+            raise ConstraintConflict(f"refused by the database's {message}{at}")
+    elif violation.kind == UNIQUE and violation.table == table.name and violation.columns:
+        columns = violation.columns
+        await ctx.session.rollback()
+        name = await ctx.session.run_sync(
+            lambda s: unique_constraint_name(s.connection(), table, columns)
+        )
+        if name is not None:
+            where = ", ".join(f"{table.name}.{column}" for column in columns)
+            raise ConstraintConflict(
+                f"refused by the database's unique constraint {name} on {where}: another row "
+                "already has that value"
+            )
 
 
 @dataclass(frozen=True)
@@ -317,7 +378,7 @@ async def create_user(
     }
     user = ctx.model.new_user(values)  # its constructor fills the app's defaults
     ctx.session.add(user)
-    await _flush(ctx, email)
+    await _flush(ctx, email, user)
     await ctx.session.refresh(user)
     return Created(user, created=True)
 
@@ -395,7 +456,7 @@ async def update_user(
     for name, (_, new) in changes.items():
         setattr(user, name, new)
     if changes:
-        await _flush(ctx, user.email)
+        await _flush(ctx, user.email, user)
         await touch_parent_rows(ctx, [user.id])
     return changes
 
@@ -446,16 +507,69 @@ async def set_active(
     return changed, unchanged
 
 
-async def delete_users(ctx: UserContext, users: Sequence[Any], *, force: bool = False) -> None:
-    """Delete users with their OAuth accounts and access tokens."""
-    from usersctl.logins import delete_logins
+async def plan_deletes(
+    ctx: UserContext, users: Sequence[Any], rules: DeleteRules | None = None
+) -> list[DeletePlan]:
+    """What deleting each user does to the rows that refer to it (``usersctl.references``);
+    raises ``RowsReferToUser`` when rows would block the delete, ``InvalidInput`` when the user
+    to reassign rows to is one of those being deleted."""
+    return (await _plan_deletes(ctx, users, rules or _no_choices()))[1]
 
+
+def _no_choices() -> DeleteRules:
+    from usersctl.references import DeleteRules
+
+    return DeleteRules()
+
+
+async def _plan_deletes(
+    ctx: UserContext, users: Sequence[Any], rules: DeleteRules
+) -> tuple[ReferenceGraph, list[DeletePlan]]:
+    from usersctl.references import plan_delete, read_references, refuse_blocked
+
+    if rules.reassign_to is not None and any(user.id == rules.reassign_to.id for user in users):
+        raise InvalidInput(
+            f"--reassign-to {rules.reassign_to.email}: that user is being deleted too"
+        )
+    graph = await ctx.session.run_sync(lambda s: read_references(s.connection(), ctx.model))
+    unknown = sorted(rules.cascade_into - graph.table_names)
+    if unknown:
+        raise InvalidInput(f"--cascade-into {', '.join(unknown)}: the database has no such table")
+    plans = [await plan_delete(ctx.session, graph, ctx.model.table, user, rules) for user in users]
+    refuse_blocked(plans)
+    return graph, plans
+
+
+async def delete_users(
+    ctx: UserContext,
+    users: Sequence[Any],
+    *,
+    force: bool = False,
+    rules: DeleteRules | None = None,
+) -> list[DeletePlan]:
+    """Delete users with their OAuth accounts and access tokens, and do with the rows that refer
+    to them what ``plan_deletes`` says; return each user's plan, counted as it was carried out."""
+    from usersctl.logins import delete_logins
+    from usersctl.references import carry_out, plan_delete
+
+    rules = rules or _no_choices()
     await guard_last_superuser(ctx, users, force=force)
-    for user in users:
+    graph, plans = await _plan_deletes(ctx, users, rules)
+    done = []
+    for index, user in enumerate(users):
+        # Counted again after the users before it: rows they took along are not counted twice.
+        plan = (
+            plans[0]
+            if index == 0
+            else await plan_delete(ctx.session, graph, ctx.model.table, user, rules)
+        )
+        await carry_out(ctx.session, plan, ctx.model.table, rules)
         await delete_logins(ctx, user.id)
         await ctx.db.delete_by_id(user.id)
         await _delete_parent_rows(ctx, user.id)
         ctx.session.expunge(user)
+        done.append(plan)
+    return done
 
 
 # Checking a password -------------------------------------------------------------------------

@@ -51,7 +51,7 @@ EXIT_CODE_HELP = (
     "Exit codes: 0 success (also when nothing needed to change); 1 unexpected failure; "
     "2 usage or invalid input; 3 user not found (or no such OAuth link); "
     "4 conflict (email taken, last superuser, an address several users share in different "
-    "case); "
+    "case, a unique or foreign key constraint, rows that still refer to a user to delete); "
     "5 database problem (unreachable, tables missing, read-only); "
     "6 a check said no (doctor, verify-password); 130 interrupted; "
     "141 the reader of stdout went away (as with | head)."
@@ -124,7 +124,7 @@ def _is_data_error(exc: BaseException) -> bool:
 def exit_code_for(exc: BaseException, server: str = "") -> tuple[ExitCode, str]:
     """Map an exception raised by a command to its exit code and message; ``server`` (host:port)
     is named when the database could not be reached, as the exception may not name it."""
-    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+    from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
     from usersctl import errors
 
@@ -138,6 +138,14 @@ def exit_code_for(exc: BaseException, server: str = "") -> tuple[ExitCode, str]:
         return ExitCode.DATABASE, str(exc)
     if isinstance(exc, errors.CheckFailed):
         return ExitCode.CHECK_FAILED, str(exc)
+    if isinstance(exc, IntegrityError):
+        from usersctl.violations import describe_violation
+
+        violation = describe_violation(exc)
+        if violation is not None and violation.is_conflict:
+            return ExitCode.CONFLICT, f"refused by the database's {violation.message}"
+        if violation is not None:  # NOT NULL, CHECK: a value the caller gave
+            return ExitCode.USAGE, f"the database refused a value: {violation.message}"
     if isinstance(exc, (DBAPIError, SQLAlchemyError)):
         code = ExitCode.USAGE if _is_data_error(exc) else ExitCode.DATABASE
         return code, _database_message(exc)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -29,6 +29,10 @@ from usersctl.commands.options import (
 )
 from usersctl.commands.password_input import read_password
 from usersctl.commands.render import OutputFormat, render_rows, say, to_text
+
+if TYPE_CHECKING:
+    from usersctl.references import DeleteRules
+    from usersctl.users import UserContext
 
 STATUS_COLUMNS = ["id", "email", "status"]
 
@@ -440,6 +444,21 @@ def set_password(
     render_rows([row], output, columns=columns, single=True)
 
 
+def _related_lines(email: str, related: Sequence[dict[str, Any]], dry_run: bool) -> list[str]:
+    """What went (or would go) with a deleted user, a line per foreign key."""
+    words = {"set null": "set to NULL", "set default": "set to its default"}
+    lines = []
+    for effect in related:
+        plural = "" if effect["rows"] == 1 else "s"
+        done = ("would be " if dry_run else "") + words.get(effect["action"], effect["action"])
+        through = f", through {effect['through']}" if effect["through"] else ""
+        lines.append(
+            f"{email}: {effect['rows']} row{plural} of {effect['table']}.{effect['column']} "
+            f"{done} ({effect['by']}{through})"
+        )
+    return lines
+
+
 def delete_user(
     ctx: typer.Context,
     users_: UsersArgument,
@@ -447,34 +466,84 @@ def delete_user(
     missing_ok: Annotated[
         bool, typer.Option("--missing-ok", help="Users that do not exist are not an error.")
     ] = False,
+    reassign_to: Annotated[
+        str | None,
+        typer.Option(
+            "--reassign-to",
+            metavar="EMAIL_OR_ID",
+            help="Give the rows that refer to the deleted users (and would block the delete) "
+            "to this user.",
+        ),
+    ] = None,
+    cascade: Annotated[
+        bool,
+        typer.Option(
+            "--cascade",
+            help="Delete the rows that refer to the deleted users and would block the delete.",
+        ),
+    ] = False,
+    cascade_into: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cascade-into",
+            metavar="TABLE",
+            help="Also delete this table's rows that refer to rows being deleted (below the "
+            "first level; repeatable).",
+        ),
+    ] = None,
     force: ForceOption = False,
     dry_run: DryRunOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """Delete users with their OAuth accounts and access tokens. Asks first on a terminal.
 
+    Rows of other tables that refer to a user go as the database's ON DELETE rules (and with
+    --model, the model's relationships) say, and the output says what went. Rows that would
+    block the delete are named (exit 4, nothing deleted) unless --reassign-to or --cascade says
+    what to do with them.
+
     \b
     Example:
       usersctl delete-user mallory@example.com --yes
+      usersctl delete-user mallory@example.com --reassign-to admin@example.com --dry-run
+      usersctl delete-user mallory@example.com --cascade --cascade-into item_comment --yes
     """
     settings = settings_of(ctx)
+    if reassign_to is not None and cascade:
+        fail(
+            "--reassign-to and --cascade both say what to do with the same rows; choose one",
+            ExitCode.USAGE,
+        )
     if not (yes or dry_run) and not sys.stdin.isatty():
         fail(
             "refusing to delete without confirmation: no terminal to ask on; pass --yes",
             ExitCode.USAGE,
         )
 
-    async def find() -> list[str]:
+    async def rules_for(ctx_users: UserContext) -> DeleteRules:
+        from usersctl import users
+        from usersctl.references import DeleteRules
+
+        target = await users.find_user(ctx_users, reassign_to) if reassign_to else None
+        return DeleteRules(target, cascade, frozenset(cascade_into or ()))
+
+    async def find() -> list[tuple[str, list[dict[str, Any]]]]:
         from usersctl import users
 
         async with settings.open_users() as ctx_users:
             found, _ = await users.find_users(ctx_users, users_, missing_ok=missing_ok)
-            return [u.email for u in found]
+            plans = await users.plan_deletes(ctx_users, found, await rules_for(ctx_users))
+            return [(plan.user.email, [step.as_dict() for step in plan.walk()]) for plan in plans]
 
     if not (yes or dry_run):
         # Ask outside the write transaction (a person thinking must not hold SQLite's lock) and
-        # outside the event loop (where Ctrl-C would not interrupt the prompt).
-        emails = run(find, settings)
+        # outside the event loop (where Ctrl-C would not interrupt the prompt). Rows that would
+        # block the delete are named before anyone is asked.
+        planned = run(find, settings)
+        for email, related in planned:
+            for line in _related_lines(email, related, dry_run=True):
+                say(line)
+        emails = [email for email, _ in planned]
         question = f"Delete {len(emails)} user(s): {', '.join(emails)}?"
         if emails and not call(lambda: typer.confirm(question, err=True)):
             fail("aborted; nothing was deleted", ExitCode.FAILURE)
@@ -485,15 +554,36 @@ def delete_user(
         async with settings.open_users(write=True) as ctx_users:
             found, missing = await users.find_users(ctx_users, users_, missing_ok=missing_ok)
             rows = [{"id": u.id, "email": u.email} for u in found]
-            await users.delete_users(ctx_users, found, force=force)
+            rules = await rules_for(ctx_users)
+            plans = await users.delete_users(ctx_users, found, force=force, rules=rules)
             await _finish(ctx_users, dry_run)
             status = "would delete" if dry_run else "deleted"
-            return [{**row, "status": status} for row in rows] + [
-                {"id": None, "email": ref, "status": "not found"} for ref in missing
-            ]
+            return [
+                {**row, "status": status, "related": [step.as_dict() for step in plan.walk()]}
+                for row, plan in zip(rows, plans, strict=True)
+            ] + [{"id": None, "email": ref, "status": "not found"} for ref in missing]
 
     rows = run(work, settings)
-    render_rows(rows, output, columns=STATUS_COLUMNS)
+    for row in rows:
+        for line in _related_lines(row["email"], row.get("related") or [], dry_run):
+            say(line)
+    # What went with the users is a column only when something did, as revoked_tokens is.
+    columns = list(STATUS_COLUMNS)
+    if any(row.get("related") for row in rows):
+        columns.append("related")
+        structured = output in (OutputFormat.json, OutputFormat.jsonl)
+        for row in rows:
+            related = row.get("related") or []
+            row["related"] = related if structured else _related_summary(related)
+    else:
+        for row in rows:
+            row.pop("related", None)
+    render_rows(rows, output, columns=columns)
+
+
+def _related_summary(related: Sequence[dict[str, Any]]) -> str:
+    """What went with a user in one cell: ``note.user_id: 3 deleted; item.owner_id: 2 reassigned``."""
+    return "; ".join(f"{e['table']}.{e['column']}: {e['rows']} {e['action']}" for e in related)
 
 
 def unlink_oauth(
