@@ -49,7 +49,7 @@ from usersctl.models import (
     load_user_model,
     reflect_user_model,
 )
-from usersctl.passwords import hash_scheme
+from usersctl.passwords import app_verifies_argon2, fastapi_users_version, hash_scheme
 from usersctl.schema import email_index_state
 
 #: The hash schemes counted, in the order they are shown.
@@ -328,9 +328,20 @@ async def _hashes(connection: AsyncConnection, model: UserModel) -> CheckResult:
             scheme = hash_scheme(hashed) if hashed else "unknown"
             counts["unknown-or-disabled" if scheme == "unknown" else scheme] += 1
     shown = ", ".join(f"{counts[scheme]} {scheme}" for scheme in HASH_SCHEMES)
+    problems = []
     locked = counts["unknown-or-disabled"]
     if locked:
-        detail = f"{shown}: {locked} user(s) cannot log in with a password"
+        problems.append(f"{locked} user(s) cannot log in with a password")
+    argon2 = counts["argon2"] + counts["argon2-outdated"]
+    if argon2 and app_verifies_argon2() is False:
+        version = ".".join(map(str, fastapi_users_version() or ()))
+        problems.append(
+            f"the installed FastAPI Users {version} verifies bcrypt only: the login of the "
+            f"{argon2} user(s) with an Argon2 hash fails (HTTP 500) until set-password gives "
+            "them a bcrypt hash (--hash-scheme auto writes bcrypt for this version)"
+        )
+    if problems:
+        detail = f"{shown}: {'; '.join(problems)}"
         return CheckResult("password hashes", WARN, detail, counts=dict(counts))
     return CheckResult("password hashes", OK, shown, counts=dict(counts))
 

@@ -1,4 +1,8 @@
-"""Password hashing exactly as FastAPI Users does it: Argon2id for new hashes, bcrypt still verified."""
+"""Password hashing exactly as FastAPI Users does it: Argon2id for new hashes, bcrypt still verified.
+
+Apps on FastAPI Users 12 or older verify bcrypt only; for them new hashes are bcrypt (``Hashing``,
+chosen by ``choose_early`` and ``choose_from_table``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import secrets
 import threading
 from collections.abc import Generator, Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -28,12 +33,107 @@ def password_hash() -> PasswordHash:
     return PasswordHash((Argon2Hasher(), BcryptHasher()))
 
 
-def hash_password(password: str) -> str:
-    """A new Argon2id hash of ``password``."""
-    return password_hash().hash(password)
+#: The schemes usersctl writes, and what ``--hash-scheme`` accepts besides ``auto``.
+SCHEMES = ("argon2", "bcrypt")
 
 
-def hash_password_in_background(password: str) -> Future[str]:
+@dataclass(frozen=True)
+class Hashing:
+    """Which scheme new hashes get; stored hashes of either scheme are verified all the same."""
+
+    scheme: str = "argon2"
+
+    def password_hash(self) -> PasswordHash:
+        """pwdlib's ``PasswordHash`` that writes this scheme and verifies both."""
+        argon2_first = password_hash()
+        if self.scheme == "argon2":
+            return argon2_first
+        return _bcrypt_first(argon2_first)
+
+    def hash(self, password: str) -> str:
+        """A new hash of ``password`` in this scheme."""
+        return self.password_hash().hash(password)
+
+
+ARGON2 = Hashing("argon2")
+BCRYPT = Hashing("bcrypt")
+
+
+@lru_cache(maxsize=2)
+def _bcrypt_first(argon2_first: PasswordHash) -> PasswordHash:
+    """``argon2_first`` with its bcrypt hasher (FastAPI Users' 12 rounds, ``$2b$``) put first."""
+    from pwdlib import PasswordHash
+    from pwdlib.hashers.bcrypt import BcryptHasher
+
+    others = [hasher for hasher in argon2_first.hashers if not isinstance(hasher, BcryptHasher)]
+    return PasswordHash((BcryptHasher(), *others))
+
+
+@dataclass(frozen=True)
+class HashChoice:
+    """The hashing chosen for new hashes, and why, when ``auto`` did not pick Argon2."""
+
+    hashing: Hashing
+    reason: str | None = None
+
+    @property
+    def note(self) -> str | None:
+        """What to tell the person when ``auto`` wrote bcrypt."""
+        if self.reason is None:
+            return None
+        return f"Writing bcrypt: {self.reason} (--hash-scheme argon2 to write Argon2 all the same)."
+
+
+def fastapi_users_version() -> tuple[int, ...] | None:
+    """The version of the installed ``fastapi-users`` distribution, or None without one."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        text = version("fastapi-users")
+    except PackageNotFoundError:
+        return None
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
+
+
+def app_verifies_argon2() -> bool | None:
+    """Whether the installed FastAPI Users verifies Argon2 hashes (13 and later do; up to 12
+    it verifies bcrypt only, and an Argon2 hash makes the login fail with HTTP 500).
+    None when FastAPI Users is not installed beside usersctl."""
+    version = fastapi_users_version()
+    return None if version is None else version >= (13,)
+
+
+def choose_early(requested: str) -> HashChoice | None:
+    """The hashing for ``--hash-scheme requested`` when it can be told without the database:
+    a scheme asked for by name, or bcrypt for an installed FastAPI Users older than 13.
+    None means ``choose_from_table`` decides."""
+    if requested in SCHEMES:
+        return HashChoice(Hashing(requested))
+    if app_verifies_argon2() is False:
+        shown = ".".join(map(str, fastapi_users_version() or ()))
+        return HashChoice(BCRYPT, f"the installed FastAPI Users {shown} verifies bcrypt only")
+    return None
+
+
+def choose_from_table(stored: set[str]) -> HashChoice:
+    """The ``auto`` hashing for a table whose stored hashes are of the ``stored`` schemes:
+    bcrypt when it holds bcrypt hashes and no Argon2 one (an app that may read bcrypt only),
+    else Argon2, as FastAPI Users writes."""
+    if "bcrypt" in stored and "argon2" not in stored:
+        return HashChoice(
+            BCRYPT,
+            "the table's password hashes are bcrypt, none Argon2, so the app may verify bcrypt "
+            "only",
+        )
+    return HashChoice(ARGON2)
+
+
+def hash_password(password: str, hashing: Hashing = ARGON2) -> str:
+    """A new hash of ``password``: Argon2id unless ``hashing`` says bcrypt."""
+    return hashing.hash(password)
+
+
+def hash_password_in_background(password: str, hashing: Hashing = ARGON2) -> Future[str]:
     """Start hashing ``password`` in a daemon thread and return the future hash.
 
     Argon2 releases the GIL, so a command's imports and its connection to the database proceed
@@ -45,7 +145,7 @@ def hash_password_in_background(password: str) -> Future[str]:
         if not future.set_running_or_notify_cancel():
             return  # nobody wants it any more
         try:
-            hashed = hash_password(password)
+            hashed = hash_password(password, hashing)
         except BaseException as exc:  # handed to whoever awaits the hash
             future.set_exception(exc)
         else:
@@ -55,26 +155,53 @@ def hash_password_in_background(password: str) -> Future[str]:
     return future
 
 
+class PendingHash:
+    """A password hashed in a thread from the start of a command, so that the imports and the
+    connection overlap the hashing. Its scheme is the one ``choose_early`` tells when it can;
+    else it is hashed as Argon2, what ``auto`` writes unless the table is bcrypt only, and
+    ``result`` hashes it again, in bcrypt, only when the table's choice says so."""
+
+    def __init__(self, password: str, requested: str) -> None:
+        self.password = password
+        self.early = choose_early(requested)
+        self.started = self.early.hashing if self.early else ARGON2
+        self.future = hash_password_in_background(password, self.started)
+
+    async def result(self, choice: HashChoice) -> str:
+        """The hash in ``choice``'s scheme."""
+        import asyncio
+
+        if choice.hashing == self.started:
+            return await asyncio.wrap_future(self.future)
+        self.cancel()
+        return await asyncio.to_thread(hash_password, self.password, choice.hashing)
+
+    def cancel(self) -> None:
+        """Drop the hash if it has not started (a command that failed before needing it)."""
+        self.future.cancel()
+
+
 class HashingStopped(Exception):
     """``hash_many`` was told to stop before every password was hashed."""
 
 
 def hash_many(
-    passwords: Sequence[str], stop: threading.Event | None = None
+    passwords: Sequence[str], stop: threading.Event | None = None, hashing: Hashing = ARGON2
 ) -> Generator[str, None, None]:
-    """New Argon2id hashes of ``passwords``, in order, hashed on every core at once.
+    """New hashes of ``passwords`` (Argon2id unless ``hashing`` says bcrypt), in order, hashed
+    on every core at once (both release the GIL).
 
-    They are the hashes ``hash_password`` makes (same parameters, a fresh salt each), but each
-    worker thread keeps one block of Argon2 memory (64 MiB at FastAPI Users' cost) for all of its
-    passwords, instead of the block being mapped and faulted in page by page for every one.
-    Once ``stop`` is set no new hash starts, and ``HashingStopped`` is raised where the next hash
-    would have been.
+    They are the hashes ``hash_password`` makes (same parameters, a fresh salt each), but for
+    Argon2 each worker thread keeps one block of memory (64 MiB at FastAPI Users' cost) for all
+    of its passwords, instead of the block being mapped and faulted in page by page for every
+    one. Once ``stop`` is set no new hash starts, and ``HashingStopped`` is raised where the next
+    hash would have been.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     workers = max(1, min(len(passwords), os.cpu_count() or 1))
-    memory = _Argon2Memory.for_current_hasher()
-    hasher = memory.hash if memory else hash_password
+    memory = _Argon2Memory.for_current_hasher() if hashing.scheme == "argon2" else None
+    hasher = memory.hash if memory else hashing.hash
 
     def hash_unless_stopped(password: str) -> str:
         if stop is not None and stop.is_set():
@@ -235,8 +362,11 @@ def verify_password(password: str, hashed: str) -> bool:
     return verify_and_update(password, hashed)[0]
 
 
-def verify_and_update(password: str, hashed: str) -> tuple[bool, str | None]:
-    """Check ``password`` and, on a match with a bcrypt or outdated hash, return a new Argon2 hash.
+def verify_and_update(
+    password: str, hashed: str, hashing: Hashing = ARGON2
+) -> tuple[bool, str | None]:
+    """Check ``password`` and, on a match with a hash of the other scheme than ``hashing``'s or
+    with outdated parameters, return a new hash in ``hashing``'s scheme.
 
     Never raises for a bad hash: an unknown scheme, a disabled marker, or a bcrypt check of a
     password over 72 bytes (which bcrypt refuses) all mean "no match".
@@ -246,7 +376,7 @@ def verify_and_update(password: str, hashed: str) -> tuple[bool, str | None]:
     if hashed in DISABLED_MARKERS:
         return False, None
     try:
-        return password_hash().verify_and_update(password, hashed)
+        return hashing.password_hash().verify_and_update(password, hashed)
     except (UnknownHashError, ValueError, TypeError):
         return False, None
 

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError, MultipleResultsFound
@@ -35,6 +35,9 @@ from usersctl.errors import (
 )
 from usersctl.fields import INT64
 from usersctl.models import UserModel, load_user_model, reflect_user_model, require_table
+
+if TYPE_CHECKING:
+    from usersctl.passwords import HashChoice, Hashing
 
 UserDB = SQLAlchemyUserDatabase[Any, Any]
 
@@ -407,6 +410,30 @@ async def delete_users(ctx: UserContext, users: Sequence[Any], *, force: bool = 
         ctx.session.expunge(user)
 
 
+# Choosing the scheme of new hashes --------------------------------------------------------------
+
+
+async def stored_schemes(ctx: UserContext) -> set[str]:
+    """Which of ``argon2`` and ``bcrypt`` the table's stored password hashes use (two lookups
+    that stop at the first match)."""
+    from sqlalchemy import exists
+
+    column = ctx.model.table.c.hashed_password
+    patterns = {"argon2": "$argon2%", "bcrypt": "$2%$%"}
+    found = await ctx.session.execute(
+        select(*(exists().where(column.like(pattern)) for pattern in patterns.values()))
+    )
+    return {scheme for scheme, present in zip(patterns, found.one(), strict=True) if present}
+
+
+async def choose_hashing(ctx: UserContext, requested: str) -> HashChoice:
+    """The hashing new hashes get under ``--hash-scheme requested`` (``auto``, ``argon2`` or
+    ``bcrypt``): see ``passwords.choose_early`` and ``passwords.choose_from_table``."""
+    from usersctl.passwords import choose_early, choose_from_table
+
+    return choose_early(requested) or choose_from_table(await stored_schemes(ctx))
+
+
 # Checking a password -------------------------------------------------------------------------
 
 NO_MATCH = "no match: the password is wrong, the user does not exist, or has no usable password"
@@ -415,26 +442,42 @@ NO_MATCH = "no match: the password is wrong, the user does not exist, or has no 
 @dataclass(frozen=True)
 class PasswordMatch:
     """A password that matched: the user, the scheme of the hash it matched (``argon2``,
-    ``argon2-outdated`` or ``bcrypt``), and whether that hash was replaced by a new Argon2 one."""
+    ``argon2-outdated`` or ``bcrypt``), the new hash's scheme when it was (or, without
+    ``rehash``, would be) replaced, and whether it was."""
 
     user: Any
     scheme: str
     rehashed: bool
+    replacement: str | None = None
 
 
 async def check_password(
-    ctx: UserContext, email_or_id: str, password: str, *, rehash: bool = False
+    ctx: UserContext,
+    email_or_id: str,
+    password: str,
+    *,
+    rehash: bool = False,
+    hashing: Hashing | None = None,
 ) -> PasswordMatch:
     """Check ``password`` as the app's login does; raise ``CheckFailed`` when it does not match.
 
     A missing user, a disabled or unknown hash and a wrong password raise the same
     ``CheckFailed`` after the same work: without a hash to check, the password is hashed anyway,
     as FastAPI Users' ``authenticate`` does, so neither the answer nor its timing tells whether
-    the user exists. With ``rehash``, a matching bcrypt or outdated Argon2 hash is replaced.
+    the user exists. With ``rehash``, a matching hash of the other scheme than ``hashing``'s
+    (Argon2 by default), or with outdated parameters, is replaced by one in ``hashing``'s.
     """
     import asyncio
 
-    from usersctl.passwords import hash_password, hash_scheme, is_known_hash, verify_and_update
+    from usersctl.passwords import (
+        ARGON2,
+        hash_password,
+        hash_scheme,
+        is_known_hash,
+        verify_and_update,
+    )
+
+    hashing = hashing or ARGON2
 
     try:
         user = await find_user(ctx, email_or_id)
@@ -442,12 +485,15 @@ async def check_password(
         user = None
     hashed = user.hashed_password if user is not None else None
     if not isinstance(hashed, str) or not is_known_hash(hashed):
-        await asyncio.to_thread(hash_password, password)
+        await asyncio.to_thread(hash_password, password, hashing)
         raise CheckFailed(NO_MATCH)
-    matched, new_hash = await asyncio.to_thread(verify_and_update, password, hashed)
+    matched, new_hash = await asyncio.to_thread(verify_and_update, password, hashed, hashing)
     if not matched:
         raise CheckFailed(NO_MATCH)
     scheme = hash_scheme(hashed)
     if rehash and new_hash is not None:
         await set_password(ctx, user, new_hash)
-    return PasswordMatch(user, scheme, rehashed=rehash and new_hash is not None)
+    replacement = hashing.scheme if new_hash is not None else None
+    return PasswordMatch(
+        user, scheme, rehashed=rehash and new_hash is not None, replacement=replacement
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import functools
 import importlib
 from collections.abc import Iterator, Mapping, MutableMapping
@@ -91,6 +92,14 @@ app = typer.Typer(
 )
 
 
+class HashScheme(str, enum.Enum):
+    """What ``--hash-scheme`` accepts (``usersctl.passwords.SCHEMES`` and auto)."""
+
+    auto = "auto"
+    argon2 = "argon2"
+    bcrypt = "bcrypt"
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"usersctl {__version__}")
@@ -133,6 +142,19 @@ def root(
             show_default=False,
         ),
     ] = None,
+    hash_scheme: Annotated[
+        HashScheme,
+        typer.Option(
+            "--hash-scheme",
+            envvar="USERSCTL_HASH_SCHEME",
+            case_sensitive=False,
+            help=(
+                "Scheme of new password hashes. auto: Argon2, as FastAPI Users 13+ writes, but "
+                "bcrypt when the installed FastAPI Users is older or the table's hashes are "
+                "bcrypt and none Argon2."
+            ),
+        ),
+    ] = HashScheme.auto,
     version: Annotated[
         bool | None,
         typer.Option(
@@ -142,7 +164,10 @@ def root(
 ) -> None:
     """Options shared by every command."""
     ctx.obj = Settings(
-        database_url=database_url, connect_timeout=connect_timeout, model_path=model or None
+        database_url=database_url,
+        connect_timeout=connect_timeout,
+        model_path=model or None,
+        hash_scheme=hash_scheme.value,
     )
 
 

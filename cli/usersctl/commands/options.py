@@ -23,6 +23,8 @@ class Settings:
     connect_timeout: float
     #: ``module.path:ClassName`` of the app's user model (``--model``); None reads the table.
     model_path: str | None = None
+    #: The scheme of new password hashes (``--hash-scheme``): auto, argon2 or bcrypt.
+    hash_scheme: str = "auto"
 
     def open_users(self, *, write: bool = False) -> AbstractAsyncContextManager[UserContext]:
         """One session on the configured database, with its user model (``usersctl.users``)."""

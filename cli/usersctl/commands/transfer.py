@@ -245,12 +245,15 @@ def import_users(
                     keep_unknown_hashes=keep_unknown_hashes,
                     force=force,
                     keep_sessions=keep_sessions,
+                    hash_scheme=settings.hash_scheme,
                 )
         except ImportRejected as exc:
             if output != OutputFormat.table:  # a script gets the count; the error says which
                 rejected = ImportSummary(invalid=len(exc.problems), dry_run=dry_run)
                 render_rows([rejected.as_dict()], output, columns=columns, single=True)
             raise
+        if summary.hash_note:
+            say(summary.hash_note)
         return summary.as_dict()
 
     summary = run(work, settings)
