@@ -49,11 +49,17 @@ from usersctl.models import (
     load_user_model,
     reflect_user_model,
 )
-from usersctl.passwords import app_verifies_argon2, fastapi_users_version, hash_scheme
+from usersctl.passwords import (
+    Hashing,
+    app_verifies_argon2,
+    fastapi_users_version,
+    hash_scheme,
+    is_disabled_marker,
+)
 from usersctl.schema import email_index_state
 
 #: The hash schemes counted, in the order they are shown.
-HASH_SCHEMES = ("argon2", "argon2-outdated", "bcrypt", "unknown-or-disabled")
+HASH_SCHEMES = ("argon2", "argon2-outdated", "bcrypt", "unknown", "disabled")
 MAX_LISTED = 20  # duplicate groups listed in a check's items
 HASH_BATCH = 10_000
 
@@ -318,32 +324,48 @@ def _index_and_duplicates(connection: Connection, model: UserModel) -> list[Chec
     return [index, duplicates]
 
 
-async def _hashes(connection: AsyncConnection, model: UserModel) -> CheckResult:
+async def _hashes(
+    connection: AsyncConnection, model: UserModel, helper: Hashing | None
+) -> CheckResult:
+    """Hashes by scheme, and by scheme those the app cannot use: with the app's ``helper``,
+    those it does not identify (a failure: those users cannot log in); without, unknown ones,
+    and Argon2 ones when the installed FastAPI Users verifies bcrypt only (a warning). A
+    disabled marker locks its account on purpose, and is counted apart."""
     counts: Counter[str] = Counter({scheme: 0 for scheme in HASH_SCHEMES})
+    unusable: Counter[str] = Counter()
+    bcrypt_only = helper is None and app_verifies_argon2() is False
     result = await connection.stream(
         select(model.table.c.hashed_password), execution_options={"yield_per": HASH_BATCH}
     )
     async for batch in result.partitions(HASH_BATCH):
         for (hashed,) in batch:
-            scheme = hash_scheme(hashed) if hashed else "unknown"
-            counts["unknown-or-disabled" if scheme == "unknown" else scheme] += 1
+            if hashed is None or is_disabled_marker(hashed):
+                counts["disabled"] += 1
+                continue
+            scheme = hash_scheme(hashed)
+            counts[scheme] += 1
+            identified = helper.identifies(hashed) if helper is not None else None
+            if identified is None:  # no helper, or one that cannot be asked
+                identified = scheme != "unknown" and not (bcrypt_only and scheme != "bcrypt")
+            if not identified:
+                unusable[scheme] += 1
     shown = ", ".join(f"{counts[scheme]} {scheme}" for scheme in HASH_SCHEMES)
-    problems = []
-    locked = counts["unknown-or-disabled"]
-    if locked:
-        problems.append(f"{locked} user(s) cannot log in with a password")
-    argon2 = counts["argon2"] + counts["argon2-outdated"]
-    if argon2 and app_verifies_argon2() is False:
+    if not unusable:
+        return CheckResult("password hashes", OK, shown, counts=dict(counts))
+    by_scheme = ", ".join(f"{count} {scheme}" for scheme, count in unusable.items())
+    if helper is not None:
+        why = f"{helper.helper_path} cannot identify their hashes ({by_scheme})"
+    elif bcrypt_only and set(unusable) - {"unknown"}:
         version = ".".join(map(str, fastapi_users_version() or ()))
-        problems.append(
-            f"the installed FastAPI Users {version} verifies bcrypt only: the login of the "
-            f"{argon2} user(s) with an Argon2 hash fails (HTTP 500) until set-password gives "
-            "them a bcrypt hash (--hash-scheme auto writes bcrypt for this version)"
+        why = (
+            f"the installed FastAPI Users {version} verifies bcrypt only ({by_scheme}; an Argon2 "
+            "hash fails its login with HTTP 500 until set-password writes bcrypt)"
         )
-    if problems:
-        detail = f"{shown}: {'; '.join(problems)}"
-        return CheckResult("password hashes", WARN, detail, counts=dict(counts))
-    return CheckResult("password hashes", OK, shown, counts=dict(counts))
+    else:
+        why = f"FastAPI Users cannot verify their hashes ({by_scheme})"
+    detail = f"{shown}: {sum(unusable.values())} user(s) cannot log in: {why}"
+    status = FAIL if helper is not None else WARN
+    return CheckResult("password hashes", status, detail, counts=dict(counts))
 
 
 def _orphan_statements(model: UserModel, tables: set[str]) -> list[tuple[Table, Any]]:
@@ -380,7 +402,7 @@ def _orphans(connection: Connection, model: UserModel, tables: set[str]) -> Chec
 
 
 async def _run_checks(
-    engine: AsyncEngine, loaded: UserModel | None
+    engine: AsyncEngine, loaded: UserModel | None, helper: Hashing | None = None
 ) -> tuple[str, list[CheckResult]]:
     async with engine.connect() as connection:
         state = await connection.run_sync(_structure, loaded)
@@ -391,7 +413,7 @@ async def _run_checks(
                 checks.append(CheckResult(name, SKIP, "no user table"))
             return "none", checks
         checks += await connection.run_sync(_index_and_duplicates, model)
-        checks.append(await _hashes(connection, model))
+        checks.append(await _hashes(connection, model, helper))
         checks.append(await connection.run_sync(_orphans, model, state.tables))
         return model.description, checks
 
@@ -461,19 +483,21 @@ async def diagnose(
     model_path: str | None = None,
     fix: bool = False,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    password_helper: Hashing | None = None,
 ) -> DoctorReport:
     """Run every check on the database at ``url``; with ``fix``, repair what can be repaired
-    safely and check again (a repaired check reads ``fixed``)."""
+    safely and check again (a repaired check reads ``fixed``). With the app's own
+    ``password_helper``, every stored hash is checked against it."""
     loaded = load_user_model(model_path) if model_path else None
     parsed = normalize_url(url)
     check_sqlite_file(parsed)
     engine = create_engine(parsed, connect_timeout=connect_timeout, sqlite_begin="BEGIN")
     try:
-        described, checks = await _run_checks(engine, loaded)
+        described, checks = await _run_checks(engine, loaded, password_helper)
         fixable = [check for check in checks if check.failed and check.fixable]
         if fix and fixable:
             done = await _fix(engine, await _model_for_fix(engine, loaded), fixable)
-            described, checks = await _run_checks(engine, loaded)
+            described, checks = await _run_checks(engine, loaded, password_helper)
             checks = [
                 replace(check, status=FIXED, detail=done[check.name])
                 if check.name in done and not check.failed

@@ -831,6 +831,7 @@ async def import_users(
     force: bool = False,
     keep_sessions: bool = False,
     hash_scheme: str = "auto",
+    password_helper: Hashing | None = None,
 ) -> ImportSummary:
     """Import users from ``stream`` into the database at ``url``, all or nothing.
 
@@ -838,7 +839,8 @@ async def import_users(
     is (a legacy scheme, a marker that locks the account): such users cannot log in with a
     password until it is set again. Without it, such a row is invalid. ``force`` lets updates
     leave no active superuser; ``keep_sessions`` keeps the access tokens of updated users.
-    Plaintext passwords are hashed in the scheme ``hash_scheme`` chooses (``choose_hashing``)."""
+    Plaintext passwords are hashed in the scheme ``hash_scheme`` chooses (``choose_hashing``), or
+    by the app's own ``password_helper``."""
 
     if on_conflict not in CONFLICT_RULES:
         raise InvalidInput(f"--on-conflict must be one of {', '.join(CONFLICT_RULES)}")
@@ -859,6 +861,7 @@ async def import_users(
             force=force,
             keep_sessions=keep_sessions,
             hash_scheme=hash_scheme,
+            password_helper=password_helper,
         )
     finally:
         gc.enable()
@@ -878,6 +881,7 @@ async def _import(
     force: bool,
     keep_sessions: bool,
     hash_scheme: str,
+    password_helper: Hashing | None,
 ) -> ImportSummary:
     from usersctl.users import open_users
 
@@ -907,7 +911,7 @@ async def _import(
             needed = await passwords_worth_hashing(ctx, rows, on_conflict)
             hashing = ARGON2
             if any(row.password for row in rows):  # decided before any hashing, lock-free
-                choice = await choose_hashing(ctx, hash_scheme)
+                choice = await choose_hashing(ctx, hash_scheme, password_helper)
                 await ctx.session.rollback()
                 hashing, summary.hash_note = choice.hashing, choice.note
             stop = threading.Event()

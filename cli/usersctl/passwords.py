@@ -23,6 +23,12 @@ if TYPE_CHECKING:
 DISABLED_MARKERS = ("", "!DISABLED!")
 
 
+def is_disabled_marker(hashed: str) -> bool:
+    """Whether ``hashed`` locks its account on purpose: empty, or ``!``/``*`` first, as in
+    /etc/shadow (``!``, ``!DISABLED!``, ``*``), which no password hash begins with."""
+    return hashed in DISABLED_MARKERS or hashed.startswith(("!", "*"))
+
+
 @lru_cache(maxsize=1)
 def password_hash() -> PasswordHash:
     """FastAPI Users' own ``PasswordHash``: Argon2 (argon2-cffi defaults) first, then bcrypt."""
@@ -39,12 +45,21 @@ SCHEMES = ("argon2", "bcrypt")
 
 @dataclass(frozen=True)
 class Hashing:
-    """Which scheme new hashes get; stored hashes of either scheme are verified all the same."""
+    """Which scheme new hashes get; stored hashes of either scheme are verified all the same.
+
+    With ``helper`` (the app's own ``PasswordHelper`` or ``pwdlib.PasswordHash``, scheme
+    ``app``), the helper makes every hash and every check, as the app's login does."""
 
     scheme: str = "argon2"
+    helper: Any = None
+    #: Where the helper came from (``module.path:attribute``), to name it in messages.
+    helper_path: str | None = None
 
-    def password_hash(self) -> PasswordHash:
-        """pwdlib's ``PasswordHash`` that writes this scheme and verifies both."""
+    def password_hash(self) -> Any:
+        """What hashes and verifies: the helper, else pwdlib's ``PasswordHash`` that writes this
+        scheme and verifies both."""
+        if self.helper is not None:
+            return self.helper
         argon2_first = password_hash()
         if self.scheme == "argon2":
             return argon2_first
@@ -52,7 +67,24 @@ class Hashing:
 
     def hash(self, password: str) -> str:
         """A new hash of ``password`` in this scheme."""
-        return self.password_hash().hash(password)
+        hashed: str = self.password_hash().hash(password)
+        return hashed
+
+    def identifies(self, hashed: str) -> bool | None:
+        """Whether the helper recognises ``hashed`` as one of its schemes (None: no helper, or
+        one whose hashers cannot be asked). Asks pwdlib's hashers (a ``PasswordHash``, or the
+        ``password_hash`` of FastAPI Users 13+'s helper) or passlib's ``CryptContext`` (the
+        ``context`` of FastAPI Users 12's helper); no password is hashed."""
+        helper = self.helper
+        if helper is None:
+            return None
+        hashers = getattr(getattr(helper, "password_hash", helper), "hashers", None)
+        if hashers is not None:
+            return any(hasher.identify(hashed) for hasher in hashers)
+        context = getattr(helper, "context", None)
+        if context is not None and hasattr(context, "identify"):
+            return context.identify(hashed, required=False) is not None
+        return None
 
 
 ARGON2 = Hashing("argon2")
@@ -103,10 +135,54 @@ def app_verifies_argon2() -> bool | None:
     return None if version is None else version >= (13,)
 
 
-def choose_early(requested: str) -> HashChoice | None:
+def load_password_helper(path: str) -> Hashing:
+    """The app's own password helper from ``module.path:attribute`` (the current folder is
+    importable): a ``PasswordHelper`` or ``pwdlib.PasswordHash`` instance, or a class that makes
+    one without arguments. Raises ``InvalidInput`` when it cannot be had."""
+    import importlib
+    import sys
+
+    from usersctl.errors import InvalidInput
+
+    module_name, colon, attribute_path = path.strip().partition(":")
+    if not colon or not module_name or not attribute_path:
+        raise InvalidInput(f"--password-helper {path!r}: expected module.path:attribute")
+    here = os.getcwd()
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    try:
+        found: Any = importlib.import_module(module_name)
+    except Exception as exc:  # anything the app's module raises while it is imported
+        raise InvalidInput(
+            f"--password-helper {path}: cannot import {module_name!r} ({type(exc).__name__}: {exc})"
+        ) from None
+    for part in attribute_path.split("."):
+        if not hasattr(found, part):
+            raise InvalidInput(
+                f"--password-helper {path}: {module_name!r} has no {attribute_path!r}"
+            )
+        found = getattr(found, part)
+    if isinstance(found, type):
+        try:
+            found = found()
+        except Exception as exc:
+            raise InvalidInput(
+                f"--password-helper {path}: {attribute_path}() failed ({type(exc).__name__}: {exc})"
+            ) from None
+    if not all(callable(getattr(found, name, None)) for name in ("hash", "verify_and_update")):
+        raise InvalidInput(
+            f"--password-helper {path}: {attribute_path} has no hash() and verify_and_update(); "
+            "expected a FastAPI Users PasswordHelper or a pwdlib PasswordHash"
+        )
+    return Hashing("app", found, path.strip())
+
+
+def choose_early(requested: str, helper: Hashing | None = None) -> HashChoice | None:
     """The hashing for ``--hash-scheme requested`` when it can be told without the database:
-    a scheme asked for by name, or bcrypt for an installed FastAPI Users older than 13.
-    None means ``choose_from_table`` decides."""
+    the app's own helper, a scheme asked for by name, or bcrypt for an installed FastAPI Users
+    older than 13. None means ``choose_from_table`` decides."""
+    if helper is not None:
+        return HashChoice(helper)
     if requested in SCHEMES:
         return HashChoice(Hashing(requested))
     if app_verifies_argon2() is False:
@@ -161,9 +237,9 @@ class PendingHash:
     else it is hashed as Argon2, what ``auto`` writes unless the table is bcrypt only, and
     ``result`` hashes it again, in bcrypt, only when the table's choice says so."""
 
-    def __init__(self, password: str, requested: str) -> None:
+    def __init__(self, password: str, requested: str, helper: Hashing | None = None) -> None:
         self.password = password
-        self.early = choose_early(requested)
+        self.early = choose_early(requested, helper)
         self.started = self.early.hashing if self.early else ARGON2
         self.future = hash_password_in_background(password, self.started)
 
@@ -200,7 +276,7 @@ def hash_many(
     from concurrent.futures import ThreadPoolExecutor
 
     workers = max(1, min(len(passwords), os.cpu_count() or 1))
-    memory = _Argon2Memory.for_current_hasher() if hashing.scheme == "argon2" else None
+    memory = _Argon2Memory.for_current_hasher() if hashing == ARGON2 else None
     hasher = memory.hash if memory else hashing.hash
 
     def hash_unless_stopped(password: str) -> str:
@@ -376,9 +452,10 @@ def verify_and_update(
     if hashed in DISABLED_MARKERS:
         return False, None
     try:
-        return hashing.password_hash().verify_and_update(password, hashed)
+        matched, new_hash = hashing.password_hash().verify_and_update(password, hashed)
     except (UnknownHashError, ValueError, TypeError):
         return False, None
+    return bool(matched), new_hash
 
 
 # The encodings FastAPI Users' hashers produce and accept (argon2-cffi's PHC string, modular bcrypt).

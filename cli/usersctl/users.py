@@ -426,12 +426,15 @@ async def stored_schemes(ctx: UserContext) -> set[str]:
     return {scheme for scheme, present in zip(patterns, found.one(), strict=True) if present}
 
 
-async def choose_hashing(ctx: UserContext, requested: str) -> HashChoice:
+async def choose_hashing(
+    ctx: UserContext, requested: str, helper: Hashing | None = None
+) -> HashChoice:
     """The hashing new hashes get under ``--hash-scheme requested`` (``auto``, ``argon2`` or
-    ``bcrypt``): see ``passwords.choose_early`` and ``passwords.choose_from_table``."""
+    ``bcrypt``), or the app's own ``helper``: see ``passwords.choose_early`` and
+    ``passwords.choose_from_table``."""
     from usersctl.passwords import choose_early, choose_from_table
 
-    return choose_early(requested) or choose_from_table(await stored_schemes(ctx))
+    return choose_early(requested, helper) or choose_from_table(await stored_schemes(ctx))
 
 
 # Checking a password -------------------------------------------------------------------------
@@ -449,6 +452,17 @@ class PasswordMatch:
     scheme: str
     rehashed: bool
     replacement: str | None = None
+
+
+def _checkable(hashed: str, hashing: Hashing) -> bool:
+    """Whether ``hashed`` is worth checking: a hash the app's helper identifies, else (no
+    helper, or one that cannot be asked) an Argon2 or bcrypt hash, or anything for a helper."""
+    from usersctl.passwords import is_known_hash
+
+    identified = hashing.identifies(hashed)
+    if identified is None:
+        return is_known_hash(hashed) if hashing.helper is None else bool(hashed)
+    return identified
 
 
 async def check_password(
@@ -473,7 +487,6 @@ async def check_password(
         ARGON2,
         hash_password,
         hash_scheme,
-        is_known_hash,
         verify_and_update,
     )
 
@@ -484,7 +497,7 @@ async def check_password(
     except UserNotFound:
         user = None
     hashed = user.hashed_password if user is not None else None
-    if not isinstance(hashed, str) or not is_known_hash(hashed):
+    if not isinstance(hashed, str) or not _checkable(hashed, hashing):
         await asyncio.to_thread(hash_password, password, hashing)
         raise CheckFailed(NO_MATCH)
     matched, new_hash = await asyncio.to_thread(verify_and_update, password, hashed, hashing)
@@ -493,7 +506,7 @@ async def check_password(
     scheme = hash_scheme(hashed)
     if rehash and new_hash is not None:
         await set_password(ctx, user, new_hash)
-    replacement = hashing.scheme if new_hash is not None else None
+    replacement = hash_scheme(new_hash) if new_hash is not None else None
     return PasswordMatch(
         user, scheme, rehashed=rehash and new_hash is not None, replacement=replacement
     )

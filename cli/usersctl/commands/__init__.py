@@ -155,6 +155,19 @@ def root(
             ),
         ),
     ] = HashScheme.auto,
+    password_helper: Annotated[
+        str | None,
+        typer.Option(
+            "--password-helper",
+            envvar="USERSCTL_PASSWORD_HELPER",
+            metavar="MODULE:ATTRIBUTE",
+            help=(
+                "The app's own PasswordHelper (or pwdlib PasswordHash), e.g. "
+                "app.users:password_helper: every hash is made and checked with it."
+            ),
+            show_default=False,
+        ),
+    ] = None,
     version: Annotated[
         bool | None,
         typer.Option(
@@ -168,6 +181,7 @@ def root(
         connect_timeout=connect_timeout,
         model_path=model or None,
         hash_scheme=hash_scheme.value,
+        password_helper_path=password_helper or None,
     )
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from usersctl.commands.errors import ExitCode, fail, run
+from usersctl.commands.errors import ExitCode, call, fail, run
 from usersctl.commands.options import OutputOption, settings_of
 from usersctl.commands.render import OutputFormat, render_rows, say
 
@@ -39,6 +39,7 @@ def doctor(
       usersctl --model app.models:User doctor --fix -o json
     """
     settings = settings_of(ctx)
+    helper = call(settings.password_helper)
 
     async def work() -> DoctorReport:
         from usersctl.doctor import diagnose
@@ -48,6 +49,7 @@ def doctor(
             model_path=settings.model_path,
             fix=fix,
             connect_timeout=settings.connect_timeout,
+            password_helper=helper,
         )
 
     report = run(work, settings)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
+    from usersctl.passwords import Hashing
     from usersctl.users import UserContext
 
 from usersctl.commands.render import OutputFormat
@@ -25,6 +26,22 @@ class Settings:
     model_path: str | None = None
     #: The scheme of new password hashes (``--hash-scheme``): auto, argon2 or bcrypt.
     hash_scheme: str = "auto"
+    #: ``module.path:attribute`` of the app's own password helper (``--password-helper``).
+    password_helper_path: str | None = None
+
+    def password_helper(self) -> Hashing | None:
+        """The app's own password helper, loaded; None without ``--password-helper``."""
+        if self.password_helper_path is None:
+            return None
+        from usersctl.errors import InvalidInput
+        from usersctl.passwords import load_password_helper
+
+        if self.hash_scheme != "auto":
+            raise InvalidInput(
+                "--hash-scheme and --password-helper exclude each other: the app's helper "
+                "decides the scheme"
+            )
+        return load_password_helper(self.password_helper_path)
 
     def open_users(self, *, write: bool = False) -> AbstractAsyncContextManager[UserContext]:
         """One session on the configured database, with its user model (``usersctl.users``)."""

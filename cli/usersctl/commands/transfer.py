@@ -12,7 +12,7 @@ from typing import IO, Annotated, Any
 
 import typer
 
-from usersctl.commands.errors import ExitCode, fail, run
+from usersctl.commands.errors import ExitCode, call, fail, run
 from usersctl.commands.options import (
     ActiveFilter,
     DryRunOption,
@@ -227,6 +227,8 @@ def import_users(
 
     columns = ["created", "updated", "skipped", "invalid", "revoked_tokens", "dry_run"]
 
+    helper = call(settings.password_helper)
+
     async def work() -> dict[str, Any]:
         from usersctl.importing import ImportRejected, ImportSummary
         from usersctl.importing import import_users as run_import
@@ -246,6 +248,7 @@ def import_users(
                     force=force,
                     keep_sessions=keep_sessions,
                     hash_scheme=settings.hash_scheme,
+                    password_helper=helper,
                 )
         except ImportRejected as exc:
             if output != OutputFormat.table:  # a script gets the count; the error says which

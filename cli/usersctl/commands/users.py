@@ -89,8 +89,9 @@ def create_user(
     )
     from usersctl.passwords import PendingHash
 
+    helper = call(settings.password_helper)
     # Hashing takes ~0.1 s of CPU: it starts now, and the imports and the connection overlap it.
-    pending = PendingHash(secret.password, settings.hash_scheme)
+    pending = PendingHash(secret.password, settings.hash_scheme, helper)
     if not prompting:
         normalized = call(lambda: normalize_email(email))
     notes: list[str] = []
@@ -408,7 +409,7 @@ def set_password(
 
     from usersctl.passwords import PendingHash
 
-    pending = PendingHash(secret.password, settings.hash_scheme)
+    pending = PendingHash(secret.password, settings.hash_scheme, call(settings.password_helper))
     notes: list[str] = []
 
     async def work() -> dict[str, Any]:

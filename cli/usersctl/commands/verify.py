@@ -52,13 +52,14 @@ def verify_password(
       usersctl verify-password alice@example.com --rehash
     """
     settings = settings_of(ctx)
+    helper = call(settings.password_helper)
     password = call(lambda: _read_password(password_stdin, password_file))
 
     async def work() -> tuple[PasswordMatch, HashChoice, dict[str, Any]]:
         from usersctl import users
 
         async with settings.open_users(write=rehash and not dry_run) as ctx_users:
-            choice = await users.choose_hashing(ctx_users, settings.hash_scheme)
+            choice = await users.choose_hashing(ctx_users, settings.hash_scheme, helper)
             match = await users.check_password(
                 ctx_users, user, password, rehash=rehash, hashing=choice.hashing
             )
@@ -84,28 +85,38 @@ def _say_what_becomes_of_the_hash(match: PasswordMatch, choice: HashChoice, dry_
     a warning when the installed FastAPI Users cannot verify it."""
     from usersctl.passwords import app_verifies_argon2, fastapi_users_version
 
-    kind = {"bcrypt": "bcrypt", "argon2": "Argon2", "argon2-outdated": "outdated Argon2"}
-    held = kind.get(match.scheme, match.scheme)
-    article = "a" if held == "bcrypt" else "an"
+    names = {"bcrypt": "bcrypt", "argon2": "Argon2", "argon2-outdated": "outdated Argon2"}
+
+    def name(scheme: str | None) -> str:
+        return names.get(scheme or "", "unknown-scheme")
+
+    def a(scheme: str | None) -> str:
+        return f"{'an' if name(scheme)[0] in 'AEIOUaeiou' else 'a'} {name(scheme)}"
+
+    helper = choice.hashing.helper is not None
     if match.rehashed:
         verb = "Would replace" if dry_run else "Replaced"
-        say(f"{verb} its {held} hash with a new {kind[str(match.replacement)]} hash.")
+        say(f"{verb} its {name(match.scheme)} hash with a new {name(match.replacement)} hash.")
     elif match.replacement is not None:
-        # FastAPI Users 13 and later (its default PasswordHelper) re-hash bcrypt and outdated
-        # Argon2 as Argon2 at the login; 12 and older keep whatever bcrypt they verify.
-        if match.replacement == "argon2" and app_verifies_argon2():
+        # The app's own helper answers for the app. Without it: FastAPI Users 13 and later (its
+        # default helper) re-hash bcrypt and outdated Argon2 as Argon2 at the login; 12 and
+        # older keep whatever bcrypt they verify.
+        if helper or (match.replacement == "argon2" and app_verifies_argon2()):
             say(
-                f"It has {article} {held} hash; the app replaces it at the next login, as --rehash does."
+                f"It has {a(match.scheme)} hash; the app replaces it at the next login, as --rehash does."
             )
         else:
-            new = kind[match.replacement]
             say(
-                f"It has {article} {held} hash; --rehash replaces it with {'a' if new == 'bcrypt' else 'an'} {new} one."
+                f"It has {a(match.scheme)} hash; --rehash replaces it with {a(match.replacement)} one."
             )
-    elif match.scheme == "bcrypt":
-        why = choice.reason or "--hash-scheme bcrypt"
-        say(f"It has a bcrypt hash, which stays: {why}.")
-    if match.scheme.startswith("argon2") and app_verifies_argon2() is False:
+    elif match.scheme != "argon2":
+        why = (
+            f"{choice.hashing.helper_path} keeps it"
+            if helper
+            else (choice.reason or "--hash-scheme bcrypt")
+        )
+        say(f"It has {a(match.scheme)} hash, which stays: {why}.")
+    if not helper and match.scheme.startswith("argon2") and app_verifies_argon2() is False:
         shown = ".".join(map(str, fastapi_users_version() or ()))
         say(
             f"Warning: the installed FastAPI Users {shown} verifies bcrypt only: this user's "
