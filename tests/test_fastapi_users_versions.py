@@ -231,6 +231,12 @@ def test_users_made_by_usersctl_log_in_to_a_fastapi_users_12_app(
     [hashes] = [c for c in json.loads(doctor.stdout)["checks"] if c["check"] == "password hashes"]
     assert hashes["status"] == "warn"
     assert "FastAPI Users 12.1.3 verifies bcrypt only" in hashes["detail"]
+    # The app's own helper (passlib's CryptContext inside) says the same, as a failure.
+    helper = "fastapi_users.password:PasswordHelper"
+    failed = app.usersctl(database_url, "--password-helper", helper, "doctor", "-o", "json")
+    assert failed.returncode == 6, failed.stdout + failed.stderr
+    [hashes] = [c for c in json.loads(failed.stdout)["checks"] if c["check"] == "password hashes"]
+    assert f"1 user(s) cannot log in: {helper} cannot identify their hashes" in hashes["detail"]
     said = app.ok(
         database_url,
         "verify-password",
