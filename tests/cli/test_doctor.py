@@ -200,9 +200,8 @@ def test_password_hashes_are_counted_by_scheme(cli: Cli, db: Database) -> None:
     }
     # Disabled markers lock their accounts on purpose; only the unknown hash is a problem.
     assert hashes["status"] == "warn"
-    assert "1 user(s) cannot log in: FastAPI Users cannot verify their hashes (1 unknown)" in (
-        hashes["detail"]
-    )
+    detail = hashes["detail"]
+    assert "1 user(s) cannot log in: FastAPI Users cannot verify their hashes (1 unknown)" in detail
 
 
 def test_orphaned_oauth_and_token_rows_are_found_and_removed(empty_cli: Cli) -> None:
