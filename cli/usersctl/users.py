@@ -413,17 +413,12 @@ async def delete_users(ctx: UserContext, users: Sequence[Any], *, force: bool = 
 # Choosing the scheme of new hashes --------------------------------------------------------------
 
 
-async def stored_schemes(ctx: UserContext) -> set[str]:
-    """Which of ``argon2`` and ``bcrypt`` the table's stored password hashes use (two lookups
-    that stop at the first match)."""
+async def _holds_hash_like(ctx: UserContext, pattern: str) -> bool:
+    """Whether a stored password hash matches the LIKE ``pattern`` (stops at the first)."""
     from sqlalchemy import exists
 
     column = ctx.model.table.c.hashed_password
-    patterns = {"argon2": "$argon2%", "bcrypt": "$2%$%"}
-    found = await ctx.session.execute(
-        select(*(exists().where(column.like(pattern)) for pattern in patterns.values()))
-    )
-    return {scheme for scheme, present in zip(patterns, found.one(), strict=True) if present}
+    return bool(await ctx.session.scalar(select(exists().where(column.like(pattern)))))
 
 
 async def choose_hashing(
@@ -431,10 +426,16 @@ async def choose_hashing(
 ) -> HashChoice:
     """The hashing new hashes get under ``--hash-scheme requested`` (``auto``, ``argon2`` or
     ``bcrypt``), or the app's own ``helper``: see ``passwords.choose_early`` and
-    ``passwords.choose_from_table``."""
+    ``passwords.choose_from_table``. The table is asked for an Argon2 hash first, which most
+    tables answer at their first row; for bcrypt only when there is none."""
     from usersctl.passwords import choose_early, choose_from_table
 
-    return choose_early(requested, helper) or choose_from_table(await stored_schemes(ctx))
+    early = choose_early(requested, helper)
+    if early is not None:
+        return early
+    if await _holds_hash_like(ctx, "$argon2%"):
+        return choose_from_table({"argon2"})
+    return choose_from_table({"bcrypt"} if await _holds_hash_like(ctx, "$2%$%") else set())
 
 
 # Checking a password -------------------------------------------------------------------------
