@@ -214,6 +214,12 @@ def test_users_made_by_usersctl_log_in_to_a_fastapi_users_12_app(
     assert "bcrypt hash, which stays" in said.stderr
     assert app.login(database_url, "alice@example.com", "wrong")["login"] is False
 
+    # Import plaintext passwords: bcrypt too.
+    rows = json.dumps({"email": "carol@example.com", "password": PASSWORD}) + "\n"
+    imported = app.ok(database_url, "import-users", "-", "--format", "jsonl", input=rows)
+    assert "Writing bcrypt" in imported.stderr
+    assert app.login(database_url, "carol@example.com")["login"] is True
+
     # An Argon2 hash breaks this app's login (the HTTP 500 of the issue); doctor warns, and
     # verify-password --rehash under auto writes bcrypt, which logs in.
     app.ok(
