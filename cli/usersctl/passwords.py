@@ -1,7 +1,8 @@
 """Password hashing exactly as FastAPI Users does it: Argon2id for new hashes, bcrypt still verified.
 
 Apps on FastAPI Users 12 or older verify bcrypt only; for them new hashes are bcrypt (``Hashing``,
-chosen by ``choose_early`` and ``choose_from_table``).
+chosen by ``choose_early`` and ``choose_from_table``). An app with a helper of its own has it
+make every hash and check (``load_password_helper``).
 """
 
 from __future__ import annotations
@@ -116,15 +117,25 @@ class HashChoice:
         return f"Writing bcrypt: {self.reason} (--hash-scheme argon2 to write Argon2 all the same)."
 
 
+@lru_cache(maxsize=1)
 def fastapi_users_version() -> tuple[int, ...] | None:
-    """The version of the installed ``fastapi-users`` distribution, or None without one."""
-    from importlib.metadata import PackageNotFoundError, version
+    """The version of the installed ``fastapi-users`` distribution, or None without one.
 
-    try:
-        text = version("fastapi-users")
-    except PackageNotFoundError:
-        return None
-    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
+    Read from the name of its ``.dist-info`` folder on ``sys.path``, in import order: what
+    ``importlib.metadata`` would say, without its import (~0.1 s), which would come before
+    create-user's hash could start."""
+    import sys
+
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for name in names:
+            found = re.fullmatch(r"fastapi_users-(\d+(?:\.\d+)*)[^-]*\.dist-info", name)
+            if found:
+                return tuple(int(part) for part in found.group(1).split(".")[:3])
+    return None
 
 
 def app_verifies_argon2() -> bool | None:
