@@ -1,4 +1,4 @@
-"""usersctl.passwords: which scheme new hashes get, and hashing in it, with FastAPI Users' own
+"""usersctl.hash_choice and usersctl.passwords: which scheme new hashes get, and hashing in it, with FastAPI Users' own
 PasswordHelper (the installed, current version) as the oracle."""
 
 from __future__ import annotations
@@ -9,12 +9,11 @@ from fastapi_users.password import PasswordHelper
 from pwdlib import PasswordHash
 from pwdlib.hashers.bcrypt import BcryptHasher
 
+from usersctl.hash_choice import choose_early, choose_from_table
 from usersctl.passwords import (
     ARGON2,
     BCRYPT,
     Hashing,
-    choose_early,
-    choose_from_table,
     hash_many,
     hash_password,
     hash_scheme,

@@ -40,6 +40,7 @@ from usersctl.engine import (
     normalize_url,
 )
 from usersctl.errors import TablesMissing
+from usersctl.hash_choice import app_verifies_argon2, fastapi_users_version
 from usersctl.models import (
     OAUTH_TABLE,
     TOKEN_TABLE,
@@ -49,13 +50,7 @@ from usersctl.models import (
     load_user_model,
     reflect_user_model,
 )
-from usersctl.passwords import (
-    Hashing,
-    app_verifies_argon2,
-    fastapi_users_version,
-    hash_scheme,
-    is_disabled_marker,
-)
+from usersctl.passwords import Hashing, hash_scheme, is_disabled_marker
 from usersctl.schema import email_index_state
 
 #: The hash schemes counted, in the order they are shown.

@@ -37,7 +37,8 @@ from usersctl.fields import INT64
 from usersctl.models import UserModel, load_user_model, reflect_user_model, require_table
 
 if TYPE_CHECKING:
-    from usersctl.passwords import HashChoice, Hashing
+    from usersctl.hash_choice import HashChoice
+    from usersctl.passwords import Hashing
 
 UserDB = SQLAlchemyUserDatabase[Any, Any]
 
@@ -428,7 +429,7 @@ async def choose_hashing(
     ``bcrypt``), or the app's own ``helper``: see ``passwords.choose_early`` and
     ``passwords.choose_from_table``. The table is asked for an Argon2 hash first, which most
     tables answer at their first row; for bcrypt only when there is none."""
-    from usersctl.passwords import choose_early, choose_from_table
+    from usersctl.hash_choice import choose_early, choose_from_table
 
     early = choose_early(requested, helper)
     if early is not None:

@@ -34,7 +34,7 @@ class Settings:
         if self.password_helper_path is None:
             return None
         from usersctl.errors import InvalidInput
-        from usersctl.passwords import load_password_helper
+        from usersctl.hash_choice import load_password_helper
 
         if self.hash_scheme != "auto":
             raise InvalidInput(

@@ -87,7 +87,7 @@ def create_user(
     secret = call(
         lambda: read_password(stdin=password_stdin, file=password_file, generate=generate_password)
     )
-    from usersctl.passwords import PendingHash
+    from usersctl.hash_choice import PendingHash
 
     helper = call(settings.password_helper)
     # Hashing takes ~0.1 s of CPU: it starts now, and the imports and the connection overlap it.
@@ -407,7 +407,7 @@ def set_password(
         lambda: read_password(stdin=password_stdin, file=password_file, generate=generate_password)
     )
 
-    from usersctl.passwords import PendingHash
+    from usersctl.hash_choice import PendingHash
 
     pending = PendingHash(secret.password, settings.hash_scheme, call(settings.password_helper))
     notes: list[str] = []

@@ -22,7 +22,7 @@ from usersctl.errors import InvalidInput
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from usersctl.passwords import HashChoice
+    from usersctl.hash_choice import HashChoice
     from usersctl.users import PasswordMatch
 
 
@@ -83,7 +83,7 @@ def verify_password(
 def _say_what_becomes_of_the_hash(match: PasswordMatch, choice: HashChoice, dry_run: bool) -> None:
     """Whether the matched hash is replaced (by --rehash, or by the app at its next login), and
     a warning when the installed FastAPI Users cannot verify it."""
-    from usersctl.passwords import app_verifies_argon2, fastapi_users_version
+    from usersctl.hash_choice import app_verifies_argon2, fastapi_users_version
 
     names = {"bcrypt": "bcrypt", "argon2": "Argon2", "argon2-outdated": "outdated Argon2"}
 
