@@ -42,6 +42,7 @@ from usersctl.engine import (
     normalize_url,
 )
 from usersctl.errors import TablesMissing
+from usersctl.hash_choice import app_verifies_argon2, fastapi_users_version
 from usersctl.migrations import (
     IndexAdvice,
     database_index_names,
@@ -56,11 +57,11 @@ from usersctl.models import (
     load_user_model,
     reflect_user_model,
 )
-from usersctl.passwords import hash_scheme
+from usersctl.passwords import Hashing, hash_scheme, is_disabled_marker
 from usersctl.schema import email_index_state
 
 #: The hash schemes counted, in the order they are shown.
-HASH_SCHEMES = ("argon2", "argon2-outdated", "bcrypt", "unknown-or-disabled")
+HASH_SCHEMES = ("argon2", "argon2-outdated", "bcrypt", "unknown", "disabled")
 MAX_LISTED = 20  # duplicate groups listed in a check's items
 HASH_BATCH = 10_000
 
@@ -414,21 +415,48 @@ def _model_indexes(connection: Connection, model: UserModel, alembic: bool) -> C
     return CheckResult("model indexes", FAIL if alembic else WARN, "; ".join(problems))
 
 
-async def _hashes(connection: AsyncConnection, model: UserModel) -> CheckResult:
+async def _hashes(
+    connection: AsyncConnection, model: UserModel, helper: Hashing | None
+) -> CheckResult:
+    """Hashes by scheme, and by scheme those the app cannot use: with the app's ``helper``,
+    those it does not identify (a failure: those users cannot log in); without, unknown ones,
+    and Argon2 ones when the installed FastAPI Users verifies bcrypt only (a warning). A
+    disabled marker locks its account on purpose, and is counted apart."""
     counts: Counter[str] = Counter({scheme: 0 for scheme in HASH_SCHEMES})
+    unusable: Counter[str] = Counter()
+    bcrypt_only = helper is None and app_verifies_argon2() is False
     result = await connection.stream(
         select(model.table.c.hashed_password), execution_options={"yield_per": HASH_BATCH}
     )
     async for batch in result.partitions(HASH_BATCH):
         for (hashed,) in batch:
-            scheme = hash_scheme(hashed) if hashed else "unknown"
-            counts["unknown-or-disabled" if scheme == "unknown" else scheme] += 1
+            if hashed is None or is_disabled_marker(hashed):
+                counts["disabled"] += 1
+                continue
+            scheme = hash_scheme(hashed)
+            counts[scheme] += 1
+            identified = helper.identifies(hashed) if helper is not None else None
+            if identified is None:  # no helper, or one that cannot be asked
+                identified = scheme != "unknown" and not (bcrypt_only and scheme != "bcrypt")
+            if not identified:
+                unusable[scheme] += 1
     shown = ", ".join(f"{counts[scheme]} {scheme}" for scheme in HASH_SCHEMES)
-    locked = counts["unknown-or-disabled"]
-    if locked:
-        detail = f"{shown}: {locked} user(s) cannot log in with a password"
-        return CheckResult("password hashes", WARN, detail, counts=dict(counts))
-    return CheckResult("password hashes", OK, shown, counts=dict(counts))
+    if not unusable:
+        return CheckResult("password hashes", OK, shown, counts=dict(counts))
+    by_scheme = ", ".join(f"{count} {scheme}" for scheme, count in unusable.items())
+    if helper is not None:
+        why = f"{helper.helper_path} cannot identify their hashes ({by_scheme})"
+    elif bcrypt_only and set(unusable) - {"unknown"}:
+        version = ".".join(map(str, fastapi_users_version() or ()))
+        why = (
+            f"the installed FastAPI Users {version} verifies bcrypt only ({by_scheme}; an Argon2 "
+            "hash fails its login with HTTP 500 until set-password writes bcrypt)"
+        )
+    else:
+        why = f"FastAPI Users cannot verify their hashes ({by_scheme})"
+    detail = f"{shown}: {sum(unusable.values())} user(s) cannot log in: {why}"
+    status = FAIL if helper is not None else WARN
+    return CheckResult("password hashes", status, detail, counts=dict(counts))
 
 
 def _orphan_statements(model: UserModel, tables: set[str]) -> list[tuple[Table, Any]]:
@@ -469,6 +497,7 @@ async def _run_checks(
     loaded: UserModel | None,
     table_name: str | None,
     apply_anyway: bool = False,
+    helper: Hashing | None = None,
 ) -> tuple[str, list[CheckResult], bool]:
     """The model's description, the checks, and whether Alembic manages the database."""
     async with engine.connect() as connection:
@@ -483,7 +512,7 @@ async def _run_checks(
         checks += await connection.run_sync(_index_and_duplicates, model, alembic, apply_anyway)
         if loaded is not None:
             checks.append(await connection.run_sync(_model_indexes, loaded, alembic))
-        checks.append(await _hashes(connection, model))
+        checks.append(await _hashes(connection, model, helper))
         checks.append(await connection.run_sync(_orphans, model, state.tables))
         return model.description, checks, alembic
 
@@ -597,22 +626,28 @@ async def diagnose(
     fix: bool = False,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     apply_anyway: bool = False,
+    password_helper: Hashing | None = None,
 ) -> DoctorReport:
     """Run every check on the database at ``url``; with ``fix``, repair what can be repaired
     safely and check again (a repaired check reads ``fixed``). ``table`` names the user table
     (``--table``); without it, it is found by its columns. On a database that Alembic manages
-    the ``lower(email)`` index is left to the app, unless ``apply_anyway``."""
+    the ``lower(email)`` index is left to the app, unless ``apply_anyway``. With the app's own
+    ``password_helper``, every stored hash is checked against it."""
     loaded = load_user_model(model_path, table) if model_path else None
     parsed = normalize_url(url)
     check_sqlite_file(parsed)
     engine = create_engine(parsed, connect_timeout=connect_timeout, sqlite_begin="BEGIN")
     try:
-        described, checks, alembic = await _run_checks(engine, loaded, table, apply_anyway)
+        described, checks, alembic = await _run_checks(
+            engine, loaded, table, apply_anyway, password_helper
+        )
         fixable = [check for check in checks if check.failed and check.fixable]
         if fix and fixable:
             model = await _model_for_fix(engine, loaded, table)
             done = await _fix(engine, model, fixable)
-            described, checks, alembic = await _run_checks(engine, loaded, table, apply_anyway)
+            described, checks, alembic = await _run_checks(
+                engine, loaded, table, apply_anyway, password_helper
+            )
             checks = [
                 replace(check, status=FIXED, detail=done[check.name])
                 if check.name in done and not check.failed

@@ -33,8 +33,8 @@ from usersctl.emails import EmailNormalizer
 from usersctl.errors import Conflict, InvalidInput, LastSuperuser, UsersctlError
 from usersctl.fields import Converter, converter_for, encodes_as_utf8
 from usersctl.models import InsertContext, UserModel, python_column_defaults
-from usersctl.passwords import hash_many, is_known_hash
-from usersctl.users import UserContext, active_superusers
+from usersctl.passwords import ARGON2, Hashing, hash_many, is_known_hash
+from usersctl.users import UserContext, active_superusers, choose_hashing
 
 FORMATS = ("jsonl", "csv", "json")
 CONFLICT_RULES = ("fail", "skip", "update")
@@ -98,6 +98,8 @@ class ImportSummary:
     #: Database access tokens of updated users whose password changed or who were deactivated.
     revoked_tokens: int = 0
     dry_run: bool = False
+    #: Why plaintext passwords were hashed with bcrypt (``HashChoice.note``), not in the output.
+    hash_note: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -423,9 +425,13 @@ class FileCheck:
 
 
 def hash_passwords(
-    rows: list[Row], progress: Progress | None = None, stop: threading.Event | None = None
+    rows: list[Row],
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+    hashing: Hashing = ARGON2,
 ) -> None:
-    """Hash the plaintext passwords of ``rows`` on every core (Argon2 releases the GIL).
+    """Hash the plaintext passwords of ``rows`` on every core (Argon2 and bcrypt release the GIL),
+    in ``hashing``'s scheme.
 
     Setting ``stop`` (the import was interrupted) raises ``HashingStopped`` once the hashes under
     way are done, rather than after all of them."""
@@ -433,7 +439,7 @@ def hash_passwords(
     if not pending:
         return
     passwords = [row.password for row in pending if row.password is not None]
-    with contextlib.closing(hash_many(passwords, stop)) as hashes:
+    with contextlib.closing(hash_many(passwords, stop, hashing)) as hashes:
         for done, (row, hashed) in enumerate(zip(pending, hashes, strict=True), start=1):
             row.values["hashed_password"] = hashed
             row.password = None
@@ -553,6 +559,7 @@ async def write_rows(
     *,
     force: bool = False,
     keep_sessions: bool = False,
+    hashing: Hashing = ARGON2,
 ) -> None:
     """Decide each row against the database and write them, in the caller's transaction.
 
@@ -570,7 +577,7 @@ async def write_rows(
     # Rows left unhashed because the first look found their users, who have gone since.
     unhashed = [row for row in plan.inserts if row.password]
     if unhashed:
-        await asyncio.to_thread(hash_passwords, unhashed)
+        await asyncio.to_thread(hash_passwords, unhashed, None, None, hashing)
     inserts = [row.values for row in plan.inserts]
     updates = plan.updates
     summary.skipped += plan.skipped
@@ -921,13 +928,17 @@ async def import_users(
     keep_unknown_hashes: bool = False,
     force: bool = False,
     keep_sessions: bool = False,
+    hash_scheme: str = "auto",
+    password_helper: Hashing | None = None,
 ) -> ImportSummary:
     """Import users from ``stream`` into the database at ``url``, all or nothing.
 
     ``keep_unknown_hashes`` takes a ``hashed_password`` in no format FastAPI Users verifies as it
     is (a legacy scheme, a marker that locks the account): such users cannot log in with a
     password until it is set again. Without it, such a row is invalid. ``force`` lets updates
-    leave no active superuser; ``keep_sessions`` keeps the access tokens of updated users."""
+    leave no active superuser; ``keep_sessions`` keeps the access tokens of updated users.
+    Plaintext passwords are hashed in the scheme ``hash_scheme`` chooses (``choose_hashing``), or
+    by the app's own ``password_helper``."""
 
     if on_conflict not in CONFLICT_RULES:
         raise InvalidInput(f"--on-conflict must be one of {', '.join(CONFLICT_RULES)}")
@@ -948,6 +959,8 @@ async def import_users(
             keep_unknown_hashes=keep_unknown_hashes,
             force=force,
             keep_sessions=keep_sessions,
+            hash_scheme=hash_scheme,
+            password_helper=password_helper,
         )
     finally:
         gc.enable()
@@ -967,6 +980,8 @@ async def _import(
     keep_unknown_hashes: bool,
     force: bool,
     keep_sessions: bool,
+    hash_scheme: str,
+    password_helper: Hashing | None,
 ) -> ImportSummary:
     from usersctl.users import open_users
 
@@ -995,9 +1010,14 @@ async def _import(
             check.add(records)  # whatever the streaming path did not read
             rows, summary.skipped = check.verdict()
             needed = await passwords_worth_hashing(ctx, rows, on_conflict)
+            hashing = ARGON2
+            if any(row.password for row in rows):  # decided before any hashing, lock-free
+                choice = await choose_hashing(ctx, hash_scheme, password_helper)
+                await ctx.session.rollback()
+                hashing, summary.hash_note = choice.hashing, choice.note
             stop = threading.Event()
             try:
-                await asyncio.to_thread(hash_passwords, needed, progress, stop)
+                await asyncio.to_thread(hash_passwords, needed, progress, stop, hashing)
             finally:
                 stop.set()  # on Ctrl-C, asyncio waits for this thread before exiting
             try:
@@ -1009,6 +1029,7 @@ async def _import(
                     progress,
                     force=force,
                     keep_sessions=keep_sessions,
+                    hashing=hashing,
                 )
             except IntegrityError as exc:
                 # SQLite names no foreign key, nor a unique index: usersctl finds which.

@@ -47,6 +47,10 @@ from usersctl.models import (
 if TYPE_CHECKING:
     from usersctl.references import DeletePlan, DeleteRules, ReferenceGraph
 
+if TYPE_CHECKING:
+    from usersctl.hash_choice import HashChoice
+    from usersctl.passwords import Hashing
+
 UserDB = SQLAlchemyUserDatabase[Any, Any]
 
 
@@ -572,6 +576,34 @@ async def delete_users(
     return done
 
 
+# Choosing the scheme of new hashes --------------------------------------------------------------
+
+
+async def _holds_hash_like(ctx: UserContext, pattern: str) -> bool:
+    """Whether a stored password hash matches the LIKE ``pattern`` (stops at the first)."""
+    from sqlalchemy import exists
+
+    column = ctx.model.table.c.hashed_password
+    return bool(await ctx.session.scalar(select(exists().where(column.like(pattern)))))
+
+
+async def choose_hashing(
+    ctx: UserContext, requested: str, helper: Hashing | None = None
+) -> HashChoice:
+    """The hashing new hashes get under ``--hash-scheme requested`` (``auto``, ``argon2`` or
+    ``bcrypt``), or the app's own ``helper``: see ``passwords.choose_early`` and
+    ``passwords.choose_from_table``. The table is asked for an Argon2 hash first, which most
+    tables answer at their first row; for bcrypt only when there is none."""
+    from usersctl.hash_choice import choose_early, choose_from_table
+
+    early = choose_early(requested, helper)
+    if early is not None:
+        return early
+    if await _holds_hash_like(ctx, "$argon2%"):
+        return choose_from_table({"argon2"})
+    return choose_from_table({"bcrypt"} if await _holds_hash_like(ctx, "$2%$%") else set())
+
+
 # Checking a password -------------------------------------------------------------------------
 
 NO_MATCH = "no match: the password is wrong, the user does not exist, or has no usable password"
@@ -580,39 +612,68 @@ NO_MATCH = "no match: the password is wrong, the user does not exist, or has no 
 @dataclass(frozen=True)
 class PasswordMatch:
     """A password that matched: the user, the scheme of the hash it matched (``argon2``,
-    ``argon2-outdated`` or ``bcrypt``), and whether that hash was replaced by a new Argon2 one."""
+    ``argon2-outdated`` or ``bcrypt``), the new hash's scheme when it was (or, without
+    ``rehash``, would be) replaced, and whether it was."""
 
     user: Any
     scheme: str
     rehashed: bool
+    replacement: str | None = None
+
+
+def _checkable(hashed: str, hashing: Hashing) -> bool:
+    """Whether ``hashed`` is worth checking: a hash the app's helper identifies, else (no
+    helper, or one that cannot be asked) an Argon2 or bcrypt hash, or anything for a helper."""
+    from usersctl.passwords import is_known_hash
+
+    identified = hashing.identifies(hashed)
+    if identified is None:
+        return is_known_hash(hashed) if hashing.helper is None else bool(hashed)
+    return identified
 
 
 async def check_password(
-    ctx: UserContext, email_or_id: str, password: str, *, rehash: bool = False
+    ctx: UserContext,
+    email_or_id: str,
+    password: str,
+    *,
+    rehash: bool = False,
+    hashing: Hashing | None = None,
 ) -> PasswordMatch:
     """Check ``password`` as the app's login does; raise ``CheckFailed`` when it does not match.
 
     A missing user, a disabled or unknown hash and a wrong password raise the same
     ``CheckFailed`` after the same work: without a hash to check, the password is hashed anyway,
     as FastAPI Users' ``authenticate`` does, so neither the answer nor its timing tells whether
-    the user exists. With ``rehash``, a matching bcrypt or outdated Argon2 hash is replaced.
+    the user exists. With ``rehash``, a matching hash of the other scheme than ``hashing``'s
+    (Argon2 by default), or with outdated parameters, is replaced by one in ``hashing``'s.
     """
     import asyncio
 
-    from usersctl.passwords import hash_password, hash_scheme, is_known_hash, verify_and_update
+    from usersctl.passwords import (
+        ARGON2,
+        hash_password,
+        hash_scheme,
+        verify_and_update,
+    )
+
+    hashing = hashing or ARGON2
 
     try:
         user = await find_user(ctx, email_or_id)
     except UserNotFound:
         user = None
     hashed = user.hashed_password if user is not None else None
-    if not isinstance(hashed, str) or not is_known_hash(hashed):
-        await asyncio.to_thread(hash_password, password)
+    if not isinstance(hashed, str) or not _checkable(hashed, hashing):
+        await asyncio.to_thread(hash_password, password, hashing)
         raise CheckFailed(NO_MATCH)
-    matched, new_hash = await asyncio.to_thread(verify_and_update, password, hashed)
+    matched, new_hash = await asyncio.to_thread(verify_and_update, password, hashed, hashing)
     if not matched:
         raise CheckFailed(NO_MATCH)
     scheme = hash_scheme(hashed)
     if rehash and new_hash is not None:
         await set_password(ctx, user, new_hash)
-    return PasswordMatch(user, scheme, rehashed=rehash and new_hash is not None)
+    replacement = hash_scheme(new_hash) if new_hash is not None else None
+    return PasswordMatch(
+        user, scheme, rehashed=rehash and new_hash is not None, replacement=replacement
+    )

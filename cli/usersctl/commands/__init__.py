@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import functools
 import importlib
 from collections.abc import Iterator, Mapping, MutableMapping
@@ -113,6 +114,14 @@ app = typer.Typer(
 )
 
 
+class HashScheme(str, enum.Enum):
+    """What ``--hash-scheme`` accepts (``usersctl.passwords.SCHEMES`` and auto)."""
+
+    auto = "auto"
+    argon2 = "argon2"
+    bcrypt = "bcrypt"
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"usersctl {__version__}")
@@ -179,6 +188,32 @@ def root(
             show_default=False,
         ),
     ] = None,
+    hash_scheme: Annotated[
+        HashScheme,
+        typer.Option(
+            "--hash-scheme",
+            envvar="USERSCTL_HASH_SCHEME",
+            case_sensitive=False,
+            help=(
+                "Scheme of new password hashes. auto: Argon2, as FastAPI Users 13+ writes, but "
+                "bcrypt when the installed FastAPI Users is older or the table's hashes are "
+                "bcrypt and none Argon2."
+            ),
+        ),
+    ] = HashScheme.auto,
+    password_helper: Annotated[
+        str | None,
+        typer.Option(
+            "--password-helper",
+            envvar="USERSCTL_PASSWORD_HELPER",
+            metavar="MODULE:ATTRIBUTE",
+            help=(
+                "The app's own PasswordHelper (or pwdlib PasswordHash), e.g. "
+                "app.users:password_helper: every hash is made and checked with it."
+            ),
+            show_default=False,
+        ),
+    ] = None,
     version: Annotated[
         bool | None,
         typer.Option(
@@ -197,6 +232,8 @@ def root(
         model_path=model or None,
         url_source=database.source,
         table=table or None,
+        hash_scheme=hash_scheme.value,
+        password_helper_path=password_helper or None,
     )
     ctx.call_on_close(ctx.obj.commit_guard.release)  # after the command has printed its output
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from usersctl.commands.errors import ExitCode, fail, run
+from usersctl.commands.errors import ExitCode, call, fail, run
 from usersctl.commands.options import OutputOption, settings_of
 from usersctl.commands.render import OutputFormat, render_rows, say, say_lines
 
@@ -53,6 +53,7 @@ def doctor(
     if apply_anyway and not fix:
         fail("--apply-anyway goes with --fix", ExitCode.USAGE)
     settings = settings_of(ctx)
+    helper = call(settings.password_helper)
 
     async def work() -> DoctorReport:
         from usersctl.doctor import diagnose
@@ -64,6 +65,7 @@ def doctor(
             fix=fix,
             connect_timeout=settings.connect_timeout,
             apply_anyway=apply_anyway,
+            password_helper=helper,
         )
 
     report = run(work, settings)

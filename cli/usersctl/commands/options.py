@@ -11,6 +11,7 @@ import typer
 
 if TYPE_CHECKING:
     from usersctl.database_url import DatabaseURL
+    from usersctl.passwords import Hashing
     from usersctl.users import UserContext
 
 from usersctl.commands.errors import CommitGuard
@@ -31,6 +32,10 @@ class Settings:
     table: str | None = None
     #: This invocation's hold on Ctrl-C once a commit begins; released when the command ends.
     commit_guard: CommitGuard = field(default_factory=CommitGuard, compare=False, repr=False)
+    #: The scheme of new password hashes (``--hash-scheme``): auto, argon2 or bcrypt.
+    hash_scheme: str = "auto"
+    #: ``module.path:attribute`` of the app's own password helper (``--password-helper``).
+    password_helper_path: str | None = None
 
     def checked_url(self) -> str:
         """The database URL, refused when it is the built-in default and its file is missing."""
@@ -45,6 +50,20 @@ class Settings:
 
                 load_user_model(self.model_path, self.table)
             raise
+
+    def password_helper(self) -> Hashing | None:
+        """The app's own password helper, loaded; None without ``--password-helper``."""
+        if self.password_helper_path is None:
+            return None
+        from usersctl.errors import InvalidInput
+        from usersctl.hash_choice import load_password_helper
+
+        if self.hash_scheme != "auto":
+            raise InvalidInput(
+                "--hash-scheme and --password-helper exclude each other: the app's helper "
+                "decides the scheme"
+            )
+        return load_password_helper(self.password_helper_path)
 
     def open_users(self, *, write: bool = False) -> AbstractAsyncContextManager[UserContext]:
         """One session on the configured database, with its user model (``usersctl.users``)."""

@@ -12,7 +12,7 @@ from typing import IO, Annotated, Any
 
 import typer
 
-from usersctl.commands.errors import ExitCode, fail, run
+from usersctl.commands.errors import ExitCode, call, fail, run
 from usersctl.commands.options import (
     ActiveFilter,
     DryRunOption,
@@ -228,6 +228,8 @@ def import_users(
 
     columns = ["created", "updated", "skipped", "invalid", "revoked_tokens", "dry_run"]
 
+    helper = call(settings.password_helper)
+
     async def work() -> dict[str, Any]:
         from usersctl.importing import ImportRejected, ImportSummary
         from usersctl.importing import import_users as run_import
@@ -247,12 +249,16 @@ def import_users(
                     keep_unknown_hashes=keep_unknown_hashes,
                     force=force,
                     keep_sessions=keep_sessions,
+                    hash_scheme=settings.hash_scheme,
+                    password_helper=helper,
                 )
         except ImportRejected as exc:
             if output != OutputFormat.table:  # a script gets the count; the error says which
                 rejected = ImportSummary(invalid=len(exc.problems), dry_run=dry_run)
                 render_rows([rejected.as_dict()], output, columns=columns, single=True)
             raise
+        if summary.hash_note:
+            say(summary.hash_note)
         return summary.as_dict()
 
     summary = run(work, settings)

@@ -91,20 +91,19 @@ def create_user(
     secret = call(
         lambda: read_password(stdin=password_stdin, file=password_file, generate=generate_password)
     )
-    from usersctl.passwords import hash_password_in_background
+    from usersctl.hash_choice import PendingHash
 
+    helper = call(settings.password_helper)
     # Hashing takes ~0.1 s of CPU: it starts now, and the imports and the connection overlap it.
-    hashing_started = hash_password_in_background(secret.password)
+    pending = PendingHash(secret.password, settings.hash_scheme, helper)
     if not prompting:
         normalized = call(lambda: normalize_email(email))
+    notes: list[str] = []
 
     async def work() -> dict[str, Any]:
-        import asyncio
-
         from usersctl import users
         from usersctl.models import field_values
 
-        hashing = asyncio.wrap_future(hashing_started)
         try:
             async with settings.open_users(write=True) as ctx_users:
                 # Answered here, before waiting for the hash; create_user checks again anyway.
@@ -115,10 +114,12 @@ def create_user(
                     row = users.user_row(ctx_users.model, existing)
                     return {**row, "status": "unchanged"}
                 extra = field_values(ctx_users.model, fields or [], creating=True)
+                choice = pending.early or await users.choose_hashing(ctx_users, "auto")
+                notes.extend([choice.note] if choice.note else [])
                 result = await users.create_user(
                     ctx_users,
                     normalized,
-                    await hashing,
+                    await pending.result(choice),
                     is_superuser=superuser,
                     is_verified=verified,
                     is_active=not inactive,
@@ -128,10 +129,11 @@ def create_user(
                 await _finish(ctx_users, dry_run)
                 return {**row, "status": "would create" if dry_run else "created"}
         finally:
-            if not hashing.done():
-                hashing.cancel()
+            pending.cancel()
 
     row = run(work, settings)
+    for note in notes:
+        say(note)
     if row["status"] == "unchanged":
         say(f"User {row['email']} already exists; nothing changed.")
     if secret.generated and row["status"] != "unchanged":
@@ -409,19 +411,19 @@ def set_password(
         lambda: read_password(stdin=password_stdin, file=password_file, generate=generate_password)
     )
 
-    from usersctl.passwords import hash_password_in_background
+    from usersctl.hash_choice import PendingHash
 
-    hashing_started = hash_password_in_background(secret.password)
+    pending = PendingHash(secret.password, settings.hash_scheme, call(settings.password_helper))
+    notes: list[str] = []
 
     async def work() -> dict[str, Any]:
-        import asyncio
-
         from usersctl import users
 
-        hashing = asyncio.wrap_future(hashing_started)
         async with settings.open_users(write=True) as ctx_users:
             found = await users.find_user(ctx_users, user)
-            await users.set_password(ctx_users, found, await hashing)
+            choice = pending.early or await users.choose_hashing(ctx_users, "auto")
+            notes.extend([choice.note] if choice.note else [])
+            await users.set_password(ctx_users, found, await pending.result(choice))
             row: dict[str, Any] = {
                 "id": found.id,
                 "email": found.email,
@@ -434,6 +436,8 @@ def set_password(
             return row
 
     row = run(work, settings)
+    for note in notes:
+        say(note)
     _report_revoked([row], dry_run)
     columns = list(STATUS_COLUMNS)
     if "revoked_tokens" in row:
