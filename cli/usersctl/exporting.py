@@ -2,13 +2,16 @@
 
 The database renders each row (``json_object`` on SQLite, ``row_to_json`` on PostgreSQL,
 text casts for CSV) and rows arrive in batches from a server-side cursor, so Python only moves
-finished text: a million rows take seconds and the same memory as a thousand.
+finished text: a million rows take seconds and the same memory as a thousand. A table with
+columns whose database rendering is not their form in ``usersctl.fields`` (times, decimals,
+arrays, enums, JSON, bytes, UUIDs stored as hex) is rendered in Python instead, by those forms.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any
 
 from sqlalchemy import (
@@ -22,9 +25,10 @@ from sqlalchemy import (
     literal_column,
     select,
 )
-from sqlalchemy.types import JSON, Boolean, LargeBinary
+from sqlalchemy.types import JSON, Boolean, Enum, Integer, LargeBinary, TypeDecorator
 
-from usersctl.models import UserModel
+from usersctl.fields import ValueForm, forms_for
+from usersctl.models import UserModel, is_uuid_type
 from usersctl.users import UserFilters, open_users
 
 BATCH = 10_000
@@ -37,6 +41,54 @@ def export_columns(model: UserModel, *, include_hashes: bool) -> list[str]:
     if include_hashes:
         columns.insert(columns.index("email") + 1, "hashed_password")
     return columns
+
+
+def renders_in_database(model: UserModel, columns: list[str], dialect: str) -> bool:
+    """Whether the database writes every column in ``columns`` in its form: booleans, integers,
+    text, and UUIDs where they are stored as such (natively, or as hyphenated CHAR(36)) — the
+    columns of FastAPI Users' own table."""
+    for name in columns:
+        kind = model.table.c[name].type
+        if isinstance(kind, (Boolean, Integer)) or (
+            isinstance(kind, String) and not isinstance(kind, Enum)
+        ):
+            continue
+        if is_uuid_type(kind) and (
+            dialect == "postgresql"
+            or (isinstance(kind, TypeDecorator) and getattr(kind.impl_instance, "length", 0) == 36)
+        ):
+            continue
+        return False
+    return True
+
+
+def _rendered_in_python(
+    rows: Sequence[Any], columns: list[str], forms: Mapping[str, ValueForm], fmt: str
+) -> list[Any]:
+    """Rows of column values as the database's rendering would give them: one JSON text each
+    (compact, as the database writes it), or the CSV cells."""
+    chosen = [forms[name] for name in columns]
+    if fmt == "csv":
+        return [
+            [
+                "" if value is None else form.text(value)
+                for form, value in zip(chosen, row, strict=True)
+            ]
+            for row in rows
+        ]
+    return [
+        (
+            json.dumps(
+                {
+                    name: None if value is None else form.json(value)
+                    for name, form, value in zip(columns, chosen, row, strict=True)
+                },
+                ensure_ascii=False,
+                separators=(",", ":"),
+            ),
+        )
+        for row in rows
+    ]
 
 
 def _json_value(column: Column[Any], dialect: str) -> ColumnElement[Any]:
@@ -111,12 +163,16 @@ async def export_users(
     filters = filters or UserFilters()
     async with open_users(url, connect_timeout=connect_timeout, model_path=model_path) as ctx:
         dialect = ctx.session.bind.dialect.name
+        table = ctx.model.table
         columns = export_columns(ctx.model, include_hashes=include_hashes)
         total = 0
         if progress:
             counting = filters.apply(ctx.model, select(func.count()).select_from(ctx.model.table))
             total = int((await ctx.session.execute(counting)).scalar_one())
-        if fmt == "csv":
+        forms = None if renders_in_database(ctx.model, columns, dialect) else forms_for(table)
+        if forms is not None:
+            statement = filters.apply(ctx.model, select(*(table.c[name] for name in columns)))
+        elif fmt == "csv":
             statement = csv_rows_statement(ctx.model, columns, dialect, filters)
         else:
             statement = json_rows_statement(ctx.model, columns, dialect, filters)
@@ -127,7 +183,8 @@ async def export_users(
             writer.writerow(columns)
         elif fmt == "json":
             out.write("[")
-        async for batch in result.partitions(BATCH):
+        async for rows in result.partitions(BATCH):
+            batch = rows if forms is None else _rendered_in_python(rows, columns, forms, fmt)
             if writer is not None:
                 writer.writerows(batch)
             elif fmt == "json":

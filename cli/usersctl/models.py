@@ -115,13 +115,13 @@ class UserModel:
         return [name for name in self.required_columns if values.get(self.attribute(name)) is None]
 
 
-def _uuid_type(column: Any) -> TypeEngine[Any] | None:
+def _uuid_type(column: Any, dialect: str) -> TypeEngine[Any] | None:
     """The type that reads a reflected id column as UUIDs, if it holds them: a native UUID or
     FastAPI Users' CHAR(36) hyphenated text (GUID), or SQLAlchemy's own ``Uuid`` stored as
-    CHAR(32) hex on SQLite, which must be written back in that same form."""
+    CHAR(32) hex on SQLite (declared so, or ``UUID``), which must be written back in that form."""
     kind = column["type"]
     if isinstance(kind, Uuid):
-        return GUID()
+        return GUID() if dialect == "postgresql" else Uuid(as_uuid=True)
     if isinstance(kind, (CHAR, NCHAR, VARCHAR, String)):
         length = getattr(kind, "length", None)
         if length == 36:
@@ -187,7 +187,7 @@ def reflect_user_model(connection: Connection) -> UserModel:
     metadata = MetaData()
     overrides: list[Column[Any]] = []
     id_column = columns["id"]
-    id_type = _uuid_type(id_column)
+    id_type = _uuid_type(id_column, connection.dialect.name)
     if id_type is not None:
         overrides.append(Column("id", id_type, primary_key=True, default=uuid.uuid4))
     elif isinstance(id_column["type"], Integer):

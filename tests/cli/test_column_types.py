@@ -1,0 +1,306 @@
+"""Every column type an app's user table may have: one text form in --set, CSV and list-users,
+JSON values in JSON, a round trip that changes no byte, and a refusal for a type with no form.
+
+The models are this test's own: an app's user table with a column of each type (arrays, an
+interval and a native enum on PostgreSQL only), used with --model through the installed entry
+point; the stored values are checked with plain SQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import csv
+import datetime as dt
+import decimal
+import io
+import json
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from usersctl.engine import create_engine
+
+#: Columns of every type both databases have.
+COMMON_COLUMNS = """
+    from fastapi_users_db_sqlalchemy import SQLAlchemyBaseUserTableUUID
+    from sqlalchemy import (
+        JSON, Boolean, Date, DateTime, Float, Integer, LargeBinary, Numeric, String, Time, Uuid,
+    )
+    from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+    class Base(DeclarativeBase):
+        pass
+
+
+    class User(SQLAlchemyBaseUserTableUUID, Base):
+        credit = mapped_column(Numeric(12, 2), nullable=True)
+        ratio = mapped_column(Float, nullable=True)
+        born = mapped_column(Date, nullable=True)
+        wakes = mapped_column(Time, nullable=True)
+        seen_local = mapped_column(DateTime, nullable=True)
+        seen_at = mapped_column(DateTime(timezone=True), nullable=True)
+        avatar = mapped_column(LargeBinary, nullable=True)
+        settings = mapped_column(JSON, nullable=True)
+        ref = mapped_column(Uuid, nullable=True)
+        logins = mapped_column(Integer, nullable=True)
+        beta = mapped_column(Boolean, nullable=True)
+        nickname = mapped_column(String(40), nullable=True)
+"""
+
+#: PostgreSQL's own: arrays, an interval, a native enum, JSONB.
+POSTGRES_COLUMNS = """
+        project_dirs = mapped_column(ARRAY(String), nullable=True)
+        scores = mapped_column(ARRAY(Integer), nullable=True)
+        grace = mapped_column(Interval, nullable=True)
+        plan = mapped_column(Enum(Plan, name="plan"), nullable=True)
+        prefs = mapped_column(JSONB, nullable=True)
+"""
+
+POSTGRES_IMPORTS = """
+    import enum
+
+    from sqlalchemy import ARRAY, Enum, Interval
+    from sqlalchemy.dialects.postgresql import JSONB
+
+
+    class Plan(enum.Enum):
+        free = "Free plan"
+        pro = "Pro plan"
+"""
+
+#: A value of each type in its text form, as --set takes it and list-users -o csv prints it.
+COMMON_TEXTS = {
+    "credit": "1234.50",
+    "ratio": "0.25",
+    "born": "1990-02-03",
+    "wakes": "06:30:00",
+    "seen_local": "2024-05-06T07:08:09.123456",
+    "seen_at": "2024-05-06T05:08:09+00:00",
+    "avatar": base64.b64encode(b"\x00\x01\xfe\xff png").decode(),
+    "settings": '{"theme": "dark", "langs": ["en", "fr"]}',
+    "ref": "0b3f6a56-2c6e-4e39-9f0b-5b1c1a2d3e4f",
+    "logins": "42",
+    "beta": "true",
+    "nickname": 'Ann, "the" admin',
+}
+POSTGRES_TEXTS = {
+    "project_dirs": '["/tmp/x", "/srv/a b"]',
+    "scores": "[3, 1, 2]",
+    "grace": "P1DT2H30M0.5S",
+    "plan": "pro",
+    "prefs": '{"a": [1, 2], "b": null}',
+}
+
+
+def model_source(postgres: bool) -> str:
+    source = textwrap.dedent(COMMON_COLUMNS)
+    if postgres:
+        columns = textwrap.indent(textwrap.dedent(POSTGRES_COLUMNS), "    ")
+        source = textwrap.dedent(POSTGRES_IMPORTS) + source + columns
+    return source
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith("postgresql")
+
+
+@pytest.fixture
+def typed(usersctl: Any, tmp_path: Path) -> Any:
+    """usersctl with --model set to this test's model of every type, its tables created by
+    ``init-db --model``."""
+    name = f"typed_models_{uuid.uuid4().hex[:10]}"
+    (tmp_path / f"{name}.py").write_text(model_source(is_postgres(usersctl.url)))
+    usersctl.model = f"{name}:User"
+    usersctl.ok("--model", usersctl.model, "init-db")
+    return usersctl
+
+
+def texts_for(url: str) -> dict[str, str]:
+    return {**COMMON_TEXTS, **(POSTGRES_TEXTS if is_postgres(url) else {})}
+
+
+async def _fetch(url: str, sql: str) -> list[dict[str, Any]]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            return [dict(row._mapping) for row in await connection.execute(text(sql))]
+    finally:
+        await engine.dispose()
+
+
+def fetch(url: str, sql: str) -> list[dict[str, Any]]:
+    """Rows straight from the database, by plain SQL."""
+    return asyncio.run(_fetch(url, sql))
+
+
+def csv_rows(output: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(output)))
+
+
+def test_set_writes_each_type_by_its_text_form_and_list_users_csv_prints_it_back(
+    typed: Any,
+) -> None:
+    texts = texts_for(typed.url)
+    sets = [arg for name, value in texts.items() for arg in ("--set", f"{name}={value}")]
+    typed.ok("--model", typed.model, "create-user", "ann@example.com", "--generate-password", *sets)
+
+    stored = fetch(typed.url, 'SELECT * FROM "user"')[0]
+    assert decimal.Decimal(str(stored["credit"])) == decimal.Decimal("1234.50")
+    assert stored["logins"] == 42
+    assert stored["nickname"] == 'Ann, "the" admin'
+    assert bytes(stored["avatar"]) == b"\x00\x01\xfe\xff png"
+    if is_postgres(typed.url):
+        assert stored["project_dirs"] == ["/tmp/x", "/srv/a b"]  # not {/,t,m,p,/,x}
+        assert stored["scores"] == [3, 1, 2]
+        assert stored["grace"] == dt.timedelta(days=1, hours=2, minutes=30, seconds=0.5)
+        assert stored["plan"] == "pro"  # the enum's name, as SQLAlchemy stores it
+        assert stored["seen_at"] == dt.datetime(2024, 5, 6, 5, 8, 9, tzinfo=dt.timezone.utc)
+        assert stored["ref"] == uuid.UUID(texts["ref"])
+    else:
+        assert stored["seen_at"].startswith("2024-05-06 05:08:09")  # UTC, offset kept right
+        assert stored["ref"] == uuid.UUID(texts["ref"]).hex  # as sqlalchemy.Uuid writes it
+
+    # Every output gives back the same text, and -o json the JSON values.
+    listed = csv_rows(typed.ok("--model", typed.model, "list-users", "-o", "csv").stdout)[0]
+    assert {name: listed[name] for name in texts} == texts
+    exported = csv_rows(typed.ok("--model", typed.model, "export-users", "-", "-o", "csv").stdout)[
+        0
+    ]
+    assert {name: exported[name] for name in texts} == texts
+    shown = json.loads(
+        typed.ok("--model", typed.model, "show-user", "ann@example.com", "-o", "json").stdout
+    )
+    line = json.loads(typed.ok("--model", typed.model, "export-users", "-").stdout)
+    for row in (shown, line):
+        assert row["settings"] == {"theme": "dark", "langs": ["en", "fr"]}
+        assert row["credit"] == "1234.50"
+        assert row["born"] == "1990-02-03"
+        if is_postgres(typed.url):
+            assert row["project_dirs"] == ["/tmp/x", "/srv/a b"]
+            assert row["scores"] == [3, 1, 2]
+            assert row["plan"] == "pro"
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_an_array_is_never_split_into_characters(typed: Any, tmp_path: Path) -> None:
+    message = typed.fails(
+        2, "--model", typed.model, "create-user", "ann@example.com", "--generate-password",
+        "--set", "project_dirs=/tmp/x",
+    )  # fmt: skip
+    assert "project_dirs" in message and "JSON array" in message
+    rows = '{"email": "bob@example.com", "password": "pw-12345678", "project_dirs": "/tmp/x"}\n'
+    message = typed.fails(
+        2, "--model", typed.model, "import-users", "-", "--format", "jsonl", input=rows
+    )
+    assert "line 1" in message and "project_dirs" in message and "JSON array" in message
+    assert fetch(typed.url, 'SELECT count(*) AS n FROM "user"') == [{"n": 0}]
+
+    rows = '{"email": "bob@example.com", "password": "pw-12345678", "project_dirs": ["/tmp/x"]}\n'
+    typed.ok("--model", typed.model, "import-users", "-", "--format", "jsonl", input=rows)
+    assert fetch(typed.url, 'SELECT project_dirs FROM "user"') == [{"project_dirs": ["/tmp/x"]}]
+    typed.ok(
+        "--model", typed.model, "update-user", "bob@example.com",
+        "--set", 'project_dirs=["a", "b,c", "{d}"]', "--set", "scores=[]",
+    )  # fmt: skip
+    assert fetch(typed.url, 'SELECT project_dirs, scores FROM "user"') == [
+        {"project_dirs": ["a", "b,c", "{d}"], "scores": []}
+    ]
+    message = typed.fails(
+        2, "--model", typed.model, "update-user", "bob@example.com", "--set", 'scores=["x"]'
+    )
+    assert "scores" in message and "not an integer" in message
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_an_enum_takes_its_names_and_refuses_others_naming_them(typed: Any) -> None:
+    message = typed.fails(
+        2, "--model", typed.model, "create-user", "ann@example.com", "--generate-password",
+        "--set", "plan=Pro plan",
+    )  # fmt: skip
+    assert "plan" in message and "free, pro" in message
+    rows = "email,password,plan\nann@example.com,pw-12345678,gold\n"
+    message = typed.fails(
+        2, "--model", typed.model, "import-users", "-", "--format", "csv", input=rows
+    )
+    assert "line 2" in message and "free, pro" in message
+    assert fetch(typed.url, 'SELECT count(*) AS n FROM "user"') == [{"n": 0}]
+
+    # Without --model the table's own enum type gives the names.
+    typed.ok("create-user", "ann@example.com", "--generate-password", "--set", "plan=free")
+    assert fetch(typed.url, 'SELECT plan::text AS plan FROM "user"') == [{"plan": "free"}]
+    assert "free, pro" in typed.fails(2, "update-user", "ann@example.com", "--set", "plan=x")
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_type_with_no_text_form_is_refused_naming_column_and_type(usersctl: Any) -> None:
+    usersctl.ok("init-db")
+    asyncio.run(_execute(usersctl.url, 'ALTER TABLE "user" ADD COLUMN last_ip INET'))
+    message = usersctl.fails(
+        2, "create-user", "ann@example.com", "--generate-password", "--set", "last_ip=10.0.0.1"
+    )
+    assert "last_ip" in message and "INET" in message
+    rows = '{"email": "bob@example.com", "password": "pw-12345678", "last_ip": "10.0.0.1"}\n'
+    message = usersctl.fails(2, "import-users", "-", "--format", "jsonl", input=rows)
+    assert "last_ip" in message and "INET" in message
+    assert fetch(usersctl.url, 'SELECT count(*) AS n FROM "user"') == [{"n": 0}]
+
+
+async def _execute(url: str, sql: str) -> None:
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(sql))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+def second_url(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """Another empty database of the same kind, to import into."""
+    if not is_postgres(database_url):
+        yield f"sqlite+aiosqlite:///{tmp_path / 'second.db'}"
+        return
+    from sqlalchemy.engine import make_url
+
+    name = f"usersctl_second_{uuid.uuid4().hex[:10]}"
+    admin = make_url(database_url).set(drivername="postgresql").render_as_string(False)
+
+    async def run(statement: str) -> None:
+        import asyncpg
+
+        connection = await asyncpg.connect(admin)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    yield make_url(database_url).set(database=name).render_as_string(False)
+    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "json"])
+def test_export_import_export_is_byte_identical(
+    typed: Any, second_url: str, tmp_path: Path, fmt: str
+) -> None:
+    texts = texts_for(typed.url)
+    sets = [arg for name, value in texts.items() for arg in ("--set", f"{name}={value}")]
+    model = ("--model", typed.model)
+    typed.ok(*model, "create-user", "ann@example.com", "--generate-password", *sets)
+    typed.ok(*model, "create-user", "bob@example.com", "--generate-password")  # all NULL
+    first, second = tmp_path / f"first.{fmt}", tmp_path / f"second.{fmt}"
+    typed.ok(*model, "export-users", str(first), "--include-hashes")
+    typed.ok("-d", second_url, *model, "init-db", url=False)
+    typed.ok("-d", second_url, *model, "import-users", str(first), url=False)
+    typed.ok("-d", second_url, *model, "export-users", str(second), "--include-hashes", url=False)
+    assert second.read_bytes() == first.read_bytes()
+    columns = ", ".join(f'"{name}"' for name in texts)
+    query = f'SELECT id, email, hashed_password, {columns} FROM "user" ORDER BY email'
+    assert fetch(second_url, query) == fetch(typed.url, query)
