@@ -25,7 +25,7 @@ from sqlalchemy import (
     literal_column,
     select,
 )
-from sqlalchemy.types import JSON, Boolean, Enum, Integer, LargeBinary, TypeDecorator
+from sqlalchemy.types import Boolean, Enum, Integer, TypeDecorator
 
 from usersctl.fields import ValueForm, forms_for
 from usersctl.models import UserModel, is_uuid_type
@@ -92,37 +92,25 @@ def _rendered_in_python(
 
 
 def _json_value(column: Column[Any], dialect: str) -> ColumnElement[Any]:
-    kind = column.type
-    if dialect == "sqlite":
-        if isinstance(kind, Boolean):
-            # SQLite keeps booleans as 0/1; json() turns the words into JSON true/false.
-            return func.json(case((column.is_(None), "null"), (column != 0, "true"), else_="false"))
-        if isinstance(kind, JSON):
-            return func.json(column)
-        if isinstance(kind, LargeBinary):
-            return func.hex(column)
-    elif isinstance(kind, LargeBinary):
-        return func.encode(column, "hex")
+    if dialect == "sqlite" and isinstance(column.type, Boolean):
+        # SQLite keeps booleans as 0/1; json() turns the words into JSON true/false.
+        return func.json(case((column.is_(None), "null"), (column != 0, "true"), else_="false"))
     return column
 
 
 def _text_value(column: Column[Any], dialect: str) -> ColumnElement[Any]:
-    kind = column.type
-    if isinstance(kind, Boolean):
+    if isinstance(column.type, Boolean):
         true = column != 0 if dialect == "sqlite" else column.is_(True)
         return case((column.is_(None), None), (true, "true"), else_="false")
-    if dialect == "sqlite":
-        return func.hex(column) if isinstance(kind, LargeBinary) else column
-    if isinstance(kind, LargeBinary):
-        return func.encode(column, "hex")
-    return cast(column, String)
+    return column if dialect == "sqlite" else cast(column, String)
 
 
 def json_rows_statement(
     model: UserModel, columns: list[str], dialect: str, filters: UserFilters
 ) -> Any:
     """One text column: each user matching ``filters`` as a JSON object, rendered by the
-    database, compact and with the fields in ``columns`` order on both databases."""
+    database, compact and with the fields in ``columns`` order on both databases (for the
+    columns ``renders_in_database`` accepts)."""
     table = model.table
     if dialect == "sqlite":
         pairs: list[Any] = []

@@ -35,6 +35,7 @@ from sqlalchemy.types import (
     Interval,
     LargeBinary,
     Numeric,
+    PickleType,
     String,
     Time,
     TypeDecorator,
@@ -279,7 +280,8 @@ def _from_json_text(value: Any) -> Any:
 
 def _unwrapped(kind: TypeEngine[Any]) -> TypeEngine[Any]:
     """The type a decorator stores as, for the types whose forms are those of what they store."""
-    while isinstance(kind, TypeDecorator) and not isinstance(kind, Interval):
+    # A pickled column holds any Python object: it has no form, whatever it is stored as.
+    while isinstance(kind, TypeDecorator) and not isinstance(kind, (Interval, PickleType)):
         if is_uuid_type(kind):
             return kind
         kind = kind.impl_instance
@@ -345,6 +347,8 @@ def _refuse(kind: TypeEngine[Any]) -> Converter:
 
 def type_name(kind: TypeEngine[Any]) -> str:
     """A column type as a person reads it: ``VARCHAR[]``, ``INET``, ``NUMERIC(10, 2)``."""
+    if isinstance(kind, TypeDecorator):
+        return type(kind).__name__  # what the app declared, not what it is stored as
     try:
         return str(kind)
     except Exception:  # a type that only compiles for its own dialect

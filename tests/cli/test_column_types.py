@@ -456,3 +456,27 @@ def test_any_values_survive_export_import_export(
         assert imported.exit_code == 0, imported.output
         assert second(*model, "export-users", str(after), "--include-hashes").exit_code == 0
         assert after.read_bytes() == before.read_bytes()
+
+
+async def _export_path(url: str, model_path: str | None) -> bool:
+    from usersctl.exporting import export_columns, renders_in_database
+    from usersctl.users import open_users
+
+    async with open_users(url, model_path=model_path) as ctx:
+        columns = export_columns(ctx.model, include_hashes=True)
+        return renders_in_database(ctx.model, columns, ctx.session.bind.dialect.name)
+
+
+def test_fastapi_users_own_table_is_still_exported_by_the_database(cli: Any) -> None:
+    """The fast path (the database renders each row) serves FastAPI Users' columns, read from
+    the database or from the model."""
+    assert asyncio.run(_export_path(cli.url, None)) is True
+    assert asyncio.run(_export_path(cli.url, "usersctl.builtin_tables:User")) is True
+
+
+def test_a_table_with_other_types_is_exported_through_python(
+    typed: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(typed.cwd))
+    assert asyncio.run(_export_path(typed.url, typed.model)) is False
+    assert asyncio.run(_export_path(typed.url, None)) is False
