@@ -91,6 +91,24 @@ def _rendered_in_python(
     ]
 
 
+class CsvRows:
+    """CSV rows ending in ``\n``. Python's writer quotes a cell holding ``\n`` but not one
+    holding a lone ``\r`` (not in that line ending), which a reader then takes for the end of
+    the line: a row with such a cell has every cell quoted."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self.plain = csv.writer(out, lineterminator="\n")
+        self.quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
+
+    def writerows(self, rows: Sequence[Any]) -> None:
+        if not any("\r" in cell for row in rows for cell in row if isinstance(cell, str)):
+            self.plain.writerows(rows)
+            return
+        for row in rows:
+            carriage = any("\r" in cell for cell in row if isinstance(cell, str))
+            (self.quoted if carriage else self.plain).writerow(row)
+
+
 def _json_value(column: Column[Any], dialect: str) -> ColumnElement[Any]:
     if dialect == "sqlite" and isinstance(column.type, Boolean):
         # SQLite keeps booleans as 0/1; json() turns the words into JSON true/false.
@@ -166,9 +184,9 @@ async def export_users(
             statement = json_rows_statement(ctx.model, columns, dialect, filters)
         result = await ctx.session.stream(statement, execution_options={"yield_per": BATCH})
         written = 0
-        writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
+        writer = CsvRows(out) if fmt == "csv" else None
         if writer is not None:
-            writer.writerow(columns)
+            writer.writerows([columns])
         elif fmt == "json":
             out.write("[")
         async for rows in result.partitions(BATCH):
