@@ -216,6 +216,10 @@ def test_an_array_is_never_split_into_characters(typed: Any, tmp_path: Path) -> 
         2, "--model", typed.model, "update-user", "bob@example.com", "--set", 'scores=["x"]'
     )
     assert "scores" in message and "not an integer" in message
+    # Without --model the array type read from the database converts the same way
+    typed.ok("update-user", "bob@example.com", "--set", 'project_dirs=["/srv/x"]')
+    assert fetch(typed.url, 'SELECT project_dirs FROM "user"') == [{"project_dirs": ["/srv/x"]}]
+    assert "JSON array" in typed.fails(2, "update-user", "bob@example.com", "--set", "scores=1")
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
