@@ -135,6 +135,8 @@ def type_family(kind: TypeEngine[Any], dialect: Dialect) -> str:
     """
     if isinstance(kind, TypeDecorator):
         kind = kind.load_dialect_impl(dialect)
+    if isinstance(kind, Uuid) and not (kind.native_uuid and dialect.supports_native_uuid):
+        return "text"  # SQLite keeps UUIDs as text (32 hex digits), declared UUID or CHAR(32)
     checks: list[tuple[type[Any] | tuple[type[Any], ...], str]] = [
         (Uuid, "uuid"),
         (Boolean, "boolean"),

@@ -226,6 +226,13 @@ def _connect_aiosqlite(*args: Any, **kwargs: Any) -> Any:
 
 
 def _configure_sqlite(engine: AsyncEngine, *, busy_timeout: float, begin: str) -> None:
+    from sqlalchemy.types import Uuid
+
+    # A column declared UUID (sqlalchemy.UUID) has NUMERIC affinity in SQLite, and SQLAlchemy's
+    # reflection reads it so; it holds UUIDs as 32 hex digits, which sqlalchemy.Uuid reads.
+    dialect: Any = engine.sync_engine.dialect
+    dialect.ischema_names = {**dialect.ischema_names, "UUID": Uuid}  # this engine's only
+
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Hand transaction control to SQLAlchemy's BEGIN below, not to the sqlite3 module.

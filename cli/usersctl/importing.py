@@ -128,6 +128,11 @@ class Row:
 # Reading -------------------------------------------------------------------------------------
 
 
+class TextRecord(dict[str, str]):
+    """A CSV row: every value is text, read by each column's text form (JSON lines and JSON
+    give JSON values instead)."""
+
+
 def format_for(name: str | None, given: str | None) -> str | None:
     """The input format: ``given``, else the file name's ending (``.jsonl``, ``.ndjson``, ``.csv``,
     ``.json``); ``None`` when it must be guessed from the content."""
@@ -254,7 +259,9 @@ def _read_csv(lines: Iterator[tuple[int, str]]) -> Iterator[tuple[int, dict[str,
             # An empty cell means "not given": the column's default applies.
             yield (
                 numbers[0],
-                {name: cell for name, cell in zip(header, cells, strict=True) if cell != ""},
+                TextRecord(
+                    (name, cell) for name, cell in zip(header, cells, strict=True) if cell != ""
+                ),
             )
     except csv.Error as exc:
         raise ImportRejected([Problem(numbers[0], f"malformed CSV ({exc})")]) from None
@@ -282,6 +289,9 @@ class RowValidator:
         columns = [column for column in model.all_columns if column.name not in managed]
         # One converter per column, chosen once: per-row type dispatch would dominate the import.
         self.converters: dict[str, Converter] = {
+            column.name: converter_for(column, textual=False) for column in columns
+        }
+        self.text_converters: dict[str, Converter] = {
             column.name: converter_for(column) for column in columns
         }
         self.flag_converters = {name: converter_for(table.c[name]) for name in FLAGS}
@@ -346,7 +356,8 @@ class RowValidator:
                 values[name] = given
             else:
                 values[name] = self.flag_converters[name](given)
-        for name, convert in self.converters.items():
+        converters = self.text_converters if isinstance(record, TextRecord) else self.converters
+        for name, convert in converters.items():
             if name in record:
                 values[name] = convert(record[name])
         for name in self.required:

@@ -309,13 +309,13 @@ def _scalar_default(value: Any, context: Any) -> Any:
     return value
 
 
-def _uuid_type(column: Any) -> TypeEngine[Any] | None:
+def _uuid_type(column: Any, dialect: str) -> TypeEngine[Any] | None:
     """The type that reads a reflected id column as UUIDs, if it holds them: a native UUID or
     FastAPI Users' CHAR(36) hyphenated text (GUID), or SQLAlchemy's own ``Uuid`` stored as
-    CHAR(32) hex on SQLite, which must be written back in that same form."""
+    CHAR(32) hex on SQLite (declared so, or ``UUID``), which must be written back in that form."""
     kind = column["type"]
     if isinstance(kind, Uuid):
-        return GUID()
+        return GUID() if dialect == "postgresql" else Uuid(as_uuid=True)
     if isinstance(kind, (CHAR, NCHAR, VARCHAR, String)):
         length = getattr(kind, "length", None)
         if length == 36:
@@ -391,7 +391,7 @@ def reflect_user_model(connection: Connection, table_name: str | None = None) ->
     metadata = MetaData()
     overrides: list[Column[Any]] = []
     id_column = columns["id"]
-    id_type = _uuid_type(id_column)
+    id_type = _uuid_type(id_column, connection.dialect.name)
     if id_type is not None:
         overrides.append(Column("id", id_type, primary_key=True, default=uuid.uuid4))
     elif isinstance(id_column["type"], Integer):

@@ -354,12 +354,14 @@ async def create_user(
     is_active: bool = True,
     if_not_exists: bool = False,
     extra: dict[str, Any] | None = None,
+    dry_run: bool = False,
 ) -> Created:
     """Add a user. An existing email (any case) raises ``UserAlreadyExists``, or with
     ``if_not_exists`` returns that user unchanged. ``extra`` holds other columns' values (by
     attribute); a NOT NULL column with no default that it leaves out raises ``InvalidInput``.
     The model's own defaults (a dataclass field's ``default_factory``, a column's ``default=``)
-    fill the rest as the app's would."""
+    fill the rest as the app's would. A ``dry_run`` (which the caller rolls back) takes no value
+    from the id's sequence."""
     typed, email = email.strip(), normalize_email(email)
     try:
         existing = await find_by_email(ctx, email, typed=typed)
@@ -380,11 +382,63 @@ async def create_user(
         "is_verified": is_verified,
         **(extra or {}),
     }
+    id_key = ctx.model.attribute("id")
+    if dry_run and values.get(id_key) is None:
+        next_id = await _peek_next_id(ctx)
+        if next_id is not None:
+            values[id_key] = next_id
     user = ctx.model.new_user(values)  # its constructor fills the app's defaults
     ctx.session.add(user)
     await _flush(ctx, email, user)
     await ctx.session.refresh(user)
     return Created(user, created=True)
+
+
+async def _peek_next_id(ctx: UserContext) -> int | None:
+    """The id PostgreSQL's sequence will give the next user, read without taking it.
+
+    ``nextval`` is never rolled back, so a dry run that let the database draw the id would take
+    one from the app; it inserts with this value instead, which is what a real run would get
+    (also when that id is taken already). None when there is no sequence to read: SQLite, ids
+    that are not integers, an identity column ``GENERATED ALWAYS`` (it refuses a given value),
+    or a sequence this role may not read.
+    """
+    from sqlalchemy import Integer
+    from sqlalchemy import text as sql_text
+    from sqlalchemy.exc import DBAPIError
+
+    dialect = ctx.session.bind.dialect
+    column = ctx.model.table.c.id
+    if dialect.name != "postgresql" or not isinstance(column.type, Integer):
+        return None
+    table = dialect.identifier_preparer.format_table(ctx.model.table)
+    try:
+        async with ctx.session.begin_nested():
+            sequence, identity = (
+                await ctx.session.execute(
+                    sql_text(
+                        "SELECT pg_get_serial_sequence(:table, :column), a.attidentity "
+                        "FROM pg_attribute a WHERE a.attrelid = CAST(:table AS regclass) "
+                        "AND a.attname = :column"
+                    ),
+                    {"table": table, "column": column.name},
+                )
+            ).one()
+            if sequence is None or identity == "a":
+                return None
+            # The name comes from the catalogue, quoted as it needs to be.
+            last, called, step = (
+                await ctx.session.execute(
+                    sql_text(
+                        f"SELECT s.last_value, s.is_called, p.seqincrement FROM {sequence} s, "
+                        "pg_sequence p WHERE p.seqrelid = CAST(:sequence AS regclass)"
+                    ),
+                    {"sequence": sequence},
+                )
+            ).one()
+    except DBAPIError:
+        return None
+    return int(last + step if called else last)
 
 
 async def active_superusers(ctx: UserContext) -> list[str]:

@@ -137,7 +137,8 @@ SetOption = Annotated[
         "--set",
         metavar="FIELD=VALUE",
         help="Set another column of the user table (repeatable), e.g. --set tenant_id=3; "
-        "null for NULL.",
+        "null for NULL. Arrays and JSON as JSON text (--set 'tags=[\"a\"]'), bytes as base64, "
+        "times in ISO 8601, enums by name.",
         show_default=False,
     ),
 ]

@@ -37,9 +37,11 @@ if TYPE_CHECKING:
 STATUS_COLUMNS = ["id", "email", "status"]
 
 
-def _shown(value: Any) -> str:
-    """A value in a change line as JSON spells it: true, false, null."""
-    return "null" if value is None else to_text(value)
+def _shown(value: Any, form: Any = None) -> str:
+    """A value in a change line as ``--set`` spells it: true, false, null."""
+    if value is None:
+        return "null"
+    return str(form.text(value)) if form is not None else to_text(value)
 
 
 def _finish(ctx_users: Any, dry_run: bool) -> Any:
@@ -100,8 +102,10 @@ def create_user(
         normalized = call(lambda: normalize_email(email))
     notes: list[str] = []
 
-    async def work() -> dict[str, Any]:
+    async def work() -> tuple[dict[str, Any], Any]:
+
         from usersctl import users
+        from usersctl.fields import forms_for
         from usersctl.models import field_values
 
         try:
@@ -110,9 +114,10 @@ def create_user(
                 existing = if_not_exists and await users.find_by_email(
                     ctx_users, normalized, typed=email.strip()
                 )
+                forms = forms_for(ctx_users.model.table)
                 if existing:
                     row = users.user_row(ctx_users.model, existing)
-                    return {**row, "status": "unchanged"}
+                    return {**row, "status": "unchanged"}, forms
                 extra = field_values(ctx_users.model, fields or [], creating=True)
                 choice = pending.early or await users.choose_hashing(ctx_users, "auto")
                 notes.extend([choice.note] if choice.note else [])
@@ -124,14 +129,15 @@ def create_user(
                     is_verified=verified,
                     is_active=not inactive,
                     extra=extra,
+                    dry_run=dry_run,
                 )
                 row = users.user_row(ctx_users.model, result.user)
                 await _finish(ctx_users, dry_run)
-                return {**row, "status": "would create" if dry_run else "created"}
+                return {**row, "status": "would create" if dry_run else "created"}, forms
         finally:
             pending.cancel()
 
-    row = run(work, settings)
+    row, forms = run(work, settings)
     for note in notes:
         say(note)
     if row["status"] == "unchanged":
@@ -139,7 +145,7 @@ def create_user(
     if secret.generated and row["status"] != "unchanged":
         row["password"] = secret.password
     columns = [*row.keys()]
-    render_rows([row], output, columns=columns, single=True)
+    render_rows([row], output, columns=columns, single=True, forms=forms)
 
 
 def list_users(
@@ -165,16 +171,17 @@ def list_users(
     """
     settings = settings_of(ctx)
 
-    async def work() -> tuple[list[str], Any]:
+    async def work() -> tuple[list[str], Any, Any]:
         from usersctl import users
+        from usersctl.fields import forms_for
 
         filters = users.UserFilters(active, superuser, verified, search)
         async with settings.open_users() as ctx_users:
             page = await users.list_users(ctx_users, filters, limit=limit, after=after)
-            return ctx_users.model.columns, page
+            return ctx_users.model.columns, page, forms_for(ctx_users.model.table)
 
-    columns, page = run(work, settings)
-    render_rows(page.users, output, columns=columns)
+    columns, page, forms = run(work, settings)
+    render_rows(page.users, output, columns=columns, forms=forms)
     shown = len(page.users)
     footer = f"{shown} shown of {page.total} matching user{'s' if page.total != 1 else ''}."
     if page.next_after is not None:
@@ -197,8 +204,9 @@ def show_user(
     """
     settings = settings_of(ctx)
 
-    async def work() -> tuple[list[str], dict[str, Any]]:
+    async def work() -> tuple[list[str], dict[str, Any], Any]:
         from usersctl import logins, users
+        from usersctl.fields import forms_for
 
         async with settings.open_users() as ctx_users:
             found = await users.find_user(ctx_users, user)
@@ -214,11 +222,11 @@ def show_user(
                 )
             if tokens is not None:
                 row["access_tokens"] = tokens
-            return ctx_users.model.columns, row
+            return ctx_users.model.columns, row, forms_for(ctx_users.model.table)
 
-    columns, row = run(work, settings)
+    columns, row, forms = run(work, settings)
     extra = [name for name in ("oauth_accounts", "access_tokens") if name in row]
-    render_rows([row], output, columns=[*columns, *extra], single=True)
+    render_rows([row], output, columns=[*columns, *extra], single=True, forms=forms)
 
 
 def update_user(
@@ -258,8 +266,9 @@ def update_user(
     """
     settings = settings_of(ctx)
 
-    async def work() -> tuple[list[str], dict[str, Any], dict[str, Any]]:
+    async def work() -> tuple[list[str], dict[str, Any], dict[str, Any], Any]:
         from usersctl import users
+        from usersctl.fields import forms_for
         from usersctl.models import field_values
 
         async with settings.open_users(write=True) as ctx_users:
@@ -277,16 +286,18 @@ def update_user(
             )
             row = users.user_row(ctx_users.model, found)
             await _finish(ctx_users, dry_run)
-            return ctx_users.model.columns, row, changes
+            return ctx_users.model.columns, row, changes, forms_for(ctx_users.model.table)
 
-    columns, row, changes = run(work, settings)
+    columns, row, changes, forms = run(work, settings)
     if not changes:
         status = "unchanged"
     else:
         status = "would update" if dry_run else "updated"
         for name, (old, new) in changes.items():
-            say(f"{name}: {_shown(old)} -> {_shown(new)}")
-    render_rows([{**row, "status": status}], output, columns=[*columns, "status"], single=True)
+            say(f"{name}: {_shown(old, forms.get(name))} -> {_shown(new, forms.get(name))}")
+    render_rows(
+        [{**row, "status": status}], output, columns=[*columns, "status"], single=True, forms=forms
+    )
 
 
 async def _revoke_sessions(ctx_users: Any, found: Sequence[Any]) -> dict[Any, int] | None:
