@@ -261,3 +261,38 @@ def test_an_interrupted_concurrent_index_build_is_rebuilt(app_table: Cli) -> Non
     assert code == 0, checks
     assert checks["email index"]["status"] == "fixed"
     assert "concurrently" in checks["email index"]["detail"]
+
+
+#: Indexes that hold usersctl's index name without being a unique index on lower(email).
+IMPOSTOR_INDEXES = {
+    "not unique": 'CREATE INDEX ix_user_email_lower ON "user" (lower(email))',
+    "not on lower(email)": 'CREATE UNIQUE INDEX ix_user_email_lower ON "user" (email, id)',
+    "partial": 'CREATE UNIQUE INDEX ix_user_email_lower ON "user" (lower(email)) '
+    "WHERE email LIKE '%@example.com'",
+}
+
+
+@pytest.mark.parametrize("impostor", list(IMPOSTOR_INDEXES))
+@pytest.mark.parametrize("repair", ["init-db", "doctor --fix"])
+def test_an_index_with_the_name_but_not_the_shape_fails_and_is_replaced(
+    app_table: Cli, impostor: str, repair: str
+) -> None:
+    execute(app_table.url, IMPOSTOR_INDEXES[impostor])
+    code, checks, _ = doctor(app_table)
+    assert code == 6, checks
+    assert checks["email index"]["status"] == "fail"
+    assert (
+        "ix_user_email_lower is not a unique index on lower(email)"
+        in (checks["email index"]["detail"])
+    )
+
+    if repair == "init-db":
+        assert "Created index ix_user_email_lower" in app_table.ok("init-db").stderr
+    else:
+        code, checks, _ = doctor(app_table, "--fix")
+        assert code == 0, checks
+        assert checks["email index"]["status"] == "fixed"
+    assert doctor(app_table)[1]["email index"]["status"] == "ok"
+    execute(app_table.url, user_insert("erin@other.org"))
+    with pytest.raises(Exception, match=r"(?i)unique"):
+        execute(app_table.url, user_insert("ERIN@other.org"))
