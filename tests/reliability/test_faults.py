@@ -268,6 +268,8 @@ def test_a_connection_cut_in_the_middle_of_an_import_is_exit_5_and_writes_nothin
             cut_at = time.monotonic()
             result = finish(importer)
             assert time.monotonic() - cut_at < CONNECT_TIMEOUT
+            # One line, whatever asyncio made of the writes after the cut (it may log about
+            # them: see the test below, which makes it certain).
             message = one_error_line(result.code, 5, result.stdout, result.stderr)
             assert "connection" in message.lower(), message
             # The server notices the reset, rolls back and lets go of the lock.
@@ -278,6 +280,35 @@ def test_a_connection_cut_in_the_middle_of_an_import_is_exit_5_and_writes_nothin
         assert committed_count(pg_url) == 40_000
     finally:
         proxy.close()
+
+
+#: A ``sitecustomize`` that makes the libraries log as asyncio does after a lost connection, at
+#: the end of every command, whatever the timing: the race in the test above, made certain.
+LIBRARIES_LOG = """
+import atexit
+import logging
+
+
+def log_as_the_libraries_do():
+    for name in ("asyncio", "asyncpg", "aiosqlite", "sqlalchemy.pool.impl"):
+        logging.getLogger(name).warning("%s: socket.send() raised exception.", name)
+
+
+atexit.register(log_as_the_libraries_do)
+"""
+
+
+def test_the_libraries_log_records_stay_off_stderr_unless_debugging(
+    url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "sitecustomize.py").write_text(LIBRARIES_LOG)
+    env = {"PYTHONPATH": str(tmp_path)}
+    result = run(url, "show-user", "nobody@example.com", env=env)
+    one_error_line(result.returncode, 3, result.stdout, result.stderr)
+    result = run(url, "show-user", "nobody@example.com", env={**env, "USERSCTL_DEBUG": "1"})
+    assert result.returncode == 3, result.stderr
+    for name in ("asyncio", "asyncpg", "aiosqlite", "sqlalchemy.pool.impl"):
+        assert f"{name}: socket.send() raised exception." in result.stderr
 
 
 def test_the_server_stopping_in_the_middle_of_an_import_is_exit_5_and_writes_nothing(
