@@ -7,7 +7,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tests.cli.conftest import Cli, Database
+    from harness import Cli, Database
 
 
 def statuses(rows: list[dict[str, Any]]) -> dict[str, str]:

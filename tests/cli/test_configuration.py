@@ -16,7 +16,7 @@ import usersctl
 from usersctl.commands import app
 
 if TYPE_CHECKING:
-    from tests.cli.conftest import Cli, Database, Usersctl
+    from harness import Cli, Database, Usersctl
 
 
 def registered_commands() -> list[str]:

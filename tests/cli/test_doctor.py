@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
-from conftest import Cli, Database
+from harness import Cli, Database
 
 SQLITE_USER_TABLE = """
 CREATE TABLE "user" (

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from tests.cli.conftest import Cli, Database, Usersctl
+    from harness import Cli, Database, Usersctl
 
 SECRET = "s3cretpw"
 

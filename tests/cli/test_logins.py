@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Cli, Database
+from harness import Cli, Database
 
 SECRET = "ya29.secret-oauth-token"
 

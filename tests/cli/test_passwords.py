@@ -16,7 +16,7 @@ from usersctl.commands import app
 from usersctl.passwords import verify_password
 
 if TYPE_CHECKING:
-    from tests.cli.conftest import Cli, Database, Usersctl
+    from harness import Cli, Database, Usersctl
 
 SOURCES = ("--password-stdin", "--password-file", "--generate-password")
 

@@ -18,7 +18,7 @@ from sqlalchemy import (
     func,
 )
 
-from conftest import Cli, Database
+from harness import Cli, Database
 from usersctl.engine import create_engine
 
 

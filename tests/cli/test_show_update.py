@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from usersctl.passwords import verify_password
 
 if TYPE_CHECKING:
-    from tests.cli.conftest import Cli, Database
+    from harness import Cli, Database
 
 
 def test_show_user_by_email_in_any_case_or_by_id(cli: Cli, db: Database) -> None:

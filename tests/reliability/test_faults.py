@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from .conftest import (
+from harness import (
     PASSWORD,
     PgConnection,
     PrivateCluster,
