@@ -642,8 +642,6 @@ def test_an_import_update_that_leaves_no_active_superuser_is_refused(url: str) -
     assert flags["user4@example.com"] == (False, True)
 
 
-
-
 def test_export_through_a_link_writes_its_target_and_keeps_the_link(
     url: str, tmp_path: Path
 ) -> None:
