@@ -217,6 +217,29 @@ def spawn_terminal(
     )
 
 
+def bound_by_file_modes() -> list[str]:
+    """A command prefix under which even root is bound by files' permission bits (setpriv drops
+    CAP_DAC_OVERRIDE: still root, the files' owner, but no longer above their mode); none for
+    other users, who are bound already."""
+    return (
+        ["setpriv", "--bounding-set=-dac_override", "--inh-caps=-all"] if os.geteuid() == 0 else []
+    )
+
+
+def run_module(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """``python -m usersctl`` in a subprocess, as :func:`run` runs the entry point."""
+    return subprocess.run(
+        [sys.executable, "-m", "usersctl", *args],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        env=clean_env(),
+        cwd=empty_folder(),
+        timeout=timeout,
+        preexec_fn=default_sigint,
+    )
+
+
 @dataclass(frozen=True)
 class Finished:
     code: int

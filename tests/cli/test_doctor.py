@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sqlite3
 import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy.engine import make_url
 
-from harness import Cli, Database
+from harness import Cli, Database, execute
 
 SQLITE_USER_TABLE = """
 CREATE TABLE "user" (
@@ -21,35 +18,6 @@ CREATE TABLE "user" (
 POSTGRES_USER_TABLE = SQLITE_USER_TABLE.replace("CHAR(36)", "UUID")
 #: What FastAPI Users' own create_all makes: a unique index on email, none on lower(email).
 CASE_SENSITIVE_INDEX = 'CREATE UNIQUE INDEX ix_user_email ON "user" (email)'
-
-
-def execute(url: str, *statements: str, foreign_keys: bool = True) -> None:
-    """Run SQL straight through the driver; ``foreign_keys=False`` lets rows break them."""
-    if url.startswith("sqlite"):
-        connection = sqlite3.connect(url.split(":///", 1)[1], isolation_level=None)
-        try:
-            connection.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
-            for statement in statements:
-                connection.execute(statement)
-        finally:
-            connection.close()
-        return
-
-    async def run() -> None:
-        import asyncpg
-
-        dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-        connection = await asyncpg.connect(dsn)
-        try:
-            if not foreign_keys:
-                # Foreign keys are triggers; a superuser may switch them off for a session.
-                await connection.execute("SET session_replication_role = replica")
-            for statement in statements:
-                await connection.execute(statement)
-        finally:
-            await connection.close()
-
-    asyncio.run(run())
 
 
 def user_insert(email: str, hashed: str = "$2b$12$" + "a" * 53) -> str:
@@ -232,8 +200,6 @@ def test_orphaned_oauth_and_token_rows_are_found_and_removed(empty_cli: Cli) -> 
 def leave_an_invalid_email_index(app_table: Cli) -> None:
     """What a concurrent index build that failed leaves behind: an index marked invalid, which
     serves no query and holds the name."""
-    if app_table.sqlite_path is not None:
-        pytest.skip("CREATE INDEX CONCURRENTLY and invalid indexes are PostgreSQL's")
     execute(app_table.url, user_insert("dan@example.com"), user_insert("DAN@example.com"))
     with pytest.raises(Exception, match=r"(?i)duplicate|unique"):
         execute(
@@ -243,6 +209,8 @@ def leave_an_invalid_email_index(app_table: Cli) -> None:
     execute(app_table.url, "DELETE FROM \"user\" WHERE email = 'DAN@example.com'")
 
 
+#: CREATE INDEX CONCURRENTLY and invalid indexes are PostgreSQL's.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_init_db_replaces_an_invalid_email_index(app_table: Cli) -> None:
     leave_an_invalid_email_index(app_table)
     result = app_table.ok("init-db")
@@ -252,6 +220,8 @@ def test_init_db_replaces_an_invalid_email_index(app_table: Cli) -> None:
     assert "Nothing to do" in app_table.ok("init-db").stderr
 
 
+#: CREATE INDEX CONCURRENTLY and invalid indexes are PostgreSQL's.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_an_interrupted_concurrent_index_build_is_rebuilt(app_table: Cli) -> None:
     leave_an_invalid_email_index(app_table)
     code, checks, _ = doctor(app_table)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import os
 import sqlite3
 import stat
 import subprocess
@@ -13,6 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from harness import bound_by_file_modes
+from harness import run as run_entry_point
 
 if TYPE_CHECKING:
     from harness import Cli, Database, Usersctl
@@ -143,14 +144,6 @@ def test_a_folder_or_a_file_that_is_not_sqlite_is_exit_5(bare_cli: Cli, tmp_path
     assert not_sqlite.read_text().startswith("just some text")
 
 
-def _without_dac_override() -> None:
-    """In the child: drop root's power to write files whose permissions say no."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    PR_CAPBSET_DROP, CAP_DAC_OVERRIDE = 24, 1
-    if libc.prctl(PR_CAPBSET_DROP, CAP_DAC_OVERRIDE, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
-
-
 def test_a_read_only_sqlite_file_is_exit_5_for_writes(
     bare_cli: Cli, database_at: type[Database], usersctl_anywhere: Usersctl, tmp_path: Path
 ) -> None:
@@ -165,15 +158,7 @@ def test_a_read_only_sqlite_file_is_exit_5_for_writes(
     path.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [usersctl_anywhere.executable, "-d", url, *args],
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            env=usersctl_anywhere.env(),
-            timeout=60,
-            preexec_fn=_without_dac_override if os.geteuid() == 0 else None,
-        )
+        return run_entry_point(url, *args, prefix=bound_by_file_modes(), cwd=usersctl_anywhere.cwd)
 
     try:
         for args in (

@@ -28,6 +28,7 @@ from harness import (
     PgConnection,
     PrivateCluster,
     TcpProxy,
+    bound_by_file_modes,
     cli,
     committed_count,
     execute,
@@ -155,13 +156,8 @@ def test_a_sqlite_path_that_is_no_database_is_exit_5(tmp_path: Path, kind: str) 
 # Read-only SQLite: the tests run as root, which ignores file permissions. The command runs
 # under setpriv with CAP_DAC_OVERRIDE dropped from its bounding set: still root (it owns the
 # files), but now bound by their mode bits, as any other user is.
-WITHOUT_OVERRIDE = ["setpriv", "--bounding-set=-dac_override", "--inh-caps=-all"]
-
-
 def _as_restricted(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return run(
-        url, *args, input=PASSWORD + "\n", prefix=WITHOUT_OVERRIDE if os.geteuid() == 0 else ()
-    )
+    return run(url, *args, input=PASSWORD + "\n", prefix=bound_by_file_modes())
 
 
 @pytest.fixture
