@@ -970,13 +970,57 @@ def quick_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys.modules[__name__], "QUICK_HASHING", True)
 
 
+class SilentServer:
+    """A port on 127.0.0.1 that accepts connections and never answers, and notes when each
+    connection came: a connect timeout is measured from there, without the start-up before."""
+
+    def __init__(self) -> None:
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(16)
+        self.port: int = self.server.getsockname()[1]
+        self.connected_at: list[float] = []
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            self.connected_at.append(time.monotonic())
+            self._held.append(client)
+
+    def timed_out(self, run: Callable[[], T], timeout: float) -> T:
+        """Run a command that must give up on this server after ``timeout`` seconds: from its
+        first connection to its end, ``0.9 * timeout <= elapsed < timeout + 1``."""
+        before = len(self.connected_at)
+        result = run()
+        ended = time.monotonic()
+        assert len(self.connected_at) > before, "the command never connected"
+        elapsed = ended - self.connected_at[before]
+        assert 0.9 * timeout <= elapsed < timeout + 1, f"gave up after {elapsed:.2f} s"
+        return result
+
+    def close(self) -> None:
+        self.server.close()
+        for client in self._held:
+            client.close()
+
+
 @pytest.fixture
-def silent_server() -> Iterator[int]:
-    """A port on 127.0.0.1 that accepts connections and never answers."""
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen(16)
-        yield server.getsockname()[1]
+def silent() -> Iterator[SilentServer]:
+    """A :class:`SilentServer`."""
+    server = SilentServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def silent_server(silent: SilentServer) -> int:
+    """The port of a :class:`SilentServer`."""
+    return silent.port
 
 
 @pytest.fixture
