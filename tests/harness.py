@@ -616,9 +616,15 @@ class Database:
         (row,) = self.query('SELECT * FROM "user" WHERE lower(email) = lower(:email)', email=email)
         return _as_read(row)
 
-    def emails(self) -> list[str]:
-        """Every stored email, sorted."""
-        return sorted(row["email"] for row in self.query('SELECT email FROM "user"'))
+    def emails(self, where: str = "1 = 1") -> list[str]:
+        """The stored emails of the users matching the SQL condition ``where``, in the order of
+        the lowercased email (list-users' order)."""
+        found = self.query(f'SELECT email FROM "user" WHERE {where}')
+        return sorted((row["email"] for row in found), key=lambda email: (email.lower(), email))
+
+    def flag(self, email: str, column: str) -> bool:
+        """A boolean column of the user of ``email`` (any case), as stored."""
+        return bool(self.user(email)[column])
 
 
 # PostgreSQL, held from synchronous test code ---------------------------------------------------
