@@ -19,6 +19,7 @@ Tests import helpers from here (``from harness import Cli``), never from a conft
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import json
 import os
@@ -93,7 +94,9 @@ def default_sigint() -> None:
 def empty_folder() -> Path:
     """A folder with nothing in it, the working directory of runs that have no folder of their
     own (no ``.env``, no ``users.db``, no module of the developer's)."""
-    return Path(tempfile.mkdtemp(prefix="usersctl-tests-cwd-"))
+    folder = Path(tempfile.mkdtemp(prefix="usersctl-tests-cwd-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
 
 
 def usersctl_executable() -> str:

@@ -1,5 +1,6 @@
 """The command-line tests hash at Argon2's lowest cost in-process (see ``quick_hashing`` in
-tests/harness.py); everything else they use comes from the harness."""
+tests/harness.py); everything else they use comes from the harness, by fixture name or with
+``from harness import ...``."""
 
 import pytest
 
