@@ -7,7 +7,8 @@
 - usersctl itself: in-process through Typer's public ``CliRunner`` (``cli``, ``empty_cli``,
   ``bare_cli``, :func:`invoke`), or the installed entry point in a subprocess (``usersctl``,
   ``usersctl_anywhere``, :func:`run`, :func:`start`) or on a pseudo-terminal (``spawn``).
-- Hermetic: every run clears ``USERSCTL_*``, ``DATABASE_URL`` and ``NO_COLOR`` first, runs in a
+- Hermetic: every run clears ``USERSCTL_*``, ``DATABASE_URL``, ``NO_COLOR`` and the terminal's
+  size and colour overrides (``COLUMNS``, ``LINES``, ``FORCE_COLOR``...) first, runs in a
   folder of the test's own (a ``.env`` where pytest was started is never read), and a
   subprocess gets SIGINT back at its default (pytest may have been started with it ignored).
 - Faults: a gate that makes processes meet at the database, a TCP proxy that can cut
@@ -60,9 +61,15 @@ REQUIRE_POSTGRES = os.environ.get("USERSCTL_REQUIRE_POSTGRES", "") not in ("", "
 # The environment of a run -----------------------------------------------------------------------
 
 
+#: Variables other than ``USERSCTL_*`` that change what usersctl prints or where it connects.
+#: ``COLUMNS`` and ``LINES`` would override a pseudo-terminal's size (pytest-xdist's workers set
+#: them to 80x24); Rich reads the others.
+POLLUTING = ("DATABASE_URL", "NO_COLOR", "COLUMNS", "LINES", "FORCE_COLOR", "TTY_COMPATIBLE")
+
+
 def _pollutes(name: str) -> bool:
     """Whether a variable of the shell running pytest would change what usersctl does."""
-    return name.startswith("USERSCTL_") or name in ("DATABASE_URL", "NO_COLOR")
+    return name.startswith("USERSCTL_") or name in POLLUTING
 
 
 def blank_env(extra: Mapping[str, str | None] | None = None) -> dict[str, str | None]:

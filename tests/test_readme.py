@@ -138,7 +138,7 @@ def test_the_readme_has_the_two_setup_one_liners() -> None:
     )
     assert (
         tests
-        == "python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[test]' && pytest"
+        == "python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[test]' && pytest -n 2"
     )
 
 
