@@ -364,12 +364,18 @@ def _index_and_duplicates(
     if state == "ok":
         index = CheckResult("email index", OK, f"unique index on lower(email) of {table.name!r}")
     else:
-        what = (
-            f"index {name} is invalid (an interrupted concurrent build)"
-            if state == "invalid"
-            else "no unique index on lower(email): logins scan the table, and addresses "
-            "differing only in case can be created"
-        )
+        if state == "invalid":
+            what = f"index {name} is invalid (an interrupted concurrent build)"
+        elif state == "wrong":
+            what = (
+                f"index {name} is not a unique index on lower(email) (not unique, partial, or "
+                "on other columns): addresses differing only in case can be created"
+            )
+        else:
+            what = (
+                "no unique index on lower(email): logins scan the table, and addresses "
+                "differing only in case can be created"
+            )
         if groups:
             index = CheckResult(
                 "email index",
@@ -532,14 +538,19 @@ async def _create_email_index(engine: AsyncEngine, model: UserModel) -> str:
         # CREATE INDEX CONCURRENTLY refuses to run inside a transaction block.
         async with engine.connect() as plain:
             connection = await plain.execution_options(isolation_level="AUTOCOMMIT")
-            _, invalid = await connection.run_sync(email_index_state, table.name, table.schema)
-            for stale in invalid:
+            _, stale_indexes = await connection.run_sync(
+                email_index_state, table.name, table.schema
+            )
+            for stale in stale_indexes:
                 drop = DropIndex(Index(stale, table.c.email, postgresql_concurrently=True))
                 await connection.execute(drop)
             await connection.execute(CreateIndex(index, if_not_exists=True))
         return f"created unique index {name} on lower(email) concurrently"
     index = Index(name, func.lower(table.c.email), unique=True)
     async with engine.begin() as connection:
+        _, stale_indexes = await connection.run_sync(email_index_state, table.name)
+        for stale in stale_indexes:
+            await connection.execute(DropIndex(Index(stale, table.c.email)))
         await connection.execute(CreateIndex(index, if_not_exists=True))
     return f"created unique index {name} on lower(email)"
 

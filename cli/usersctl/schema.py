@@ -39,20 +39,33 @@ def schema_sql(url: str, tables: list[Table]) -> str:
     return ";\n\n".join(statements) + ";\n"
 
 
+def _is_unique_on_lower_email(definition: str) -> bool:
+    """Whether an index's DDL (SQLite's ``sql``, PostgreSQL's ``pg_get_indexdef``) makes a unique
+    index on ``lower(email)`` alone, for every row (no ``WHERE``)."""
+    compact = "".join(definition.lower().replace('"', "").split())
+    compact = compact.replace("(email)::text", "email")  # PostgreSQL casts a VARCHAR column
+    return compact.startswith("createuniqueindex") and compact.endswith("(lower(email))")
+
+
 def email_index_state(
     connection: Connection, table_name: str = "user", schema: str | None = None
 ) -> tuple[str, list[str]]:
-    """``ok``, ``missing`` or ``invalid``: whether the table has a unique index on ``lower(email)``
-    (usersctl's or an equivalent), and the names of invalid ones, which a PostgreSQL build with
-    ``CONCURRENTLY`` leaves behind when it fails, and which must be dropped to build again.
-    ``schema`` (PostgreSQL) names a table its bare name does not reach."""
+    """Whether the table has a valid unique index on ``lower(email)`` (usersctl's or an
+    equivalent): ``ok``, ``missing``, ``invalid`` (usersctl's name holds an index that a failed
+    ``CREATE INDEX CONCURRENTLY`` left invalid) or ``wrong`` (usersctl's name holds an index of
+    another shape: not unique, partial, or on other columns). Also the names of the indexes that
+    must be dropped before the index can be built again under its name.
+
+    What an index is decides, never its name: a non-unique index named like usersctl's would let
+    addresses that differ only in case in. ``schema`` (PostgreSQL) names a table its bare name
+    does not reach."""
     rows: list[tuple[Any, ...]]
     if connection.dialect.name == "postgresql":
         rows = [
             tuple(row)
             for row in connection.execute(
                 text(
-                    "SELECT c.relname, i.indisvalid, i.indisunique, pg_get_indexdef(i.indexrelid) "
+                    "SELECT c.relname, i.indisvalid, pg_get_indexdef(i.indexrelid) "
                     "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
                     "JOIN pg_class t ON t.oid = i.indrelid "
                     "JOIN pg_namespace n ON n.oid = t.relnamespace "
@@ -63,26 +76,33 @@ def email_index_state(
             )
         ]
     else:
+        # Indexes SQLite makes for UNIQUE constraints have no sql; they are on plain columns.
         rows = [
-            (name, True, "unique" in (definition or "").lower(), definition)
+            (name, True, definition or "")
             for name, definition in connection.execute(
                 text("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = :t"),
                 {"t": table_name},
             )
         ]
+    ours = email_lower_index_name(table_name)
     valid = False
     invalid: list[str] = []
-    for name, is_valid, is_unique, definition in rows:
-        compact = " ".join((definition or "").lower().replace('"', "").split())
-        compact = compact.replace("(email)::text", "email")
-        if name == email_lower_index_name(table_name) or (is_unique and "lower(email" in compact):
+    wrong: list[str] = []
+    for name, is_valid, definition in rows:
+        if _is_unique_on_lower_email(definition):
             if is_valid:
                 valid = True
             else:
                 invalid.append(name)
+        elif name == ours:
+            wrong.append(name)
     if valid:
         return "ok", []
-    return ("invalid" if invalid else "missing"), invalid
+    if invalid:
+        return "invalid", invalid + wrong
+    if wrong:
+        return "wrong", wrong
+    return "missing", []
 
 
 def has_email_lower_index(connection: Connection, table_name: str = "user") -> bool:
@@ -169,8 +189,10 @@ def _init(connection: Connection, tables: list[Table], apply_anyway: bool = Fals
         from sqlalchemy import Index, MetaData
 
         quote = connection.dialect.identifier_preparer.quote
+        # A failed concurrent build, or an index of another shape under usersctl's name: it
+        # holds the name and does not keep case duplicates out.
         prefix = f"{quote(table.schema)}." if table.schema else ""
-        for leftover in invalid:  # a failed concurrent build: it blocks the name, serves nothing
+        for leftover in invalid:
             connection.execute(text(f"DROP INDEX {prefix}{quote(leftover)}"))
         reflected = Table(name, MetaData(), schema=table.schema, autoload_with=connection)
         duplicates = count_case_duplicates(connection, reflected)

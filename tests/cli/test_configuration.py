@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,10 +11,11 @@ import pytest
 import typer
 
 import usersctl
+from harness import run_module
 from usersctl.commands import app
 
 if TYPE_CHECKING:
-    from tests.cli.conftest import Cli, Database, Usersctl
+    from harness import Cli, Database, Usersctl
 
 
 def registered_commands() -> list[str]:
@@ -96,13 +95,7 @@ def test_version(bare_cli: Cli) -> None:
     assert result.exit_code == 0, result.output
     assert result.stdout == f"usersctl {usersctl.__version__}\n"
     # python -m usersctl is the same program.
-    module = subprocess.run(
-        [sys.executable, "-m", "usersctl", "--version"],
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=30,
-    )
+    module = run_module("--version")
     assert (module.returncode, module.stdout) == (0, result.stdout)
 
 

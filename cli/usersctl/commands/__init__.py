@@ -240,9 +240,10 @@ def root(
 
 def main() -> None:
     """Console-script entry point."""
-    from usersctl.commands.startup import pause_collector
+    from usersctl.commands.startup import pause_collector, quiet_library_loggers
 
     pause_collector()
+    quiet_library_loggers()
     try:
         app(prog_name="usersctl")
     except BrokenPipeError:  # rendering, after the command's work: | head stopped reading
