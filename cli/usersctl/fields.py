@@ -355,11 +355,13 @@ def type_name(kind: TypeEngine[Any]) -> str:
         return type(kind).__name__.upper()
 
 
-def converter_for(column: Column[Any], *, textual: bool = True) -> Converter:
+def converter_for(column: Column[Any], *, textual: bool = True, quote: bool = True) -> Converter:
     """A function converting values for ``column``; raises ``InvalidInput`` naming the field.
 
     ``textual`` values are text (``--set``, a CSV cell): there the text ``null`` is NULL, and
     arrays and JSON are written as JSON. Otherwise they are JSON values, and ``None`` is NULL.
+    Without ``quote`` an error never shows the value: in a file whose columns are mixed up, the
+    value refused as a boolean may be a password.
     """
     name = column.name
     nullable = bool(column.nullable)
@@ -375,9 +377,17 @@ def converter_for(column: Column[Any], *, textual: bool = True) -> Converter:
                 return None
             return base(value)
         except (ValueError, TypeError, ArithmeticError) as exc:
-            raise InvalidInput(f"field {name!r}: {exc}") from None
+            reason = str(exc) if quote else _without(str(exc), value)
+            raise InvalidInput(f"field {name!r}: {reason}") from None
 
     return convert
+
+
+def _without(reason: str, value: Any) -> str:
+    """``reason`` with ``value`` (as the converters quote it) replaced by words."""
+    for shown in {repr(value), str(value)} - {""}:
+        reason = reason.replace(shown, "the value")
+    return reason
 
 
 def convert_value(column: Column[Any], value: Any) -> Any:

@@ -29,7 +29,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 
-from usersctl.emails import EmailNormalizer
+from usersctl.emails import EmailNormalizer, InvalidEmail
 from usersctl.errors import Conflict, InvalidInput, LastSuperuser, UsersctlError
 from usersctl.fields import Converter, converter_for, encodes_as_utf8
 from usersctl.models import InsertContext, UserModel, python_column_defaults
@@ -277,6 +277,23 @@ def _is_null(value: Any) -> bool:
     return isinstance(value, str) and len(value) < 16 and value.strip().lower() == "null"
 
 
+#: The fields every imported row has.
+REQUIRED_FIELDS = frozenset({"email", "password", "hashed_password"})
+
+
+def _json_kind(value: Any) -> str:
+    """What a JSON value is, in a word, for a message that must not quote it."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
 class RowValidator:
     """Checks records against the user table and turns them into ``Row`` objects."""
 
@@ -289,27 +306,44 @@ class RowValidator:
         columns = [column for column in model.all_columns if column.name not in managed]
         # One converter per column, chosen once: per-row type dispatch would dominate the import.
         self.converters: dict[str, Converter] = {
-            column.name: converter_for(column, textual=False) for column in columns
+            column.name: converter_for(column, textual=False, quote=False) for column in columns
         }
         self.text_converters: dict[str, Converter] = {
-            column.name: converter_for(column) for column in columns
+            column.name: converter_for(column, quote=False) for column in columns
         }
-        self.flag_converters = {name: converter_for(table.c[name]) for name in FLAGS}
+        self.flag_converters = {name: converter_for(table.c[name], quote=False) for name in FLAGS}
         # A kept unknown hash is checked as the column's text: length, NUL, valid UTF-8.
-        self.hash_as_text = converter_for(table.c["hashed_password"])
+        self.hash_as_text = converter_for(table.c["hashed_password"], quote=False)
         self.hash_nullable = bool(table.c["hashed_password"].nullable)
         self.allowed = frozenset({*self.converters, *FLAGS, "email", "password", "hashed_password"})
         self.required = model.required_columns
         self.defaulted_forms: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     def __call__(self, line: int, record: dict[str, Any]) -> Row:
+        # A row's values are never quoted: in a file whose columns are mixed up (a CSV without
+        # its header, swapped columns), any of them may be a password.
+        if "email" not in record:
+            # Without an email field, the "field names" may be a headerless CSV's first row.
+            raise InvalidInput(
+                "no email field; expected the fields email and password or hashed_password, "
+                "and optionally "
+                + ", ".join(sorted(self.allowed - REQUIRED_FIELDS))
+                + " (a CSV file starts with a header line naming its columns)"
+            )
         unknown = record.keys() - self.allowed
         if unknown:
             raise InvalidInput(f"unknown field(s) {', '.join(sorted(unknown))}")
         raw_email = record.get("email")
-        if not isinstance(raw_email, str) or not raw_email.strip():
+        if raw_email is None:
             raise InvalidInput("email is missing")
-        email = self.normalize(raw_email)
+        if not isinstance(raw_email, str):
+            raise InvalidInput(f"email is not text (a JSON {_json_kind(raw_email)})")
+        if not raw_email.strip():
+            raise InvalidInput("email is empty")
+        try:
+            email = self.normalize(raw_email)
+        except InvalidEmail as exc:
+            raise InvalidInput(f"email: {exc.reason}") from None
         values: dict[str, Any] = {"email": email}
         password = record.get("password")
         hashed = record.get("hashed_password")
@@ -329,7 +363,7 @@ class RowValidator:
             raise InvalidInput("password or hashed_password is missing")
         if hashed is not None:
             if not isinstance(hashed, str):
-                raise InvalidInput("hashed_password is not text")
+                raise InvalidInput(f"hashed_password is not text (a JSON {_json_kind(hashed)})")
             if not is_known_hash(hashed):
                 if not self.keep_unknown_hashes:
                     raise InvalidInput(
@@ -340,7 +374,9 @@ class RowValidator:
             values["hashed_password"] = hashed
         elif password is None:
             pass  # no password at all: NULL, checked above
-        elif not isinstance(password, str) or not password:
+        elif not isinstance(password, str):
+            raise InvalidInput(f"password is not text (a JSON {_json_kind(password)})")
+        elif not password:
             raise InvalidInput("password is empty")
         elif "\x00" in password:
             raise InvalidInput("password contains a NUL character")

@@ -355,3 +355,45 @@ def test_ctrl_c_around_the_commit_never_claims_a_rollback_that_did_not_happen(
         outcomes.add(process.returncode)
         asyncio.run(_sql(database_url, 'DELETE FROM "user"'))
     assert outcomes == {0, 130}, "the interrupts should land on both sides of the commit"
+
+
+SECRET = "Tr0ub4dor&3"
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        # A CSV without its header: the first row is taken for the header.
+        (f"alice@example.com,{SECRET}\nbob@example.com,{SECRET}x\n", "line 2: no email field"),
+        # Swapped columns: the password lands in the email column, or in a flag.
+        (f"email,password\n{SECRET},alice@example.com\n", "line 2: email: not a valid email"),
+        (f"email,is_active,password\nalice@example.com,{SECRET},x\n", "line 2: field 'is_active'"),
+        (f"email,is_verified,password\na@example.com,{SECRET},x\n", "line 2: field 'is_verified'"),
+    ],
+)
+def test_import_errors_never_quote_a_value_that_may_be_a_password(
+    cli: Any, tmp_path: Path, content: str, says: str
+) -> None:
+    rows = tmp_path / "rows.csv"
+    rows.write_text(content)
+    message = cli.fails(2, "import-users", str(rows))
+    assert says in message
+    assert SECRET not in message
+
+
+@pytest.mark.parametrize(
+    ("record", "says"),
+    [
+        ({"email": "a@example.com", "password": 12345}, "password is not text (a JSON number)"),
+        ({"email": ["x"], "password": "a long passphrase"}, "email is not text (a JSON array)"),
+        ({"email": "", "password": "a long passphrase"}, "email is empty"),
+        ({"email": "a@example.com", "hashed_password": True}, "hashed_password is not text"),
+    ],
+)
+def test_an_import_row_of_the_wrong_json_type_says_so(
+    cli: Any, tmp_path: Path, record: dict[str, Any], says: str
+) -> None:
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps(record) + "\n")
+    message = cli.fails(2, "import-users", str(rows))
+    assert f"line 1: {says}" in message
