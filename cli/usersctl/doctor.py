@@ -57,7 +57,7 @@ from usersctl.models import (
     load_user_model,
     reflect_user_model,
 )
-from usersctl.passwords import Hashing, hash_scheme, is_disabled_marker
+from usersctl.passwords import Hashing, hash_cost_problem, hash_scheme, is_disabled_marker
 from usersctl.schema import email_index_state
 
 #: The hash schemes counted, in the order they are shown.
@@ -432,6 +432,7 @@ async def _hashes(
     disabled marker locks its account on purpose, and is counted apart."""
     counts: Counter[str] = Counter({scheme: 0 for scheme in HASH_SCHEMES})
     unusable: Counter[str] = Counter()
+    costly: Counter[str] = Counter()  # cost parameters far beyond what a login can verify
     bcrypt_only = helper is None and app_verifies_argon2() is False
     result = await connection.stream(
         select(model.table.c.hashed_password), execution_options={"yield_per": HASH_BATCH}
@@ -443,12 +444,22 @@ async def _hashes(
                 continue
             scheme = hash_scheme(hashed)
             counts[scheme] += 1
+            if scheme != "unknown" and hash_cost_problem(hashed) is not None:
+                costly[scheme] += 1
+                continue
             identified = helper.identifies(hashed) if helper is not None else None
             if identified is None:  # no helper, or one that cannot be asked
                 identified = scheme != "unknown" and not (bcrypt_only and scheme != "bcrypt")
             if not identified:
                 unusable[scheme] += 1
     shown = ", ".join(f"{counts[scheme]} {scheme}" for scheme in HASH_SCHEMES)
+    if costly:
+        by_scheme = ", ".join(f"{count} {scheme}" for scheme, count in costly.items())
+        detail = (
+            f"{shown}: {sum(costly.values())} hash(es) with a cost far beyond FastAPI Users' "
+            f"({by_scheme}): each login with one ties up a core for minutes; set their passwords"
+        )
+        return CheckResult("password hashes", FAIL, detail, counts=dict(counts))
     if not unusable:
         return CheckResult("password hashes", OK, shown, counts=dict(counts))
     by_scheme = ", ".join(f"{count} {scheme}" for scheme, count in unusable.items())

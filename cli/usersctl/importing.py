@@ -33,7 +33,7 @@ from usersctl.emails import EmailNormalizer, InvalidEmail
 from usersctl.errors import Conflict, InvalidInput, LastSuperuser, UsersctlError
 from usersctl.fields import Converter, converter_for, encodes_as_utf8
 from usersctl.models import InsertContext, UserModel, python_column_defaults
-from usersctl.passwords import ARGON2, Hashing, hash_many, is_known_hash
+from usersctl.passwords import ARGON2, Hashing, hash_cost_problem, hash_many, is_known_hash
 from usersctl.users import UserContext, active_superusers, choose_hashing
 
 FORMATS = ("jsonl", "csv", "json")
@@ -364,6 +364,12 @@ class RowValidator:
         if hashed is not None:
             if not isinstance(hashed, str):
                 raise InvalidInput(f"hashed_password is not text (a JSON {_json_kind(hashed)})")
+            costly = hash_cost_problem(hashed) if is_known_hash(hashed) else None
+            if costly is not None:
+                raise InvalidInput(
+                    f"hashed_password: {costly}; one login with it would take minutes "
+                    "(FastAPI Users' too)"
+                )
             if not is_known_hash(hashed):
                 if not self.keep_unknown_hashes:
                     raise InvalidInput(
@@ -1150,6 +1156,14 @@ async def _stream_rows(
                 progress("writing", written, 0)
     except IntegrityError:
         return False
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        # Ctrl-C: the batch being written is given up, not waited for (its statement may be
+        # half-sent); the caller closes the connection and the server rolls back.
+        if writing is not None and not writing.done():
+            writing.cancel()
+            await asyncio.wait([writing], timeout=1)
+            writing = None
+        raise
     finally:
         if writing is not None and not writing.done():
             await asyncio.wait([writing])

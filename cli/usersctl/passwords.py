@@ -355,6 +355,44 @@ def is_known_hash(hashed: str) -> bool:
     return bool(_ARGON2.fullmatch(hashed) or _BCRYPT.fullmatch(hashed))
 
 
+#: Cost bounds of a hash worth verifying. FastAPI Users writes bcrypt with 12 rounds and Argon2
+#: with m=65536 KiB, t=3, p=4; a stored hash far beyond (bcrypt 31 rounds, Argon2 t=3000) makes
+#: every login with it, the app's too, tie up a core for minutes, and cannot be interrupted.
+BCRYPT_ROUNDS = range(4, 17)  # 16 rounds: 16 times FastAPI Users' cost, about 4 s
+ARGON2_MAX_MEMORY_KIB = 1 << 20  # 1 GiB
+ARGON2_MAX_TIME_COST = 16
+ARGON2_MAX_PARALLELISM = 64
+#: Memory times passes: 5 times FastAPI Users' 65536 KiB x 3.
+ARGON2_MAX_WORK = 5 * 65536 * 3
+_ARGON2_COSTS = re.compile(r"\$argon2(?:id|i|d)\$v=\d+\$m=(\d+),t=(\d+),p=(\d+)\$")
+
+
+def hash_cost_problem(hashed: str) -> str | None:
+    """Why ``hashed`` (an Argon2 or bcrypt hash) costs too much, or too little, to verify; None
+    when its parameters are within what FastAPI Users' hashers produce and verify in time."""
+    if _BCRYPT.fullmatch(hashed):
+        rounds = int(hashed[4:6])
+        if rounds not in BCRYPT_ROUNDS:
+            return f"bcrypt cost {rounds} is outside {BCRYPT_ROUNDS.start}-{BCRYPT_ROUNDS.stop - 1}"
+        return None
+    found = _ARGON2_COSTS.match(hashed)
+    if found is None:
+        return None
+    memory, time_cost, parallelism = (int(part) for part in found.groups())
+    if not 1 <= parallelism <= ARGON2_MAX_PARALLELISM:
+        return f"Argon2 parallelism {parallelism} is outside 1-{ARGON2_MAX_PARALLELISM}"
+    if not 8 * parallelism <= memory <= ARGON2_MAX_MEMORY_KIB:
+        return f"Argon2 memory {memory} KiB is outside {8 * parallelism}-{ARGON2_MAX_MEMORY_KIB}"
+    if not 1 <= time_cost <= ARGON2_MAX_TIME_COST:
+        return f"Argon2 time cost {time_cost} is outside 1-{ARGON2_MAX_TIME_COST}"
+    if memory * time_cost > ARGON2_MAX_WORK:
+        return (
+            f"Argon2 memory {memory} KiB times {time_cost} passes is over {ARGON2_MAX_WORK} "
+            "(five times FastAPI Users' cost)"
+        )
+    return None
+
+
 def generate_password() -> str:
     """A random password from ``secrets`` (256 bits, URL-safe), as FastAPI Users generates them."""
     return secrets.token_urlsafe(32)

@@ -678,8 +678,10 @@ class PasswordMatch:
 def _checkable(hashed: str, hashing: Hashing) -> bool:
     """Whether ``hashed`` is worth checking: a hash the app's helper identifies, else (no
     helper, or one that cannot be asked) an Argon2 or bcrypt hash, or anything for a helper."""
-    from usersctl.passwords import is_known_hash
+    from usersctl.passwords import hash_cost_problem, is_known_hash
 
+    if is_known_hash(hashed) and hash_cost_problem(hashed) is not None:
+        return False  # verifying it would take minutes, and Ctrl-C could not stop it
     identified = hashing.identifies(hashed)
     if identified is None:
         return is_known_hash(hashed) if hashing.helper is None else bool(hashed)
