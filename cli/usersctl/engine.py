@@ -193,6 +193,15 @@ def _postgres_connect_args(url: URL, connect_args: dict[str, Any]) -> URL:
                 raise InvalidInput(f"the database URL's ?{name}= must be a finite number >= 0")
             connect_args.setdefault(name, value)
             moved.append(name)
+    if behind_pooler(url):
+        # PgBouncer in transaction mode hands each transaction whichever server connection is
+        # free: a statement prepared and cached on one is missing on the next, and asyncpg's
+        # numbered names (__asyncpg_stmt_1__, the same in every process) collide on a server
+        # connection that another client used before. So no cache at either level, and every
+        # statement a unique name (SQLAlchemy's documented prepared_statement_name_func).
+        connect_args.setdefault("statement_cache_size", 0)
+        connect_args.setdefault("prepared_statement_name_func", _unique_statement_name)
+        url = url.update_query_dict({"prepared_statement_cache_size": "0"})
     application = url.query.get("application_name")
     if isinstance(application, str):
         settings = dict(connect_args.get("server_settings") or {})
@@ -200,6 +209,22 @@ def _postgres_connect_args(url: URL, connect_args: dict[str, Any]) -> URL:
         connect_args["server_settings"] = settings
         moved.append("application_name")
     return url.difference_update_query(moved) if moved else url
+
+
+def behind_pooler(url: URL) -> bool:
+    """Whether the URL says it reaches PostgreSQL through a pooler in transaction mode: it turns
+    a statement cache off (``?prepared_statement_cache_size=0``, SQLAlchemy's, or asyncpg's
+    ``?statement_cache_size=0``)."""
+    return any(
+        str(url.query.get(name, "")).strip() == "0"
+        for name in ("prepared_statement_cache_size", "statement_cache_size")
+    )
+
+
+def _unique_statement_name() -> str:
+    import uuid
+
+    return f"__usersctl_{uuid.uuid4().hex}__"
 
 
 def _connect_aiosqlite(*args: Any, **kwargs: Any) -> Any:
