@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Column, MetaData, String, Table, delete, exists, func, inspect, select
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.schema import CreateIndex, DropIndex, Index
+from sqlalchemy.schema import CreateIndex, Index
 from sqlalchemy.types import (
     JSON,
     Boolean,
@@ -58,7 +58,7 @@ from usersctl.models import (
     reflect_user_model,
 )
 from usersctl.passwords import hash_scheme
-from usersctl.schema import email_index_state
+from usersctl.schema import build_email_index_concurrently, email_index_state
 
 #: The hash schemes counted, in the order they are shown.
 HASH_SCHEMES = ("argon2", "argon2-outdated", "bcrypt", "unknown-or-disabled")
@@ -452,15 +452,7 @@ async def _create_email_index(engine: AsyncEngine, model: UserModel) -> str:
     # A bare table of the same name: the index must not join the app's own metadata.
     table = Table(model.table.name, MetaData(), Column("email", String))
     if engine.dialect.name == "postgresql":
-        index = Index(name, func.lower(table.c.email), unique=True, postgresql_concurrently=True)
-        # CREATE INDEX CONCURRENTLY refuses to run inside a transaction block.
-        async with engine.connect() as plain:
-            connection = await plain.execution_options(isolation_level="AUTOCOMMIT")
-            _, invalid = await connection.run_sync(email_index_state, table.name)
-            for stale in invalid:
-                drop = DropIndex(Index(stale, table.c.email, postgresql_concurrently=True))
-                await connection.execute(drop)
-            await connection.execute(CreateIndex(index, if_not_exists=True))
+        await build_email_index_concurrently(engine, table.name)
         return f"created unique index {name} on lower(email) concurrently"
     index = Index(name, func.lower(table.c.email), unique=True)
     async with engine.begin() as connection:

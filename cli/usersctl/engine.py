@@ -277,6 +277,28 @@ def _configure_sqlite(engine: AsyncEngine, *, busy_timeout: float, begin: str) -
         connection.exec_driver_sql(begin)
 
 
+async def execute_alone(engine: AsyncEngine, statements: list[Any]) -> None:
+    """Run DDL statements outside any transaction (``CREATE INDEX CONCURRENTLY`` refuses one),
+    each alone in PostgreSQL's simple query protocol.
+
+    A prepared statement is two round trips; outside a transaction a pooler in transaction mode
+    may send them to different server connections, and the second would not find the first.
+    """
+    from sqlalchemy.exc import DBAPIError
+
+    async with engine.connect() as plain:
+        connection = await plain.execution_options(isolation_level="AUTOCOMMIT")
+        driver = (await connection.get_raw_connection()).driver_connection
+        assert driver is not None  # an open connection has its driver's
+        for statement in statements:
+            sql = str(statement.compile(dialect=engine.dialect))
+            try:
+                await driver.execute(sql)
+            except Exception as exc:
+                # As SQLAlchemy wraps the driver's errors, so the command layer knows them.
+                raise DBAPIError.instance(sql, None, exc, Exception) from exc
+
+
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions whose objects stay readable after commit, as FastAPI Users expects."""
     return async_sessionmaker(engine, expire_on_commit=False)

@@ -7,11 +7,18 @@ from typing import Any
 
 from sqlalchemy import Table, func, inspect, select, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from usersctl.builtin_tables import AccessToken, OAuthAccount, User
 from usersctl.db import email_lower_index_name
-from usersctl.engine import DEFAULT_CONNECT_TIMEOUT, create_engine, normalize_url, sqlite_path
+from usersctl.engine import (
+    DEFAULT_CONNECT_TIMEOUT,
+    create_engine,
+    execute_alone,
+    normalize_url,
+    sqlite_path,
+)
 from usersctl.errors import Conflict, TablesMissing
 from usersctl.migrations import ALEMBIC_VERSION_TABLE, IndexAdvice, email_index_advice
 
@@ -102,6 +109,8 @@ class InitReport:
 
     created_tables: list[str] = field(default_factory=list)
     created_indexes: list[str] = field(default_factory=list)
+    #: Of ``created_indexes``, those built with ``CONCURRENTLY`` (PostgreSQL, a table with rows).
+    concurrent_indexes: list[str] = field(default_factory=list)
     alembic: bool = False
     index_advice: IndexAdvice | None = None
 
@@ -134,7 +143,12 @@ def _advise(connection: Connection, tables: list[Table], existing: set[str]) -> 
     return report
 
 
-def _init(connection: Connection, tables: list[Table], apply_anyway: bool = False) -> InitReport:
+def _init(
+    connection: Connection, tables: list[Table], apply_anyway: bool = False, dry_run: bool = False
+) -> InitReport:
+    """Create what is missing in the caller's transaction. The index of a PostgreSQL table that
+    has rows is only listed in ``concurrent_indexes``: it is built after the commit, with
+    ``CONCURRENTLY``, so that the app's writes go on meanwhile. A dry run builds no index."""
     existing = set(inspect(connection).get_table_names())
     alembic = ALEMBIC_VERSION_TABLE in existing
     if alembic and not apply_anyway:
@@ -154,11 +168,8 @@ def _init(connection: Connection, tables: list[Table], apply_anyway: bool = Fals
         state, invalid = email_index_state(connection, name)
         if state == "ok":
             continue
-        from sqlalchemy import Index, MetaData
+        from sqlalchemy import Index, MetaData, literal
 
-        quote = connection.dialect.identifier_preparer.quote
-        for leftover in invalid:  # a failed concurrent build: it blocks the name, serves nothing
-            connection.execute(text(f"DROP INDEX {quote(leftover)}"))
         reflected = Table(name, MetaData(), autoload_with=connection)
         duplicates = count_case_duplicates(connection, reflected)
         if duplicates:
@@ -167,8 +178,19 @@ def _init(connection: Connection, tables: list[Table], apply_anyway: bool = Fals
                 "users whose addresses differ only in case; run `usersctl doctor` to list them"
             )
         index_name = email_lower_index_name(name)
-        Index(index_name, func.lower(reflected.c.email), unique=True).create(connection)
         report.created_indexes.append(index_name)
+        if connection.dialect.name == "postgresql":
+            has_rows = select(literal(1)).select_from(reflected).limit(1)
+            if connection.execute(has_rows).first() is not None:
+                # A plain build locks out the app's inserts for as long as it reads the table.
+                report.concurrent_indexes.append(index_name)
+                continue
+        if dry_run:
+            continue
+        quote = connection.dialect.identifier_preparer.quote
+        for leftover in invalid:  # a failed concurrent build: it blocks the name, serves nothing
+            connection.execute(text(f"DROP INDEX {quote(leftover)}"))
+        Index(index_name, func.lower(reflected.c.email), unique=True).create(connection)
     if alembic:  # the index is in now, and the app's models must declare it
         for table in tables:
             if email_lower_index_name(table.name) in report.created_indexes:
@@ -202,9 +224,35 @@ async def init_database(
     engine = create_engine(url, connect_timeout=connect_timeout, sqlite_begin="BEGIN IMMEDIATE")
     try:
         async with engine.connect() as connection, connection.begin() as transaction:
-            report = await connection.run_sync(_init, tables, apply_anyway)
+            report = await connection.run_sync(_init, tables, apply_anyway, dry_run)
             if dry_run:
                 await transaction.rollback()
-            return report
+        if not dry_run:
+            for table in tables:
+                if email_lower_index_name(table.name) in report.concurrent_indexes:
+                    await build_email_index_concurrently(engine, table.name)
+        return report
     finally:
         await engine.dispose()
+
+
+async def build_email_index_concurrently(engine: AsyncEngine, table_name: str) -> None:
+    """Build the unique ``lower(email)`` index on PostgreSQL with ``CONCURRENTLY``, so the app's
+    writes go on meanwhile; the invalid leftover of a failed build is dropped first."""
+    from sqlalchemy import Column, Index, MetaData, String
+    from sqlalchemy.schema import DropIndex
+
+    async with engine.connect() as connection:
+        _, invalid = await connection.run_sync(email_index_state, table_name)
+    # A bare table of the same name: the index must not join the app's own metadata.
+    table = Table(table_name, MetaData(), Column("email", String))
+    drops = [
+        DropIndex(Index(stale, table.c.email, postgresql_concurrently=True)) for stale in invalid
+    ]
+    index = Index(
+        email_lower_index_name(table_name),
+        func.lower(table.c.email),
+        unique=True,
+        postgresql_concurrently=True,
+    )
+    await execute_alone(engine, [*drops, CreateIndex(index, if_not_exists=True)])
