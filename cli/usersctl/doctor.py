@@ -532,7 +532,9 @@ async def diagnose(
     loaded = load_user_model(model_path) if model_path else None
     parsed = normalize_url(url)
     check_sqlite_file(parsed)
-    engine = create_engine(parsed, connect_timeout=connect_timeout, sqlite_begin="BEGIN")
+    engine = create_engine(
+        parsed, connect_timeout=connect_timeout, sqlite_begin="BEGIN", sqlite_wal=False
+    )
     try:
         described, checks, alembic = await _run_checks(engine, loaded, apply_anyway)
         fixable = [check for check in checks if check.failed and check.fixable]

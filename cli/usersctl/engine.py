@@ -151,12 +151,14 @@ def create_engine(
     *,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     sqlite_begin: str = "BEGIN IMMEDIATE",
+    sqlite_wal: bool = True,
     **kwargs: Any,
 ) -> AsyncEngine:
     """An async engine for ``url``, normalised, with bounded connect time.
 
-    On SQLite every connection enforces foreign keys, uses WAL and waits for locks instead of
-    failing with "database is locked". Transactions start with ``BEGIN IMMEDIATE`` by default:
+    On SQLite every connection enforces foreign keys and waits for locks instead of failing with
+    "database is locked", and with ``sqlite_wal`` switches the file to WAL. That lasts beyond the
+    connection: work that only reads passes ``sqlite_wal=False`` and leaves the file as it was. Transactions start with ``BEGIN IMMEDIATE`` by default:
     one that reads and then writes (``get_by_email`` then ``create``, as every registration does)
     cannot wait for the write lock once it holds a read snapshot, so under a deferred ``BEGIN``
     concurrent writers fail at once whatever the busy timeout. Pass ``sqlite_begin="BEGIN"`` for
@@ -172,7 +174,12 @@ def create_engine(
         connect_args.setdefault("timeout", max(connect_timeout, 30.0))
         connect_args.setdefault("async_creator_fn", _connect_aiosqlite)
         engine = _create_async_engine(url, connect_args=connect_args, **kwargs)
-        _configure_sqlite(engine, busy_timeout=connect_args["timeout"], begin=sqlite_begin)
+        _configure_sqlite(
+            engine,
+            busy_timeout=connect_args["timeout"],
+            begin=sqlite_begin,
+            wal=sqlite_wal,
+        )
     return engine
 
 
@@ -250,7 +257,7 @@ def _connect_aiosqlite(*args: Any, **kwargs: Any) -> Any:
     return connect()
 
 
-def _configure_sqlite(engine: AsyncEngine, *, busy_timeout: float, begin: str) -> None:
+def _configure_sqlite(engine: AsyncEngine, *, busy_timeout: float, begin: str, wal: bool) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Hand transaction control to SQLAlchemy's BEGIN below, not to the sqlite3 module.
@@ -260,9 +267,10 @@ def _configure_sqlite(engine: AsyncEngine, *, busy_timeout: float, begin: str) -
             try:
                 cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
                 cursor.execute("PRAGMA foreign_keys = ON")
-                # A read-only file keeps its journal mode; reading still works.
-                with contextlib.suppress(Exception):
-                    cursor.execute("PRAGMA journal_mode = WAL")
+                if wal:
+                    # A read-only file keeps its journal mode; reading still works.
+                    with contextlib.suppress(Exception):
+                        cursor.execute("PRAGMA journal_mode = WAL")
                 cursor.execute("PRAGMA synchronous = NORMAL")
             finally:
                 cursor.close()

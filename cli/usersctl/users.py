@@ -72,6 +72,7 @@ async def open_users(
         parsed,
         connect_timeout=connect_timeout,
         sqlite_begin="BEGIN IMMEDIATE" if write else "BEGIN",
+        sqlite_wal=write,  # opening a file only to read it must not change its journal mode
     )
     try:
         async with session_factory(engine)() as session:
