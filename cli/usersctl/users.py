@@ -431,15 +431,38 @@ class PasswordMatch:
     rehashed: bool
 
 
+async def _decoy_hash(ctx: UserContext, sample: int = 100) -> str | None:
+    """A stored hash of the scheme and cost most common among (a sample of) the table's users,
+    to verify a password against when there is no user: the same work as a wrong password for a
+    real user (bcrypt where the table's hashes are bcrypt), so timing does not tell them apart."""
+    from collections import Counter
+
+    from usersctl.passwords import is_known_hash
+
+    column = ctx.model.table.c.hashed_password
+    rows = await ctx.session.execute(select(column).where(column.is_not(None)).limit(sample))
+    known = [
+        hashed for hashed in rows.scalars() if isinstance(hashed, str) and is_known_hash(hashed)
+    ]
+    if not known:
+        return None
+
+    def cost(hashed: str) -> str:  # $argon2id$v=19$m=65536,t=3,p=4 or $2b$12
+        return "$".join(hashed.split("$")[: 4 if hashed.startswith("$argon2") else 3])
+
+    common, _ = Counter(cost(hashed) for hashed in known).most_common(1)[0]
+    return next(hashed for hashed in known if cost(hashed) == common)
+
+
 async def check_password(
     ctx: UserContext, email_or_id: str, password: str, *, rehash: bool = False
 ) -> PasswordMatch:
     """Check ``password`` as the app's login does; raise ``CheckFailed`` when it does not match.
 
     A missing user, a disabled or unknown hash and a wrong password raise the same
-    ``CheckFailed`` after the same work: without a hash to check, the password is hashed anyway,
-    as FastAPI Users' ``authenticate`` does, so neither the answer nor its timing tells whether
-    the user exists. With ``rehash``, a matching bcrypt or outdated Argon2 hash is replaced.
+    ``CheckFailed`` after the same work: without a hash to check, the password is checked against
+    a hash of the scheme and cost most users' hashes have (bcrypt in a table of bcrypt hashes),
+    so neither the answer nor its timing tells whether the user exists. With ``rehash``, a matching bcrypt or outdated Argon2 hash is replaced.
     """
     import asyncio
 
@@ -451,7 +474,11 @@ async def check_password(
         user = None
     hashed = user.hashed_password if user is not None else None
     if not isinstance(hashed, str) or not is_known_hash(hashed):
-        await asyncio.to_thread(hash_password, password)
+        decoy = await _decoy_hash(ctx)
+        if decoy is None:  # no usable hash in the table: as FastAPI Users does, hash anyway
+            await asyncio.to_thread(hash_password, password)
+        else:
+            await asyncio.to_thread(verify_and_update, password, decoy)
         raise CheckFailed(NO_MATCH)
     matched, new_hash = await asyncio.to_thread(verify_and_update, password, hashed)
     if not matched:
