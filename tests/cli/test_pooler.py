@@ -205,9 +205,18 @@ def test_every_command_works_through_pgbouncer_in_transaction_mode(
     ok(say, url, "export-users", str(exported), "--include-hashes")
     assert len(exported.read_text().splitlines()) == 32
     assert len(ok(say, url, "export-users", "-o", "csv").stdout.splitlines()) == 33
+    # The index of a table with rows, built concurrently (outside a transaction), twice
+    fetch(direct, "DROP INDEX ix_user_email_lower")
+    assert "concurrently" in ok(say, url, "init-db").stderr
+    fetch(direct, "DROP INDEX ix_user_email_lower")
+    ok(say, url, "doctor", "--fix")
     # Delete, and the checks
     ok(say, url, "delete-user", "al@example.com", "--yes")
     ok(say, url, "doctor")
+    indexes = fetch(
+        direct, "SELECT indexname FROM pg_indexes WHERE indexname = 'ix_user_email_lower'"
+    )
+    assert len(indexes) == 1
 
     emails = sorted(row["email"] for row in fetch(direct, 'SELECT email FROM "user"'))
     assert emails == sorted(["root@example.com", *(f"imported{n}@example.com" for n in range(30))])
@@ -305,6 +314,7 @@ def test_read_commands_work_on_a_read_only_database_and_writes_are_exit_5(
         (["set-password", "alice@example.com", "--password-stdin"], NEW_PASSWORD),
         (["delete-user", "alice@example.com", "--yes"], None),
         (["import-users", str(source)], None),
+        (["init-db", "--oauth"], None),
     ]
     for args, given in writes:
         result = run(say, url, *args, input=given)
