@@ -225,7 +225,9 @@ async def init_database(
     try:
         async with engine.connect() as connection, connection.begin() as transaction:
             report = await connection.run_sync(_init, tables, apply_anyway, dry_run)
-            if dry_run:
+            built = set(report.created_indexes) - set(report.concurrent_indexes)
+            if dry_run or not (report.created_tables or built):
+                # Nothing to commit: Ctrl-C stays free to stop a long concurrent build below.
                 await transaction.rollback()
         if not dry_run:
             for table in tables:
