@@ -71,26 +71,38 @@ def json_rows_statement(
 ) -> Any:
     """One text column: each user matching ``filters`` as a JSON object, rendered by the
     database, compact and with the fields in ``columns`` order on both databases."""
-    table = model.table
+    source = model.selectable  # the user table, joined to its parents for a subclass
     if dialect == "sqlite":
         pairs: list[Any] = []
         for name in columns:
-            pairs += [literal(name), _json_value(table.c[name], dialect)]
-        return filters.apply(model, select(func.json_object(*pairs)).select_from(table))
+            pairs += [literal(name), _json_value(model.column(name), dialect)]
+        return filters.apply(model, select(func.json_object(*pairs)).select_from(source))
     # json_build_object spaces its output ({"id" : ...}); row_to_json of a row does not. The row
     # is named "u.*", not "u", which a column called u would shadow.
-    fields = select(*(_json_value(table.c[name], dialect).label(name) for name in columns))
-    row = filters.apply(model, fields.select_from(table)).subquery("u")
+    fields = select(*(_json_value(model.column(name), dialect).label(name) for name in columns))
+    row = filters.apply(model, fields.select_from(source)).subquery("u")
     return select(cast(func.row_to_json(literal_column("u.*")), String)).select_from(row)
 
 
 def csv_rows_statement(
     model: UserModel, columns: list[str], dialect: str, filters: UserFilters
 ) -> Any:
-    """One text column per field, as the CSV should show it, for the users matching ``filters``."""
-    table = model.table
-    fields = select(*(_text_value(table.c[name], dialect).label(name) for name in columns))
-    return filters.apply(model, fields.select_from(table))
+    """One text column per field, as the CSV should show it, for the users matching ``filters``.
+
+    An empty cell means "not given" to ``import-users``; a user without a password (NULL
+    ``hashed_password``, who logs in through OAuth only) is written ``null`` instead, which
+    ``import-users`` reads back as NULL."""
+    fields = select(
+        *(
+            (
+                func.coalesce(_text_value(model.column(name), dialect), "null")
+                if name == "hashed_password"
+                else _text_value(model.column(name), dialect)
+            ).label(name)
+            for name in columns
+        )
+    )
+    return filters.apply(model, fields.select_from(model.selectable))
 
 
 async def export_users(
@@ -103,13 +115,16 @@ async def export_users(
     connect_timeout: float = 10.0,
     progress: Progress | None = None,
     model_path: str | None = None,
+    table: str | None = None,
 ) -> int:
     """Write the users matching ``filters`` to ``out``; return how many were written.
 
     Without ``include_hashes`` no password hash leaves the database.
     """
     filters = filters or UserFilters()
-    async with open_users(url, connect_timeout=connect_timeout, model_path=model_path) as ctx:
+    async with open_users(
+        url, connect_timeout=connect_timeout, model_path=model_path, table=table
+    ) as ctx:
         dialect = ctx.session.bind.dialect.name
         columns = export_columns(ctx.model, include_hashes=include_hashes)
         total = 0

@@ -19,7 +19,7 @@ import json
 import os
 import stat
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -32,9 +32,9 @@ from sqlalchemy.exc import IntegrityError
 from usersctl.emails import EmailNormalizer
 from usersctl.errors import Conflict, InvalidInput, LastSuperuser, UsersctlError
 from usersctl.fields import Converter, converter_for, encodes_as_utf8
-from usersctl.models import UserModel
-from usersctl.passwords import hash_many, is_known_hash
-from usersctl.users import UserContext, active_superusers
+from usersctl.models import InsertContext, UserModel, python_column_defaults
+from usersctl.passwords import ARGON2, Hashing, hash_many, is_known_hash
+from usersctl.users import UserContext, active_superusers, choose_hashing
 
 FORMATS = ("jsonl", "csv", "json")
 CONFLICT_RULES = ("fail", "skip", "update")
@@ -118,6 +118,8 @@ class ImportSummary:
     #: Database access tokens of updated users whose password changed or who were deactivated.
     revoked_tokens: int = 0
     dry_run: bool = False
+    #: Why plaintext passwords were hashed with bcrypt (``HashChoice.note``), not in the output.
+    hash_note: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -281,6 +283,13 @@ def _read_csv(lines: Iterator[tuple[int, str]]) -> Iterator[tuple[int, dict[str,
 # Validating ----------------------------------------------------------------------------------
 
 
+def _is_null(value: Any) -> bool:
+    """JSON's null, or the text ``null`` (any case), which is how CSV carries a NULL hash."""
+    if value is None:
+        return True
+    return isinstance(value, str) and len(value) < 16 and value.strip().lower() == "null"
+
+
 class RowValidator:
     """Checks records against the user table and turns them into ``Row`` objects."""
 
@@ -290,7 +299,7 @@ class RowValidator:
         table = model.table
         self.normalize = EmailNormalizer()
         managed = {"email", "hashed_password", *FLAGS}
-        columns = [column for column in table.columns if column.name not in managed]
+        columns = [column for column in model.all_columns if column.name not in managed]
         # One converter per column, chosen once: per-row type dispatch would dominate the import.
         self.converters: dict[str, Converter] = {
             column.name: converter_for(column) for column in columns
@@ -298,6 +307,7 @@ class RowValidator:
         self.flag_converters = {name: converter_for(table.c[name]) for name in FLAGS}
         # A kept unknown hash is checked as the column's text: length, NUL, valid UTF-8.
         self.hash_as_text = converter_for(table.c["hashed_password"])
+        self.hash_nullable = bool(table.c["hashed_password"].nullable)
         self.allowed = frozenset({*self.converters, *FLAGS, "email", "password", "hashed_password"})
         self.required = model.required_columns
         self.defaulted_forms: dict[tuple[str, ...], tuple[str, ...]] = {}
@@ -313,9 +323,19 @@ class RowValidator:
         values: dict[str, Any] = {"email": email}
         password = record.get("password")
         hashed = record.get("hashed_password")
-        if password is not None and hashed is not None:
+        if "hashed_password" in record and _is_null(hashed):
+            hashed = None
+            if password is None:
+                # A user without a password (who logs in through OAuth only), as exported.
+                if not self.hash_nullable:
+                    raise InvalidInput(
+                        "hashed_password is null, but the column does not allow NULL; "
+                        "give a password or a hash"
+                    )
+                values["hashed_password"] = None
+        elif password is not None and hashed is not None:
             raise InvalidInput("give password or hashed_password, not both")
-        if password is None and hashed is None:
+        elif password is None and hashed is None:
             raise InvalidInput("password or hashed_password is missing")
         if hashed is not None:
             if not isinstance(hashed, str):
@@ -328,6 +348,8 @@ class RowValidator:
                     )
                 hashed = self.hash_as_text(hashed)
             values["hashed_password"] = hashed
+        elif password is None:
+            pass  # no password at all: NULL, checked above
         elif not isinstance(password, str) or not password:
             raise InvalidInput("password is empty")
         elif "\x00" in password:
@@ -349,7 +371,7 @@ class RowValidator:
                 values[name] = convert(record[name])
         for name in self.required:
             if values.get(name) is None:
-                raise InvalidInput(f"required field {name!r} is missing")
+                raise InvalidInput(self.model.missing_required_reason([name]))
         # One tuple object per combination, shared by the rows (a million rows, a few tuples).
         defaulted = self.defaulted_forms.setdefault(defaulted, defaulted)
         return Row(line, email.lower(), values, password if hashed is None else None, defaulted)
@@ -424,9 +446,13 @@ class FileCheck:
 
 
 def hash_passwords(
-    rows: list[Row], progress: Progress | None = None, stop: threading.Event | None = None
+    rows: list[Row],
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+    hashing: Hashing = ARGON2,
 ) -> None:
-    """Hash the plaintext passwords of ``rows`` on every core (Argon2 releases the GIL).
+    """Hash the plaintext passwords of ``rows`` on every core (Argon2 and bcrypt release the GIL),
+    in ``hashing``'s scheme.
 
     Setting ``stop`` (the import was interrupted) raises ``HashingStopped`` once the hashes under
     way are done, rather than after all of them."""
@@ -434,7 +460,7 @@ def hash_passwords(
     if not pending:
         return
     passwords = [row.password for row in pending if row.password is not None]
-    with contextlib.closing(hash_many(passwords, stop)) as hashes:
+    with contextlib.closing(hash_many(passwords, stop, hashing)) as hashes:
         for done, (row, hashed) in enumerate(zip(pending, hashes, strict=True), start=1):
             row.values["hashed_password"] = hashed
             row.password = None
@@ -554,6 +580,7 @@ async def write_rows(
     *,
     force: bool = False,
     keep_sessions: bool = False,
+    hashing: Hashing = ARGON2,
 ) -> None:
     """Decide each row against the database and write them, in the caller's transaction.
 
@@ -561,7 +588,6 @@ async def write_rows(
     ``force``, as update-user and deactivate-user refuse them. An updated user whose password
     changes or who is deactivated loses their database access tokens, as with set-password and
     deactivate-user, unless ``keep_sessions``."""
-    table = ctx.model.table
     await _lock_table(ctx)
     if on_conflict == "fail" and await _insert_all_or_nothing(ctx, rows, progress):
         summary.created += len(rows)
@@ -572,7 +598,7 @@ async def write_rows(
     # Rows left unhashed because the first look found their users, who have gone since.
     unhashed = [row for row in plan.inserts if row.password]
     if unhashed:
-        await asyncio.to_thread(hash_passwords, unhashed)
+        await asyncio.to_thread(hash_passwords, unhashed, None, None, hashing)
     inserts = [row.values for row in plan.inserts]
     updates = plan.updates
     summary.skipped += plan.skipped
@@ -586,9 +612,11 @@ async def write_rows(
     ending = [] if keep_sessions or not updates else await _sessions_to_end(ctx, updates)
     written = len(inserts)
     for columns, batch in _group_by_columns(updates):
-        values: dict[str, Any] = {name: bindparam(name) for name in columns if name != "_id"}
-        statement = update(table).where(table.c.id == bindparam("_id")).values(values)
-        await ctx.session.execute(statement, batch)
+        for statement, names in _update_statements(ctx.model, columns):
+            if len(names) < len(columns):  # a parent table: its own columns only
+                await ctx.session.execute(statement, [{n: v[n] for n in names} for v in batch])
+            else:
+                await ctx.session.execute(statement, batch)
         written += len(batch)
         if progress:
             progress("writing", written, total)
@@ -603,6 +631,27 @@ async def write_rows(
         summary.revoked_tokens += await revoke_access_tokens_of(ctx, ending) or 0
     summary.created += len(inserts)
     summary.updated += len(updates)
+
+
+def _update_statements(
+    model: UserModel, columns: tuple[str, ...]
+) -> list[tuple[Any, tuple[str, ...]]]:
+    """The UPDATEs that write ``columns`` of the users whose ids are bound as ``_id``, each with
+    the names it binds: one for the user table and, for a joined-table subclass, one for each
+    parent table that has some of them or columns with an ``onupdate`` (an ``updated_at``),
+    which the UPDATE fills."""
+    table = model.table
+    statements = []
+    for target in (table, *model.parent_tables):
+        names = tuple(name for name in columns if name == "_id" or name in target.c)
+        values: dict[Any, Any] = {name: bindparam(name) for name in names if name != "_id"}
+        key = target.c.id if target is table else next(iter(target.primary_key.columns))
+        if not values:
+            if target is table or all(column.onupdate is None for column in target.columns):
+                continue
+            values = {key: key}  # nothing given: the UPDATE sets only its onupdate columns
+        statements.append((update(target).where(key == bindparam("_id")).values(values), names))
+    return statements
 
 
 @dataclass
@@ -727,7 +776,10 @@ class PreparedInsert:
 
 
 def prepare_inserts(
-    table: Any, dialect: Dialect, rows: list[dict[str, Any]]
+    table: Any,
+    dialect: Dialect,
+    rows: list[dict[str, Any]],
+    defaults: Mapping[str, Callable[[Any], Any]] | None = None,
 ) -> list[PreparedInsert]:
     """Compile the INSERTs for ``rows`` and convert their values for the driver, once per column.
 
@@ -735,32 +787,66 @@ def prepare_inserts(
     the statement is still compiled by SQLAlchemy and each value goes through its column type's
     bind processor, so what is stored is exactly what an ORM insert would store. Pure Python and
     no I/O, so it can run in a worker thread while the previous batch is being written.
+
+    ``defaults`` are what the app fills in Python for the columns a row leaves out (see
+    ``UserModel.insert_defaults``: a dataclass field's default, a column's ``default=``);
+    without it, the columns' own ``default=``.
     """
+    if defaults is None:
+        defaults = python_column_defaults(table)
     prepared = []
     for columns, group in _group_by_columns(rows):
+        filled = [name for name in defaults if name not in columns]
+        named = (*columns, *filled)
         compiled = (
-            insert(table)
-            .values({name: bindparam(name) for name in columns})
-            .compile(dialect=dialect)
+            insert(table).values({name: bindparam(name) for name in named}).compile(dialect=dialect)
         )
-        order = list(compiled.positiontup or columns)
-        # Python-side defaults (a uuid4 id, a created_at) are filled here, as the ORM would.
-        defaults = {name: _python_default(table.c[name]) for name in order if name not in columns}
+        order = list(compiled.positiontup or named)
+        for name in order:
+            if name not in named:
+                raise InvalidInput(
+                    f"column {name!r} has a default usersctl cannot compute; give it"
+                )
+        # Python-side defaults (a uuid4 id, a created_at) are filled here, as the app would.
+        made = _fill_defaults(table, group, filled, defaults) if filled else {}
         # Column by column: one bind processor per column, chosen once. None stays None, as an
         # ORM insert leaves it (a JSON column's processor would store the text 'null').
         values: list[list[Any]] = []
         for name in order:
-            if name in columns:
-                column_values = [row[name] for row in group]
-            else:
-                make = defaults[name]
-                column_values = [make() for _ in group]
+            column_values = [row[name] for row in group] if name in columns else made[name]
             process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
             if process is not None:
                 column_values = [None if v is None else process(v) for v in column_values]
             values.append(column_values)
         prepared.append(PreparedInsert(compiled.string, list(zip(*values, strict=True))))
     return prepared
+
+
+def _fill_defaults(
+    table: Any,
+    group: list[dict[str, Any]],
+    names: list[str],
+    defaults: Mapping[str, Callable[[Any], Any]],
+) -> dict[str, list[Any]]:
+    """The default of each column in ``names`` (in the table's order) for each row of ``group``;
+    a default that takes a context sees the row and the defaults computed before it."""
+    made: dict[str, list[Any]] = {}
+    context = InsertContext(made)
+    for name in names:
+        make = defaults[name]
+        context.current_column = table.c[name]
+        column_values = []
+        try:
+            for index, row in enumerate(group):
+                context.row, context.index = row, index
+                column_values.append(make(context))
+        except Exception as exc:  # the app's own code: whatever it raises, name the column
+            raise InvalidInput(
+                f"column {name!r}: the model's default failed ({type(exc).__name__}: {exc}); "
+                "give the column a value"
+            ) from None
+        made[name] = column_values
+    return made
 
 
 async def _execute_inserts(ctx: UserContext, prepared: list[PreparedInsert]) -> None:
@@ -811,19 +897,29 @@ def _sqlite_multi_row(statement: PreparedInsert, limit: int) -> Iterator[tuple[s
 
 async def _insert(ctx: UserContext, batch: list[dict[str, Any]]) -> None:
     """Insert rows through the driver's executemany (see ``prepare_inserts``)."""
+    if ctx.model.parent_tables:
+        await _insert_through_mapper(ctx, batch)
+        return
     dialect = ctx.session.bind.dialect
-    await _execute_inserts(ctx, prepare_inserts(ctx.model.table, dialect, batch))
+    prepared = prepare_inserts(ctx.model.table, dialect, batch, ctx.model.insert_defaults())
+    await _execute_inserts(ctx, prepared)
 
 
-def _python_default(column: Any) -> Callable[[], Any]:
-    default = column.default
-    if default is None:
-        return lambda: None
-    if default.is_scalar:
-        return lambda: default.arg
-    if default.is_callable:
-        return lambda: default.arg(None)  # SQLAlchemy wraps plain callables to take a context
-    raise InvalidInput(f"column {column.name!r} has a default usersctl cannot compute; give it")
+async def _insert_through_mapper(ctx: UserContext, batch: list[dict[str, Any]]) -> None:
+    """Insert the users of a joined-table subclass through the app's mapper, as the app does:
+    each user's row in every parent table first (its defaults filled, the discriminator set),
+    then in the user table, in the caller's transaction."""
+    model = ctx.model
+    keys: dict[str, str] = {}
+    users = []
+    for row in batch:
+        for name in row.keys() - keys.keys():
+            keys[name] = model.attribute(name)
+        users.append(model.new_user({keys[name]: value for name, value in row.items()}))
+    ctx.session.add_all(users)
+    await ctx.session.flush()
+    for user in users:
+        ctx.session.expunge(user)  # a million users must not stay in the session
 
 
 def _group_by_columns(
@@ -849,16 +945,21 @@ async def import_users(
     connect_timeout: float = 10.0,
     progress: Progress | None = None,
     model_path: str | None = None,
+    table: str | None = None,
     keep_unknown_hashes: bool = False,
     force: bool = False,
     keep_sessions: bool = False,
+    hash_scheme: str = "auto",
+    password_helper: Hashing | None = None,
 ) -> ImportSummary:
     """Import users from ``stream`` into the database at ``url``, all or nothing.
 
     ``keep_unknown_hashes`` takes a ``hashed_password`` in no format FastAPI Users verifies as it
     is (a legacy scheme, a marker that locks the account): such users cannot log in with a
     password until it is set again. Without it, such a row is invalid. ``force`` lets updates
-    leave no active superuser; ``keep_sessions`` keeps the access tokens of updated users."""
+    leave no active superuser; ``keep_sessions`` keeps the access tokens of updated users.
+    Plaintext passwords are hashed in the scheme ``hash_scheme`` chooses (``choose_hashing``), or
+    by the app's own ``password_helper``."""
 
     if on_conflict not in CONFLICT_RULES:
         raise InvalidInput(f"--on-conflict must be one of {', '.join(CONFLICT_RULES)}")
@@ -875,9 +976,12 @@ async def import_users(
             connect_timeout=connect_timeout,
             progress=progress,
             model_path=model_path,
+            table=table,
             keep_unknown_hashes=keep_unknown_hashes,
             force=force,
             keep_sessions=keep_sessions,
+            hash_scheme=hash_scheme,
+            password_helper=password_helper,
         )
     finally:
         gc.enable()
@@ -893,15 +997,18 @@ async def _import(
     connect_timeout: float,
     progress: Progress | None,
     model_path: str | None,
+    table: str | None,
     keep_unknown_hashes: bool,
     force: bool,
     keep_sessions: bool,
+    hash_scheme: str,
+    password_helper: Hashing | None,
 ) -> ImportSummary:
     from usersctl.users import open_users
 
     dry_run = summary.dry_run
     async with open_users(
-        url, connect_timeout=connect_timeout, write=True, model_path=model_path
+        url, connect_timeout=connect_timeout, write=True, model_path=model_path, table=table
     ) as ctx:
         if ctx.session.bind.dialect.name == "sqlite":
             # A bigger page cache (64 MiB, this connection only) keeps the indexes being
@@ -912,7 +1019,7 @@ async def _import(
         records = read_records(stream, fmt)
         # Writing while reading suits a file; a pipe may be slow, and its writer must not hold
         # the database's lock while it waits for the other end.
-        fast = on_conflict == "fail" and _is_regular_file(stream)
+        fast = on_conflict == "fail" and _is_regular_file(stream) and not ctx.model.parent_tables
         if fast and await _stream_rows(ctx, check, records, progress):
             summary.created = len(check.rows)
             if not dry_run:
@@ -924,14 +1031,34 @@ async def _import(
             check.add(records)  # whatever the streaming path did not read
             rows, summary.skipped = check.verdict()
             needed = await passwords_worth_hashing(ctx, rows, on_conflict)
+            hashing = ARGON2
+            if any(row.password for row in rows):  # decided before any hashing, lock-free
+                choice = await choose_hashing(ctx, hash_scheme, password_helper)
+                await ctx.session.rollback()
+                hashing, summary.hash_note = choice.hashing, choice.note
             stop = threading.Event()
             try:
-                await asyncio.to_thread(hash_passwords, needed, progress, stop)
+                await asyncio.to_thread(hash_passwords, needed, progress, stop, hashing)
             finally:
                 stop.set()  # on Ctrl-C, asyncio waits for this thread before exiting
-            await write_rows(
-                ctx, rows, on_conflict, summary, progress, force=force, keep_sessions=keep_sessions
-            )
+            try:
+                await write_rows(
+                    ctx,
+                    rows,
+                    on_conflict,
+                    summary,
+                    progress,
+                    force=force,
+                    keep_sessions=keep_sessions,
+                    hashing=hashing,
+                )
+            except IntegrityError as exc:
+                # SQLite names no foreign key, nor a unique index: usersctl finds which.
+                from usersctl.users import name_violation
+
+                lines = [row.line for row in rows]
+                await name_violation(ctx, exc, [row.values for row in rows], lines=lines)
+                raise
             if not dry_run:
                 await _advance_id_sequence(ctx, rows)
         if dry_run:
@@ -964,6 +1091,7 @@ async def _stream_rows(
 
     table = ctx.model.table
     dialect = ctx.session.bind.dialect
+    defaults = ctx.model.insert_defaults()
     await _lock_table(ctx)
 
     def next_batch() -> list[PreparedInsert] | None:
@@ -973,7 +1101,7 @@ async def _stream_rows(
         accepted = check.add(batch)
         if not check.clean or check.plaintext:
             return []
-        return prepare_inserts(table, dialect, [row.values for row in accepted])
+        return prepare_inserts(table, dialect, [row.values for row in accepted], defaults)
 
     # A batch is checked in a thread while the previous one is written: by the server process
     # on PostgreSQL; on SQLite by aiosqlite's thread, which holds the GIL only to bind a batch's

@@ -1,27 +1,38 @@
 """Which user model a command works on: the app's own (``--model``), or the table found in the
 database.
 
-Without ``--model`` the ``user`` table's structure is read from the database, so an app's
-integer ids and extra columns are seen and kept. ``--model module.path:ClassName`` imports the
+Without ``--model`` the user table is found by its columns (``usersctl.user_tables``), whatever
+its name, and its structure is read from the database, so an app's integer ids and extra columns
+are seen and kept. ``--model module.path:ClassName`` imports the
 app's mapped class, so its Python-side defaults (a ``created_at`` filled by the app) apply too.
 usersctl's own tables, which ``init-db`` creates, are in ``usersctl.builtin_tables``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import importlib
 import os
 import sys
 import typing
 import uuid
-import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Column, Computed, DefaultClause, Identity, MetaData, Table, inspect, text
+from sqlalchemy import (
+    Column,
+    Computed,
+    DefaultClause,
+    ForeignKey,
+    Identity,
+    MetaData,
+    Table,
+    inspect,
+    text,
+)
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SAWarning
 from sqlalchemy.orm import Mapper, configure_mappers, registry
 from sqlalchemy.types import CHAR, NCHAR, VARCHAR, Integer, String, TypeDecorator, TypeEngine, Uuid
 
@@ -85,7 +96,9 @@ class UserModel:
         """Which model this is, and its id type and extra columns, in a phrase."""
         where = {"built-in": "usersctl's built-in model", "database": "read from the database"}
         kind = "UUID" if self.id_is_uuid else self.table.c.id.type.__class__.__name__.lower()
-        text = f"{where.get(self.source, self.source + ' (--model)')}; table {self.table.name!r}"
+        text = (
+            f"{where.get(self.source, self.source + ' (--model)')}; table {self.table.fullname!r}"
+        )
         text += f", {kind} ids"
         if self.extra_columns:
             text += f", extra columns {', '.join(self.extra_columns)}"
@@ -94,25 +107,206 @@ class UserModel:
     def attribute(self, column_name: str) -> str:
         """The mapped attribute holding ``column_name`` (an app may name them differently)."""
         mapper: Mapper[Any] = inspect(self.user_class)
-        return mapper.get_property_by_column(self.table.c[column_name]).key
+        return mapper.get_property_by_column(self.column(column_name)).key
+
+    @property
+    def parent_tables(self) -> list[Table]:
+        """For a joined-table subclass (``class User(Principal)``): the tables of the classes it
+        inherits from, each holding part of every user's row under the same id, parents first."""
+        mapper: Mapper[Any] = inspect(self.user_class)
+        return [
+            table for table in mapper.tables if table is not self.table and isinstance(table, Table)
+        ]
+
+    def column(self, name: str) -> Column[Any]:
+        """The column ``name`` of the user table, else of a parent table; ``KeyError`` if none."""
+        for table in (self.table, *self.parent_tables):
+            if name in table.c:
+                column: Column[Any] = table.c[name]
+                return column
+        raise KeyError(name)
+
+    def has_column(self, name: str) -> bool:
+        return any(name in table.c for table in (self.table, *self.parent_tables))
+
+    @property
+    def selectable(self) -> Any:
+        """What to select a user's columns from: the user table, or for a joined-table subclass
+        the join of its parent tables with it."""
+        if not self.parent_tables:
+            return self.table
+        mapper: Mapper[Any] = inspect(self.user_class)
+        return mapper.persist_selectable
+
+    @property
+    def all_columns(self) -> list[Column[Any]]:
+        """The columns that make up a user: the user table's, then the parent tables' (without
+        the ids they share with it)."""
+        return _all_columns(inspect(self.user_class))
 
     @property
     def required_columns(self) -> list[str]:
-        """Columns a new user must be given a value for: NOT NULL, with no default of any kind."""
-        table = self.table
-        return [
-            column.name
-            for column in table.columns
-            if column.name not in MANAGED_FIELDS
-            and not column.nullable
-            and column.default is None
-            and column.server_default is None
-            and column is not table.autoincrement_column
-        ]
+        """Columns a new user must be given a value for: NOT NULL, with no default of any kind
+        (the column's, the database's, an autoincrement, or the model's dataclass field's; for a
+        joined-table subclass, the id's default in the parent table, and the discriminator,
+        which the ORM sets)."""
+        mapper: Mapper[Any] = inspect(self.user_class)
+        defaulted = self.dataclass_defaults()
+        required = []
+        for column in self.all_columns:
+            if column.name in MANAGED_FIELDS or column.nullable or column.name in defaulted:
+                continue
+            if column is mapper.polymorphic_on:
+                continue
+            prop = _property_of(mapper, column)
+            if prop is None:
+                continue  # a column the model leaves unmapped: the app cannot fill it either
+            shared = getattr(prop, "columns", [column])  # the id of every table in a hierarchy
+            if any(
+                other.default is not None
+                or other.server_default is not None
+                or (isinstance(other.table, Table) and other is other.table.autoincrement_column)
+                for other in shared
+            ):
+                continue
+            required.append(column.name)
+        return required
 
     def missing_required(self, values: Mapping[str, Any]) -> list[str]:
         """The required columns that ``values`` (keyed by attribute) leaves without a value."""
         return [name for name in self.required_columns if values.get(self.attribute(name)) is None]
+
+    def missing_required_reason(self, missing: Sequence[str]) -> str:
+        """Why ``missing`` columns are required, and how to give them, in a sentence."""
+        reason = (
+            f"required field(s) with no default not given: {', '.join(missing)} "
+            "(give them with --set FIELD=VALUE)"
+        )
+        if self.source == "database":
+            reason += (
+                "; the database has no default for them: if the app fills them in Python, "
+                "--model module.path:ClassName would supply the app's own defaults"
+            )
+        return reason
+
+    def dataclass_defaults(self) -> dict[str, Callable[[], Any]]:
+        """For a dataclass-mapped model (``MappedAsDataclass``): the columns whose field has a
+        ``default`` or ``default_factory``, by column name, each with a function making the value
+        the app's constructor would give. A default of ``None`` is left out: the ORM leaves such a
+        column to its own default, as if it were not given."""
+        cls = self.user_class
+        if not dataclasses.is_dataclass(cls):
+            return {}
+        fields = {spec.name: spec for spec in dataclasses.fields(cls)}
+        found: dict[str, Callable[[], Any]] = {}
+        mapper: Mapper[Any] = inspect(self.user_class)
+        for column in self.all_columns:
+            prop = _property_of(mapper, column)
+            spec = fields.get(prop.key) if prop is not None else None
+            if spec is None:
+                continue
+            if spec.default_factory is not dataclasses.MISSING:
+                found[column.name] = spec.default_factory
+            elif spec.default is not dataclasses.MISSING and spec.default is not None:
+                found[column.name] = functools.partial(_same, spec.default)
+        return found
+
+    def insert_defaults(self) -> dict[str, Callable[[Any], Any]]:
+        """The values the app fills in Python when it creates a user, by column name, in the
+        table's column order: the dataclass field's default first (the constructor sets the
+        attribute), else the column's own ``default=`` (a value, or a callable that may take
+        SQLAlchemy's context). Each function takes that context (see ``InsertContext``)."""
+        dataclass_defaults = self.dataclass_defaults()
+        column_defaults = python_column_defaults(self.table)
+        found: dict[str, Callable[[Any], Any]] = {}
+        for column in self.table.columns:
+            if column.name in dataclass_defaults:
+                found[column.name] = functools.partial(
+                    _without_context, dataclass_defaults[column.name]
+                )
+            elif column.name in column_defaults:
+                found[column.name] = column_defaults[column.name]
+        return found
+
+    def new_user(self, values: Mapping[str, Any]) -> Any:
+        """A new instance of the user class with ``values`` (by attribute), made the way the
+        app's own code makes one, so that its constructor fills what it fills.
+
+        A dataclass-mapped model's constructor takes only its ``init`` fields: the others are
+        set afterwards, and an ``init`` field without a default that is not given is passed as
+        ``None``, which leaves its column to the column's or the database's default."""
+        cls = self.user_class
+        if not dataclasses.is_dataclass(cls):
+            return cls(**values)
+        init_fields = {spec.name: spec for spec in dataclasses.fields(cls) if spec.init}
+        mapper: Mapper[Any] = inspect(self.user_class)
+        column_attributes = set(mapper.column_attrs.keys())
+        arguments = {key: value for key, value in values.items() if key in init_fields}
+        for name, spec in init_fields.items():
+            if (
+                name not in arguments
+                and name in column_attributes
+                and spec.default is dataclasses.MISSING
+                and spec.default_factory is dataclasses.MISSING
+            ):
+                arguments[name] = None
+        try:
+            user = cls(**arguments)
+        except TypeError as exc:  # a required argument that is not a column of the table
+            raise InvalidInput(f"--model {self.source}: cannot make a user ({exc})") from None
+        for key, value in values.items():
+            if key not in init_fields:
+                setattr(user, key, value)
+        return user
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _without_context(make: Callable[[], Any], context: Any) -> Any:
+    return make()
+
+
+class InsertContext:
+    """What a column default that takes SQLAlchemy's execution context reads when usersctl
+    inserts rows itself (``import-users``): the row being inserted, by column name, with the
+    defaults computed before it in the table's column order (``made``: column name -> the values
+    of every row, ``index`` being this row's)."""
+
+    def __init__(self, made: Mapping[str, Sequence[Any]]) -> None:
+        self.made = made
+        self.row: Mapping[str, Any] = {}
+        self.index = 0
+        self.current_column: Column[Any] | None = None
+
+    @property
+    def current_parameters(self) -> dict[str, Any]:
+        earlier = {name: values[self.index] for name, values in self.made.items()}
+        return {**self.row, **earlier}
+
+    def get_current_parameters(self, isolate_multiinsert_groups: bool = True) -> dict[str, Any]:
+        return self.current_parameters
+
+
+def python_column_defaults(table: Table) -> dict[str, Callable[[Any], Any]]:
+    """The columns of ``table`` whose ``default=`` is computed in Python (a value, or a callable,
+    which SQLAlchemy has made take the execution context), each as a function of that context.
+    SQL expression and sequence defaults are left to the database, which the INSERT asks."""
+    found: dict[str, Callable[[Any], Any]] = {}
+    for column in table.columns:
+        default: Any = column.default
+        if default is None:
+            continue
+        if default.is_scalar:
+            found[column.name] = functools.partial(_scalar_default, default.arg)
+        elif default.is_callable:
+            found[column.name] = default.arg
+    return found
+
+
+def _scalar_default(value: Any, context: Any) -> Any:
+    return value
 
 
 def _uuid_type(column: Any) -> TypeEngine[Any] | None:
@@ -136,8 +330,11 @@ def _user_table(
     columns: Mapping[str, Any],
     primary_key: Sequence[str],
     overrides: Sequence[Column[Any]],
+    name: str = USER_TABLE,
+    schema: str | None = None,
 ) -> Table:
-    """The user table built from its reflected columns and primary key alone.
+    """A table (the user table, or one of its related tables) built from its reflected columns
+    and primary key alone.
 
     ``Table(autoload_with=...)`` also reads indexes, unique and check constraints and foreign
     keys (on SQLite eight queries and parsing the table's SQL), which took a third of a
@@ -145,9 +342,9 @@ def _user_table(
     enforces its own constraints."""
     replaced = {column.name: column for column in overrides}
     built: list[Column[Any]] = []
-    for name, info in columns.items():
-        if name in replaced:
-            built.append(replaced[name])
+    for column_name, info in columns.items():
+        if column_name in replaced:
+            built.append(replaced[column_name])
             continue
         extras: list[Any] = []
         if info.get("default") is not None:
@@ -158,32 +355,39 @@ def _user_table(
             extras.append(Identity(**info["identity"]))
         built.append(
             Column(
-                name,
+                column_name,
                 info["type"],
                 *extras,
-                primary_key=name in primary_key,
+                primary_key=column_name in primary_key,
                 nullable=info.get("nullable", True),
                 autoincrement=info.get("autoincrement", "auto"),
                 comment=info.get("comment"),
             )
         )
-    return Table(USER_TABLE, metadata, *built)
+    return Table(name, metadata, *built, schema=schema)
 
 
-def reflect_user_model(connection: Connection) -> UserModel:
-    """Read the user table (and FastAPI Users' related tables) from the database and map it."""
+def reflect_user_model(connection: Connection, table_name: str | None = None) -> UserModel:
+    """Read the user table (and FastAPI Users' related tables) from the database and map it.
+
+    The user table is the one ``table_name`` (``--table``) names, else the one table with FastAPI
+    Users' user columns, whatever its name (``usersctl.user_tables``); the OAuth account and
+    access token tables are those whose ``user_id`` references it and that have their columns.
+    """
+    from usersctl.user_tables import (
+        find_user_table,
+        parse_table_name,
+        read_catalog,
+    )
+
+    postgresql = connection.dialect.name == "postgresql"
+    wanted = parse_table_name(table_name, postgresql=postgresql) if table_name else None
+    catalog = read_catalog(connection)
+    found = find_user_table(catalog, wanted)
     inspector = inspect(connection)
-    names = set(inspector.get_table_names())
-    if USER_TABLE not in names:
-        raise TablesMissing(
-            f"the database has no {USER_TABLE!r} table; run `usersctl init-db` to create it"
-        )
-    columns = {column["name"]: column for column in inspector.get_columns(USER_TABLE)}
-    missing = [name for name in BASE_COLUMNS if name not in columns]
-    if missing:
-        raise TablesMissing(
-            f"table {USER_TABLE!r} lacks the column(s) {', '.join(missing)} that FastAPI Users needs"
-        )
+    columns = {
+        column["name"]: column for column in inspector.get_columns(found.name, schema=found.schema)
+    }
     metadata = MetaData()
     overrides: list[Column[Any]] = []
     id_column = columns["id"]
@@ -192,34 +396,54 @@ def reflect_user_model(connection: Connection) -> UserModel:
         overrides.append(Column("id", id_type, primary_key=True, default=uuid.uuid4))
     elif isinstance(id_column["type"], Integer):
         overrides.append(Column("id", id_column["type"], primary_key=True, autoincrement=True))
-    primary_key = inspector.get_pk_constraint(USER_TABLE)["constrained_columns"] or ()
-    table = _user_table(metadata, columns, primary_key, overrides)
+    primary_key = (
+        inspector.get_pk_constraint(found.name, schema=found.schema)["constrained_columns"] or ()
+    )
+    table = _user_table(metadata, columns, primary_key, overrides, found.name, found.schema)
     add_email_lower_index(table)
-    for related in (OAUTH_TABLE, TOKEN_TABLE):
-        if related in names:
-            with warnings.catch_warnings():
-                # Expression indexes are not reflected, and are not needed.
-                warnings.filterwarnings(
-                    "ignore", message="Skipped unsupported reflection", category=SAWarning
-                )
-                related_table = Table(related, metadata, autoload_with=connection)
-            for fk in related_table.foreign_keys:
-                if fk.references(table) and id_type is not None:
-                    fk.parent.type = id_type  # compare user ids the way the user table stores them
+    related_tables: dict[str, Table] = {}
+    for kind, wanted_columns, preferred in (
+        ("oauth", OAUTH_COLUMNS, OAUTH_TABLE),
+        ("token", TOKEN_COLUMNS, TOKEN_TABLE),
+    ):
+        related = catalog.related(found, wanted_columns, preferred)
+        if related is None:
+            continue
+        related_columns = {
+            column["name"]: column
+            for column in inspector.get_columns(related.name, schema=related.schema)
+        }
+        related_key = inspector.get_pk_constraint(related.name, schema=related.schema)
+        # user_id compares and binds as the user table's id does.
+        user_id = Column(
+            "user_id",
+            id_type if id_type is not None else id_column["type"],
+            ForeignKey(table.c.id),
+            nullable=related_columns["user_id"].get("nullable", True),
+        )
+        related_tables[kind] = _user_table(
+            metadata,
+            related_columns,
+            related_key["constrained_columns"] or (),
+            [user_id],
+            related.name,
+            related.schema,
+        )
 
     mapper_registry = registry(metadata=metadata)
     user_class = type("User", (), {"__doc__": "The user table as found in the database."})
     mapper_registry.map_imperatively(user_class, table)
     oauth_class = None
-    if OAUTH_TABLE in metadata.tables:
+    oauth_table = related_tables.get("oauth")
+    if oauth_table is not None and oauth_table.primary_key.columns:
         oauth_class = type("OAuthAccount", (), {})
-        mapper_registry.map_imperatively(oauth_class, metadata.tables[OAUTH_TABLE])
+        mapper_registry.map_imperatively(oauth_class, oauth_table)
     extra = tuple(name for name in columns if name not in BASE_COLUMNS)
     return UserModel(
         user_class=user_class,
         source="database",
         oauth_class=oauth_class,
-        token_table=metadata.tables.get(TOKEN_TABLE),
+        token_table=related_tables.get("token"),
         extra_columns=extra,
     )
 
@@ -251,13 +475,14 @@ def _references(table: Table, user_table: Table) -> bool:
         return False
 
 
-def load_user_model(path: str) -> UserModel:
+def load_user_model(path: str, table_name: str | None = None) -> UserModel:
     """Import the app's user model from ``module.path:ClassName`` and check it is a user table.
 
     The current folder is importable, as with other tools that load app code. The OAuth account
     class is found through the model's relationships (else among the classes mapped with it), the
     access token table among the tables of its metadata. Raises ``InvalidInput`` when the model
-    cannot be imported or is not a mapped FastAPI Users user table.
+    cannot be imported or is not a mapped FastAPI Users user table, or maps another table than
+    ``table_name`` (``--table``) names.
     """
     module_name, colon, attribute_path = path.strip().partition(":")
     if not colon or not module_name or not attribute_path:
@@ -295,6 +520,11 @@ def load_user_model(path: str) -> UserModel:
             f"--model {path}: {attribute_path} is not a FastAPI Users user table "
             f"(it lacks the column(s) {', '.join(missing)})"
         )
+    if table_name and table_name.strip() not in (table.name, table.fullname):
+        raise InvalidInput(
+            f"--table {table_name.strip()} and --model {path} disagree: the model's table is "
+            f"{table.fullname!r}; give one of them"
+        )
     oauth_class = None
     candidates = [rel.mapper for rel in mapper.relationships] + list(mapper.registry.mappers)
     for other in candidates:
@@ -309,7 +539,7 @@ def load_user_model(path: str) -> UserModel:
             break
     token_tables = [
         other
-        for other in table.metadata.sorted_tables
+        for other in table.metadata.tables.values()  # sorted_tables fails on a dangling key
         if other is not table and set(other.c.keys()) >= TOKEN_COLUMNS and _references(other, table)
     ]
     return UserModel(
@@ -318,15 +548,47 @@ def load_user_model(path: str) -> UserModel:
         oauth_class=oauth_class,
         token_table=token_tables[0] if token_tables else None,
         extra_columns=tuple(
-            column.name for column in table.columns if column.name not in BASE_COLUMNS
+            column.name for column in _all_columns(mapper) if column.name not in BASE_COLUMNS
         ),
     )
 
 
+def _property_of(mapper: Mapper[Any], column: Column[Any]) -> Any:
+    """The mapped attribute of ``column``, or None for a column the model leaves unmapped."""
+    from sqlalchemy.orm.exc import UnmappedColumnError
+
+    try:
+        return mapper.get_property_by_column(column)
+    except UnmappedColumnError:
+        return None
+
+
+def _all_columns(mapper: Mapper[Any]) -> list[Column[Any]]:
+    """The user table's columns, then its parent tables' (a joined-table subclass), without the
+    ids they share with it."""
+    local = mapper.local_table
+    assert isinstance(local, Table)
+    found: list[Column[Any]] = list(local.columns)
+    for table in mapper.tables:
+        if table is local or not isinstance(table, Table):
+            continue
+        for column in table.columns:
+            prop = _property_of(mapper, column)
+            if prop is not None and not any(
+                other.table is local for other in getattr(prop, "columns", [])
+            ):
+                found.append(column)
+    return found
+
+
 def model_tables(model: UserModel, *, oauth: bool, access_tokens: bool) -> list[Table]:
-    """The tables ``init-db`` creates for an imported model: its user table, with the unique
-    ``lower(email)`` index even if its base class does not declare one, and on request its OAuth
-    account and access token tables."""
+    """The tables ``init-db`` creates for an imported model, in dependency order: its user table,
+    with the unique ``lower(email)`` index even if its base class does not declare one, on
+    request its OAuth account and access token tables, and every table these reference through
+    a foreign key (a ``tenants`` table, the parent table of a joined-table subclass), which
+    must exist before them."""
+    from sqlalchemy.schema import sort_tables
+
     add_email_lower_index(model.table)
     tables = [model.table]
     for wanted, table, what in (
@@ -337,14 +599,57 @@ def model_tables(model: UserModel, *, oauth: bool, access_tokens: bool) -> list[
             raise InvalidInput(f"--model {model.source}: the model has no {what}")
         if wanted and table is not None:
             tables.append(table)
-    return tables
+    needed: dict[str, Table] = {}
+    while tables:
+        table = tables.pop()
+        if table.key in needed:
+            continue
+        needed[table.key] = table
+        tables.extend(_referenced_tables(model, table))
+    return sort_tables(needed.values())
+
+
+def _referenced_tables(model: UserModel, table: Table) -> list[Table]:
+    """The tables ``table``'s foreign keys point at; ``InvalidInput`` naming a foreign key whose
+    table the model's metadata does not define."""
+    from sqlalchemy.exc import NoReferencedColumnError, NoReferencedTableError
+
+    found = []
+    for fk in table.foreign_keys:
+        try:
+            referenced = fk.column.table
+        except (NoReferencedTableError, NoReferencedColumnError):
+            raise InvalidInput(
+                f"--model {model.source}: {table.name}.{fk.parent.name} references "
+                f"{fk.target_fullname}, which the model's metadata does not define (is the module "
+                "that defines it imported with the model?)"
+            ) from None
+        if isinstance(referenced, Table) and referenced is not table:
+            found.append(referenced)
+    return found
+
+
+def require_writable(connection: Connection, model: UserModel) -> None:
+    """Raise ``InvalidInput`` when a user table read from the database takes its id from a parent
+    table (a joined-table subclass of the app's, such as ``class User(Principal)``): a user is
+    then a row in each table, which only the app's model can write together."""
+    if model.source != "database":
+        return
+    table = model.table
+    for fk in inspect(connection).get_foreign_keys(table.name, schema=table.schema):
+        if fk["constrained_columns"] == ["id"] and fk["referred_table"] != table.name:
+            raise InvalidInput(
+                f"the {table.name!r} table takes its ids from the {fk['referred_table']!r} table "
+                "(the app's user class inherits from another): writing users needs the app's "
+                "model, --model module.path:ClassName, so that both rows are written"
+            )
 
 
 def require_table(connection: Connection, model: UserModel) -> None:
     """Raise ``TablesMissing`` when the database lacks the user table of an imported model."""
-    if not inspect(connection).has_table(model.table.name):
+    if not inspect(connection).has_table(model.table.name, schema=model.table.schema):
         raise TablesMissing(
-            f"the database has no {model.table.name!r} table for --model {model.source}; create "
+            f"the database has no {model.table.fullname!r} table for --model {model.source}; create "
             "it with the app's migrations (or `usersctl init-db` for the built-in model)"
         )
 
@@ -364,10 +669,10 @@ def field_values(model: UserModel, assignments: Sequence[str], *, creating: bool
             raise InvalidInput(f"--set {assignment!r}: expected FIELD=VALUE")
         if name in MANAGED_FIELDS:
             raise InvalidInput(f"--set {name}: use {MANAGED_FIELDS[name]} for this field")
-        if name not in table.c:
+        if not model.has_column(name):
             others = [
                 column.name
-                for column in table.columns
+                for column in model.all_columns
                 if column.name not in MANAGED_FIELDS and (creating or column.name != "id")
             ]
             known = f"; its other columns: {', '.join(others)}" if others else ""
@@ -379,5 +684,5 @@ def field_values(model: UserModel, assignments: Sequence[str], *, creating: bool
         key = model.attribute(name)
         if key in values:
             raise InvalidInput(f"--set {name}: given more than once")
-        values[key] = convert_value(table.c[name], raw)
+        values[key] = convert_value(model.column(name), raw)
     return values

@@ -46,10 +46,13 @@ def schema_sql(url: str, tables: list[Table]) -> str:
     return ";\n\n".join(statements) + ";\n"
 
 
-def email_index_state(connection: Connection, table_name: str = "user") -> tuple[str, list[str]]:
+def email_index_state(
+    connection: Connection, table_name: str = "user", schema: str | None = None
+) -> tuple[str, list[str]]:
     """``ok``, ``missing`` or ``invalid``: whether the table has a unique index on ``lower(email)``
     (usersctl's or an equivalent), and the names of invalid ones, which a PostgreSQL build with
-    ``CONCURRENTLY`` leaves behind when it fails, and which must be dropped to build again."""
+    ``CONCURRENTLY`` leaves behind when it fails, and which must be dropped to build again.
+    ``schema`` (PostgreSQL) names a table its bare name does not reach."""
     rows: list[tuple[Any, ...]]
     if connection.dialect.name == "postgresql":
         rows = [
@@ -59,9 +62,11 @@ def email_index_state(connection: Connection, table_name: str = "user") -> tuple
                     "SELECT c.relname, i.indisvalid, i.indisunique, pg_get_indexdef(i.indexrelid) "
                     "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
                     "JOIN pg_class t ON t.oid = i.indrelid "
-                    "WHERE t.relname = :t AND pg_table_is_visible(t.oid)"
+                    "JOIN pg_namespace n ON n.oid = t.relnamespace "
+                    "WHERE t.relname = :t AND (n.nspname = :s OR :s IS NULL "
+                    "AND pg_table_is_visible(t.oid))"
                 ),
-                {"t": table_name},
+                {"t": table_name, "s": schema},
             )
         ]
     else:
@@ -128,7 +133,7 @@ class InitReport:
 def _advise(connection: Connection, tables: list[Table], existing: set[str]) -> InitReport:
     """On an Alembic-managed database: change nothing, and say what the app's migrations lack."""
     report = InitReport(alembic=True)
-    missing = [table.name for table in tables if table.name not in existing]
+    missing = [table.fullname for table in tables if table.fullname not in existing]
     if missing:
         raise TablesMissing(
             f"the database is managed by Alembic (it has an {ALEMBIC_VERSION_TABLE} table) but "
@@ -136,7 +141,9 @@ def _advise(connection: Connection, tables: list[Table], existing: set[str]) -> 
             "(alembic upgrade head), or give --apply-anyway"
         )
     for table in tables:
-        if "email" in table.c and email_index_state(connection, table.name)[0] != "ok":
+        if "email" not in table.c or "hashed_password" not in table.c:
+            continue  # not a user table
+        if email_index_state(connection, table.name, table.schema)[0] != "ok":
             report.index_advice = email_index_advice(
                 table.name, connection.dialect.name, schema=table.schema
             )
@@ -149,13 +156,16 @@ def _init(
     """Create what is missing in the caller's transaction. The index of a PostgreSQL table that
     has rows is only listed in ``concurrent_indexes``: it is built after the commit, with
     ``CONCURRENTLY``, so that the app's writes go on meanwhile. A dry run builds no index."""
-    existing = set(inspect(connection).get_table_names())
-    alembic = ALEMBIC_VERSION_TABLE in existing
+    inspector = inspect(connection)
+    existing = {
+        table.fullname for table in tables if inspector.has_table(table.name, schema=table.schema)
+    }
+    alembic = inspector.has_table(ALEMBIC_VERSION_TABLE)
     if alembic and not apply_anyway:
         return _advise(connection, tables, existing)
     report = InitReport(alembic=alembic)
     for table in tables:
-        if table.name not in existing:
+        if table.fullname not in existing:
             table.create(connection)
             report.created_tables.append(table.name)
             report.created_indexes.extend(index.name or "" for index in table.indexes)
@@ -163,14 +173,16 @@ def _init(
     # otherwise) gets the index now, unless case duplicates stand in the way.
     for table in tables:
         name = table.name
-        if "email" not in table.c or name not in existing:
-            continue
-        state, invalid = email_index_state(connection, name)
+        if "email" not in table.c or "hashed_password" not in table.c:
+            continue  # not a user table (a referenced table may have an email column)
+        if table.fullname not in existing:
+            continue  # created above, with its indexes
+        state, invalid = email_index_state(connection, name, table.schema)
         if state == "ok":
             continue
         from sqlalchemy import Index, MetaData, literal
 
-        reflected = Table(name, MetaData(), autoload_with=connection)
+        reflected = Table(name, MetaData(), schema=table.schema, autoload_with=connection)
         duplicates = count_case_duplicates(connection, reflected)
         if duplicates:
             raise Conflict(
@@ -188,8 +200,9 @@ def _init(
         if dry_run:
             continue
         quote = connection.dialect.identifier_preparer.quote
+        prefix = f"{quote(table.schema)}." if table.schema else ""
         for leftover in invalid:  # a failed concurrent build: it blocks the name, serves nothing
-            connection.execute(text(f"DROP INDEX {quote(leftover)}"))
+            connection.execute(text(f"DROP INDEX {prefix}{quote(leftover)}"))
         Index(index_name, func.lower(reflected.c.email), unique=True).create(connection)
     if alembic:  # the index is in now, and the app's models must declare it
         for table in tables:
@@ -232,22 +245,24 @@ async def init_database(
         if not dry_run:
             for table in tables:
                 if email_lower_index_name(table.name) in report.concurrent_indexes:
-                    await build_email_index_concurrently(engine, table.name)
+                    await build_email_index_concurrently(engine, table.name, table.schema)
         return report
     finally:
         await engine.dispose()
 
 
-async def build_email_index_concurrently(engine: AsyncEngine, table_name: str) -> None:
+async def build_email_index_concurrently(
+    engine: AsyncEngine, table_name: str, schema: str | None = None
+) -> None:
     """Build the unique ``lower(email)`` index on PostgreSQL with ``CONCURRENTLY``, so the app's
     writes go on meanwhile; the invalid leftover of a failed build is dropped first."""
     from sqlalchemy import Column, Index, MetaData, String
     from sqlalchemy.schema import DropIndex
 
     async with engine.connect() as connection:
-        _, invalid = await connection.run_sync(email_index_state, table_name)
+        _, invalid = await connection.run_sync(email_index_state, table_name, schema)
     # A bare table of the same name: the index must not join the app's own metadata.
-    table = Table(table_name, MetaData(), Column("email", String))
+    table = Table(table_name, MetaData(), Column("email", String), schema=schema)
     drops = [
         DropIndex(Index(stale, table.c.email, postgresql_concurrently=True)) for stale in invalid
     ]

@@ -36,6 +36,8 @@ CLEAN_ENV: dict[str, str | None] = {
     "USERSCTL_DEBUG": None,
     "NO_COLOR": None,
     "USERSCTL_USER_MODEL": None,
+    "USERSCTL_HASH_SCHEME": None,
+    "USERSCTL_PASSWORD_HELPER": None,
 }
 
 

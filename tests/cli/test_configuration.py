@@ -60,10 +60,12 @@ def test_database_url_option_then_usersctl_variable_then_database_url(
 
 def test_default_database_is_users_db_in_the_current_folder(usersctl_anywhere: Usersctl) -> None:
     folder = usersctl_anywhere.cwd
-    # A read command does not create the file ...
+    # A read command does not create the file, and says that nothing named a database (not to
+    # run init-db: an app's database may just not have been pointed at) ...
     missing = usersctl_anywhere("list-users")
     assert missing.returncode == 5, missing.stderr
-    assert "init-db" in missing.stderr
+    assert "./users.db, the built-in default, does not exist" in missing.stderr
+    assert "init-db" not in missing.stderr
     assert not (folder / "users.db").exists()
     # ... init-db does, in the current folder.
     created = usersctl_anywhere("init-db")

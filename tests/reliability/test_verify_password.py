@@ -123,6 +123,7 @@ def test_a_missing_user_takes_as_long_as_a_wrong_password(url: str) -> None:
 def test_rehash_replaces_a_bcrypt_hash_with_argon2(url: str) -> None:
     old = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=5)).decode()
     seed(url, "alice@example.com", old)
+    seed(url, "bob@example.com")  # an Argon2 hash: the app reads Argon2 (--hash-scheme auto)
     assert hash_scheme(old) == "bcrypt"
 
     result = verify(url, "alice@example.com")

@@ -53,6 +53,12 @@ def say(message: str) -> None:
     typer.echo(for_terminal(message), err=True)
 
 
+def say_lines(text: str) -> None:
+    """A message of several lines (advice, code to paste), each line shown as ``say`` shows one."""
+    for line in text.rstrip("\n").split("\n"):
+        say(line)
+
+
 def to_jsonable(value: Any) -> Any:
     """Column values as JSON-friendly types: UUIDs and decimals as text, times as ISO 8601."""
     if value is None or isinstance(value, (bool, int, float, str)):

@@ -13,7 +13,7 @@ from typing import IO, Annotated, Any
 
 import typer
 
-from usersctl.commands.errors import ExitCode, fail, run
+from usersctl.commands.errors import ExitCode, call, fail, run
 from usersctl.commands.options import (
     ActiveFilter,
     DryRunOption,
@@ -116,7 +116,7 @@ def export_users(
             progress_bar("exporting") as progress,
         ):
             return await export(
-                settings.database_url,
+                settings.checked_url(),
                 out,
                 fmt=fmt,
                 filters=filters,
@@ -124,6 +124,7 @@ def export_users(
                 connect_timeout=settings.connect_timeout,
                 progress=progress,
                 model_path=settings.model_path,
+                table=settings.table,
             )
 
     count = run(work, settings)
@@ -314,6 +315,8 @@ def import_users(
 
     columns = ["created", "updated", "skipped", "invalid", "revoked_tokens", "dry_run"]
 
+    helper = call(settings.password_helper)
+
     async def work() -> dict[str, Any]:
         from usersctl.importing import ImportRejected, ImportSummary
         from usersctl.importing import import_users as run_import
@@ -321,7 +324,7 @@ def import_users(
         try:
             with _open_input(file) as stream, progress_bar("importing") as progress:
                 summary = await run_import(
-                    settings.database_url,
+                    settings.checked_url(),
                     stream,
                     fmt=fmt,
                     on_conflict=on_conflict.value,
@@ -329,15 +332,20 @@ def import_users(
                     connect_timeout=settings.connect_timeout,
                     progress=progress,
                     model_path=settings.model_path,
+                    table=settings.table,
                     keep_unknown_hashes=keep_unknown_hashes,
                     force=force,
                     keep_sessions=keep_sessions,
+                    hash_scheme=settings.hash_scheme,
+                    password_helper=helper,
                 )
         except ImportRejected as exc:
             if output != OutputFormat.table:  # a script gets the count; the error says which
                 rejected = ImportSummary(invalid=len(exc.problems), dry_run=dry_run)
                 render_rows([rejected.as_dict()], output, columns=columns, single=True)
             raise
+        if summary.hash_note:
+            say(summary.hash_note)
         return summary.as_dict()
 
     summary = run(work, settings)

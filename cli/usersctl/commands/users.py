@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -29,6 +29,10 @@ from usersctl.commands.options import (
 )
 from usersctl.commands.password_input import read_password
 from usersctl.commands.render import OutputFormat, render_rows, say, to_text
+
+if TYPE_CHECKING:
+    from usersctl.references import DeleteRules
+    from usersctl.users import UserContext
 
 STATUS_COLUMNS = ["id", "email", "status"]
 
@@ -87,20 +91,19 @@ def create_user(
     secret = call(
         lambda: read_password(stdin=password_stdin, file=password_file, generate=generate_password)
     )
-    from usersctl.passwords import hash_password_in_background
+    from usersctl.hash_choice import PendingHash
 
+    helper = call(settings.password_helper)
     # Hashing takes ~0.1 s of CPU: it starts now, and the imports and the connection overlap it.
-    hashing_started = hash_password_in_background(secret.password)
+    pending = PendingHash(secret.password, settings.hash_scheme, helper)
     if not prompting:
         normalized = call(lambda: normalize_email(email))
+    notes: list[str] = []
 
     async def work() -> dict[str, Any]:
-        import asyncio
-
         from usersctl import users
         from usersctl.models import field_values
 
-        hashing = asyncio.wrap_future(hashing_started)
         try:
             async with settings.open_users(write=True) as ctx_users:
                 # Answered here, before waiting for the hash; create_user checks again anyway.
@@ -111,10 +114,12 @@ def create_user(
                     row = users.user_row(ctx_users.model, existing)
                     return {**row, "status": "unchanged"}
                 extra = field_values(ctx_users.model, fields or [], creating=True)
+                choice = pending.early or await users.choose_hashing(ctx_users, "auto")
+                notes.extend([choice.note] if choice.note else [])
                 result = await users.create_user(
                     ctx_users,
                     normalized,
-                    await hashing,
+                    await pending.result(choice),
                     is_superuser=superuser,
                     is_verified=verified,
                     is_active=not inactive,
@@ -124,10 +129,11 @@ def create_user(
                 await _finish(ctx_users, dry_run)
                 return {**row, "status": "would create" if dry_run else "created"}
         finally:
-            if not hashing.done():
-                hashing.cancel()
+            pending.cancel()
 
     row = run(work, settings)
+    for note in notes:
+        say(note)
     if row["status"] == "unchanged":
         say(f"User {row['email']} already exists; nothing changed.")
     if secret.generated and row["status"] != "unchanged":
@@ -405,19 +411,19 @@ def set_password(
         lambda: read_password(stdin=password_stdin, file=password_file, generate=generate_password)
     )
 
-    from usersctl.passwords import hash_password_in_background
+    from usersctl.hash_choice import PendingHash
 
-    hashing_started = hash_password_in_background(secret.password)
+    pending = PendingHash(secret.password, settings.hash_scheme, call(settings.password_helper))
+    notes: list[str] = []
 
     async def work() -> dict[str, Any]:
-        import asyncio
-
         from usersctl import users
 
-        hashing = asyncio.wrap_future(hashing_started)
         async with settings.open_users(write=True) as ctx_users:
             found = await users.find_user(ctx_users, user)
-            await users.set_password(ctx_users, found, await hashing)
+            choice = pending.early or await users.choose_hashing(ctx_users, "auto")
+            notes.extend([choice.note] if choice.note else [])
+            await users.set_password(ctx_users, found, await pending.result(choice))
             row: dict[str, Any] = {
                 "id": found.id,
                 "email": found.email,
@@ -430,6 +436,8 @@ def set_password(
             return row
 
     row = run(work, settings)
+    for note in notes:
+        say(note)
     _report_revoked([row], dry_run)
     columns = list(STATUS_COLUMNS)
     if "revoked_tokens" in row:
@@ -440,6 +448,21 @@ def set_password(
     render_rows([row], output, columns=columns, single=True)
 
 
+def _related_lines(email: str, related: Sequence[dict[str, Any]], dry_run: bool) -> list[str]:
+    """What went (or would go) with a deleted user, a line per foreign key."""
+    words = {"set null": "set to NULL", "set default": "set to its default"}
+    lines = []
+    for effect in related:
+        plural = "" if effect["rows"] == 1 else "s"
+        done = ("would be " if dry_run else "") + words.get(effect["action"], effect["action"])
+        through = f", through {effect['through']}" if effect["through"] else ""
+        lines.append(
+            f"{email}: {effect['rows']} row{plural} of {effect['table']}.{effect['column']} "
+            f"{done} ({effect['by']}{through})"
+        )
+    return lines
+
+
 def delete_user(
     ctx: typer.Context,
     users_: UsersArgument,
@@ -447,34 +470,84 @@ def delete_user(
     missing_ok: Annotated[
         bool, typer.Option("--missing-ok", help="Users that do not exist are not an error.")
     ] = False,
+    reassign_to: Annotated[
+        str | None,
+        typer.Option(
+            "--reassign-to",
+            metavar="EMAIL_OR_ID",
+            help="Give the rows that refer to the deleted users (and would block the delete) "
+            "to this user.",
+        ),
+    ] = None,
+    cascade: Annotated[
+        bool,
+        typer.Option(
+            "--cascade",
+            help="Delete the rows that refer to the deleted users and would block the delete.",
+        ),
+    ] = False,
+    cascade_into: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cascade-into",
+            metavar="TABLE",
+            help="Also delete this table's rows that refer to rows being deleted (below the "
+            "first level; repeatable).",
+        ),
+    ] = None,
     force: ForceOption = False,
     dry_run: DryRunOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """Delete users with their OAuth accounts and access tokens. Asks first on a terminal.
 
+    Rows of other tables that refer to a user go as the database's ON DELETE rules (and with
+    --model, the model's relationships) say, and the output says what went. Rows that would
+    block the delete are named (exit 4, nothing deleted) unless --reassign-to or --cascade says
+    what to do with them.
+
     \b
     Example:
       usersctl delete-user mallory@example.com --yes
+      usersctl delete-user mallory@example.com --reassign-to admin@example.com --dry-run
+      usersctl delete-user mallory@example.com --cascade --cascade-into item_comment --yes
     """
     settings = settings_of(ctx)
+    if reassign_to is not None and cascade:
+        fail(
+            "--reassign-to and --cascade both say what to do with the same rows; choose one",
+            ExitCode.USAGE,
+        )
     if not (yes or dry_run) and not sys.stdin.isatty():
         fail(
             "refusing to delete without confirmation: no terminal to ask on; pass --yes",
             ExitCode.USAGE,
         )
 
-    async def find() -> list[str]:
+    async def rules_for(ctx_users: UserContext) -> DeleteRules:
+        from usersctl import users
+        from usersctl.references import DeleteRules
+
+        target = await users.find_user(ctx_users, reassign_to) if reassign_to else None
+        return DeleteRules(target, cascade, frozenset(cascade_into or ()))
+
+    async def find() -> list[tuple[str, list[dict[str, Any]]]]:
         from usersctl import users
 
         async with settings.open_users() as ctx_users:
             found, _ = await users.find_users(ctx_users, users_, missing_ok=missing_ok)
-            return [u.email for u in found]
+            plans = await users.plan_deletes(ctx_users, found, await rules_for(ctx_users))
+            return [(plan.user.email, [step.as_dict() for step in plan.walk()]) for plan in plans]
 
     if not (yes or dry_run):
         # Ask outside the write transaction (a person thinking must not hold SQLite's lock) and
-        # outside the event loop (where Ctrl-C would not interrupt the prompt).
-        emails = run(find, settings)
+        # outside the event loop (where Ctrl-C would not interrupt the prompt). Rows that would
+        # block the delete are named before anyone is asked.
+        planned = run(find, settings)
+        for email, related in planned:
+            for line in _related_lines(email, related, dry_run=True):
+                say(line)
+        emails = [email for email, _ in planned]
         question = f"Delete {len(emails)} user(s): {', '.join(emails)}?"
         if emails and not call(lambda: typer.confirm(question, err=True)):
             fail("aborted; nothing was deleted", ExitCode.FAILURE)
@@ -485,15 +558,36 @@ def delete_user(
         async with settings.open_users(write=True) as ctx_users:
             found, missing = await users.find_users(ctx_users, users_, missing_ok=missing_ok)
             rows = [{"id": u.id, "email": u.email} for u in found]
-            await users.delete_users(ctx_users, found, force=force)
+            rules = await rules_for(ctx_users)
+            plans = await users.delete_users(ctx_users, found, force=force, rules=rules)
             await _finish(ctx_users, dry_run)
             status = "would delete" if dry_run else "deleted"
-            return [{**row, "status": status} for row in rows] + [
-                {"id": None, "email": ref, "status": "not found"} for ref in missing
-            ]
+            return [
+                {**row, "status": status, "related": [step.as_dict() for step in plan.walk()]}
+                for row, plan in zip(rows, plans, strict=True)
+            ] + [{"id": None, "email": ref, "status": "not found"} for ref in missing]
 
     rows = run(work, settings)
-    render_rows(rows, output, columns=STATUS_COLUMNS)
+    for row in rows:
+        for line in _related_lines(row["email"], row.get("related") or [], dry_run):
+            say(line)
+    # What went with the users is a column only when something did, as revoked_tokens is.
+    columns = list(STATUS_COLUMNS)
+    if any(row.get("related") for row in rows):
+        columns.append("related")
+        structured = output in (OutputFormat.json, OutputFormat.jsonl)
+        for row in rows:
+            related = row.get("related") or []
+            row["related"] = related if structured else _related_summary(related)
+    else:
+        for row in rows:
+            row.pop("related", None)
+    render_rows(rows, output, columns=columns)
+
+
+def _related_summary(related: Sequence[dict[str, Any]]) -> str:
+    """What went with a user in one cell: ``note.user_id: 3 deleted; item.owner_id: 2 reassigned``."""
+    return "; ".join(f"{e['table']}.{e['column']}: {e['rows']} {e['action']}" for e in related)
 
 
 def unlink_oauth(

@@ -1,0 +1,198 @@
+"""A user class that inherits from a parent table (joined-table inheritance): the app's ``User``
+is a ``Principal``, whose ``principals`` table holds the id, the discriminator ``type``, and
+``created_at``/``updated_at``; the user table's id is a foreign key to it. With --model usersctl
+writes both rows as the app's ORM does; without, it refuses to write. Checked with plain SQL."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import textwrap
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+PRINCIPAL_MODELS = """
+    import datetime as dt
+    import uuid
+
+    from fastapi_users_db_sqlalchemy import SQLAlchemyBaseUserTable
+    from fastapi_users_db_sqlalchemy.generics import GUID
+    from sqlalchemy import DateTime, ForeignKey, String
+    from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+    def utcnow() -> dt.datetime:
+        return dt.datetime.now(dt.timezone.utc)
+
+
+    class Base(DeclarativeBase):
+        pass
+
+
+    class Principal(Base):
+        __tablename__ = "principals"
+        id: Mapped[uuid.UUID] = mapped_column(GUID, primary_key=True, default=uuid.uuid4)
+        type: Mapped[str] = mapped_column(String(20))
+        created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+        updated_at: Mapped[dt.datetime] = mapped_column(
+            DateTime(timezone=True), default=utcnow, onupdate=utcnow
+        )
+        __mapper_args__ = {"polymorphic_on": "type", "polymorphic_identity": "principal"}
+
+
+    class User(SQLAlchemyBaseUserTable[uuid.UUID], Principal):
+        __tablename__ = "user"
+        id: Mapped[uuid.UUID] = mapped_column(
+            GUID, ForeignKey("principals.id"), primary_key=True
+        )
+        nickname: Mapped[str | None] = mapped_column(String(30))
+        __mapper_args__ = {"polymorphic_identity": "user"}
+"""
+
+
+async def _sql(url: str, statement: str) -> Any:
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as connection:
+            result = await connection.execute(text(statement))
+            return result.all() if result.returns_rows else None
+    finally:
+        await engine.dispose()
+
+
+def sql(url: str, statement: str) -> Any:
+    return asyncio.run(_sql(url, statement))
+
+
+def moment(value: Any) -> dt.datetime:
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    assert isinstance(value, dt.datetime)
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+def principals(url: str) -> dict[uuid.UUID, Any]:
+    rows = sql(url, "SELECT id, type, created_at, updated_at FROM principals")
+    return {uuid.UUID(str(row.id)): row for row in rows}
+
+
+def users(url: str) -> dict[str, uuid.UUID]:
+    return {row.email: uuid.UUID(str(row.id)) for row in sql(url, 'SELECT id, email FROM "user"')}
+
+
+def app_model(usersctl: Any, tmp_path: Path) -> str:
+    """Write the app's models where usersctl runs, and create its tables with init-db."""
+    name = f"principal_app_{uuid.uuid4().hex[:10]}"
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(PRINCIPAL_MODELS))
+    model = f"{name}:User"
+    created = usersctl.ok("--model", model, "init-db").stderr
+    assert created.index("Created table principals") < created.index("Created table user")
+    return model
+
+
+def argon2_hash() -> str:
+    from pwdlib import PasswordHash
+    from pwdlib.hashers.argon2 import Argon2Hasher
+
+    return PasswordHash((Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1),)).hash("pw")
+
+
+def test_create_update_delete_write_both_rows(
+    usersctl: Any, database_url: str, tmp_path: Path
+) -> None:
+    model = app_model(usersctl, tmp_path)
+
+    # Create: no --set id (the parent's default gives it), the discriminator set
+    created = json.loads(
+        usersctl.ok(
+            "--model", model, "create-user", "ann@example.com", "--generate-password",
+            "--set", "nickname=Ann", "-o", "json",
+        ).stdout
+    )  # fmt: skip
+    ann = uuid.UUID(created["id"])
+    assert users(database_url) == {"ann@example.com": ann}
+    parent = principals(database_url)[ann]
+    assert parent.type == "user"
+    assert created["type"] == "user"  # the parent's columns are shown too
+    first_update = moment(parent.updated_at)
+
+    # Update: a change to the user fills the parent's onupdate column
+    time.sleep(0.05)
+    usersctl.ok("--model", model, "update-user", "ann@example.com", "--set", "nickname=Annie")
+    after = principals(database_url)[ann]
+    assert moment(after.updated_at) > first_update
+    assert moment(after.created_at) == moment(parent.created_at)
+    assert sql(database_url, 'SELECT nickname FROM "user"') == [("Annie",)]
+
+    # Delete: both rows go
+    usersctl.ok("--model", model, "create-user", "bo@example.com", "--generate-password")
+    usersctl.ok("--model", model, "delete-user", "ann@example.com", "--yes")
+    left = users(database_url)
+    assert list(left) == ["bo@example.com"]
+    assert list(principals(database_url)) == [left["bo@example.com"]]
+
+
+def test_import_and_export_through_the_hierarchy(
+    usersctl: Any, database_url: str, tmp_path: Path
+) -> None:
+    model = app_model(usersctl, tmp_path)
+    hashed = argon2_hash()
+    rows = [
+        {"email": "ann@example.com", "hashed_password": hashed, "nickname": "Ann"},
+        {"email": "bo@example.com", "hashed_password": hashed},
+    ]
+    (tmp_path / "new.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    usersctl.ok("--model", model, "import-users", "new.jsonl")
+    ids = users(database_url)
+    assert sorted(ids) == ["ann@example.com", "bo@example.com"]
+    parents = principals(database_url)
+    assert set(parents) == set(ids.values())  # a parent row for each, with the same id
+    assert {row.type for row in parents.values()} == {"user"}
+
+    # Export includes the parent's columns; the export comes back exactly
+    usersctl.ok("--model", model, "export-users", "all.jsonl", "--include-hashes")
+    exported = (tmp_path / "all.jsonl").read_text()
+    first = json.loads(exported.splitlines()[0])
+    assert {"type", "created_at", "updated_at"} <= first.keys()
+    sql(database_url, 'DELETE FROM "user"')
+    sql(database_url, "DELETE FROM principals")
+    usersctl.ok("--model", model, "import-users", "all.jsonl")
+    assert principals(database_url).keys() == parents.keys()
+    usersctl.ok("--model", model, "export-users", "again.jsonl", "--include-hashes")
+    assert (tmp_path / "again.jsonl").read_text() == exported
+
+    # An update by import fills the parent's onupdate column, and keeps created_at
+    before = principals(database_url)[ids["bo@example.com"]]
+    time.sleep(0.05)
+    update = json.dumps({"email": "bo@example.com", "hashed_password": hashed, "nickname": "Bo"})
+    usersctl.ok("--model", model, "import-users", "-", "--on-conflict", "update", input=update)
+    after = principals(database_url)[ids["bo@example.com"]]
+    assert moment(after.updated_at) > moment(before.updated_at)
+    assert moment(after.created_at) == moment(before.created_at)
+
+
+def test_without_model_such_a_table_is_read_but_not_written(
+    usersctl: Any, database_url: str, tmp_path: Path
+) -> None:
+    model = app_model(usersctl, tmp_path)
+    usersctl.ok("--model", model, "create-user", "ann@example.com", "--generate-password")
+
+    listed = json.loads(usersctl.ok("list-users", "-o", "json").stdout)
+    assert [user["email"] for user in listed] == ["ann@example.com"]
+    for command in (
+        ("create-user", "bo@example.com", "--generate-password"),
+        ("update-user", "ann@example.com", "--superuser"),
+        ("delete-user", "ann@example.com", "--yes"),
+        ("import-users", "-", "--format", "jsonl"),
+    ):
+        message = usersctl.fails(2, *command, input='{"email": "cy@example.com"}\n')
+        assert "the 'user' table takes its ids from the 'principals' table" in message
+        assert "--model module.path:ClassName" in message
+    assert list(users(database_url)) == ["ann@example.com"]
+    assert len(principals(database_url)) == 1
