@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Column, MetaData, String, Table, delete, exists, func, inspect, select
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.schema import CreateIndex, DropIndex, Index
+from sqlalchemy.schema import CreateIndex, Index
 from sqlalchemy.types import (
     JSON,
     Boolean,
@@ -58,7 +58,7 @@ from usersctl.models import (
     reflect_user_model,
 )
 from usersctl.passwords import Hashing, hash_cost_problem, hash_scheme, is_disabled_marker
-from usersctl.schema import email_index_state
+from usersctl.schema import build_email_index_concurrently, email_index_state
 
 #: The hash schemes counted, in the order they are shown.
 HASH_SCHEMES = ("argon2", "argon2-outdated", "bcrypt", "unknown", "disabled")
@@ -545,17 +545,7 @@ async def _create_email_index(engine: AsyncEngine, model: UserModel) -> str:
     # A bare table of the same name: the index must not join the app's own metadata.
     table = Table(model.table.name, MetaData(), Column("email", String), schema=model.table.schema)
     if engine.dialect.name == "postgresql":
-        index = Index(name, func.lower(table.c.email), unique=True, postgresql_concurrently=True)
-        # CREATE INDEX CONCURRENTLY refuses to run inside a transaction block.
-        async with engine.connect() as plain:
-            connection = await plain.execution_options(isolation_level="AUTOCOMMIT")
-            _, stale_indexes = await connection.run_sync(
-                email_index_state, table.name, table.schema
-            )
-            for stale in stale_indexes:
-                drop = DropIndex(Index(stale, table.c.email, postgresql_concurrently=True))
-                await connection.execute(drop)
-            await connection.execute(CreateIndex(index, if_not_exists=True))
+        await build_email_index_concurrently(engine, table.name, table.schema)
         return f"created unique index {name} on lower(email) concurrently"
     index = Index(name, func.lower(table.c.email), unique=True)
     async with engine.begin() as connection:
@@ -660,7 +650,9 @@ async def diagnose(
     loaded = load_user_model(model_path, table) if model_path else None
     parsed = normalize_url(url)
     check_sqlite_file(parsed)
-    engine = create_engine(parsed, connect_timeout=connect_timeout, sqlite_begin="BEGIN")
+    engine = create_engine(
+        parsed, connect_timeout=connect_timeout, sqlite_begin="BEGIN", sqlite_wal=False
+    )
     try:
         described, checks, alembic = await _run_checks(
             engine, loaded, table, apply_anyway, password_helper

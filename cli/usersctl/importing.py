@@ -58,32 +58,52 @@ class Problem:
         return f"line {self.line}: {self.reason}"
 
 
-def _listed(problems: list[Problem]) -> str:
-    """The first problems, one after the other on one line, and how many more there are."""
-    shown = "; ".join(str(problem) for problem in problems[:MAX_REPORTED])
-    more = len(problems) - MAX_REPORTED
-    return f"{shown}; and {more} more" if more > 0 else shown
+class Problems:
+    """The first ``MAX_REPORTED`` problems and how many there were in all: a file of a million
+    bad rows takes the memory of twenty."""
+
+    def __init__(self, problems: Iterable[Problem] = ()) -> None:
+        self.first: list[Problem] = []
+        self.count = 0
+        for problem in problems:
+            self.append(problem)
+
+    def append(self, problem: Problem) -> None:
+        self.count += 1
+        if len(self.first) < MAX_REPORTED:
+            self.first.append(problem)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[Problem]:
+        return iter(self.first)
+
+    def listed(self) -> str:
+        """The first problems, one after the other on one line, and how many more there are."""
+        shown = "; ".join(str(problem) for problem in self.first)
+        more = self.count - len(self.first)
+        return f"{shown}; and {more} more" if more > 0 else shown
 
 
 class ImportRejected(InvalidInput):
-    """Some rows are invalid; nothing was written."""
+    """Some rows are invalid; nothing was written. ``problems`` keeps the first few and the count."""
 
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
-        noun = "row is" if len(problems) == 1 else "rows are"
-        super().__init__(
-            f"{len(problems)} {noun} invalid, nothing was written: {_listed(problems)}"
-        )
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems = problems if isinstance(problems, Problems) else Problems(problems)
+        count = self.problems.count
+        noun = "row is" if count == 1 else "rows are"
+        super().__init__(f"{count} {noun} invalid, nothing was written: {self.problems.listed()}")
 
 
 class ImportConflict(Conflict):
     """Rows clash with existing users (or each other) under ``--on-conflict fail``."""
 
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems = problems if isinstance(problems, Problems) else Problems(problems)
         super().__init__(
-            f"{len(problems)} row(s) conflict with existing users, nothing was written "
-            f"(use --on-conflict skip or update): {_listed(problems)}"
+            f"{self.problems.count} row(s) conflict with existing users, nothing was written "
+            f"(use --on-conflict skip or update): {self.problems.listed()}"
         )
 
 
@@ -412,7 +432,8 @@ class RowValidator:
 
 class FileCheck:
     """Validates a file's records batch by batch, keeping what the verdict needs: the accepted rows
-    (duplicates within the file resolved by the conflict rule), every problem, every duplicate."""
+    (duplicates within the file resolved by the conflict rule), and the first problems and
+    duplicates with their counts."""
 
     def __init__(
         self, model: UserModel, on_conflict: str, *, keep_unknown_hashes: bool = False
@@ -421,8 +442,8 @@ class FileCheck:
         self.on_conflict = on_conflict
         self.rows: dict[str, Row] = {}
         self.ids: dict[Any, tuple[str, int]] = {}  # id: (lowercased email, first line)
-        self.problems: list[Problem] = []
-        self.duplicates: list[Problem] = []
+        self.problems = Problems()
+        self.duplicates = Problems()
         self.skipped = 0
         self.plaintext = False  # some row has a password to hash
         self.replaced = False  # a later row replaced an accepted one (--on-conflict update)

@@ -7,11 +7,18 @@ from typing import Any
 
 from sqlalchemy import Table, func, inspect, select, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from usersctl.builtin_tables import AccessToken, OAuthAccount, User
 from usersctl.db import email_lower_index_name
-from usersctl.engine import DEFAULT_CONNECT_TIMEOUT, create_engine, normalize_url, sqlite_path
+from usersctl.engine import (
+    DEFAULT_CONNECT_TIMEOUT,
+    create_engine,
+    execute_alone,
+    normalize_url,
+    sqlite_path,
+)
 from usersctl.errors import Conflict, TablesMissing
 from usersctl.migrations import ALEMBIC_VERSION_TABLE, IndexAdvice, email_index_advice
 
@@ -127,6 +134,8 @@ class InitReport:
 
     created_tables: list[str] = field(default_factory=list)
     created_indexes: list[str] = field(default_factory=list)
+    #: Of ``created_indexes``, those built with ``CONCURRENTLY`` (PostgreSQL, a table with rows).
+    concurrent_indexes: list[str] = field(default_factory=list)
     alembic: bool = False
     index_advice: IndexAdvice | None = None
 
@@ -161,7 +170,12 @@ def _advise(connection: Connection, tables: list[Table], existing: set[str]) -> 
     return report
 
 
-def _init(connection: Connection, tables: list[Table], apply_anyway: bool = False) -> InitReport:
+def _init(
+    connection: Connection, tables: list[Table], apply_anyway: bool = False, dry_run: bool = False
+) -> InitReport:
+    """Create what is missing in the caller's transaction. The index of a PostgreSQL table that
+    has rows is only listed in ``concurrent_indexes``: it is built after the commit, with
+    ``CONCURRENTLY``, so that the app's writes go on meanwhile. A dry run builds no index."""
     inspector = inspect(connection)
     existing = {
         table.fullname for table in tables if inspector.has_table(table.name, schema=table.schema)
@@ -186,14 +200,8 @@ def _init(connection: Connection, tables: list[Table], apply_anyway: bool = Fals
         state, invalid = email_index_state(connection, name, table.schema)
         if state == "ok":
             continue
-        from sqlalchemy import Index, MetaData
+        from sqlalchemy import Index, MetaData, literal
 
-        quote = connection.dialect.identifier_preparer.quote
-        # A failed concurrent build, or an index of another shape under usersctl's name: it
-        # holds the name and does not keep case duplicates out.
-        prefix = f"{quote(table.schema)}." if table.schema else ""
-        for leftover in invalid:
-            connection.execute(text(f"DROP INDEX {prefix}{quote(leftover)}"))
         reflected = Table(name, MetaData(), schema=table.schema, autoload_with=connection)
         duplicates = count_case_duplicates(connection, reflected)
         if duplicates:
@@ -202,8 +210,22 @@ def _init(connection: Connection, tables: list[Table], apply_anyway: bool = Fals
                 "users whose addresses differ only in case; run `usersctl doctor` to list them"
             )
         index_name = email_lower_index_name(name)
-        Index(index_name, func.lower(reflected.c.email), unique=True).create(connection)
         report.created_indexes.append(index_name)
+        if connection.dialect.name == "postgresql":
+            has_rows = select(literal(1)).select_from(reflected).limit(1)
+            if connection.execute(has_rows).first() is not None:
+                # A plain build locks out the app's inserts for as long as it reads the table.
+                report.concurrent_indexes.append(index_name)
+                continue
+        if dry_run:
+            continue
+        quote = connection.dialect.identifier_preparer.quote
+        prefix = f"{quote(table.schema)}." if table.schema else ""
+        # A failed concurrent build, or an index of another shape under usersctl's name: it
+        # holds the name and does not keep case duplicates out.
+        for leftover in invalid:
+            connection.execute(text(f"DROP INDEX {prefix}{quote(leftover)}"))
+        Index(index_name, func.lower(reflected.c.email), unique=True).create(connection)
     if alembic:  # the index is in now, and the app's models must declare it
         for table in tables:
             if email_lower_index_name(table.name) in report.created_indexes:
@@ -237,9 +259,39 @@ async def init_database(
     engine = create_engine(url, connect_timeout=connect_timeout, sqlite_begin="BEGIN IMMEDIATE")
     try:
         async with engine.connect() as connection, connection.begin() as transaction:
-            report = await connection.run_sync(_init, tables, apply_anyway)
-            if dry_run:
+            report = await connection.run_sync(_init, tables, apply_anyway, dry_run)
+            built = set(report.created_indexes) - set(report.concurrent_indexes)
+            if dry_run or not (report.created_tables or built):
+                # Nothing to commit: Ctrl-C stays free to stop a long concurrent build below.
                 await transaction.rollback()
-            return report
+        if not dry_run:
+            for table in tables:
+                if email_lower_index_name(table.name) in report.concurrent_indexes:
+                    await build_email_index_concurrently(engine, table.name, table.schema)
+        return report
     finally:
         await engine.dispose()
+
+
+async def build_email_index_concurrently(
+    engine: AsyncEngine, table_name: str, schema: str | None = None
+) -> None:
+    """Build the unique ``lower(email)`` index on PostgreSQL with ``CONCURRENTLY``, so the app's
+    writes go on meanwhile; the invalid leftover of a failed build is dropped first."""
+    from sqlalchemy import Column, Index, MetaData, String
+    from sqlalchemy.schema import DropIndex
+
+    async with engine.connect() as connection:
+        _, invalid = await connection.run_sync(email_index_state, table_name, schema)
+    # A bare table of the same name: the index must not join the app's own metadata.
+    table = Table(table_name, MetaData(), Column("email", String), schema=schema)
+    drops = [
+        DropIndex(Index(stale, table.c.email, postgresql_concurrently=True)) for stale in invalid
+    ]
+    index = Index(
+        email_lower_index_name(table_name),
+        func.lower(table.c.email),
+        unique=True,
+        postgresql_concurrently=True,
+    )
+    await execute_alone(engine, [*drops, CreateIndex(index, if_not_exists=True)])

@@ -88,6 +88,7 @@ async def open_users(
         parsed,
         connect_timeout=connect_timeout,
         sqlite_begin="BEGIN IMMEDIATE" if write else "BEGIN",
+        sqlite_wal=write,  # opening a file only to read it must not change its journal mode
     )
     try:
         async with session_factory(engine)() as session:
@@ -688,6 +689,29 @@ def _checkable(hashed: str, hashing: Hashing) -> bool:
     return identified
 
 
+async def _decoy_hash(ctx: UserContext, hashing: Hashing, sample: int = 100) -> str | None:
+    """A stored hash of the scheme and cost most common among (a sample of) the table's users,
+    to verify a password against when there is no user: the same work as a wrong password for a
+    real user (bcrypt where the table's hashes are bcrypt), so timing does not tell them apart."""
+    from collections import Counter
+
+    column = ctx.model.table.c.hashed_password
+    rows = await ctx.session.execute(select(column).where(column.is_not(None)).limit(sample))
+    known = [
+        hashed
+        for hashed in rows.scalars()
+        if isinstance(hashed, str) and _checkable(hashed, hashing)
+    ]
+    if not known:
+        return None
+
+    def cost(hashed: str) -> str:  # $argon2id$v=19$m=65536,t=3,p=4 or $2b$12
+        return "$".join(hashed.split("$")[: 4 if hashed.startswith("$argon2") else 3])
+
+    common, _ = Counter(cost(hashed) for hashed in known).most_common(1)[0]
+    return next(hashed for hashed in known if cost(hashed) == common)
+
+
 async def check_password(
     ctx: UserContext,
     email_or_id: str,
@@ -699,10 +723,11 @@ async def check_password(
     """Check ``password`` as the app's login does; raise ``CheckFailed`` when it does not match.
 
     A missing user, a disabled or unknown hash and a wrong password raise the same
-    ``CheckFailed`` after the same work: without a hash to check, the password is hashed anyway,
-    as FastAPI Users' ``authenticate`` does, so neither the answer nor its timing tells whether
-    the user exists. With ``rehash``, a matching hash of the other scheme than ``hashing``'s
-    (Argon2 by default), or with outdated parameters, is replaced by one in ``hashing``'s.
+    ``CheckFailed`` after the same work: without a hash to check, the password is checked against
+    a hash of the scheme and cost most users' hashes have (bcrypt in a table of bcrypt hashes),
+    so neither the answer nor its timing tells whether the user exists. With ``rehash``, a
+    matching hash of the other scheme than ``hashing``'s (Argon2 by default), or with outdated
+    parameters, is replaced by one in ``hashing``'s.
     """
     import asyncio
 
@@ -721,7 +746,11 @@ async def check_password(
         user = None
     hashed = user.hashed_password if user is not None else None
     if not isinstance(hashed, str) or not _checkable(hashed, hashing):
-        await asyncio.to_thread(hash_password, password, hashing)
+        decoy = await _decoy_hash(ctx, hashing)
+        if decoy is None:  # no usable hash in the table: as FastAPI Users does, hash anyway
+            await asyncio.to_thread(hash_password, password, hashing)
+        else:
+            await asyncio.to_thread(verify_and_update, password, decoy, hashing)
         raise CheckFailed(NO_MATCH)
     matched, new_hash = await asyncio.to_thread(verify_and_update, password, hashed, hashing)
     if not matched:

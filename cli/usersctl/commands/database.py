@@ -131,7 +131,8 @@ def init_db(
     for name in result.created_tables:
         say(f"{done} table {name}")
     for name in result.created_indexes:
-        say(f"{done} index {name}")
+        concurrently = " concurrently (the app's writes go on)"
+        say(f"{done} index {name}{concurrently if name in result.concurrent_indexes else ''}")
     if advice is not None:
         say_lines(alembic_advice.applied_text(advice))
     say(f"Dry run: nothing was changed in {where}" if dry_run else f"Database ready: {where}")

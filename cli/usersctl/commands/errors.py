@@ -86,6 +86,11 @@ def _database_message(exc: BaseException) -> str:
     # value may be a password hash, so only the reason is kept.
     text = re.sub(r"(query argument \$\d+): .*( \([^()]*\))$", r"\1\2", text)
     lowered = text.lower()
+    if "prepared statement" in lowered and ("already exists" in lowered or "not exist" in lowered):
+        return (
+            f"{text}: behind a connection pooler in transaction mode (PgBouncer), add "
+            "?prepared_statement_cache_size=0 to the database URL"
+        )
     if "no such table" in lowered or ("does not exist" in lowered and "relation" in lowered):
         # Which table: the user table is checked before any query, so this is often another
         # (one the user table references, say), which must not be called the user table.
