@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Column, MetaData, String, Table, delete, exists, func, inspect, select
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.schema import CreateIndex, Index
+from sqlalchemy.schema import CreateIndex, DropIndex, Index
 from sqlalchemy.types import (
     JSON,
     Boolean,
