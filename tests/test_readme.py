@@ -9,16 +9,14 @@ The users and files the examples name are made first.
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import typer
 
+from harness import Database, clean_env, default_sigint, init_db, invoke, spawn_terminal
 from terminal import type_hidden
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,26 +67,12 @@ def example_lines() -> list[str]:
     return [line for line in shell_lines() if not line.startswith(SETUP_PREFIX)]
 
 
-def usersctl_dir() -> str:
-    return str(Path(sys.executable).parent)
-
-
 def example_env(url: str | None) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key
-        not in ("USERSCTL_DATABASE_URL", "DATABASE_URL", "USERSCTL_CONNECT_TIMEOUT", "NO_COLOR")
-    }
-    env["PATH"] = os.pathsep.join([usersctl_dir(), env.get("PATH", "")])
+    """What the examples' shell has beyond the harness's clean environment."""
+    env = dict(EXAMPLE_ENV)
     if url is not None:
         env["USERSCTL_DATABASE_URL"] = url
-    return {**env, **EXAMPLE_ENV}
-
-
-def env_overrides(env: dict[str, str]) -> dict[str, str | None]:
-    """What ``example_env`` sets beyond the test process's own environment."""
-    return {key: value for key, value in env.items() if os.environ.get(key) != value}
+    return env
 
 
 def point_at(line: str, url: str) -> str:
@@ -110,38 +94,25 @@ def run_line(line: str, env: dict[str, str], cwd: Path) -> tuple[int, str]:
     words = shlex.split(line)
     plain = words[0] == "usersctl" and not re.search(r"[|&;<>$`]", line)
     if plain and not needs_terminal(words):
-        from typer.testing import CliRunner
-
-        from usersctl.commands import app
-
-        cleared = {key: None for key in ("USERSCTL_CONNECT_TIMEOUT", "DATABASE_URL", "NO_COLOR")}
-        here = Path.cwd()
-        os.chdir(cwd)
-        try:
-            result = CliRunner().invoke(
-                app, words[1:], env={**cleared, **env_overrides(env)}, prog_name="usersctl"
-            )
-        finally:
-            os.chdir(here)
+        result = invoke(words[1:], env=env, cwd=cwd)
         return result.exit_code, result.output + (
             repr(result.exception) if result.exception else ""
         )
     if not needs_terminal(words):
         result = subprocess.run(
             ["bash", "-o", "pipefail", "-c", line],
-            env=env,
+            env=clean_env(env),
             cwd=cwd,
             capture_output=True,
             text=True,
             stdin=subprocess.DEVNULL,
             timeout=60,
+            preexec_fn=default_sigint,
         )
         return result.returncode, result.stdout + result.stderr
     import pexpect
 
-    child: Any = pexpect.spawn(
-        "bash", ["-c", line], env=env, cwd=str(cwd), encoding="utf-8", timeout=30
-    )
+    child = spawn_terminal("bash", ["-c", line], env=env, cwd=cwd, timeout=30)
     try:
         while True:
             index = child.expect(
@@ -170,7 +141,7 @@ def test_the_readme_has_the_two_setup_one_liners() -> None:
     )
     assert (
         tests
-        == "python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[test]' && pytest"
+        == "python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[test]' && pytest -n 2"
     )
 
 
@@ -210,27 +181,8 @@ def test_every_command_is_documented() -> None:
 
 def prepare(url: str, folder: Path) -> None:
     """Create the tables and the users the examples name, and the password file one reads."""
-    import asyncio
-    import uuid
-
-    from typer.testing import CliRunner
-
-    from usersctl import users
-    from usersctl.commands import app
-    from usersctl.passwords import hash_password
-
-    result = CliRunner().invoke(app, ["-d", url, "init-db"])
-    assert result.exit_code == 0, result.output
-
-    async def seed() -> None:
-        hashed = hash_password("seeded")
-        async with users.open_users(url, write=True) as ctx:
-            for spec in EXAMPLE_USERS:
-                extra = {"id": uuid.UUID(spec["id"])} if "id" in spec else None
-                await users.create_user(ctx, spec["email"], hashed, extra=extra)
-            await ctx.session.commit()
-
-    asyncio.run(seed())
+    init_db(url)
+    Database(url).seed_specs(*EXAMPLE_USERS)
     password_file = folder / "new-password.txt"
     password_file.write_text("from the file\n")
     password_file.chmod(0o600)

@@ -9,7 +9,6 @@ import io
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -18,14 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
-from typer.testing import CliRunner
 
-from usersctl.commands import app
-from usersctl.engine import create_engine
+from harness import cli, committed_count, execute, init_db, query, run, start
 from usersctl.passwords import hash_password, verify_password
-
-ENTRY_POINT = str(Path(sys.executable).with_name("usersctl"))
 
 
 @lru_cache(maxsize=1)
@@ -33,33 +27,15 @@ def stored_hash() -> str:
     return hash_password("imported-secret")
 
 
-def cli(url: str, *args: str, input: str | bytes | None = None) -> Any:
-    result = CliRunner().invoke(app, ["-d", url, *args], input=input)
-    return result
-
-
-def init(url: str) -> None:
-    result = cli(url, "init-db")
-    assert result.exit_code == 0, result.output
-
-
-async def _rows(url: str) -> list[dict[str, Any]]:
-    engine = create_engine(url)
-    try:
-        async with engine.connect() as connection:
-            result = await connection.execute(text('SELECT * FROM "user"'))
-            rows = [dict(row._mapping) for row in result]
-    finally:
-        await engine.dispose()
+def stored(url: str) -> list[dict[str, Any]]:
+    """Every row of the user table, read with plain SQL: ids as text, flags as booleans, in the
+    order of the lowercased email."""
+    rows = query(url, 'SELECT * FROM "user"')
     for row in rows:
         row["id"] = str(row["id"])
         for flag in ("is_active", "is_superuser", "is_verified"):
             row[flag] = bool(row[flag])
     return sorted(rows, key=lambda row: row["email"].lower())
-
-
-def stored(url: str) -> list[dict[str, Any]]:
-    return asyncio.run(_rows(url))
 
 
 def import_jsonl(url: str, *args: str, input: str) -> Any:
@@ -76,16 +52,10 @@ def user_record(index: int, **extra: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def url(database_url: str) -> str:
-    init(database_url)
-    return database_url
-
-
-@pytest.fixture
 def second_url(tmp_path: Path) -> str:
     """An empty second database to import into (SQLite: the round trip crosses databases)."""
     target = f"sqlite+aiosqlite:///{tmp_path / 'second.db'}"
-    init(target)
+    init_db(target)
     return target
 
 
@@ -484,7 +454,7 @@ def test_stopped_hashing_ends_after_the_hashes_under_way(monkeypatch: pytest.Mon
 
 
 def test_a_password_that_is_not_valid_unicode_is_an_invalid_row(url: str, tmp_path: Path) -> None:
-    init(url)
+    init_db(url)
     source = tmp_path / "surrogate.jsonl"
     source.write_text(
         '{"email": "fine@example.com", "password": "a good password"}\n'
@@ -493,7 +463,7 @@ def test_a_password_that_is_not_valid_unicode_is_an_invalid_row(url: str, tmp_pa
     result = cli(url, "import-users", str(source))
     assert result.exit_code == 2, result.output
     assert "line 2" in result.output and "not valid Unicode" in result.output
-    assert _count(url) == 0
+    assert committed_count(url) == 0
 
 
 @pytest.fixture
@@ -528,14 +498,14 @@ def test_a_conflict_under_fail_is_found_before_any_password_is_hashed(
     assert result.exit_code == 4, result.output
     assert "user2@example.com already exists" in result.output
     assert hashed_passwords == []
-    assert [row["email"] for row in _rows_sync(url)] == ["user2@example.com"]
+    assert [row["email"] for row in stored(url)] == ["user2@example.com"]
 
 
 def test_a_conflict_under_update_is_found_before_any_password_is_hashed(
     url: str, hashed_passwords: list[str]
 ) -> None:
     assert import_jsonl(url, input=jsonl(user_record(1, id=str(uuid.uuid4())))).exit_code == 0
-    [owner] = _rows_sync(url)
+    [owner] = stored(url)
     # The second row claims user1's id under another address: no rule makes that right.
     rows = jsonl(
         {"email": "user2@example.com", "password": "password number 2"},
@@ -547,7 +517,7 @@ def test_a_conflict_under_update_is_found_before_any_password_is_hashed(
     assert result.exit_code == 4, result.output
     assert f"id {owner['id']} belongs to user1@example.com" in result.output
     assert hashed_passwords == []
-    assert len(_rows_sync(url)) == 1
+    assert len(stored(url)) == 1
 
 
 def test_a_rerun_under_skip_hashes_only_the_new_users(
@@ -575,7 +545,7 @@ def test_a_rerun_under_skip_hashes_only_the_new_users(
         "dry_run": False,
     }
     assert hashed_passwords == ["password number 3"]
-    stored_rows = {row["email"].lower(): row for row in _rows_sync(url)}
+    stored_rows = {row["email"].lower(): row for row in stored(url)}
     assert verify_password("password number 3", stored_rows["user3@example.com"]["hashed_password"])
 
 
@@ -599,25 +569,11 @@ def test_a_row_whose_user_went_away_after_the_first_look_is_hashed_when_written(
 
     asyncio.run(write())
     assert summary.created == 1
-    [row] = _rows_sync(url)
+    [row] = stored(url)
     assert row["email"] == "gone@example.com" and verify_password("pw", row["hashed_password"])
 
 
 # A killed import ---------------------------------------------------------------------------------
-
-
-def _count(url: str) -> int:
-    async def count() -> int:
-        engine = create_engine(url)
-        try:
-            async with engine.connect() as connection:
-                return int(
-                    (await connection.execute(text('SELECT count(*) FROM "user"'))).scalar_one()
-                )
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(count())
 
 
 def _writing(url: str) -> bool:
@@ -626,21 +582,12 @@ def _writing(url: str) -> bool:
         wal = Path(url.split(":///", 1)[1] + "-wal")
         return wal.exists() and wal.stat().st_size > 1 << 20
 
-    async def locked() -> bool:
-        engine = create_engine(url)
-        try:
-            async with engine.connect() as connection:
-                found = await connection.execute(
-                    text(
-                        "SELECT count(*) FROM pg_locks WHERE mode = 'ShareRowExclusiveLock' "
-                        "AND relation = 'public.user'::regclass AND granted"
-                    )
-                )
-                return bool(found.scalar_one())
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(locked())
+    locks = query(
+        url,
+        "SELECT count(*) AS n FROM pg_locks WHERE mode = 'ShareRowExclusiveLock' "
+        "AND relation = 'public.user'::regclass AND granted",
+    )
+    return bool(locks[0]["n"])
 
 
 def test_a_killed_import_leaves_nothing_and_the_next_run_works(url: str, tmp_path: Path) -> None:
@@ -651,13 +598,7 @@ def test_a_killed_import_leaves_nothing_and_the_next_run_works(url: str, tmp_pat
         for index in range(total):
             record = {"email": f"user{index}@example{index % 97}.com", "hashed_password": hashed}
             out.write(json.dumps(record) + "\n")
-    env = {key: value for key, value in os.environ.items() if not key.startswith("USERSCTL_")}
-    process = subprocess.Popen(
-        [ENTRY_POINT, "-d", url, "import-users", str(path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
+    process = start(url, "import-users", str(path))
     # Kill it while it writes: rows are in the database's transaction, not yet committed.
     deadline = time.monotonic() + 120
     while not _writing(url):
@@ -666,18 +607,12 @@ def test_a_killed_import_leaves_nothing_and_the_next_run_works(url: str, tmp_pat
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert _count(url) == 0
+    assert committed_count(url) == 0
 
     # The next run completes without any repair (no stale lock; SQLite recovers its WAL).
-    finish = subprocess.run(
-        [ENTRY_POINT, "-d", url, "import-users", str(path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    finish = run(url, "import-users", str(path), timeout=300)
     assert finish.returncode == 0, finish.stderr
-    assert _count(url) == total
+    assert committed_count(url) == total
 
 
 def test_an_update_changes_the_flags_the_row_gives_and_keeps_the_others(url: str) -> None:
@@ -688,7 +623,7 @@ def test_an_update_changes_the_flags_the_row_gives_and_keeps_the_others(url: str
     new_password = {"email": "user1@example.com", "password": "rotated password"}
     result = import_jsonl(url, "--on-conflict", "update", input=jsonl(new_password))
     assert result.exit_code == 0, result.output
-    [row] = _rows_sync(url)
+    [row] = stored(url)
     assert {name: row[name] for name in stored_flags} == stored_flags
     assert verify_password("rotated password", row["hashed_password"])
 
@@ -696,7 +631,7 @@ def test_an_update_changes_the_flags_the_row_gives_and_keeps_the_others(url: str
         url, "--on-conflict", "update", input=jsonl(user_record(1, is_verified=False))
     )
     assert result.exit_code == 0, result.output
-    [row] = _rows_sync(url)
+    [row] = stored(url)
     assert {name: row[name] for name in stored_flags} == stored_flags | {"is_verified": False}
 
 
@@ -706,7 +641,7 @@ def test_an_update_changes_the_flags_the_row_gives_and_keeps_the_others(url: str
 def test_an_import_update_that_leaves_no_active_superuser_is_refused(url: str) -> None:
     result = import_jsonl(url, input=jsonl(user_record(1, is_superuser=True), user_record(2)))
     assert result.exit_code == 0, result.output
-    before = _rows_sync(url)
+    before = stored(url)
 
     for change in ({"is_superuser": False}, {"is_active": False}):
         result = import_jsonl(
@@ -714,7 +649,7 @@ def test_an_import_update_that_leaves_no_active_superuser_is_refused(url: str) -
         )
         assert result.exit_code == 4, result.output
         assert "no active superuser" in result.output and "user1@example.com" in result.output
-        assert _rows_sync(url) == before  # nothing written, user3 included
+        assert stored(url) == before  # nothing written, user3 included
 
     # Another superuser arriving in the same file keeps one: allowed.
     result = import_jsonl(
@@ -730,13 +665,9 @@ def test_an_import_update_that_leaves_no_active_superuser_is_refused(url: str) -
         url, "--on-conflict", "update", "--force", input=jsonl(user_record(4, is_active=False))
     )
     assert result.exit_code == 0, result.output
-    flags = {row["email"]: (row["is_active"], row["is_superuser"]) for row in _rows_sync(url)}
+    flags = {row["email"]: (row["is_active"], row["is_superuser"]) for row in stored(url)}
     assert flags["user1@example.com"] == (True, False)
     assert flags["user4@example.com"] == (False, True)
-
-
-def _rows_sync(url: str) -> list[dict[str, Any]]:
-    return asyncio.run(_rows(url))
 
 
 def test_export_through_a_link_writes_its_target_and_keeps_the_link(
@@ -753,8 +684,7 @@ def test_export_through_a_link_writes_its_target_and_keeps_the_link(
     assert [json.loads(line)["email"] for line in target.read_text().splitlines()] == [
         "user1@example.com"
     ]
-    assert not (tmp_path / "link.jsonl.partial").exists()
-    assert not (tmp_path / "real.jsonl.partial").exists()
+    assert not list(tmp_path.glob("*.partial"))
 
 
 def test_an_export_into_a_loop_of_links_is_a_usage_error(url: str, tmp_path: Path) -> None:
@@ -786,21 +716,15 @@ def test_hashes_exported_through_a_link_are_readable_by_the_owner_only(
     assert row["hashed_password"].startswith("$argon2id$")
 
 
-async def _make_integer_id_table(url: str, extra_columns: str = "first_name VARCHAR(50)") -> None:
+def _make_integer_id_table(url: str, extra_columns: str = "first_name VARCHAR(50)") -> None:
     """An app's own user table: integer ids, FastAPI Users' columns, and ``extra_columns``."""
-    engine = create_engine(url)
     key = "SERIAL PRIMARY KEY" if "postgresql" in url else "INTEGER PRIMARY KEY AUTOINCREMENT"
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(
-                text(
-                    f'CREATE TABLE "user" (id {key}, email VARCHAR(320) NOT NULL UNIQUE, '
-                    "hashed_password VARCHAR(1024) NOT NULL, is_active BOOLEAN NOT NULL, "
-                    f"is_superuser BOOLEAN NOT NULL, is_verified BOOLEAN NOT NULL, {extra_columns})"
-                )
-            )
-    finally:
-        await engine.dispose()
+    execute(
+        url,
+        f'CREATE TABLE "user" (id {key}, email VARCHAR(320) NOT NULL UNIQUE, '
+        "hashed_password VARCHAR(1024) NOT NULL, is_active BOOLEAN NOT NULL, "
+        f"is_superuser BOOLEAN NOT NULL, is_verified BOOLEAN NOT NULL, {extra_columns})",
+    )
 
 
 def test_integer_ids_round_trip_and_the_app_can_insert_afterwards(
@@ -808,8 +732,8 @@ def test_integer_ids_round_trip_and_the_app_can_insert_afterwards(
 ) -> None:
     """An app's integer-id table with an extra column: imported ids are kept, and the id
     sequence moves past them, so the next user created (here or by the app) gets a fresh id."""
-    asyncio.run(_make_integer_id_table(database_url))
-    init(database_url)  # adds the lower(email) index to the existing table
+    _make_integer_id_table(database_url)
+    init_db(database_url)  # adds the lower(email) index to the existing table
     rows = jsonl(
         user_record(1, id=7, first_name="Ada"),
         user_record(2, id=8, first_name=None),
@@ -852,8 +776,8 @@ def test_a_file_larger_than_one_statement_lands_row_for_row(
     """The fast path writes many rows per INSERT on SQLite, as many as its limit on bound
     parameters allows (4,680 rows of this table's 7 columns, less than a batch): 12,000 rows
     cross batches and statements, and each lands whole, its values in its own columns."""
-    asyncio.run(_make_integer_id_table(database_url))
-    init(database_url)
+    _make_integer_id_table(database_url)
+    init_db(database_url)
     count = 12_000
     records = [
         user_record(
@@ -889,8 +813,8 @@ def test_json_nulls_stay_sql_null_and_any_column_name_exports(
     database_url: str, tmp_path: Path
 ) -> None:
     json_type = "JSONB" if "postgresql" in database_url else "JSON"
-    asyncio.run(_make_integer_id_table(database_url, f"u TEXT, profile {json_type}"))
-    init(database_url)
+    _make_integer_id_table(database_url, f"u TEXT, profile {json_type}")
+    init_db(database_url)
     path = tmp_path / "odd.jsonl"
     path.write_text(
         jsonl(
@@ -901,16 +825,8 @@ def test_json_nulls_stay_sql_null_and_any_column_name_exports(
     result = cli(database_url, "import-users", str(path), "-o", "json")
     assert result.exit_code == 0, result.output
 
-    async def nulls() -> int:
-        engine = create_engine(database_url)
-        try:
-            async with engine.connect() as connection:
-                query = 'SELECT count(*) FROM "user" WHERE profile IS NULL'
-                return int((await connection.execute(text(query))).scalar_one())
-        finally:
-            await engine.dispose()
-
-    assert asyncio.run(nulls()) == 1  # JSON null arrived as SQL NULL, not the text 'null'
+    nulls = query(database_url, 'SELECT count(*) AS n FROM "user" WHERE profile IS NULL')
+    assert nulls[0]["n"] == 1  # JSON null arrived as SQL NULL, not the text 'null'
 
     exported = cli(database_url, "export-users")
     assert exported.exit_code == 0, exported.output
@@ -960,24 +876,16 @@ def test_updates_among_case_duplicates_take_the_exact_address_or_conflict(
 ) -> None:
     """A table FastAPI Users made, without the lower(email) index, holding one address in two
     cases: an update names the user stored exactly so; a third spelling is a conflict (exit 4)."""
-    asyncio.run(_make_integer_id_table(database_url))
+    _make_integer_id_table(database_url)
 
-    async def seed() -> None:
-        engine = create_engine(database_url)
-        try:
-            async with engine.begin() as connection:
-                for email in ("Dup@example.com", "dup@example.com"):
-                    await connection.execute(
-                        text(
-                            'INSERT INTO "user" (email, hashed_password, is_active, '
-                            "is_superuser, is_verified) VALUES (:e, :h, true, false, false)"
-                        ),
-                        {"e": email, "h": stored_hash()},
-                    )
-        finally:
-            await engine.dispose()
-
-    asyncio.run(seed())
+    execute(
+        database_url,
+        *(
+            'INSERT INTO "user" (email, hashed_password, is_active, is_superuser, is_verified) '
+            f"VALUES ('{email}', '{stored_hash()}', true, false, false)"
+            for email in ("Dup@example.com", "dup@example.com")
+        ),
+    )
     exact = jsonl({"email": "dup@example.com", "password": "x long enough", "first_name": "exact"})
     result = import_jsonl(database_url, "--on-conflict", "update", "-o", "json", input=exact)
     assert result.exit_code == 0, result.output

@@ -8,24 +8,30 @@ MAX_COMPLETIONS = 50
 COMPLETION_TIMEOUT = 2.0
 
 
-def complete_emails(url: str, prefix: str, model_path: str | None = None) -> list[str]:
+def complete_emails(
+    url: str, prefix: str, model_path: str | None = None, table: str | None = None
+) -> list[str]:
     """Up to 50 emails starting with ``prefix`` (any case); an empty list on any failure."""
     try:
         # Imported before the clock starts: the time limit is the database's, not the imports'.
         import usersctl.users  # noqa: F401
 
-        return asyncio.run(asyncio.wait_for(_emails(url, prefix, model_path), COMPLETION_TIMEOUT))
+        return asyncio.run(
+            asyncio.wait_for(_emails(url, prefix, model_path, table), COMPLETION_TIMEOUT)
+        )
     except Exception:
         return []
 
 
-async def _emails(url: str, prefix: str, model_path: str | None) -> list[str]:
+async def _emails(url: str, prefix: str, model_path: str | None, table: str | None) -> list[str]:
     from sqlalchemy import func, select
 
     from usersctl.users import open_users
 
     escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    async with open_users(url, connect_timeout=COMPLETION_TIMEOUT, model_path=model_path) as ctx:
+    async with open_users(
+        url, connect_timeout=COMPLETION_TIMEOUT, model_path=model_path, table=table
+    ) as ctx:
         email = ctx.model.table.c.email
         statement = (
             select(email)

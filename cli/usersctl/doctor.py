@@ -42,6 +42,7 @@ from usersctl.engine import (
     normalize_url,
 )
 from usersctl.errors import TablesMissing
+from usersctl.hash_choice import app_verifies_argon2, fastapi_users_version
 from usersctl.migrations import (
     IndexAdvice,
     database_index_names,
@@ -51,17 +52,16 @@ from usersctl.migrations import (
 from usersctl.models import (
     OAUTH_TABLE,
     TOKEN_TABLE,
-    USER_TABLE,
     UserModel,
     is_uuid_type,
     load_user_model,
     reflect_user_model,
 )
-from usersctl.passwords import hash_scheme
-from usersctl.schema import email_index_state
+from usersctl.passwords import Hashing, hash_cost_problem, hash_scheme, is_disabled_marker
+from usersctl.schema import build_email_index_concurrently, email_index_state
 
 #: The hash schemes counted, in the order they are shown.
-HASH_SCHEMES = ("argon2", "argon2-outdated", "bcrypt", "unknown-or-disabled")
+HASH_SCHEMES = ("argon2", "argon2-outdated", "bcrypt", "unknown", "disabled")
 MAX_LISTED = 20  # duplicate groups listed in a check's items
 HASH_BATCH = 10_000
 
@@ -135,6 +135,8 @@ def type_family(kind: TypeEngine[Any], dialect: Dialect) -> str:
     """
     if isinstance(kind, TypeDecorator):
         kind = kind.load_dialect_impl(dialect)
+    if isinstance(kind, Uuid) and not (kind.native_uuid and dialect.supports_native_uuid):
+        return "text"  # SQLite keeps UUIDs as text (32 hex digits), declared UUID or CHAR(32)
     checks: list[tuple[type[Any] | tuple[type[Any], ...], str]] = [
         (Uuid, "uuid"),
         (Boolean, "boolean"),
@@ -191,12 +193,15 @@ def _compare_table(
     name: str,
     user_id_family: str | None,
     role: str,
+    schema: str | None = None,
 ) -> tuple[list[str], list[str]]:
-    """Problems with the database's table ``name`` against ``expected`` (a model's table) or,
-    without one, against the columns FastAPI Users needs in a table of that ``role`` (``user``,
-    ``oauth``, ``token``); and the columns found only in the database."""
+    """Problems with the database's table ``name`` (in ``schema``) against ``expected`` (a model's
+    table) or, without one, against the columns FastAPI Users needs in a table of that ``role``
+    (``user``, ``oauth``, ``token``); and the columns found only in the database."""
     dialect = connection.dialect
-    found = {column["name"]: column for column in inspect(connection).get_columns(name)}
+    found = {
+        column["name"]: column for column in inspect(connection).get_columns(name, schema=schema)
+    }
     problems: list[str] = []
     if expected is not None:
         wanted = {column.name: {type_family(column.type, dialect)} for column in expected.columns}
@@ -242,40 +247,39 @@ class _State:
     """What the first pass found out about the database, for the checks that follow."""
 
     model: UserModel | None
-    tables: set[str] = field(default_factory=set)
+    tables: set[str] = field(default_factory=set)  # the model's tables found, by full name
     checks: list[CheckResult] = field(default_factory=list)
 
 
-def _structure(connection: Connection, loaded: UserModel | None) -> _State:
-    names = set(inspect(connection).get_table_names())
-    user_table = loaded.table.name if loaded is not None else USER_TABLE
-    state = _State(model=loaded, tables=names)
-    if loaded is None and user_table in names:
+def _structure(
+    connection: Connection, loaded: UserModel | None, table_name: str | None = None
+) -> _State:
+    inspector = inspect(connection)
+    state = _State(model=loaded)
+    if loaded is None:
         try:
-            state.model = reflect_user_model(connection)
+            state.model = reflect_user_model(connection, table_name)
         except TablesMissing as exc:
-            state.checks.append(CheckResult("model", SKIP, "the user table cannot be read"))
+            state.checks.append(CheckResult("model", SKIP, "no user table to read"))
             state.checks.append(CheckResult("user table", FAIL, str(exc)))
             return state
-    if state.model is not None:
-        state.checks.append(CheckResult("model", OK, state.model.description))
-    elif loaded is None and user_table not in names:
-        state.checks.append(CheckResult("model", SKIP, "no user table to read"))
-    if user_table not in names:
+    model = state.model
+    assert model is not None
+    state.checks.append(CheckResult("model", OK, model.description))
+    user = model.table
+    if not inspector.has_table(user.name, schema=user.schema):
         state.checks.append(
             CheckResult(
                 "user table",
                 FAIL,
-                f"no {user_table!r} table; run `usersctl init-db` (or the app's migrations)",
+                f"no {user.fullname!r} table; run `usersctl init-db` (or the app's migrations)",
             )
         )
         return state
-    model = state.model
-    expected = model.table if model is not None and model.source != "database" else None
-    if model is None:
-        return state
-    problems, extra = _compare_table(connection, expected, user_table, None, "user")
-    detail = f"{user_table!r} has FastAPI Users' columns"
+    state.tables.add(user.fullname)
+    expected = user if model.source != "database" else None
+    problems, extra = _compare_table(connection, expected, user.name, None, "user", user.schema)
+    detail = f"{user.fullname!r} has FastAPI Users' columns"
     if expected is None and extra:
         detail += f", and {', '.join(extra)}"
     elif extra:
@@ -283,27 +287,53 @@ def _structure(connection: Connection, loaded: UserModel | None) -> _State:
     state.checks.append(
         CheckResult("user table", FAIL if problems else OK, "; ".join(problems) or detail)
     )
-    id_family = type_family(model.table.c.id.type, connection.dialect)
+    id_family = type_family(user.c.id.type, connection.dialect)
     related = (
-        (OAUTH_TABLE, "oauth_account table", model.oauth_table, "oauth"),
-        (TOKEN_TABLE, "accesstoken table", model.token_table, "token"),
+        (OAUTH_TABLE, "oauth_account table", "OAuth account", model.oauth_table, "oauth"),
+        (TOKEN_TABLE, "accesstoken table", "access token", model.token_table, "token"),
     )
-    for default_name, check_name, table, role in related:
-        known = table is not None and model.source != "database"
-        name = table.name if table is not None else default_name
-        if name not in names:
-            if known:
-                state.checks.append(
-                    CheckResult(check_name, FAIL, f"the model has {name!r} but the database not")
-                )
+    for default_name, check_name, what, table, role in related:
+        if table is None:
+            # Found by its foreign key to the user table: a table of FastAPI Users' name that
+            # does not reference it is another table, not this one. One that does, but was not
+            # taken for the app's table, lacks the columns FastAPI Users needs: say which.
+            if _references_user_table(inspector, default_name, user):
+                problems, _ = _compare_table(connection, None, default_name, id_family, role)
+                detail = "; ".join(problems) or f"{default_name!r} has FastAPI Users' columns"
+                state.checks.append(CheckResult(check_name, FAIL if problems else OK, detail))
+                continue
+            if inspector.has_table(default_name):
+                detail = f"no {what} table references {user.fullname!r} ({default_name!r} does not)"
             else:
-                state.checks.append(CheckResult(check_name, OK, f"no {name!r} table (not used)"))
+                detail = f"no {default_name!r} table (not used)"
+            state.checks.append(CheckResult(check_name, OK, detail))
             continue
-        problems, _ = _compare_table(connection, table if known else None, name, id_family, role)
+        known = model.source != "database"
+        if not inspector.has_table(table.name, schema=table.schema):
+            state.checks.append(
+                CheckResult(
+                    check_name, FAIL, f"the model has {table.fullname!r} but the database not"
+                )
+            )
+            continue
+        state.tables.add(table.fullname)
+        problems, _ = _compare_table(
+            connection, table if known else None, table.name, id_family, role, table.schema
+        )
         status = FAIL if problems else OK
-        detail = "; ".join(problems) or f"{name!r} has FastAPI Users' columns"
+        detail = "; ".join(problems) or f"{table.fullname!r} has FastAPI Users' columns"
         state.checks.append(CheckResult(check_name, status, detail))
     return state
+
+
+def _references_user_table(inspector: Any, name: str, user: Table) -> bool:
+    """Whether the table ``name`` (in the default schema) has a foreign key to the user table."""
+    if not inspector.has_table(name):
+        return False
+    return any(
+        key["referred_table"] == user.name and key.get("referred_schema") in (None, user.schema)
+        for key in inspector.get_foreign_keys(name)
+    )
 
 
 def _index_and_duplicates(
@@ -329,17 +359,23 @@ def _index_and_duplicates(
         )
     else:
         duplicates = CheckResult("case duplicates", OK, "no two emails differ only in case")
-    state, _ = email_index_state(connection, table.name)
+    state, _ = email_index_state(connection, table.name, table.schema)
     name = email_lower_index_name(table.name)
     if state == "ok":
         index = CheckResult("email index", OK, f"unique index on lower(email) of {table.name!r}")
     else:
-        what = (
-            f"index {name} is invalid (an interrupted concurrent build)"
-            if state == "invalid"
-            else "no unique index on lower(email): logins scan the table, and addresses "
-            "differing only in case can be created"
-        )
+        if state == "invalid":
+            what = f"index {name} is invalid (an interrupted concurrent build)"
+        elif state == "wrong":
+            what = (
+                f"index {name} is not a unique index on lower(email) (not unique, partial, or "
+                "on other columns): addresses differing only in case can be created"
+            )
+        else:
+            what = (
+                "no unique index on lower(email): logins scan the table, and addresses "
+                "differing only in case can be created"
+            )
         if groups:
             index = CheckResult(
                 "email index",
@@ -387,28 +423,66 @@ def _model_indexes(connection: Connection, model: UserModel, alembic: bool) -> C
     return CheckResult("model indexes", FAIL if alembic else WARN, "; ".join(problems))
 
 
-async def _hashes(connection: AsyncConnection, model: UserModel) -> CheckResult:
+async def _hashes(
+    connection: AsyncConnection, model: UserModel, helper: Hashing | None
+) -> CheckResult:
+    """Hashes by scheme, and by scheme those the app cannot use: with the app's ``helper``,
+    those it does not identify (a failure: those users cannot log in); without, unknown ones,
+    and Argon2 ones when the installed FastAPI Users verifies bcrypt only (a warning). A
+    disabled marker locks its account on purpose, and is counted apart."""
     counts: Counter[str] = Counter({scheme: 0 for scheme in HASH_SCHEMES})
+    unusable: Counter[str] = Counter()
+    costly: Counter[str] = Counter()  # cost parameters far beyond what a login can verify
+    bcrypt_only = helper is None and app_verifies_argon2() is False
     result = await connection.stream(
         select(model.table.c.hashed_password), execution_options={"yield_per": HASH_BATCH}
     )
     async for batch in result.partitions(HASH_BATCH):
         for (hashed,) in batch:
-            scheme = hash_scheme(hashed) if hashed else "unknown"
-            counts["unknown-or-disabled" if scheme == "unknown" else scheme] += 1
+            if hashed is None or is_disabled_marker(hashed):
+                counts["disabled"] += 1
+                continue
+            scheme = hash_scheme(hashed)
+            counts[scheme] += 1
+            if scheme != "unknown" and hash_cost_problem(hashed) is not None:
+                costly[scheme] += 1
+                continue
+            identified = helper.identifies(hashed) if helper is not None else None
+            if identified is None:  # no helper, or one that cannot be asked
+                identified = scheme != "unknown" and not (bcrypt_only and scheme != "bcrypt")
+            if not identified:
+                unusable[scheme] += 1
     shown = ", ".join(f"{counts[scheme]} {scheme}" for scheme in HASH_SCHEMES)
-    locked = counts["unknown-or-disabled"]
-    if locked:
-        detail = f"{shown}: {locked} user(s) cannot log in with a password"
-        return CheckResult("password hashes", WARN, detail, counts=dict(counts))
-    return CheckResult("password hashes", OK, shown, counts=dict(counts))
+    if costly:
+        by_scheme = ", ".join(f"{count} {scheme}" for scheme, count in costly.items())
+        detail = (
+            f"{shown}: {sum(costly.values())} hash(es) with a cost far beyond FastAPI Users' "
+            f"({by_scheme}): each login with one ties up a core for minutes; set their passwords"
+        )
+        return CheckResult("password hashes", FAIL, detail, counts=dict(counts))
+    if not unusable:
+        return CheckResult("password hashes", OK, shown, counts=dict(counts))
+    by_scheme = ", ".join(f"{count} {scheme}" for scheme, count in unusable.items())
+    if helper is not None:
+        why = f"{helper.helper_path} cannot identify their hashes ({by_scheme})"
+    elif bcrypt_only and set(unusable) - {"unknown"}:
+        version = ".".join(map(str, fastapi_users_version() or ()))
+        why = (
+            f"the installed FastAPI Users {version} verifies bcrypt only ({by_scheme}; an Argon2 "
+            "hash fails its login with HTTP 500 until set-password writes bcrypt)"
+        )
+    else:
+        why = f"FastAPI Users cannot verify their hashes ({by_scheme})"
+    detail = f"{shown}: {sum(unusable.values())} user(s) cannot log in: {why}"
+    status = FAIL if helper is not None else WARN
+    return CheckResult("password hashes", status, detail, counts=dict(counts))
 
 
 def _orphan_statements(model: UserModel, tables: set[str]) -> list[tuple[Table, Any]]:
     user = model.table
     found = []
     for table in (model.oauth_table, model.token_table):
-        if table is not None and table.name in tables:
+        if table is not None and table.fullname in tables:
             gone = ~exists(select(user.c.id).where(user.c.id == table.c.user_id))
             found.append((table, gone))
     return found
@@ -438,14 +512,18 @@ def _orphans(connection: Connection, model: UserModel, tables: set[str]) -> Chec
 
 
 async def _run_checks(
-    engine: AsyncEngine, loaded: UserModel | None, apply_anyway: bool = False
+    engine: AsyncEngine,
+    loaded: UserModel | None,
+    table_name: str | None,
+    apply_anyway: bool = False,
+    helper: Hashing | None = None,
 ) -> tuple[str, list[CheckResult], bool]:
     """The model's description, the checks, and whether Alembic manages the database."""
     async with engine.connect() as connection:
-        state = await connection.run_sync(_structure, loaded)
+        state = await connection.run_sync(_structure, loaded, table_name)
         model = state.model
         checks = list(state.checks)
-        if model is None or model.table.name not in state.tables:
+        if model is None or model.table.fullname not in state.tables:
             for name in ("email index", "case duplicates", "password hashes", "orphan rows"):
                 checks.append(CheckResult(name, SKIP, "no user table"))
             return "none", checks, False
@@ -453,7 +531,7 @@ async def _run_checks(
         checks += await connection.run_sync(_index_and_duplicates, model, alembic, apply_anyway)
         if loaded is not None:
             checks.append(await connection.run_sync(_model_indexes, loaded, alembic))
-        checks.append(await _hashes(connection, model))
+        checks.append(await _hashes(connection, model, helper))
         checks.append(await connection.run_sync(_orphans, model, state.tables))
         return model.description, checks, alembic
 
@@ -465,28 +543,33 @@ async def _create_email_index(engine: AsyncEngine, model: UserModel) -> str:
     """Build the unique lower(email) index; on PostgreSQL concurrently, so writes go on."""
     name = email_lower_index_name(model.table.name)
     # A bare table of the same name: the index must not join the app's own metadata.
-    table = Table(model.table.name, MetaData(), Column("email", String))
+    table = Table(model.table.name, MetaData(), Column("email", String), schema=model.table.schema)
     if engine.dialect.name == "postgresql":
-        index = Index(name, func.lower(table.c.email), unique=True, postgresql_concurrently=True)
-        # CREATE INDEX CONCURRENTLY refuses to run inside a transaction block.
-        async with engine.connect() as plain:
-            connection = await plain.execution_options(isolation_level="AUTOCOMMIT")
-            _, invalid = await connection.run_sync(email_index_state, table.name)
-            for stale in invalid:
-                drop = DropIndex(Index(stale, table.c.email, postgresql_concurrently=True))
-                await connection.execute(drop)
-            await connection.execute(CreateIndex(index, if_not_exists=True))
+        await build_email_index_concurrently(engine, table.name, table.schema)
         return f"created unique index {name} on lower(email) concurrently"
     index = Index(name, func.lower(table.c.email), unique=True)
     async with engine.begin() as connection:
+        _, stale_indexes = await connection.run_sync(email_index_state, table.name)
+        for stale in stale_indexes:
+            await connection.execute(DropIndex(Index(stale, table.c.email)))
         await connection.execute(CreateIndex(index, if_not_exists=True))
     return f"created unique index {name} on lower(email)"
+
+
+def _existing(connection: Connection, model: UserModel) -> list[str]:
+    """The model's OAuth and token tables that the database has (a model's may be missing)."""
+    inspector = inspect(connection)
+    return [
+        table.fullname
+        for table in (model.oauth_table, model.token_table)
+        if table is not None and inspector.has_table(table.name, schema=table.schema)
+    ]
 
 
 async def _delete_orphans(engine: AsyncEngine, model: UserModel) -> str:
     removed = []
     async with engine.begin() as connection:
-        tables = set(await connection.run_sync(lambda c: inspect(c).get_table_names()))
+        tables = set(await connection.run_sync(_existing, model))
         for table, gone in _orphan_statements(model, tables):
             result = await connection.execute(delete(table).where(gone))
             if result.rowcount:
@@ -507,18 +590,24 @@ async def _fix(
     return done
 
 
-async def _model_for_fix(engine: AsyncEngine, loaded: UserModel | None) -> UserModel:
+async def _model_for_fix(
+    engine: AsyncEngine, loaded: UserModel | None, table_name: str | None
+) -> UserModel:
     if loaded is not None:
         return loaded
     async with engine.connect() as connection:
-        return await connection.run_sync(reflect_user_model)
+        return await connection.run_sync(reflect_user_model, table_name)
 
 
 # The whole check ------------------------------------------------------------------------------
 
 
 async def _index_advice(
-    engine: AsyncEngine, loaded: UserModel | None, checks: Sequence[CheckResult], alembic: bool
+    engine: AsyncEngine,
+    loaded: UserModel | None,
+    table_name: str | None,
+    checks: Sequence[CheckResult],
+    alembic: bool,
 ) -> tuple[IndexAdvice | None, bool]:
     """On an Alembic-managed database, the advice for the lower(email) index when it is missing,
     just added by ``--apply-anyway``, or in the database but not in the model (``--model``); and
@@ -527,7 +616,9 @@ async def _index_advice(
     if not alembic or check is None or check.status == SKIP:
         return None, False
     async with engine.connect() as connection:
-        model = loaded if loaded is not None else await connection.run_sync(reflect_user_model)
+        model = loaded
+        if model is None:
+            model = await connection.run_sync(reflect_user_model, table_name)
         table = model.table
         advice = email_index_advice(table.name, engine.dialect.name, schema=table.schema)
         if check.failed:
@@ -545,30 +636,41 @@ async def diagnose(
     url: str,
     *,
     model_path: str | None = None,
+    table: str | None = None,
     fix: bool = False,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     apply_anyway: bool = False,
+    password_helper: Hashing | None = None,
 ) -> DoctorReport:
     """Run every check on the database at ``url``; with ``fix``, repair what can be repaired
-    safely and check again (a repaired check reads ``fixed``). On a database that Alembic
-    manages the ``lower(email)`` index is left to the app, unless ``apply_anyway``."""
-    loaded = load_user_model(model_path) if model_path else None
+    safely and check again (a repaired check reads ``fixed``). ``table`` names the user table
+    (``--table``); without it, it is found by its columns. On a database that Alembic manages
+    the ``lower(email)`` index is left to the app, unless ``apply_anyway``. With the app's own
+    ``password_helper``, every stored hash is checked against it."""
+    loaded = load_user_model(model_path, table) if model_path else None
     parsed = normalize_url(url)
     check_sqlite_file(parsed)
-    engine = create_engine(parsed, connect_timeout=connect_timeout, sqlite_begin="BEGIN")
+    engine = create_engine(
+        parsed, connect_timeout=connect_timeout, sqlite_begin="BEGIN", sqlite_wal=False
+    )
     try:
-        described, checks, alembic = await _run_checks(engine, loaded, apply_anyway)
+        described, checks, alembic = await _run_checks(
+            engine, loaded, table, apply_anyway, password_helper
+        )
         fixable = [check for check in checks if check.failed and check.fixable]
         if fix and fixable:
-            done = await _fix(engine, await _model_for_fix(engine, loaded), fixable)
-            described, checks, alembic = await _run_checks(engine, loaded, apply_anyway)
+            model = await _model_for_fix(engine, loaded, table)
+            done = await _fix(engine, model, fixable)
+            described, checks, alembic = await _run_checks(
+                engine, loaded, table, apply_anyway, password_helper
+            )
             checks = [
                 replace(check, status=FIXED, detail=done[check.name])
                 if check.name in done and not check.failed
                 else check
                 for check in checks
             ]
-        advice, in_database = await _index_advice(engine, loaded, checks, alembic)
+        advice, in_database = await _index_advice(engine, loaded, table, checks, alembic)
         # The URL as the user wrote it, its password hidden.
         return DoctorReport(mask_url(url), described, tuple(checks), advice, in_database)
     finally:

@@ -11,7 +11,12 @@ MAX_EMAIL_LENGTH = 320  # the width of the user table's email column
 
 
 class InvalidEmail(InvalidInput):
-    """The address is not a valid email address."""
+    """The address is not a valid email address. ``reason`` says why without quoting the value,
+    for messages about files whose columns may be mixed up (a password in the email column)."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 def normalize_email(raw: str) -> str:
@@ -33,7 +38,9 @@ def normalize_email(raw: str) -> str:
         result = validate_email(value, check_deliverability=False)
     except EmailNotValidError as exc:
         reason = str(exc).rstrip(".")
-        raise InvalidEmail(f"invalid email address {value!r}: {reason}") from None
+        raise InvalidEmail(
+            f"invalid email address {value!r}: {reason}", f"not a valid email address ({reason})"
+        ) from None
     normalized: str = result.normalized
     if len(normalized) > MAX_EMAIL_LENGTH:
         raise InvalidEmail(f"email address is longer than {MAX_EMAIL_LENGTH} characters")

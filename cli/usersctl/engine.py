@@ -151,12 +151,14 @@ def create_engine(
     *,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     sqlite_begin: str = "BEGIN IMMEDIATE",
+    sqlite_wal: bool = True,
     **kwargs: Any,
 ) -> AsyncEngine:
     """An async engine for ``url``, normalised, with bounded connect time.
 
-    On SQLite every connection enforces foreign keys, uses WAL and waits for locks instead of
-    failing with "database is locked". Transactions start with ``BEGIN IMMEDIATE`` by default:
+    On SQLite every connection enforces foreign keys and waits for locks instead of failing with
+    "database is locked", and with ``sqlite_wal`` switches the file to WAL. That lasts beyond the
+    connection: work that only reads passes ``sqlite_wal=False`` and leaves the file as it was. Transactions start with ``BEGIN IMMEDIATE`` by default:
     one that reads and then writes (``get_by_email`` then ``create``, as every registration does)
     cannot wait for the write lock once it holds a read snapshot, so under a deferred ``BEGIN``
     concurrent writers fail at once whatever the busy timeout. Pass ``sqlite_begin="BEGIN"`` for
@@ -172,7 +174,12 @@ def create_engine(
         connect_args.setdefault("timeout", max(connect_timeout, 30.0))
         connect_args.setdefault("async_creator_fn", _connect_aiosqlite)
         engine = _create_async_engine(url, connect_args=connect_args, **kwargs)
-        _configure_sqlite(engine, busy_timeout=connect_args["timeout"], begin=sqlite_begin)
+        _configure_sqlite(
+            engine,
+            busy_timeout=connect_args["timeout"],
+            begin=sqlite_begin,
+            wal=sqlite_wal,
+        )
     return engine
 
 
@@ -193,6 +200,15 @@ def _postgres_connect_args(url: URL, connect_args: dict[str, Any]) -> URL:
                 raise InvalidInput(f"the database URL's ?{name}= must be a finite number >= 0")
             connect_args.setdefault(name, value)
             moved.append(name)
+    if behind_pooler(url):
+        # PgBouncer in transaction mode hands each transaction whichever server connection is
+        # free: a statement prepared and cached on one is missing on the next, and asyncpg's
+        # numbered names (__asyncpg_stmt_1__, the same in every process) collide on a server
+        # connection that another client used before. So no cache at either level, and every
+        # statement a unique name (SQLAlchemy's documented prepared_statement_name_func).
+        connect_args.setdefault("statement_cache_size", 0)
+        connect_args.setdefault("prepared_statement_name_func", _unique_statement_name)
+        url = url.update_query_dict({"prepared_statement_cache_size": "0"})
     application = url.query.get("application_name")
     if isinstance(application, str):
         settings = dict(connect_args.get("server_settings") or {})
@@ -200,6 +216,22 @@ def _postgres_connect_args(url: URL, connect_args: dict[str, Any]) -> URL:
         connect_args["server_settings"] = settings
         moved.append("application_name")
     return url.difference_update_query(moved) if moved else url
+
+
+def behind_pooler(url: URL) -> bool:
+    """Whether the URL says it reaches PostgreSQL through a pooler in transaction mode: it turns
+    a statement cache off (``?prepared_statement_cache_size=0``, SQLAlchemy's, or asyncpg's
+    ``?statement_cache_size=0``)."""
+    return any(
+        str(url.query.get(name, "")).strip() == "0"
+        for name in ("prepared_statement_cache_size", "statement_cache_size")
+    )
+
+
+def _unique_statement_name() -> str:
+    import uuid
+
+    return f"__usersctl_{uuid.uuid4().hex}__"
 
 
 def _connect_aiosqlite(*args: Any, **kwargs: Any) -> Any:
@@ -225,7 +257,14 @@ def _connect_aiosqlite(*args: Any, **kwargs: Any) -> Any:
     return connect()
 
 
-def _configure_sqlite(engine: AsyncEngine, *, busy_timeout: float, begin: str) -> None:
+def _configure_sqlite(engine: AsyncEngine, *, busy_timeout: float, begin: str, wal: bool) -> None:
+    from sqlalchemy.types import Uuid
+
+    # A column declared UUID (sqlalchemy.UUID) has NUMERIC affinity in SQLite, and SQLAlchemy's
+    # reflection reads it so; it holds UUIDs as 32 hex digits, which sqlalchemy.Uuid reads.
+    dialect: Any = engine.sync_engine.dialect
+    dialect.ischema_names = {**dialect.ischema_names, "UUID": Uuid}  # this engine's only
+
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Hand transaction control to SQLAlchemy's BEGIN below, not to the sqlite3 module.
@@ -235,9 +274,10 @@ def _configure_sqlite(engine: AsyncEngine, *, busy_timeout: float, begin: str) -
             try:
                 cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
                 cursor.execute("PRAGMA foreign_keys = ON")
-                # A read-only file keeps its journal mode; reading still works.
-                with contextlib.suppress(Exception):
-                    cursor.execute("PRAGMA journal_mode = WAL")
+                if wal:
+                    # A read-only file keeps its journal mode; reading still works.
+                    with contextlib.suppress(Exception):
+                        cursor.execute("PRAGMA journal_mode = WAL")
                 cursor.execute("PRAGMA synchronous = NORMAL")
             finally:
                 cursor.close()
@@ -250,6 +290,28 @@ def _configure_sqlite(engine: AsyncEngine, *, busy_timeout: float, begin: str) -
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql(begin)
+
+
+async def execute_alone(engine: AsyncEngine, statements: list[Any]) -> None:
+    """Run DDL statements outside any transaction (``CREATE INDEX CONCURRENTLY`` refuses one),
+    each alone in PostgreSQL's simple query protocol.
+
+    A prepared statement is two round trips; outside a transaction a pooler in transaction mode
+    may send them to different server connections, and the second would not find the first.
+    """
+    from sqlalchemy.exc import DBAPIError
+
+    async with engine.connect() as plain:
+        connection = await plain.execution_options(isolation_level="AUTOCOMMIT")
+        driver = (await connection.get_raw_connection()).driver_connection
+        assert driver is not None  # an open connection has its driver's
+        for statement in statements:
+            sql = str(statement.compile(dialect=engine.dialect))
+            try:
+                await driver.execute(sql)
+            except Exception as exc:
+                # As SQLAlchemy wraps the driver's errors, so the command layer knows them.
+                raise DBAPIError.instance(sql, None, exc, Exception) from exc
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

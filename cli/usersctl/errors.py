@@ -36,6 +36,11 @@ class AmbiguousUser(Conflict):
     index), and none is stored exactly as given."""
 
 
+class ConstraintConflict(Conflict):
+    """A unique or foreign-key constraint refuses the change (named by usersctl where SQLite
+    does not name it)."""
+
+
 class LastSuperuser(Conflict):
     """The change would leave the database without an active superuser."""
 

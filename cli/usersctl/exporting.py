@@ -2,13 +2,16 @@
 
 The database renders each row (``json_object`` on SQLite, ``row_to_json`` on PostgreSQL,
 text casts for CSV) and rows arrive in batches from a server-side cursor, so Python only moves
-finished text: a million rows take seconds and the same memory as a thousand.
+finished text: a million rows take seconds and the same memory as a thousand. A table with
+columns whose database rendering is not their form in ``usersctl.fields`` (times, decimals,
+arrays, enums, JSON, bytes, UUIDs stored as hex) is rendered in Python instead, by those forms.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any
 
 from sqlalchemy import (
@@ -22,9 +25,10 @@ from sqlalchemy import (
     literal_column,
     select,
 )
-from sqlalchemy.types import JSON, Boolean, LargeBinary
+from sqlalchemy.types import Boolean, Enum, Integer, TypeDecorator
 
-from usersctl.models import UserModel
+from usersctl.fields import ValueForm, form_for
+from usersctl.models import UserModel, is_uuid_type
 from usersctl.users import UserFilters, open_users
 
 BATCH = 10_000
@@ -39,38 +43,92 @@ def export_columns(model: UserModel, *, include_hashes: bool) -> list[str]:
     return columns
 
 
+def renders_in_database(model: UserModel, columns: list[str], dialect: str) -> bool:
+    """Whether the database writes every column in ``columns`` in its form: booleans, integers,
+    text, and UUIDs where they are stored as such (natively, or as hyphenated CHAR(36)) — the
+    columns of FastAPI Users' own table."""
+    for name in columns:
+        kind = model.column(name).type
+        if isinstance(kind, (Boolean, Integer)) or (
+            isinstance(kind, String) and not isinstance(kind, Enum)
+        ):
+            continue
+        if is_uuid_type(kind) and (
+            dialect == "postgresql"
+            or (isinstance(kind, TypeDecorator) and getattr(kind.impl_instance, "length", 0) == 36)
+        ):
+            continue
+        return False
+    return True
+
+
+def _rendered_in_python(
+    rows: Sequence[Any], columns: list[str], forms: Mapping[str, ValueForm], fmt: str
+) -> list[Any]:
+    """Rows of column values as the database's rendering would give them: one JSON text each
+    (compact, as the database writes it), or the CSV cells."""
+    chosen = [forms[name] for name in columns]
+    if fmt == "csv":
+        return [
+            [
+                "" if value is None else form.text(value)
+                for form, value in zip(chosen, row, strict=True)
+            ]
+            for row in rows
+        ]
+    return [
+        (
+            json.dumps(
+                {
+                    name: None if value is None else form.json(value)
+                    for name, form, value in zip(columns, chosen, row, strict=True)
+                },
+                ensure_ascii=False,
+                separators=(",", ":"),
+            ),
+        )
+        for row in rows
+    ]
+
+
+class CsvRows:
+    """CSV rows ending in ``\n``. Python's writer quotes a cell holding ``\n`` but not one
+    holding a lone ``\r`` (not in that line ending), which a reader then takes for the end of
+    the line: a row with such a cell has every cell quoted."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self.plain = csv.writer(out, lineterminator="\n")
+        self.quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
+
+    def writerows(self, rows: Sequence[Any]) -> None:
+        if not any("\r" in cell for row in rows for cell in row if isinstance(cell, str)):
+            self.plain.writerows(rows)
+            return
+        for row in rows:
+            carriage = any("\r" in cell for cell in row if isinstance(cell, str))
+            (self.quoted if carriage else self.plain).writerow(row)
+
+
 def _json_value(column: Column[Any], dialect: str) -> ColumnElement[Any]:
-    kind = column.type
-    if dialect == "sqlite":
-        if isinstance(kind, Boolean):
-            # SQLite keeps booleans as 0/1; json() turns the words into JSON true/false.
-            return func.json(case((column.is_(None), "null"), (column != 0, "true"), else_="false"))
-        if isinstance(kind, JSON):
-            return func.json(column)
-        if isinstance(kind, LargeBinary):
-            return func.hex(column)
-    elif isinstance(kind, LargeBinary):
-        return func.encode(column, "hex")
+    if dialect == "sqlite" and isinstance(column.type, Boolean):
+        # SQLite keeps booleans as 0/1; json() turns the words into JSON true/false.
+        return func.json(case((column.is_(None), "null"), (column != 0, "true"), else_="false"))
     return column
 
 
 def _text_value(column: Column[Any], dialect: str) -> ColumnElement[Any]:
-    kind = column.type
-    if isinstance(kind, Boolean):
+    if isinstance(column.type, Boolean):
         true = column != 0 if dialect == "sqlite" else column.is_(True)
         return case((column.is_(None), None), (true, "true"), else_="false")
-    if dialect == "sqlite":
-        return func.hex(column) if isinstance(kind, LargeBinary) else column
-    if isinstance(kind, LargeBinary):
-        return func.encode(column, "hex")
-    return cast(column, String)
+    return column if dialect == "sqlite" else cast(column, String)
 
 
 def json_rows_statement(
     model: UserModel, columns: list[str], dialect: str, filters: UserFilters
 ) -> Any:
     """One text column: each user matching ``filters`` as a JSON object, rendered by the
-    database, compact and with the fields in ``columns`` order on both databases."""
+    database, compact and with the fields in ``columns`` order on both databases (for the
+    columns ``renders_in_database`` accepts)."""
     source = model.selectable  # the user table, joined to its parents for a subclass
     if dialect == "sqlite":
         pairs: list[Any] = []
@@ -115,31 +173,41 @@ async def export_users(
     connect_timeout: float = 10.0,
     progress: Progress | None = None,
     model_path: str | None = None,
+    table: str | None = None,
 ) -> int:
     """Write the users matching ``filters`` to ``out``; return how many were written.
 
     Without ``include_hashes`` no password hash leaves the database.
     """
     filters = filters or UserFilters()
-    async with open_users(url, connect_timeout=connect_timeout, model_path=model_path) as ctx:
+    async with open_users(
+        url, connect_timeout=connect_timeout, model_path=model_path, table=table
+    ) as ctx:
         dialect = ctx.session.bind.dialect.name
         columns = export_columns(ctx.model, include_hashes=include_hashes)
         total = 0
         if progress:
             counting = filters.apply(ctx.model, select(func.count()).select_from(ctx.model.table))
             total = int((await ctx.session.execute(counting)).scalar_one())
-        if fmt == "csv":
+        forms = None
+        if not renders_in_database(ctx.model, columns, dialect):
+            forms = {name: form_for(ctx.model.column(name).type) for name in columns}
+        if forms is not None:
+            fields = select(*(ctx.model.column(name) for name in columns))
+            statement = filters.apply(ctx.model, fields.select_from(ctx.model.selectable))
+        elif fmt == "csv":
             statement = csv_rows_statement(ctx.model, columns, dialect, filters)
         else:
             statement = json_rows_statement(ctx.model, columns, dialect, filters)
         result = await ctx.session.stream(statement, execution_options={"yield_per": BATCH})
         written = 0
-        writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
+        writer = CsvRows(out) if fmt == "csv" else None
         if writer is not None:
-            writer.writerow(columns)
+            writer.writerows([columns])
         elif fmt == "json":
             out.write("[")
-        async for batch in result.partitions(BATCH):
+        async for rows in result.partitions(BATCH):
+            batch = rows if forms is None else _rendered_in_python(rows, columns, forms, fmt)
             if writer is not None:
                 writer.writerows(batch)
             elif fmt == "json":

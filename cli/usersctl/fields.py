@@ -1,24 +1,58 @@
-"""Converting text and JSON values to a column's type, for imports and ``--set FIELD=VALUE``."""
+"""Column values and their written forms: text (``--set``, CSV, tables) and JSON (JSON lines).
+
+Every column type a user table may have gets one text form and one JSON form, used both ways:
+``converter_for`` reads them into the column's Python type (for imports and ``--set``), and
+``forms_for`` writes Python values out in them (for ``list-users``, ``show-user`` and
+``export-users``), so what one command prints another reads back unchanged. A type with no form
+here is refused when a value is given for it, never passed through as text.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import decimal
+import enum
 import json
+import math
+import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Column
-from sqlalchemy.types import JSON, Boolean, Date, DateTime, Integer, Numeric, String, Time, Uuid
+from sqlalchemy import Column, Table
+from sqlalchemy.types import (
+    ARRAY,
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Enum,
+    Float,
+    Integer,
+    Interval,
+    LargeBinary,
+    Numeric,
+    PickleType,
+    String,
+    Time,
+    TypeDecorator,
+    TypeEngine,
+)
 
-from usersctl.db import GUID
 from usersctl.errors import InvalidInput
+from usersctl.models import is_uuid_type
 
 TRUE_WORDS = frozenset({"true", "t", "yes", "y", "1", "on"})
 FALSE_WORDS = frozenset({"false", "f", "no", "n", "0", "off"})
 
 Converter = Callable[[Any], Any]
+
+
+class UnsupportedType(ValueError):
+    """A column type usersctl has no text form for."""
 
 
 def parse_bool(value: Any) -> bool:
@@ -37,7 +71,11 @@ def parse_bool(value: Any) -> bool:
 
 
 def _to_uuid(value: Any) -> uuid.UUID:
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value).strip())
+    if isinstance(value, uuid.UUID):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a UUID")
+    return uuid.UUID(value.strip())
 
 
 #: The widest integer SQLite and PostgreSQL (BIGINT) store; a wider one is refused here.
@@ -62,22 +100,104 @@ def _to_int(value: Any) -> int:
 
 
 def _to_decimal(value: Any) -> decimal.Decimal:
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, decimal.Decimal)):
         raise ValueError(f"{value!r} is not a number")
     try:
-        return decimal.Decimal(str(value).strip())
+        number = decimal.Decimal(str(value).strip())
     except decimal.InvalidOperation:
         raise ValueError(f"{value!r} is not a number") from None
+    if not number.is_finite():
+        raise ValueError(f"{value!r} is not a finite number")
+    return number
+
+
+def _to_float(value: Any) -> float:
+    number = float(_to_decimal(value))
+    if not math.isfinite(number):
+        raise ValueError(f"{value!r} is out of range")
+    return number
+
+
+def _iso_text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not {what} in ISO 8601")
+    return value.strip()
 
 
 def _to_datetime(value: Any, aware: bool) -> dt.datetime:
     if isinstance(value, dt.datetime):
         moment = value
     else:
-        moment = dt.datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
-    if aware and moment.tzinfo is None:
+        text = _iso_text(value, "a date and time")
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if not aware:
+        if moment.tzinfo is not None:
+            raise ValueError(
+                f"{value!r} has a UTC offset, but the column stores times without a time zone"
+            )
+        return moment
+    if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment
+    # In UTC: SQLite keeps the text without its offset, so only UTC reads back the same.
+    return moment.astimezone(dt.timezone.utc)
+
+
+def _to_date(value: Any) -> dt.date:
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    return dt.date.fromisoformat(_iso_text(value, "a date"))
+
+
+def _to_time(value: Any) -> dt.time:
+    if isinstance(value, dt.time):
+        return value
+    return dt.time.fromisoformat(_iso_text(value, "a time").replace("Z", "+00:00"))
+
+
+_DURATION = re.compile(
+    r"(?P<sign>-)?P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
+    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d{1,6})?)S)?)?",
+)
+
+
+def format_duration(delta: dt.timedelta) -> str:
+    """An interval in ISO 8601, always with days, hours, minutes and seconds: ``P1DT2H3M4.5S``."""
+    sign = "-" if delta < dt.timedelta(0) else ""
+    delta = abs(delta)
+    hours, rest = divmod(delta.seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    fraction = f".{delta.microseconds:06d}".rstrip("0") if delta.microseconds else ""
+    return f"{sign}P{delta.days}DT{hours}H{minutes}M{seconds}{fraction}S"
+
+
+def _to_timedelta(value: Any) -> dt.timedelta:
+    if isinstance(value, dt.timedelta):
+        return value
+    text = _iso_text(value, "a duration").upper()
+    match = _DURATION.fullmatch(text)
+    if match is None or text.rstrip("T").endswith("P"):
+        raise ValueError(
+            f"{value!r} is not an ISO 8601 duration in weeks, days, hours, minutes and seconds "
+            "(such as P1DT2H30M; months and years have no fixed length)"
+        )
+    parts = {
+        name: float(amount)
+        for name, amount in match.groupdict().items()
+        if amount and name != "sign"
+    }
+    delta = dt.timedelta(**parts)
+    return -delta if match["sign"] else delta
+
+
+def _to_bytes(value: Any) -> bytes:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not base64 text")
+    try:
+        return base64.b64decode(value.strip(), validate=True)
+    except binascii.Error:
+        raise ValueError("is not valid base64") from None
 
 
 def _to_text(value: Any, length: int | None) -> str:
@@ -104,14 +224,97 @@ def encodes_as_utf8(text: str) -> bool:
     return True
 
 
-def _base_converter(column: Column[Any]) -> Converter:
-    kind = column.type
-    if isinstance(kind, (GUID, Uuid)):
+def _enum_members(kind: Enum) -> list[tuple[str, Any]]:
+    """Each label the database stores, with the Python value the column type takes for it."""
+    labels = list(kind.enums)
+    if kind.enum_class is None:
+        return [(label, label) for label in labels]
+    # SQLAlchemy lists the labels in the order of the class's members, aliases left out.
+    members = [m for name, m in kind.enum_class.__members__.items() if m.name == name]
+    return list(zip(labels, members, strict=False))
+
+
+def _enum_converter(kind: Enum) -> Converter:
+    by_label = dict(_enum_members(kind))
+    allowed = ", ".join(by_label)
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, str) and value.strip() in by_label:
+            return by_label[value.strip()]
+        raise ValueError(f"{value!r} is not one of {allowed}")
+
+    return convert
+
+
+def _array_converter(item: Converter) -> Converter:
+    def elements(values: list[Any]) -> list[Any]:
+        return [
+            None if value is None else elements(value) if isinstance(value, list) else item(value)
+            for value in values
+        ]
+
+    return lambda value: elements(_expect_list(value))
+
+
+def _expect_list(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise ValueError(f'{value!r} is not a JSON array (such as ["a", "b"])')
+    return value
+
+
+def _array_text(value: Any) -> Any:
+    try:
+        return _from_json_text(value)
+    except ValueError:
+        raise ValueError(f'{value!r} is not a JSON array (such as ["a", "b"])') from None
+
+
+def _from_json_text(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON ({exc.msg})") from None
+
+
+def _unwrapped(kind: TypeEngine[Any]) -> TypeEngine[Any]:
+    """The type a decorator stores as, for the types whose forms are those of what they store."""
+    # A pickled column holds any Python object: it has no form, whatever it is stored as.
+    while isinstance(kind, TypeDecorator) and not isinstance(kind, (Interval, PickleType)):
+        if is_uuid_type(kind):
+            return kind
+        kind = kind.impl_instance
+    return kind
+
+
+def _is_interval(kind: TypeEngine[Any]) -> bool:
+    if isinstance(kind, Interval):
+        return True
+    try:
+        return kind.python_type is dt.timedelta  # PostgreSQL's INTERVAL
+    except NotImplementedError:
+        return False
+
+
+def _base_converter(kind: TypeEngine[Any], *, textual: bool) -> Converter:
+    """Reads a value given as text (``textual``) or as JSON into the Python type of ``kind``."""
+    kind = _unwrapped(kind)
+    if is_uuid_type(kind):
         return _to_uuid
+    if isinstance(kind, ARRAY):
+        items = _array_converter(_base_converter(kind.item_type, textual=False))
+        return (lambda value: items(_array_text(value))) if textual else items
+    if isinstance(kind, JSON):
+        return _from_json_text if textual else lambda value: value
+    if isinstance(kind, Enum):
+        return _enum_converter(kind)
     if isinstance(kind, Boolean):
         return parse_bool
     if isinstance(kind, Integer):
         return _to_int
+    if isinstance(kind, Float):
+        return _to_float
     if isinstance(kind, Numeric):
         as_decimal = bool(kind.asdecimal)
         return lambda value: _to_decimal(value) if as_decimal else float(_to_decimal(value))
@@ -119,43 +322,184 @@ def _base_converter(column: Column[Any]) -> Converter:
         aware = bool(kind.timezone)
         return lambda value: _to_datetime(value, aware)
     if isinstance(kind, Date):
-        return lambda value: (
-            value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value).strip())
-        )
+        return _to_date
     if isinstance(kind, Time):
-        return lambda value: (
-            value if isinstance(value, dt.time) else dt.time.fromisoformat(str(value).strip())
-        )
-    if isinstance(kind, JSON):
-        return lambda value: json.loads(value) if isinstance(value, str) else value
+        return _to_time
+    if _is_interval(kind):
+        return _to_timedelta
+    if isinstance(kind, LargeBinary):
+        return _to_bytes
     if isinstance(kind, String):
         length = kind.length
         return lambda value: _to_text(value, length)
-    return lambda value: value
+    return _refuse(kind)
 
 
-def converter_for(column: Column[Any]) -> Converter:
+def _refuse(kind: TypeEngine[Any]) -> Converter:
+    def convert(value: Any) -> Any:
+        raise UnsupportedType(
+            f"the column's type {type_name(kind)} has no text form in usersctl, so no value "
+            "can be written to it (leave it out, or set it with the app)"
+        )
+
+    return convert
+
+
+def type_name(kind: TypeEngine[Any]) -> str:
+    """A column type as a person reads it: ``VARCHAR[]``, ``INET``, ``NUMERIC(10, 2)``."""
+    if isinstance(kind, TypeDecorator):
+        return type(kind).__name__  # what the app declared, not what it is stored as
+    try:
+        return str(kind)
+    except Exception:  # a type that only compiles for its own dialect
+        return type(kind).__name__.upper()
+
+
+def converter_for(column: Column[Any], *, textual: bool = True, quote: bool = True) -> Converter:
     """A function converting values for ``column``; raises ``InvalidInput`` naming the field.
 
-    ``None``, and the text ``null``, become NULL where the column allows it.
+    ``textual`` values are text (``--set``, a CSV cell): there the text ``null`` is NULL, and
+    arrays and JSON are written as JSON. Otherwise they are JSON values, and ``None`` is NULL.
+    Without ``quote`` an error never shows the value: in a file whose columns are mixed up, the
+    value refused as a boolean may be a password.
     """
     name = column.name
     nullable = bool(column.nullable)
-    base = _base_converter(column)
+    base = _base_converter(column.type, textual=textual)
 
     def convert(value: Any) -> Any:
         try:
-            if value is None or (isinstance(value, str) and value.strip().lower() == "null"):
+            if value is None or (
+                textual and isinstance(value, str) and value.strip().lower() == "null"
+            ):
                 if not nullable:
                     raise ValueError("may not be null")
                 return None
             return base(value)
         except (ValueError, TypeError, ArithmeticError) as exc:
-            raise InvalidInput(f"field {name!r}: {exc}") from None
+            reason = str(exc) if quote else _without(str(exc), value)
+            raise InvalidInput(f"field {name!r}: {reason}") from None
 
     return convert
 
 
+def _without(reason: str, value: Any) -> str:
+    """``reason`` with ``value`` (as the converters quote it) replaced by words."""
+    for shown in {repr(value), str(value)} - {""}:
+        reason = reason.replace(shown, "the value")
+    return reason
+
+
 def convert_value(column: Column[Any], value: Any) -> Any:
-    """``value`` (text from CSV or ``--set``, or a JSON value) as the column's Python type."""
+    """``value``, text from CSV or ``--set``, as the column's Python type."""
     return converter_for(column)(value)
+
+
+# Writing values out --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ValueForm:
+    """How one column's values are written: ``json`` gives the JSON value, ``text`` the text
+    (never called with ``None``, which is JSON null and an empty cell)."""
+
+    json: Callable[[Any], Any]
+    text: Callable[[Any], str]
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _plain_text(value: Any) -> str:
+    if value is True or value is False:
+        return "true" if value else "false"
+    return value if isinstance(value, str) else _json_text(value)
+
+
+def _uuid_json(value: Any) -> str:
+    return str(value if isinstance(value, uuid.UUID) else uuid.UUID(str(value)))
+
+
+def _datetime_json(aware: bool) -> Callable[[Any], Any]:
+    def write(value: Any) -> Any:
+        if not isinstance(value, dt.datetime):
+            return str(value)
+        if aware:
+            # SQLite gives back the UTC text it was given, without the offset.
+            zone = value.tzinfo or dt.timezone.utc
+            value = value.replace(tzinfo=zone).astimezone(dt.timezone.utc)
+        return value.isoformat()
+
+    return write
+
+
+def _json_writer(kind: TypeEngine[Any]) -> Callable[[Any], Any]:
+    kind = _unwrapped(kind)
+    if is_uuid_type(kind):
+        return _uuid_json
+    if isinstance(kind, ARRAY):
+        item = _json_writer(kind.item_type)
+
+        def elements(values: Any) -> Any:
+            return [
+                None if v is None else elements(v) if isinstance(v, (list, tuple)) else item(v)
+                for v in values
+            ]
+
+        return elements
+    if isinstance(kind, JSON):
+        return lambda value: value
+    if isinstance(kind, Enum):
+        labels = {member: label for label, member in _enum_members(kind)}
+        return lambda value: labels.get(
+            value, value.name if isinstance(value, enum.Enum) else value
+        )
+    if isinstance(kind, (Boolean, Integer, Float)):
+        return lambda value: value
+    if isinstance(kind, Numeric):
+        return str  # exact, as JSON numbers are not once read as floats
+    if isinstance(kind, DateTime):
+        return _datetime_json(bool(kind.timezone))
+    if isinstance(kind, (Date, Time)):
+        return lambda value: value.isoformat()
+    if _is_interval(kind):
+        return format_duration
+    if isinstance(kind, LargeBinary):
+        return lambda value: base64.b64encode(bytes(value)).decode("ascii")
+    return any_json
+
+
+def any_json(value: Any) -> Any:
+    """A value of no known column as JSON: UUIDs and decimals as text, times in ISO 8601."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (uuid.UUID, decimal.Decimal)):
+        return str(value)
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return format_duration(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, (list, tuple)):
+        return [any_json(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): any_json(item) for key, item in value.items()}
+    return str(value)
+
+
+def form_for(kind: TypeEngine[Any]) -> ValueForm:
+    """The JSON and text forms of values of a column type."""
+    write = _json_writer(kind)
+    if isinstance(_unwrapped(kind), (ARRAY, JSON)):
+        # Always JSON text, also for a JSON string: "a" stays "a" with its quotes.
+        return ValueForm(write, lambda value: _json_text(write(value)))
+    return ValueForm(write, lambda value: _plain_text(write(value)))
+
+
+def forms_for(table: Table) -> Mapping[str, ValueForm]:
+    """The forms of every column of ``table``, by column name."""
+    return {column.name: form_for(column.type) for column in table.columns}

@@ -19,7 +19,7 @@ import json
 import os
 import stat
 import threading
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -29,13 +29,13 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 
-from usersctl.emails import EmailNormalizer
+from usersctl.emails import EmailNormalizer, InvalidEmail
 from usersctl.errors import Conflict, InvalidInput, LastSuperuser, UsersctlError
 from usersctl.fields import Converter, converter_for, encodes_as_utf8
 from usersctl.models import InsertContext, UserModel, python_column_defaults
 from usersctl.password_policy import WeakPassword
-from usersctl.passwords import hash_many, is_known_hash
-from usersctl.users import UserContext, active_superusers
+from usersctl.passwords import ARGON2, Hashing, hash_cost_problem, hash_many, is_known_hash
+from usersctl.users import UserContext, active_superusers, choose_hashing
 
 FORMATS = ("jsonl", "csv", "json")
 CONFLICT_RULES = ("fail", "skip", "update")
@@ -59,32 +59,52 @@ class Problem:
         return f"line {self.line}: {self.reason}"
 
 
-def _listed(problems: list[Problem]) -> str:
-    """The first problems, one after the other on one line, and how many more there are."""
-    shown = "; ".join(str(problem) for problem in problems[:MAX_REPORTED])
-    more = len(problems) - MAX_REPORTED
-    return f"{shown}; and {more} more" if more > 0 else shown
+class Problems:
+    """The first ``MAX_REPORTED`` problems and how many there were in all: a file of a million
+    bad rows takes the memory of twenty."""
+
+    def __init__(self, problems: Iterable[Problem] = ()) -> None:
+        self.first: list[Problem] = []
+        self.count = 0
+        for problem in problems:
+            self.append(problem)
+
+    def append(self, problem: Problem) -> None:
+        self.count += 1
+        if len(self.first) < MAX_REPORTED:
+            self.first.append(problem)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[Problem]:
+        return iter(self.first)
+
+    def listed(self) -> str:
+        """The first problems, one after the other on one line, and how many more there are."""
+        shown = "; ".join(str(problem) for problem in self.first)
+        more = self.count - len(self.first)
+        return f"{shown}; and {more} more" if more > 0 else shown
 
 
 class ImportRejected(InvalidInput):
-    """Some rows are invalid; nothing was written."""
+    """Some rows are invalid; nothing was written. ``problems`` keeps the first few and the count."""
 
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
-        noun = "row is" if len(problems) == 1 else "rows are"
-        super().__init__(
-            f"{len(problems)} {noun} invalid, nothing was written: {_listed(problems)}"
-        )
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems = problems if isinstance(problems, Problems) else Problems(problems)
+        count = self.problems.count
+        noun = "row is" if count == 1 else "rows are"
+        super().__init__(f"{count} {noun} invalid, nothing was written: {self.problems.listed()}")
 
 
 class ImportConflict(Conflict):
     """Rows clash with existing users (or each other) under ``--on-conflict fail``."""
 
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems = problems if isinstance(problems, Problems) else Problems(problems)
         super().__init__(
-            f"{len(problems)} row(s) conflict with existing users, nothing was written "
-            f"(use --on-conflict skip or update): {_listed(problems)}"
+            f"{self.problems.count} row(s) conflict with existing users, nothing was written "
+            f"(use --on-conflict skip or update): {self.problems.listed()}"
         )
 
 
@@ -99,6 +119,8 @@ class ImportSummary:
     #: Database access tokens of updated users whose password changed or who were deactivated.
     revoked_tokens: int = 0
     dry_run: bool = False
+    #: Why plaintext passwords were hashed with bcrypt (``HashChoice.note``), not in the output.
+    hash_note: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -125,6 +147,11 @@ class Row:
 
 
 # Reading -------------------------------------------------------------------------------------
+
+
+class TextRecord(dict[str, str]):
+    """A CSV row: every value is text, read by each column's text form (JSON lines and JSON
+    give JSON values instead)."""
 
 
 def format_for(name: str | None, given: str | None) -> str | None:
@@ -253,7 +280,9 @@ def _read_csv(lines: Iterator[tuple[int, str]]) -> Iterator[tuple[int, dict[str,
             # An empty cell means "not given": the column's default applies.
             yield (
                 numbers[0],
-                {name: cell for name, cell in zip(header, cells, strict=True) if cell != ""},
+                TextRecord(
+                    (name, cell) for name, cell in zip(header, cells, strict=True) if cell != ""
+                ),
             )
     except csv.Error as exc:
         raise ImportRejected([Problem(numbers[0], f"malformed CSV ({exc})")]) from None
@@ -267,6 +296,23 @@ def _is_null(value: Any) -> bool:
     if value is None:
         return True
     return isinstance(value, str) and len(value) < 16 and value.strip().lower() == "null"
+
+
+#: The fields every imported row has.
+REQUIRED_FIELDS = frozenset({"email", "password", "hashed_password"})
+
+
+def _json_kind(value: Any) -> str:
+    """What a JSON value is, in a word, for a message that must not quote it."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
 
 
 class RowValidator:
@@ -289,24 +335,44 @@ class RowValidator:
         columns = [column for column in model.all_columns if column.name not in managed]
         # One converter per column, chosen once: per-row type dispatch would dominate the import.
         self.converters: dict[str, Converter] = {
-            column.name: converter_for(column) for column in columns
+            column.name: converter_for(column, textual=False, quote=False) for column in columns
         }
-        self.flag_converters = {name: converter_for(table.c[name]) for name in FLAGS}
+        self.text_converters: dict[str, Converter] = {
+            column.name: converter_for(column, quote=False) for column in columns
+        }
+        self.flag_converters = {name: converter_for(table.c[name], quote=False) for name in FLAGS}
         # A kept unknown hash is checked as the column's text: length, NUL, valid UTF-8.
-        self.hash_as_text = converter_for(table.c["hashed_password"])
+        self.hash_as_text = converter_for(table.c["hashed_password"], quote=False)
         self.hash_nullable = bool(table.c["hashed_password"].nullable)
         self.allowed = frozenset({*self.converters, *FLAGS, "email", "password", "hashed_password"})
         self.required = model.required_columns
         self.defaulted_forms: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     def __call__(self, line: int, record: dict[str, Any]) -> Row:
+        # A row's values are never quoted: in a file whose columns are mixed up (a CSV without
+        # its header, swapped columns), any of them may be a password.
+        if "email" not in record:
+            # Without an email field, the "field names" may be a headerless CSV's first row.
+            raise InvalidInput(
+                "no email field; expected the fields email and password or hashed_password, "
+                "and optionally "
+                + ", ".join(sorted(self.allowed - REQUIRED_FIELDS))
+                + " (a CSV file starts with a header line naming its columns)"
+            )
         unknown = record.keys() - self.allowed
         if unknown:
             raise InvalidInput(f"unknown field(s) {', '.join(sorted(unknown))}")
         raw_email = record.get("email")
-        if not isinstance(raw_email, str) or not raw_email.strip():
+        if raw_email is None:
             raise InvalidInput("email is missing")
-        email = self.normalize(raw_email)
+        if not isinstance(raw_email, str):
+            raise InvalidInput(f"email is not text (a JSON {_json_kind(raw_email)})")
+        if not raw_email.strip():
+            raise InvalidInput("email is empty")
+        try:
+            email = self.normalize(raw_email)
+        except InvalidEmail as exc:
+            raise InvalidInput(f"email: {exc.reason}") from None
         values: dict[str, Any] = {"email": email}
         password = record.get("password")
         hashed = record.get("hashed_password")
@@ -326,7 +392,13 @@ class RowValidator:
             raise InvalidInput("password or hashed_password is missing")
         if hashed is not None:
             if not isinstance(hashed, str):
-                raise InvalidInput("hashed_password is not text")
+                raise InvalidInput(f"hashed_password is not text (a JSON {_json_kind(hashed)})")
+            costly = hash_cost_problem(hashed) if is_known_hash(hashed) else None
+            if costly is not None:
+                raise InvalidInput(
+                    f"hashed_password: {costly}; one login with it would take minutes "
+                    "(FastAPI Users' too)"
+                )
             if not is_known_hash(hashed):
                 if not self.keep_unknown_hashes:
                     raise InvalidInput(
@@ -337,7 +409,9 @@ class RowValidator:
             values["hashed_password"] = hashed
         elif password is None:
             pass  # no password at all: NULL, checked above
-        elif not isinstance(password, str) or not password:
+        elif not isinstance(password, str):
+            raise InvalidInput(f"password is not text (a JSON {_json_kind(password)})")
+        elif not password:
             raise InvalidInput("password is empty")
         elif "\x00" in password:
             raise InvalidInput("password contains a NUL character")
@@ -357,7 +431,8 @@ class RowValidator:
                 values[name] = given
             else:
                 values[name] = self.flag_converters[name](given)
-        for name, convert in self.converters.items():
+        converters = self.text_converters if isinstance(record, TextRecord) else self.converters
+        for name, convert in converters.items():
             if name in record:
                 values[name] = convert(record[name])
         for name in self.required:
@@ -370,7 +445,8 @@ class RowValidator:
 
 class FileCheck:
     """Validates a file's records batch by batch, keeping what the verdict needs: the accepted rows
-    (duplicates within the file resolved by the conflict rule), every problem, every duplicate."""
+    (duplicates within the file resolved by the conflict rule), and the first problems and
+    duplicates with their counts."""
 
     def __init__(
         self,
@@ -386,8 +462,8 @@ class FileCheck:
         self.on_conflict = on_conflict
         self.rows: dict[str, Row] = {}
         self.ids: dict[Any, tuple[str, int]] = {}  # id: (lowercased email, first line)
-        self.problems: list[Problem] = []
-        self.duplicates: list[Problem] = []
+        self.problems = Problems()
+        self.duplicates = Problems()
         self.skipped = 0
         self.plaintext = False  # some row has a password to hash
         self.replaced = False  # a later row replaced an accepted one (--on-conflict update)
@@ -446,19 +522,19 @@ def hash_passwords(
     rows: list[Row],
     progress: Progress | None = None,
     stop: threading.Event | None = None,
-    hasher: Callable[[str], str] | None = None,
+    hashing: Hashing = ARGON2,
 ) -> None:
-    """Hash the plaintext passwords of ``rows`` on every core (Argon2 releases the GIL).
+    """Hash the plaintext passwords of ``rows`` on every core (Argon2 and bcrypt release the GIL),
+    in ``hashing``'s scheme.
 
     Setting ``stop`` (the import was interrupted) raises ``HashingStopped`` once the hashes under
-    way are done, rather than after all of them. ``hasher`` (the app's own ``password_helper``
-    with ``--user-manager``) replaces usersctl's Argon2."""
+    way are done, rather than after all of them. With ``--user-manager``, ``hashing`` is the
+    manager's own ``password_helper`` (``user_manager.manager_hashing``)."""
     pending = [row for row in rows if row.password is not None]
     if not pending:
         return
     passwords = [row.password for row in pending if row.password is not None]
-    hashing = hash_many(passwords, stop) if hasher is None else _hash_each(passwords, hasher, stop)
-    with contextlib.closing(hashing) as hashes:
+    with contextlib.closing(hash_many(passwords, stop, hashing)) as hashes:
         for done, (row, hashed) in enumerate(zip(pending, hashes, strict=True), start=1):
             row.values["hashed_password"] = hashed
             row.password = None
@@ -466,28 +542,12 @@ def hash_passwords(
                 progress("hashing", done, len(pending))
 
 
-def _hash_each(
-    passwords: list[str], hasher: Callable[[str], str], stop: threading.Event | None
-) -> Generator[str, None, None]:
-    """``hasher`` over ``passwords`` on every core, in order, stopping as ``hash_many`` does."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from usersctl.passwords import HashingStopped
-
-    def hash_unless_stopped(password: str) -> str:
-        if stop is not None and stop.is_set():
-            raise HashingStopped
-        return hasher(password)
-
-    with ThreadPoolExecutor(max_workers=max(1, min(len(passwords), os.cpu_count() or 1))) as pool:
-        yield from pool.map(hash_unless_stopped, passwords)
-
-
 async def check_with_app(manager: Any, check: FileCheck) -> None:
     """Run the app's ``validate_password`` on every plaintext password of the accepted rows; the
     refused join the file's problems, by line, before anything is hashed."""
     from usersctl.user_manager import user_create, validate_password
 
+    refused: list[Problem] = []
     for row in check.rows.values():
         if row.password is None:
             continue
@@ -495,8 +555,11 @@ async def check_with_app(manager: Any, check: FileCheck) -> None:
         try:
             await validate_password(manager, row.password, user_create(fields, row.password))
         except InvalidInput as exc:
-            check.problems.append(Problem(row.line, str(exc)))
-    check.problems.sort(key=lambda problem: problem.line)
+            refused.append(Problem(row.line, str(exc)))
+    if refused:  # reported by line, among the first problems the file check kept
+        found = check.problems
+        check.problems = Problems(sorted([*found, *refused], key=lambda problem: problem.line))
+        check.problems.count = found.count + len(refused)
 
 
 # Writing -------------------------------------------------------------------------------------
@@ -611,7 +674,7 @@ async def write_rows(
     *,
     force: bool = False,
     keep_sessions: bool = False,
-    hasher: Callable[[str], str] | None = None,
+    hashing: Hashing = ARGON2,
     created: list[str] | None = None,
 ) -> None:
     """Decide each row against the database and write them, in the caller's transaction.
@@ -633,7 +696,7 @@ async def write_rows(
     # Rows left unhashed because the first look found their users, who have gone since.
     unhashed = [row for row in plan.inserts if row.password]
     if unhashed:
-        await asyncio.to_thread(hash_passwords, unhashed, None, None, hasher)
+        await asyncio.to_thread(hash_passwords, unhashed, None, None, hashing)
     inserts = [row.values for row in plan.inserts]
     if created is not None:
         created.extend(values["email"] for values in inserts)
@@ -982,12 +1045,15 @@ async def import_users(
     connect_timeout: float = 10.0,
     progress: Progress | None = None,
     model_path: str | None = None,
+    table: str | None = None,
     keep_unknown_hashes: bool = False,
     force: bool = False,
     keep_sessions: bool = False,
     allow_weak_passwords: bool = False,
     user_manager_path: str | None = None,
     hooks: bool = False,
+    hash_scheme: str = "auto",
+    password_helper: Hashing | None = None,
 ) -> ImportSummary:
     """Import users from ``stream`` into the database at ``url``, all or nothing.
 
@@ -996,9 +1062,11 @@ async def import_users(
     password until it is set again. Without it, such a row is invalid. ``force`` lets updates
     leave no active superuser; ``keep_sessions`` keeps the access tokens of updated users.
     Plaintext passwords must pass the password policy, checked with the rest of each row
-    (before any is hashed), unless ``allow_weak_passwords``. With ``user_manager_path`` (the app's
-    user manager), its ``validate_password`` is the policy and its ``password_helper`` hashes; with
-    ``hooks`` its ``on_after_register`` runs for each user created, after the commit."""
+    (before any is hashed), unless ``allow_weak_passwords``; they are hashed in the scheme
+    ``hash_scheme`` chooses (``choose_hashing``), or by the app's own ``password_helper``. With
+    ``user_manager_path`` (the app's user manager), its ``validate_password`` is the policy and
+    its ``password_helper`` hashes; with ``hooks`` its ``on_after_register`` runs for each user
+    created, after the commit."""
 
     if on_conflict not in CONFLICT_RULES:
         raise InvalidInput(f"--on-conflict must be one of {', '.join(CONFLICT_RULES)}")
@@ -1015,12 +1083,15 @@ async def import_users(
             connect_timeout=connect_timeout,
             progress=progress,
             model_path=model_path,
+            table=table,
             keep_unknown_hashes=keep_unknown_hashes,
             force=force,
             keep_sessions=keep_sessions,
             allow_weak_passwords=allow_weak_passwords,
             user_manager_path=user_manager_path,
             hooks=hooks,
+            hash_scheme=hash_scheme,
+            password_helper=password_helper,
         )
     finally:
         gc.enable()
@@ -1036,19 +1107,24 @@ async def _import(
     connect_timeout: float,
     progress: Progress | None,
     model_path: str | None,
+    table: str | None,
     keep_unknown_hashes: bool,
     force: bool,
     keep_sessions: bool,
     allow_weak_passwords: bool,
     user_manager_path: str | None,
     hooks: bool,
+    hash_scheme: str,
+    password_helper: Hashing | None,
 ) -> ImportSummary:
     from usersctl.password_policy import password_problems
     from usersctl.users import open_users
 
     dry_run = summary.dry_run
     async with (
-        open_users(url, connect_timeout=connect_timeout, write=True, model_path=model_path) as ctx,
+        open_users(
+            url, connect_timeout=connect_timeout, write=True, model_path=model_path, table=table
+        ) as ctx,
         _open_manager(user_manager_path, ctx) as manager,
     ):
         if ctx.session.bind.dialect.name == "sqlite":
@@ -1083,23 +1159,39 @@ async def _import(
                 await check_with_app(manager, check)
             rows, summary.skipped = check.verdict()
             needed = await passwords_worth_hashing(ctx, rows, on_conflict)
-            hasher = manager.password_helper.hash if manager is not None else None
+            hashing = ARGON2
+            if manager is not None:  # the app's own password_helper hashes, as its routes do
+                from usersctl.user_manager import manager_hashing
+
+                hashing = manager_hashing(manager, user_manager_path or "")
+            elif any(row.password for row in rows):  # decided before any hashing, lock-free
+                choice = await choose_hashing(ctx, hash_scheme, password_helper)
+                await ctx.session.rollback()
+                hashing, summary.hash_note = choice.hashing, choice.note
             stop = threading.Event()
             try:
-                await asyncio.to_thread(hash_passwords, needed, progress, stop, hasher)
+                await asyncio.to_thread(hash_passwords, needed, progress, stop, hashing)
             finally:
                 stop.set()  # on Ctrl-C, asyncio waits for this thread before exiting
-            await write_rows(
-                ctx,
-                rows,
-                on_conflict,
-                summary,
-                progress,
-                force=force,
-                keep_sessions=keep_sessions,
-                hasher=hasher,
-                created=created,
-            )
+            try:
+                await write_rows(
+                    ctx,
+                    rows,
+                    on_conflict,
+                    summary,
+                    progress,
+                    force=force,
+                    keep_sessions=keep_sessions,
+                    hashing=hashing,
+                    created=created,
+                )
+            except IntegrityError as exc:
+                # SQLite names no foreign key, nor a unique index: usersctl finds which.
+                from usersctl.users import name_violation
+
+                lines = [row.line for row in rows]
+                await name_violation(ctx, exc, [row.values for row in rows], lines=lines)
+                raise
             if not dry_run:
                 await _advance_id_sequence(ctx, rows)
         if dry_run:
@@ -1193,6 +1285,14 @@ async def _stream_rows(
                 progress("writing", written, 0)
     except IntegrityError:
         return False
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        # Ctrl-C: the batch being written is given up, not waited for (its statement may be
+        # half-sent); the caller closes the connection and the server rolls back.
+        if writing is not None and not writing.done():
+            writing.cancel()
+            await asyncio.wait([writing], timeout=1)
+            writing = None
+        raise
     finally:
         if writing is not None and not writing.done():
             await asyncio.wait([writing])

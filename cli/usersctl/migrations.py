@@ -103,14 +103,18 @@ def email_index_advice(
     return IndexAdvice(table_name, name, model_line, migration)
 
 
-def index_advice_for(database_url: str, model_path: str | None = None) -> IndexAdvice:
-    """The advice for the user table of the model at ``model_path`` (else ``user``), in the
-    dialect of ``database_url``, without connecting."""
+def index_advice_for(
+    database_url: str, model_path: str | None = None, table_name: str | None = None
+) -> IndexAdvice:
+    """The advice for the user table of the model at ``model_path`` (else the table named
+    ``table_name``, ``schema.name`` on PostgreSQL, else ``user``), in the dialect of
+    ``database_url``, without connecting."""
     from usersctl.engine import normalize_url
     from usersctl.models import USER_TABLE, load_user_model
 
     dialect = normalize_url(database_url).get_backend_name()
     if model_path is None:
-        return email_index_advice(USER_TABLE, dialect)
-    table = load_user_model(model_path).table
+        schema, _, name = (table_name or USER_TABLE).rpartition(".")
+        return email_index_advice(name, dialect, schema=schema or None)
+    table = load_user_model(model_path, table_name).table
     return email_index_advice(table.name, dialect, schema=table.schema)

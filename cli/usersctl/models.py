@@ -1,8 +1,9 @@
 """Which user model a command works on: the app's own (``--model``), or the table found in the
 database.
 
-Without ``--model`` the ``user`` table's structure is read from the database, so an app's
-integer ids and extra columns are seen and kept. ``--model module.path:ClassName`` imports the
+Without ``--model`` the user table is found by its columns (``usersctl.user_tables``), whatever
+its name, and its structure is read from the database, so an app's integer ids and extra columns
+are seen and kept. ``--model module.path:ClassName`` imports the
 app's mapped class, so its Python-side defaults (a ``created_at`` filled by the app) apply too.
 usersctl's own tables, which ``init-db`` creates, are in ``usersctl.builtin_tables``.
 """
@@ -16,14 +17,22 @@ import os
 import sys
 import typing
 import uuid
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Column, Computed, DefaultClause, Identity, MetaData, Table, inspect, text
+from sqlalchemy import (
+    Column,
+    Computed,
+    DefaultClause,
+    ForeignKey,
+    Identity,
+    MetaData,
+    Table,
+    inspect,
+    text,
+)
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SAWarning
 from sqlalchemy.orm import Mapper, configure_mappers, registry
 from sqlalchemy.types import CHAR, NCHAR, VARCHAR, Integer, String, TypeDecorator, TypeEngine, Uuid
 
@@ -87,7 +96,9 @@ class UserModel:
         """Which model this is, and its id type and extra columns, in a phrase."""
         where = {"built-in": "usersctl's built-in model", "database": "read from the database"}
         kind = "UUID" if self.id_is_uuid else self.table.c.id.type.__class__.__name__.lower()
-        text = f"{where.get(self.source, self.source + ' (--model)')}; table {self.table.name!r}"
+        text = (
+            f"{where.get(self.source, self.source + ' (--model)')}; table {self.table.fullname!r}"
+        )
         text += f", {kind} ids"
         if self.extra_columns:
             text += f", extra columns {', '.join(self.extra_columns)}"
@@ -298,13 +309,13 @@ def _scalar_default(value: Any, context: Any) -> Any:
     return value
 
 
-def _uuid_type(column: Any) -> TypeEngine[Any] | None:
+def _uuid_type(column: Any, dialect: str) -> TypeEngine[Any] | None:
     """The type that reads a reflected id column as UUIDs, if it holds them: a native UUID or
     FastAPI Users' CHAR(36) hyphenated text (GUID), or SQLAlchemy's own ``Uuid`` stored as
-    CHAR(32) hex on SQLite, which must be written back in that same form."""
+    CHAR(32) hex on SQLite (declared so, or ``UUID``), which must be written back in that form."""
     kind = column["type"]
     if isinstance(kind, Uuid):
-        return GUID()
+        return GUID() if dialect == "postgresql" else Uuid(as_uuid=True)
     if isinstance(kind, (CHAR, NCHAR, VARCHAR, String)):
         length = getattr(kind, "length", None)
         if length == 36:
@@ -319,8 +330,11 @@ def _user_table(
     columns: Mapping[str, Any],
     primary_key: Sequence[str],
     overrides: Sequence[Column[Any]],
+    name: str = USER_TABLE,
+    schema: str | None = None,
 ) -> Table:
-    """The user table built from its reflected columns and primary key alone.
+    """A table (the user table, or one of its related tables) built from its reflected columns
+    and primary key alone.
 
     ``Table(autoload_with=...)`` also reads indexes, unique and check constraints and foreign
     keys (on SQLite eight queries and parsing the table's SQL), which took a third of a
@@ -328,9 +342,9 @@ def _user_table(
     enforces its own constraints."""
     replaced = {column.name: column for column in overrides}
     built: list[Column[Any]] = []
-    for name, info in columns.items():
-        if name in replaced:
-            built.append(replaced[name])
+    for column_name, info in columns.items():
+        if column_name in replaced:
+            built.append(replaced[column_name])
             continue
         extras: list[Any] = []
         if info.get("default") is not None:
@@ -341,68 +355,95 @@ def _user_table(
             extras.append(Identity(**info["identity"]))
         built.append(
             Column(
-                name,
+                column_name,
                 info["type"],
                 *extras,
-                primary_key=name in primary_key,
+                primary_key=column_name in primary_key,
                 nullable=info.get("nullable", True),
                 autoincrement=info.get("autoincrement", "auto"),
                 comment=info.get("comment"),
             )
         )
-    return Table(USER_TABLE, metadata, *built)
+    return Table(name, metadata, *built, schema=schema)
 
 
-def reflect_user_model(connection: Connection) -> UserModel:
-    """Read the user table (and FastAPI Users' related tables) from the database and map it."""
+def reflect_user_model(connection: Connection, table_name: str | None = None) -> UserModel:
+    """Read the user table (and FastAPI Users' related tables) from the database and map it.
+
+    The user table is the one ``table_name`` (``--table``) names, else the one table with FastAPI
+    Users' user columns, whatever its name (``usersctl.user_tables``); the OAuth account and
+    access token tables are those whose ``user_id`` references it and that have their columns.
+    """
+    from usersctl.user_tables import (
+        find_user_table,
+        parse_table_name,
+        read_catalog,
+    )
+
+    postgresql = connection.dialect.name == "postgresql"
+    wanted = parse_table_name(table_name, postgresql=postgresql) if table_name else None
+    catalog = read_catalog(connection)
+    found = find_user_table(catalog, wanted)
     inspector = inspect(connection)
-    names = set(inspector.get_table_names())
-    if USER_TABLE not in names:
-        raise TablesMissing(
-            f"the database has no {USER_TABLE!r} table; run `usersctl init-db` to create it"
-        )
-    columns = {column["name"]: column for column in inspector.get_columns(USER_TABLE)}
-    missing = [name for name in BASE_COLUMNS if name not in columns]
-    if missing:
-        raise TablesMissing(
-            f"table {USER_TABLE!r} lacks the column(s) {', '.join(missing)} that FastAPI Users needs"
-        )
+    columns = {
+        column["name"]: column for column in inspector.get_columns(found.name, schema=found.schema)
+    }
     metadata = MetaData()
     overrides: list[Column[Any]] = []
     id_column = columns["id"]
-    id_type = _uuid_type(id_column)
+    id_type = _uuid_type(id_column, connection.dialect.name)
     if id_type is not None:
         overrides.append(Column("id", id_type, primary_key=True, default=uuid.uuid4))
     elif isinstance(id_column["type"], Integer):
         overrides.append(Column("id", id_column["type"], primary_key=True, autoincrement=True))
-    primary_key = inspector.get_pk_constraint(USER_TABLE)["constrained_columns"] or ()
-    table = _user_table(metadata, columns, primary_key, overrides)
+    primary_key = (
+        inspector.get_pk_constraint(found.name, schema=found.schema)["constrained_columns"] or ()
+    )
+    table = _user_table(metadata, columns, primary_key, overrides, found.name, found.schema)
     add_email_lower_index(table)
-    for related in (OAUTH_TABLE, TOKEN_TABLE):
-        if related in names:
-            with warnings.catch_warnings():
-                # Expression indexes are not reflected, and are not needed.
-                warnings.filterwarnings(
-                    "ignore", message="Skipped unsupported reflection", category=SAWarning
-                )
-                related_table = Table(related, metadata, autoload_with=connection)
-            for fk in related_table.foreign_keys:
-                if fk.references(table) and id_type is not None:
-                    fk.parent.type = id_type  # compare user ids the way the user table stores them
+    related_tables: dict[str, Table] = {}
+    for kind, wanted_columns, preferred in (
+        ("oauth", OAUTH_COLUMNS, OAUTH_TABLE),
+        ("token", TOKEN_COLUMNS, TOKEN_TABLE),
+    ):
+        related = catalog.related(found, wanted_columns, preferred)
+        if related is None:
+            continue
+        related_columns = {
+            column["name"]: column
+            for column in inspector.get_columns(related.name, schema=related.schema)
+        }
+        related_key = inspector.get_pk_constraint(related.name, schema=related.schema)
+        # user_id compares and binds as the user table's id does.
+        user_id = Column(
+            "user_id",
+            id_type if id_type is not None else id_column["type"],
+            ForeignKey(table.c.id),
+            nullable=related_columns["user_id"].get("nullable", True),
+        )
+        related_tables[kind] = _user_table(
+            metadata,
+            related_columns,
+            related_key["constrained_columns"] or (),
+            [user_id],
+            related.name,
+            related.schema,
+        )
 
     mapper_registry = registry(metadata=metadata)
     user_class = type("User", (), {"__doc__": "The user table as found in the database."})
     mapper_registry.map_imperatively(user_class, table)
     oauth_class = None
-    if OAUTH_TABLE in metadata.tables:
+    oauth_table = related_tables.get("oauth")
+    if oauth_table is not None and oauth_table.primary_key.columns:
         oauth_class = type("OAuthAccount", (), {})
-        mapper_registry.map_imperatively(oauth_class, metadata.tables[OAUTH_TABLE])
+        mapper_registry.map_imperatively(oauth_class, oauth_table)
     extra = tuple(name for name in columns if name not in BASE_COLUMNS)
     return UserModel(
         user_class=user_class,
         source="database",
         oauth_class=oauth_class,
-        token_table=metadata.tables.get(TOKEN_TABLE),
+        token_table=related_tables.get("token"),
         extra_columns=extra,
     )
 
@@ -434,13 +475,14 @@ def _references(table: Table, user_table: Table) -> bool:
         return False
 
 
-def load_user_model(path: str) -> UserModel:
+def load_user_model(path: str, table_name: str | None = None) -> UserModel:
     """Import the app's user model from ``module.path:ClassName`` and check it is a user table.
 
     The current folder is importable, as with other tools that load app code. The OAuth account
     class is found through the model's relationships (else among the classes mapped with it), the
     access token table among the tables of its metadata. Raises ``InvalidInput`` when the model
-    cannot be imported or is not a mapped FastAPI Users user table.
+    cannot be imported or is not a mapped FastAPI Users user table, or maps another table than
+    ``table_name`` (``--table``) names.
     """
     module_name, colon, attribute_path = path.strip().partition(":")
     if not colon or not module_name or not attribute_path:
@@ -477,6 +519,11 @@ def load_user_model(path: str) -> UserModel:
         raise InvalidInput(
             f"--model {path}: {attribute_path} is not a FastAPI Users user table "
             f"(it lacks the column(s) {', '.join(missing)})"
+        )
+    if table_name and table_name.strip() not in (table.name, table.fullname):
+        raise InvalidInput(
+            f"--table {table_name.strip()} and --model {path} disagree: the model's table is "
+            f"{table.fullname!r}; give one of them"
         )
     oauth_class = None
     candidates = [rel.mapper for rel in mapper.relationships] + list(mapper.registry.mappers)
@@ -600,9 +647,9 @@ def require_writable(connection: Connection, model: UserModel) -> None:
 
 def require_table(connection: Connection, model: UserModel) -> None:
     """Raise ``TablesMissing`` when the database lacks the user table of an imported model."""
-    if not inspect(connection).has_table(model.table.name):
+    if not inspect(connection).has_table(model.table.name, schema=model.table.schema):
         raise TablesMissing(
-            f"the database has no {model.table.name!r} table for --model {model.source}; create "
+            f"the database has no {model.table.fullname!r} table for --model {model.source}; create "
             "it with the app's migrations (or `usersctl init-db` for the built-in model)"
         )
 

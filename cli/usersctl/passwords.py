@@ -1,4 +1,8 @@
-"""Password hashing exactly as FastAPI Users does it: Argon2id for new hashes, bcrypt still verified."""
+"""Password hashing exactly as FastAPI Users does it: Argon2id for new hashes, bcrypt still verified.
+
+Apps on FastAPI Users 12 or older verify bcrypt only; for them new hashes are bcrypt
+(``Hashing``, chosen in ``usersctl.hash_choice``), and an app's own helper can make every hash.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import secrets
 import threading
 from collections.abc import Generator, Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +21,12 @@ if TYPE_CHECKING:
 
 #: Stored in ``hashed_password`` by apps to make an account impossible to log in to.
 DISABLED_MARKERS = ("", "!DISABLED!")
+
+
+def is_disabled_marker(hashed: str) -> bool:
+    """Whether ``hashed`` locks its account on purpose: empty, or ``!``/``*`` first, as in
+    /etc/shadow (``!``, ``!DISABLED!``, ``*``), which no password hash begins with."""
+    return hashed in DISABLED_MARKERS or hashed.startswith(("!", "*"))
 
 
 @lru_cache(maxsize=1)
@@ -28,12 +39,74 @@ def password_hash() -> PasswordHash:
     return PasswordHash((Argon2Hasher(), BcryptHasher()))
 
 
-def hash_password(password: str) -> str:
-    """A new Argon2id hash of ``password``."""
-    return password_hash().hash(password)
+#: The schemes usersctl writes, and what ``--hash-scheme`` accepts besides ``auto``.
+SCHEMES = ("argon2", "bcrypt")
 
 
-def hash_password_in_background(password: str) -> Future[str]:
+@dataclass(frozen=True)
+class Hashing:
+    """Which scheme new hashes get; stored hashes of either scheme are verified all the same.
+
+    With ``helper`` (the app's own ``PasswordHelper`` or ``pwdlib.PasswordHash``, scheme
+    ``app``), the helper makes every hash and every check, as the app's login does."""
+
+    scheme: str = "argon2"
+    helper: Any = None
+    #: Where the helper came from (``module.path:attribute``), to name it in messages.
+    helper_path: str | None = None
+
+    def password_hash(self) -> Any:
+        """What hashes and verifies: the helper, else pwdlib's ``PasswordHash`` that writes this
+        scheme and verifies both."""
+        if self.helper is not None:
+            return self.helper
+        argon2_first = password_hash()
+        if self.scheme == "argon2":
+            return argon2_first
+        return _bcrypt_first(argon2_first)
+
+    def hash(self, password: str) -> str:
+        """A new hash of ``password`` in this scheme."""
+        hashed: str = self.password_hash().hash(password)
+        return hashed
+
+    def identifies(self, hashed: str) -> bool | None:
+        """Whether the helper recognises ``hashed`` as one of its schemes (None: no helper, or
+        one whose hashers cannot be asked). Asks pwdlib's hashers (a ``PasswordHash``, or the
+        ``password_hash`` of FastAPI Users 13+'s helper) or passlib's ``CryptContext`` (the
+        ``context`` of FastAPI Users 12's helper); no password is hashed."""
+        helper = self.helper
+        if helper is None:
+            return None
+        hashers = getattr(getattr(helper, "password_hash", helper), "hashers", None)
+        if hashers is not None:
+            return any(hasher.identify(hashed) for hasher in hashers)
+        context = getattr(helper, "context", None)
+        if context is not None and hasattr(context, "identify"):
+            return context.identify(hashed, required=False) is not None
+        return None
+
+
+ARGON2 = Hashing("argon2")
+BCRYPT = Hashing("bcrypt")
+
+
+@lru_cache(maxsize=2)
+def _bcrypt_first(argon2_first: PasswordHash) -> PasswordHash:
+    """``argon2_first`` with its bcrypt hasher (FastAPI Users' 12 rounds, ``$2b$``) put first."""
+    from pwdlib import PasswordHash
+    from pwdlib.hashers.bcrypt import BcryptHasher
+
+    others = [hasher for hasher in argon2_first.hashers if not isinstance(hasher, BcryptHasher)]
+    return PasswordHash((BcryptHasher(), *others))
+
+
+def hash_password(password: str, hashing: Hashing = ARGON2) -> str:
+    """A new hash of ``password``: Argon2id unless ``hashing`` says bcrypt."""
+    return hashing.hash(password)
+
+
+def hash_password_in_background(password: str, hashing: Hashing = ARGON2) -> Future[str]:
     """Start hashing ``password`` in a daemon thread and return the future hash.
 
     Argon2 releases the GIL, so a command's imports and its connection to the database proceed
@@ -45,7 +118,7 @@ def hash_password_in_background(password: str) -> Future[str]:
         if not future.set_running_or_notify_cancel():
             return  # nobody wants it any more
         try:
-            hashed = hash_password(password)
+            hashed = hash_password(password, hashing)
         except BaseException as exc:  # handed to whoever awaits the hash
             future.set_exception(exc)
         else:
@@ -60,21 +133,22 @@ class HashingStopped(Exception):
 
 
 def hash_many(
-    passwords: Sequence[str], stop: threading.Event | None = None
+    passwords: Sequence[str], stop: threading.Event | None = None, hashing: Hashing = ARGON2
 ) -> Generator[str, None, None]:
-    """New Argon2id hashes of ``passwords``, in order, hashed on every core at once.
+    """New hashes of ``passwords`` (Argon2id unless ``hashing`` says bcrypt), in order, hashed
+    on every core at once (both release the GIL).
 
-    They are the hashes ``hash_password`` makes (same parameters, a fresh salt each), but each
-    worker thread keeps one block of Argon2 memory (64 MiB at FastAPI Users' cost) for all of its
-    passwords, instead of the block being mapped and faulted in page by page for every one.
-    Once ``stop`` is set no new hash starts, and ``HashingStopped`` is raised where the next hash
-    would have been.
+    They are the hashes ``hash_password`` makes (same parameters, a fresh salt each), but for
+    Argon2 each worker thread keeps one block of memory (64 MiB at FastAPI Users' cost) for all
+    of its passwords, instead of the block being mapped and faulted in page by page for every
+    one. Once ``stop`` is set no new hash starts, and ``HashingStopped`` is raised where the next
+    hash would have been.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     workers = max(1, min(len(passwords), os.cpu_count() or 1))
-    memory = _Argon2Memory.for_current_hasher()
-    hasher = memory.hash if memory else hash_password
+    memory = _Argon2Memory.for_current_hasher() if hashing == ARGON2 else None
+    hasher = memory.hash if memory else hashing.hash
 
     def hash_unless_stopped(password: str) -> str:
         if stop is not None and stop.is_set():
@@ -235,8 +309,11 @@ def verify_password(password: str, hashed: str) -> bool:
     return verify_and_update(password, hashed)[0]
 
 
-def verify_and_update(password: str, hashed: str) -> tuple[bool, str | None]:
-    """Check ``password`` and, on a match with a bcrypt or outdated hash, return a new Argon2 hash.
+def verify_and_update(
+    password: str, hashed: str, hashing: Hashing = ARGON2
+) -> tuple[bool, str | None]:
+    """Check ``password`` and, on a match with a hash of the other scheme than ``hashing``'s or
+    with outdated parameters, return a new hash in ``hashing``'s scheme.
 
     Never raises for a bad hash: an unknown scheme, a disabled marker, or a bcrypt check of a
     password over 72 bytes (which bcrypt refuses) all mean "no match".
@@ -246,9 +323,10 @@ def verify_and_update(password: str, hashed: str) -> tuple[bool, str | None]:
     if hashed in DISABLED_MARKERS:
         return False, None
     try:
-        return password_hash().verify_and_update(password, hashed)
+        matched, new_hash = hashing.password_hash().verify_and_update(password, hashed)
     except (UnknownHashError, ValueError, TypeError):
         return False, None
+    return bool(matched), new_hash
 
 
 # The encodings FastAPI Users' hashers produce and accept (argon2-cffi's PHC string, modular bcrypt).
@@ -275,6 +353,44 @@ def hash_scheme(hashed: str) -> str:
 def is_known_hash(hashed: str) -> bool:
     """Whether ``hashed`` is an Argon2 or bcrypt hash that FastAPI Users can verify."""
     return bool(_ARGON2.fullmatch(hashed) or _BCRYPT.fullmatch(hashed))
+
+
+#: Cost bounds of a hash worth verifying. FastAPI Users writes bcrypt with 12 rounds and Argon2
+#: with m=65536 KiB, t=3, p=4; a stored hash far beyond (bcrypt 31 rounds, Argon2 t=3000) makes
+#: every login with it, the app's too, tie up a core for minutes, and cannot be interrupted.
+BCRYPT_ROUNDS = range(4, 17)  # 16 rounds: 16 times FastAPI Users' cost, about 4 s
+ARGON2_MAX_MEMORY_KIB = 1 << 20  # 1 GiB
+ARGON2_MAX_TIME_COST = 16
+ARGON2_MAX_PARALLELISM = 64
+#: Memory times passes: 5 times FastAPI Users' 65536 KiB x 3.
+ARGON2_MAX_WORK = 5 * 65536 * 3
+_ARGON2_COSTS = re.compile(r"\$argon2(?:id|i|d)\$v=\d+\$m=(\d+),t=(\d+),p=(\d+)\$")
+
+
+def hash_cost_problem(hashed: str) -> str | None:
+    """Why ``hashed`` (an Argon2 or bcrypt hash) costs too much, or too little, to verify; None
+    when its parameters are within what FastAPI Users' hashers produce and verify in time."""
+    if _BCRYPT.fullmatch(hashed):
+        rounds = int(hashed[4:6])
+        if rounds not in BCRYPT_ROUNDS:
+            return f"bcrypt cost {rounds} is outside {BCRYPT_ROUNDS.start}-{BCRYPT_ROUNDS.stop - 1}"
+        return None
+    found = _ARGON2_COSTS.match(hashed)
+    if found is None:
+        return None
+    memory, time_cost, parallelism = (int(part) for part in found.groups())
+    if not 1 <= parallelism <= ARGON2_MAX_PARALLELISM:
+        return f"Argon2 parallelism {parallelism} is outside 1-{ARGON2_MAX_PARALLELISM}"
+    if not 8 * parallelism <= memory <= ARGON2_MAX_MEMORY_KIB:
+        return f"Argon2 memory {memory} KiB is outside {8 * parallelism}-{ARGON2_MAX_MEMORY_KIB}"
+    if not 1 <= time_cost <= ARGON2_MAX_TIME_COST:
+        return f"Argon2 time cost {time_cost} is outside 1-{ARGON2_MAX_TIME_COST}"
+    if memory * time_cost > ARGON2_MAX_WORK:
+        return (
+            f"Argon2 memory {memory} KiB times {time_cost} passes is over {ARGON2_MAX_WORK} "
+            "(five times FastAPI Users' cost)"
+        )
+    return None
 
 
 def generate_password() -> str:

@@ -7,11 +7,18 @@ from typing import Any
 
 from sqlalchemy import Table, func, inspect, select, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from usersctl.builtin_tables import AccessToken, OAuthAccount, User
 from usersctl.db import email_lower_index_name
-from usersctl.engine import DEFAULT_CONNECT_TIMEOUT, create_engine, normalize_url, sqlite_path
+from usersctl.engine import (
+    DEFAULT_CONNECT_TIMEOUT,
+    create_engine,
+    execute_alone,
+    normalize_url,
+    sqlite_path,
+)
 from usersctl.errors import Conflict, TablesMissing
 from usersctl.migrations import ALEMBIC_VERSION_TABLE, IndexAdvice, email_index_advice
 
@@ -39,45 +46,70 @@ def schema_sql(url: str, tables: list[Table]) -> str:
     return ";\n\n".join(statements) + ";\n"
 
 
-def email_index_state(connection: Connection, table_name: str = "user") -> tuple[str, list[str]]:
-    """``ok``, ``missing`` or ``invalid``: whether the table has a unique index on ``lower(email)``
-    (usersctl's or an equivalent), and the names of invalid ones, which a PostgreSQL build with
-    ``CONCURRENTLY`` leaves behind when it fails, and which must be dropped to build again."""
+def _is_unique_on_lower_email(definition: str) -> bool:
+    """Whether an index's DDL (SQLite's ``sql``, PostgreSQL's ``pg_get_indexdef``) makes a unique
+    index on ``lower(email)`` alone, for every row (no ``WHERE``)."""
+    compact = "".join(definition.lower().replace('"', "").split())
+    compact = compact.replace("(email)::text", "email")  # PostgreSQL casts a VARCHAR column
+    return compact.startswith("createuniqueindex") and compact.endswith("(lower(email))")
+
+
+def email_index_state(
+    connection: Connection, table_name: str = "user", schema: str | None = None
+) -> tuple[str, list[str]]:
+    """Whether the table has a valid unique index on ``lower(email)`` (usersctl's or an
+    equivalent): ``ok``, ``missing``, ``invalid`` (usersctl's name holds an index that a failed
+    ``CREATE INDEX CONCURRENTLY`` left invalid) or ``wrong`` (usersctl's name holds an index of
+    another shape: not unique, partial, or on other columns). Also the names of the indexes that
+    must be dropped before the index can be built again under its name.
+
+    What an index is decides, never its name: a non-unique index named like usersctl's would let
+    addresses that differ only in case in. ``schema`` (PostgreSQL) names a table its bare name
+    does not reach."""
     rows: list[tuple[Any, ...]]
     if connection.dialect.name == "postgresql":
         rows = [
             tuple(row)
             for row in connection.execute(
                 text(
-                    "SELECT c.relname, i.indisvalid, i.indisunique, pg_get_indexdef(i.indexrelid) "
+                    "SELECT c.relname, i.indisvalid, pg_get_indexdef(i.indexrelid) "
                     "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
                     "JOIN pg_class t ON t.oid = i.indrelid "
-                    "WHERE t.relname = :t AND pg_table_is_visible(t.oid)"
+                    "JOIN pg_namespace n ON n.oid = t.relnamespace "
+                    "WHERE t.relname = :t AND (n.nspname = :s OR :s IS NULL "
+                    "AND pg_table_is_visible(t.oid))"
                 ),
-                {"t": table_name},
+                {"t": table_name, "s": schema},
             )
         ]
     else:
+        # Indexes SQLite makes for UNIQUE constraints have no sql; they are on plain columns.
         rows = [
-            (name, True, "unique" in (definition or "").lower(), definition)
+            (name, True, definition or "")
             for name, definition in connection.execute(
                 text("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = :t"),
                 {"t": table_name},
             )
         ]
+    ours = email_lower_index_name(table_name)
     valid = False
     invalid: list[str] = []
-    for name, is_valid, is_unique, definition in rows:
-        compact = " ".join((definition or "").lower().replace('"', "").split())
-        compact = compact.replace("(email)::text", "email")
-        if name == email_lower_index_name(table_name) or (is_unique and "lower(email" in compact):
+    wrong: list[str] = []
+    for name, is_valid, definition in rows:
+        if _is_unique_on_lower_email(definition):
             if is_valid:
                 valid = True
             else:
                 invalid.append(name)
+        elif name == ours:
+            wrong.append(name)
     if valid:
         return "ok", []
-    return ("invalid" if invalid else "missing"), invalid
+    if invalid:
+        return "invalid", invalid + wrong
+    if wrong:
+        return "wrong", wrong
+    return "missing", []
 
 
 def has_email_lower_index(connection: Connection, table_name: str = "user") -> bool:
@@ -102,6 +134,8 @@ class InitReport:
 
     created_tables: list[str] = field(default_factory=list)
     created_indexes: list[str] = field(default_factory=list)
+    #: Of ``created_indexes``, those built with ``CONCURRENTLY`` (PostgreSQL, a table with rows).
+    concurrent_indexes: list[str] = field(default_factory=list)
     alembic: bool = False
     index_advice: IndexAdvice | None = None
 
@@ -119,7 +153,7 @@ class InitReport:
 def _advise(connection: Connection, tables: list[Table], existing: set[str]) -> InitReport:
     """On an Alembic-managed database: change nothing, and say what the app's migrations lack."""
     report = InitReport(alembic=True)
-    missing = [table.name for table in tables if table.name not in existing]
+    missing = [table.fullname for table in tables if table.fullname not in existing]
     if missing:
         raise TablesMissing(
             f"the database is managed by Alembic (it has an {ALEMBIC_VERSION_TABLE} table) but "
@@ -127,21 +161,31 @@ def _advise(connection: Connection, tables: list[Table], existing: set[str]) -> 
             "(alembic upgrade head), or give --apply-anyway"
         )
     for table in tables:
-        if "email" in table.c and email_index_state(connection, table.name)[0] != "ok":
+        if "email" not in table.c or "hashed_password" not in table.c:
+            continue  # not a user table
+        if email_index_state(connection, table.name, table.schema)[0] != "ok":
             report.index_advice = email_index_advice(
                 table.name, connection.dialect.name, schema=table.schema
             )
     return report
 
 
-def _init(connection: Connection, tables: list[Table], apply_anyway: bool = False) -> InitReport:
-    existing = set(inspect(connection).get_table_names())
-    alembic = ALEMBIC_VERSION_TABLE in existing
+def _init(
+    connection: Connection, tables: list[Table], apply_anyway: bool = False, dry_run: bool = False
+) -> InitReport:
+    """Create what is missing in the caller's transaction. The index of a PostgreSQL table that
+    has rows is only listed in ``concurrent_indexes``: it is built after the commit, with
+    ``CONCURRENTLY``, so that the app's writes go on meanwhile. A dry run builds no index."""
+    inspector = inspect(connection)
+    existing = {
+        table.fullname for table in tables if inspector.has_table(table.name, schema=table.schema)
+    }
+    alembic = inspector.has_table(ALEMBIC_VERSION_TABLE)
     if alembic and not apply_anyway:
         return _advise(connection, tables, existing)
     report = InitReport(alembic=alembic)
     for table in tables:
-        if table.name not in existing:
+        if table.fullname not in existing:
             table.create(connection)
             report.created_tables.append(table.name)
             report.created_indexes.extend(index.name or "" for index in table.indexes)
@@ -149,17 +193,16 @@ def _init(connection: Connection, tables: list[Table], apply_anyway: bool = Fals
     # otherwise) gets the index now, unless case duplicates stand in the way.
     for table in tables:
         name = table.name
-        if "email" not in table.c or "hashed_password" not in table.c or name not in existing:
-            continue  # not a user table (a referenced table may have an email column), or new
-        state, invalid = email_index_state(connection, name)
+        if "email" not in table.c or "hashed_password" not in table.c:
+            continue  # not a user table (a referenced table may have an email column)
+        if table.fullname not in existing:
+            continue  # created above, with its indexes
+        state, invalid = email_index_state(connection, name, table.schema)
         if state == "ok":
             continue
-        from sqlalchemy import Index, MetaData
+        from sqlalchemy import Index, MetaData, literal
 
-        quote = connection.dialect.identifier_preparer.quote
-        for leftover in invalid:  # a failed concurrent build: it blocks the name, serves nothing
-            connection.execute(text(f"DROP INDEX {quote(leftover)}"))
-        reflected = Table(name, MetaData(), autoload_with=connection)
+        reflected = Table(name, MetaData(), schema=table.schema, autoload_with=connection)
         duplicates = count_case_duplicates(connection, reflected)
         if duplicates:
             raise Conflict(
@@ -167,8 +210,22 @@ def _init(connection: Connection, tables: list[Table], apply_anyway: bool = Fals
                 "users whose addresses differ only in case; run `usersctl doctor` to list them"
             )
         index_name = email_lower_index_name(name)
-        Index(index_name, func.lower(reflected.c.email), unique=True).create(connection)
         report.created_indexes.append(index_name)
+        if connection.dialect.name == "postgresql":
+            has_rows = select(literal(1)).select_from(reflected).limit(1)
+            if connection.execute(has_rows).first() is not None:
+                # A plain build locks out the app's inserts for as long as it reads the table.
+                report.concurrent_indexes.append(index_name)
+                continue
+        if dry_run:
+            continue
+        quote = connection.dialect.identifier_preparer.quote
+        prefix = f"{quote(table.schema)}." if table.schema else ""
+        # A failed concurrent build, or an index of another shape under usersctl's name: it
+        # holds the name and does not keep case duplicates out.
+        for leftover in invalid:
+            connection.execute(text(f"DROP INDEX {prefix}{quote(leftover)}"))
+        Index(index_name, func.lower(reflected.c.email), unique=True).create(connection)
     if alembic:  # the index is in now, and the app's models must declare it
         for table in tables:
             if email_lower_index_name(table.name) in report.created_indexes:
@@ -202,9 +259,39 @@ async def init_database(
     engine = create_engine(url, connect_timeout=connect_timeout, sqlite_begin="BEGIN IMMEDIATE")
     try:
         async with engine.connect() as connection, connection.begin() as transaction:
-            report = await connection.run_sync(_init, tables, apply_anyway)
-            if dry_run:
+            report = await connection.run_sync(_init, tables, apply_anyway, dry_run)
+            built = set(report.created_indexes) - set(report.concurrent_indexes)
+            if dry_run or not (report.created_tables or built):
+                # Nothing to commit: Ctrl-C stays free to stop a long concurrent build below.
                 await transaction.rollback()
-            return report
+        if not dry_run:
+            for table in tables:
+                if email_lower_index_name(table.name) in report.concurrent_indexes:
+                    await build_email_index_concurrently(engine, table.name, table.schema)
+        return report
     finally:
         await engine.dispose()
+
+
+async def build_email_index_concurrently(
+    engine: AsyncEngine, table_name: str, schema: str | None = None
+) -> None:
+    """Build the unique ``lower(email)`` index on PostgreSQL with ``CONCURRENTLY``, so the app's
+    writes go on meanwhile; the invalid leftover of a failed build is dropped first."""
+    from sqlalchemy import Column, Index, MetaData, String
+    from sqlalchemy.schema import DropIndex
+
+    async with engine.connect() as connection:
+        _, invalid = await connection.run_sync(email_index_state, table_name, schema)
+    # A bare table of the same name: the index must not join the app's own metadata.
+    table = Table(table_name, MetaData(), Column("email", String), schema=schema)
+    drops = [
+        DropIndex(Index(stale, table.c.email, postgresql_concurrently=True)) for stale in invalid
+    ]
+    index = Index(
+        email_lower_index_name(table_name),
+        func.lower(table.c.email),
+        unique=True,
+        postgresql_concurrently=True,
+    )
+    await execute_alone(engine, [*drops, CreateIndex(index, if_not_exists=True)])

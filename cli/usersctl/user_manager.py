@@ -15,9 +15,12 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from usersctl.errors import Conflict, HookFailed, InvalidInput
+
+if TYPE_CHECKING:
+    from usersctl.passwords import Hashing
 
 
 def load_manager_factory(path: str) -> Any:
@@ -111,10 +114,13 @@ async def run_hook(manager: Any, hook: str, *args: Any, committed: str) -> None:
         ) from exc
 
 
-def hash_with(manager: Any, password: str) -> str:
-    """The manager's own ``password_helper`` hash (the app may hash its own way)."""
-    hashed: str = manager.password_helper.hash(password)
-    return hashed
+def manager_hashing(manager: Any, path: str) -> Hashing:
+    """The manager's own ``password_helper`` as usersctl's ``Hashing`` (the app may hash its own
+    way): with ``--user-manager`` it makes every new hash, and neither ``--password-helper`` nor
+    ``--hash-scheme`` is taken beside it (``Settings.password_helper``)."""
+    from usersctl.passwords import Hashing
+
+    return Hashing("app", manager.password_helper, path.strip())
 
 
 async def forgot_password(manager: Any, user: Any) -> None:

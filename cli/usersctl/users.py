@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError, MultipleResultsFound
@@ -29,6 +29,7 @@ from usersctl.engine import (
 from usersctl.errors import (
     AmbiguousUser,
     CheckFailed,
+    ConstraintConflict,
     InvalidInput,
     LastSuperuser,
     UserAlreadyExists,
@@ -42,6 +43,13 @@ from usersctl.models import (
     require_table,
     require_writable,
 )
+
+if TYPE_CHECKING:
+    from usersctl.references import DeletePlan, DeleteRules, ReferenceGraph
+
+if TYPE_CHECKING:
+    from usersctl.hash_choice import HashChoice
+    from usersctl.passwords import Hashing
 
 UserDB = SQLAlchemyUserDatabase[Any, Any]
 
@@ -62,28 +70,33 @@ async def open_users(
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     write: bool = False,
     model_path: str | None = None,
+    table: str | None = None,
 ) -> AsyncIterator[UserContext]:
     """Open one session on ``url``, read the user table's structure, and dispose of it all after.
 
     ``write=True`` takes SQLite's write lock when the transaction starts, so a check and the write
     that follows it cannot be interleaved with another process. ``model_path``
-    (``module.path:ClassName``) uses the app's own model instead of reading the table's structure.
+    (``module.path:ClassName``) uses the app's own model instead of reading the table's structure;
+    ``table`` (``--table``) names the user table instead of finding it by its columns.
     """
     from usersctl.engine import normalize_url
 
-    loaded = load_user_model(model_path) if model_path else None
+    loaded = load_user_model(model_path, table) if model_path else None
     parsed = normalize_url(url)
     check_sqlite_file(parsed)
     engine = create_engine(
         parsed,
         connect_timeout=connect_timeout,
         sqlite_begin="BEGIN IMMEDIATE" if write else "BEGIN",
+        sqlite_wal=write,  # opening a file only to read it must not change its journal mode
     )
     try:
         async with session_factory(engine)() as session:
             try:
                 if loaded is None:
-                    model = await session.run_sync(lambda s: reflect_user_model(s.connection()))
+                    model = await session.run_sync(
+                        lambda s: reflect_user_model(s.connection(), table)
+                    )
                     if write:
                         await session.run_sync(lambda s: require_writable(s.connection(), model))
                 else:
@@ -258,13 +271,70 @@ async def _email_taken(ctx: UserContext, email: str, *, other_than: Any = None) 
     return existing is not None and (other_than is None or existing.id != other_than)
 
 
-async def _flush(ctx: UserContext, email: str) -> None:
+async def _flush(ctx: UserContext, email: str, user: Any) -> None:
+    from sqlalchemy import inspect as inspect_object
+
+    # A failed flush expires the user: what it was to write is read now, to name a broken key.
+    writing = dict(inspect_object(user).dict)
     try:
         await ctx.session.flush()
     except IntegrityError as exc:
-        if "email" in str(exc.orig).lower():
+        from usersctl.violations import UNIQUE, describe_violation
+
+        violation = describe_violation(exc)
+        if violation is None:
+            email_taken = "email" in str(exc.orig).lower()
+        else:
+            email_taken = violation.kind == UNIQUE and "email" in violation.message
+        if email_taken:
             raise UserAlreadyExists(f"a user with email {email!r} already exists") from None
+        table = ctx.model.table
+        values = {c.name: writing.get(ctx.model.attribute(c.name)) for c in table.columns}
+        await name_violation(ctx, exc, [values])
         raise
+
+
+async def name_violation(
+    ctx: UserContext,
+    exc: IntegrityError,
+    rows: Sequence[dict[str, Any]],
+    lines: Sequence[int] | None = None,
+) -> None:
+    """Name what SQLite refused without naming it, raising ``ConstraintConflict``: the foreign
+    key that ``rows`` (values by column name) break, with the line of the first row that breaks
+    it when ``lines`` are given, or the unique index on the columns it names. Rolls back the
+    transaction to look; does nothing on PostgreSQL, whose errors name their constraint."""
+    from usersctl.violations import (
+        FOREIGN_KEY,
+        UNIQUE,
+        broken_reference,
+        describe_violation,
+        unique_constraint_name,
+    )
+
+    violation = describe_violation(exc)
+    if ctx.session.get_bind().dialect.name != "sqlite" or violation is None:
+        return
+    table = ctx.model.table
+    if violation.kind == FOREIGN_KEY:
+        await ctx.session.rollback()
+        broken = await ctx.session.run_sync(lambda s: broken_reference(s.connection(), table, rows))
+        if broken is not None:
+            message, index = broken
+            at = f" (line {lines[index]})" if lines is not None else ""
+            raise ConstraintConflict(f"refused by the database's {message}{at}")
+    elif violation.kind == UNIQUE and violation.table == table.name and violation.columns:
+        columns = violation.columns
+        await ctx.session.rollback()
+        name = await ctx.session.run_sync(
+            lambda s: unique_constraint_name(s.connection(), table, columns)
+        )
+        if name is not None:
+            where = ", ".join(f"{table.name}.{column}" for column in columns)
+            raise ConstraintConflict(
+                f"refused by the database's unique constraint {name} on {where}: another row "
+                "already has that value"
+            )
 
 
 @dataclass(frozen=True)
@@ -285,12 +355,14 @@ async def create_user(
     is_active: bool = True,
     if_not_exists: bool = False,
     extra: dict[str, Any] | None = None,
+    dry_run: bool = False,
 ) -> Created:
     """Add a user. An existing email (any case) raises ``UserAlreadyExists``, or with
     ``if_not_exists`` returns that user unchanged. ``extra`` holds other columns' values (by
     attribute); a NOT NULL column with no default that it leaves out raises ``InvalidInput``.
     The model's own defaults (a dataclass field's ``default_factory``, a column's ``default=``)
-    fill the rest as the app's would."""
+    fill the rest as the app's would. A ``dry_run`` (which the caller rolls back) takes no value
+    from the id's sequence."""
     typed, email = email.strip(), normalize_email(email)
     try:
         existing = await find_by_email(ctx, email, typed=typed)
@@ -311,11 +383,63 @@ async def create_user(
         "is_verified": is_verified,
         **(extra or {}),
     }
+    id_key = ctx.model.attribute("id")
+    if dry_run and values.get(id_key) is None:
+        next_id = await _peek_next_id(ctx)
+        if next_id is not None:
+            values[id_key] = next_id
     user = ctx.model.new_user(values)  # its constructor fills the app's defaults
     ctx.session.add(user)
-    await _flush(ctx, email)
+    await _flush(ctx, email, user)
     await ctx.session.refresh(user)
     return Created(user, created=True)
+
+
+async def _peek_next_id(ctx: UserContext) -> int | None:
+    """The id PostgreSQL's sequence will give the next user, read without taking it.
+
+    ``nextval`` is never rolled back, so a dry run that let the database draw the id would take
+    one from the app; it inserts with this value instead, which is what a real run would get
+    (also when that id is taken already). None when there is no sequence to read: SQLite, ids
+    that are not integers, an identity column ``GENERATED ALWAYS`` (it refuses a given value),
+    or a sequence this role may not read.
+    """
+    from sqlalchemy import Integer
+    from sqlalchemy import text as sql_text
+    from sqlalchemy.exc import DBAPIError
+
+    dialect = ctx.session.bind.dialect
+    column = ctx.model.table.c.id
+    if dialect.name != "postgresql" or not isinstance(column.type, Integer):
+        return None
+    table = dialect.identifier_preparer.format_table(ctx.model.table)
+    try:
+        async with ctx.session.begin_nested():
+            sequence, identity = (
+                await ctx.session.execute(
+                    sql_text(
+                        "SELECT pg_get_serial_sequence(:table, :column), a.attidentity "
+                        "FROM pg_attribute a WHERE a.attrelid = CAST(:table AS regclass) "
+                        "AND a.attname = :column"
+                    ),
+                    {"table": table, "column": column.name},
+                )
+            ).one()
+            if sequence is None or identity == "a":
+                return None
+            # The name comes from the catalogue, quoted as it needs to be.
+            last, called, step = (
+                await ctx.session.execute(
+                    sql_text(
+                        f"SELECT s.last_value, s.is_called, p.seqincrement FROM {sequence} s, "
+                        "pg_sequence p WHERE p.seqrelid = CAST(:sequence AS regclass)"
+                    ),
+                    {"sequence": sequence},
+                )
+            ).one()
+    except DBAPIError:
+        return None
+    return int(last + step if called else last)
 
 
 async def active_superusers(ctx: UserContext) -> list[str]:
@@ -391,7 +515,7 @@ async def update_user(
     for name, (_, new) in changes.items():
         setattr(user, name, new)
     if changes:
-        await _flush(ctx, user.email)
+        await _flush(ctx, user.email, user)
         await touch_parent_rows(ctx, [user.id])
     return changes
 
@@ -442,16 +566,97 @@ async def set_active(
     return changed, unchanged
 
 
-async def delete_users(ctx: UserContext, users: Sequence[Any], *, force: bool = False) -> None:
-    """Delete users with their OAuth accounts and access tokens."""
-    from usersctl.logins import delete_logins
+async def plan_deletes(
+    ctx: UserContext, users: Sequence[Any], rules: DeleteRules | None = None
+) -> list[DeletePlan]:
+    """What deleting each user does to the rows that refer to it (``usersctl.references``);
+    raises ``RowsReferToUser`` when rows would block the delete, ``InvalidInput`` when the user
+    to reassign rows to is one of those being deleted."""
+    return (await _plan_deletes(ctx, users, rules or _no_choices()))[1]
 
+
+def _no_choices() -> DeleteRules:
+    from usersctl.references import DeleteRules
+
+    return DeleteRules()
+
+
+async def _plan_deletes(
+    ctx: UserContext, users: Sequence[Any], rules: DeleteRules
+) -> tuple[ReferenceGraph, list[DeletePlan]]:
+    from usersctl.references import plan_delete, read_references, refuse_blocked
+
+    if rules.reassign_to is not None and any(user.id == rules.reassign_to.id for user in users):
+        raise InvalidInput(
+            f"--reassign-to {rules.reassign_to.email}: that user is being deleted too"
+        )
+    graph = await ctx.session.run_sync(lambda s: read_references(s.connection(), ctx.model))
+    unknown = sorted(rules.cascade_into - graph.table_names)
+    if unknown:
+        raise InvalidInput(f"--cascade-into {', '.join(unknown)}: the database has no such table")
+    plans = [await plan_delete(ctx.session, graph, ctx.model.table, user, rules) for user in users]
+    refuse_blocked(plans)
+    return graph, plans
+
+
+async def delete_users(
+    ctx: UserContext,
+    users: Sequence[Any],
+    *,
+    force: bool = False,
+    rules: DeleteRules | None = None,
+) -> list[DeletePlan]:
+    """Delete users with their OAuth accounts and access tokens, and do with the rows that refer
+    to them what ``plan_deletes`` says; return each user's plan, counted as it was carried out."""
+    from usersctl.logins import delete_logins
+    from usersctl.references import carry_out, plan_delete
+
+    rules = rules or _no_choices()
     await guard_last_superuser(ctx, users, force=force)
-    for user in users:
+    graph, plans = await _plan_deletes(ctx, users, rules)
+    done = []
+    for index, user in enumerate(users):
+        # Counted again after the users before it: rows they took along are not counted twice.
+        plan = (
+            plans[0]
+            if index == 0
+            else await plan_delete(ctx.session, graph, ctx.model.table, user, rules)
+        )
+        await carry_out(ctx.session, plan, ctx.model.table, rules)
         await delete_logins(ctx, user.id)
         await ctx.db.delete_by_id(user.id)
         await _delete_parent_rows(ctx, user.id)
         ctx.session.expunge(user)
+        done.append(plan)
+    return done
+
+
+# Choosing the scheme of new hashes --------------------------------------------------------------
+
+
+async def _holds_hash_like(ctx: UserContext, pattern: str) -> bool:
+    """Whether a stored password hash matches the LIKE ``pattern`` (stops at the first)."""
+    from sqlalchemy import exists
+
+    column = ctx.model.table.c.hashed_password
+    return bool(await ctx.session.scalar(select(exists().where(column.like(pattern)))))
+
+
+async def choose_hashing(
+    ctx: UserContext, requested: str, helper: Hashing | None = None
+) -> HashChoice:
+    """The hashing new hashes get under ``--hash-scheme requested`` (``auto``, ``argon2`` or
+    ``bcrypt``), or the app's own ``helper``: see ``passwords.choose_early`` and
+    ``passwords.choose_from_table``. The table is asked for an Argon2 hash first, which most
+    tables answer at their first row; for bcrypt only when there is none."""
+    from usersctl.hash_choice import choose_early, choose_from_table
+
+    early = choose_early(requested, helper)
+    if early is not None:
+        return early
+    if await _holds_hash_like(ctx, "$argon2%"):
+        return choose_from_table({"argon2"})
+    return choose_from_table({"bcrypt"} if await _holds_hash_like(ctx, "$2%$%") else set())
 
 
 # Checking a password -------------------------------------------------------------------------
@@ -462,39 +667,98 @@ NO_MATCH = "no match: the password is wrong, the user does not exist, or has no 
 @dataclass(frozen=True)
 class PasswordMatch:
     """A password that matched: the user, the scheme of the hash it matched (``argon2``,
-    ``argon2-outdated`` or ``bcrypt``), and whether that hash was replaced by a new Argon2 one."""
+    ``argon2-outdated`` or ``bcrypt``), the new hash's scheme when it was (or, without
+    ``rehash``, would be) replaced, and whether it was."""
 
     user: Any
     scheme: str
     rehashed: bool
+    replacement: str | None = None
+
+
+def _checkable(hashed: str, hashing: Hashing) -> bool:
+    """Whether ``hashed`` is worth checking: a hash the app's helper identifies, else (no
+    helper, or one that cannot be asked) an Argon2 or bcrypt hash, or anything for a helper."""
+    from usersctl.passwords import hash_cost_problem, is_known_hash
+
+    if is_known_hash(hashed) and hash_cost_problem(hashed) is not None:
+        return False  # verifying it would take minutes, and Ctrl-C could not stop it
+    identified = hashing.identifies(hashed)
+    if identified is None:
+        return is_known_hash(hashed) if hashing.helper is None else bool(hashed)
+    return identified
+
+
+async def _decoy_hash(ctx: UserContext, hashing: Hashing, sample: int = 100) -> str | None:
+    """A stored hash of the scheme and cost most common among (a sample of) the table's users,
+    to verify a password against when there is no user: the same work as a wrong password for a
+    real user (bcrypt where the table's hashes are bcrypt), so timing does not tell them apart."""
+    from collections import Counter
+
+    column = ctx.model.table.c.hashed_password
+    rows = await ctx.session.execute(select(column).where(column.is_not(None)).limit(sample))
+    known = [
+        hashed
+        for hashed in rows.scalars()
+        if isinstance(hashed, str) and _checkable(hashed, hashing)
+    ]
+    if not known:
+        return None
+
+    def cost(hashed: str) -> str:  # $argon2id$v=19$m=65536,t=3,p=4 or $2b$12
+        return "$".join(hashed.split("$")[: 4 if hashed.startswith("$argon2") else 3])
+
+    common, _ = Counter(cost(hashed) for hashed in known).most_common(1)[0]
+    return next(hashed for hashed in known if cost(hashed) == common)
 
 
 async def check_password(
-    ctx: UserContext, email_or_id: str, password: str, *, rehash: bool = False
+    ctx: UserContext,
+    email_or_id: str,
+    password: str,
+    *,
+    rehash: bool = False,
+    hashing: Hashing | None = None,
 ) -> PasswordMatch:
     """Check ``password`` as the app's login does; raise ``CheckFailed`` when it does not match.
 
     A missing user, a disabled or unknown hash and a wrong password raise the same
-    ``CheckFailed`` after the same work: without a hash to check, the password is hashed anyway,
-    as FastAPI Users' ``authenticate`` does, so neither the answer nor its timing tells whether
-    the user exists. With ``rehash``, a matching bcrypt or outdated Argon2 hash is replaced.
+    ``CheckFailed`` after the same work: without a hash to check, the password is checked against
+    a hash of the scheme and cost most users' hashes have (bcrypt in a table of bcrypt hashes),
+    so neither the answer nor its timing tells whether the user exists. With ``rehash``, a
+    matching hash of the other scheme than ``hashing``'s (Argon2 by default), or with outdated
+    parameters, is replaced by one in ``hashing``'s.
     """
     import asyncio
 
-    from usersctl.passwords import hash_password, hash_scheme, is_known_hash, verify_and_update
+    from usersctl.passwords import (
+        ARGON2,
+        hash_password,
+        hash_scheme,
+        verify_and_update,
+    )
+
+    hashing = hashing or ARGON2
 
     try:
         user = await find_user(ctx, email_or_id)
     except UserNotFound:
         user = None
     hashed = user.hashed_password if user is not None else None
-    if not isinstance(hashed, str) or not is_known_hash(hashed):
-        await asyncio.to_thread(hash_password, password)
+    if not isinstance(hashed, str) or not _checkable(hashed, hashing):
+        decoy = await _decoy_hash(ctx, hashing)
+        if decoy is None:  # no usable hash in the table: as FastAPI Users does, hash anyway
+            await asyncio.to_thread(hash_password, password, hashing)
+        else:
+            await asyncio.to_thread(verify_and_update, password, decoy, hashing)
         raise CheckFailed(NO_MATCH)
-    matched, new_hash = await asyncio.to_thread(verify_and_update, password, hashed)
+    matched, new_hash = await asyncio.to_thread(verify_and_update, password, hashed, hashing)
     if not matched:
         raise CheckFailed(NO_MATCH)
     scheme = hash_scheme(hashed)
     if rehash and new_hash is not None:
         await set_password(ctx, user, new_hash)
-    return PasswordMatch(user, scheme, rehashed=rehash and new_hash is not None)
+    replacement = hash_scheme(new_hash) if new_hash is not None else None
+    return PasswordMatch(
+        user, scheme, rehashed=rehash and new_hash is not None, replacement=replacement
+    )

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from usersctl.passwords import verify_password
 
 if TYPE_CHECKING:
-    from tests.cli.conftest import Cli, Database
+    from harness import Cli, Database
 
 
 def test_create_superuser_with_a_generated_password(cli: Cli, db: Database) -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from usersctl.passwords import verify_password
 
 if TYPE_CHECKING:
-    from tests.cli.conftest import Database, Usersctl
+    from harness import Database, Usersctl
 
 
 def test_a_script_administers_users_through_the_entry_point(

@@ -355,3 +355,82 @@ def test_ctrl_c_around_the_commit_never_claims_a_rollback_that_did_not_happen(
         outcomes.add(process.returncode)
         asyncio.run(_sql(database_url, 'DELETE FROM "user"'))
     assert outcomes == {0, 130}, "the interrupts should land on both sides of the commit"
+
+
+SECRET = "Tr0ub4dor&3"
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        # A CSV without its header: the first row is taken for the header.
+        (f"alice@example.com,{SECRET}\nbob@example.com,{SECRET}x\n", "line 2: no email field"),
+        # Swapped columns: the password lands in the email column, or in a flag.
+        (f"email,password\n{SECRET},alice@example.com\n", "line 2: email: not a valid email"),
+        (f"email,is_active,password\nalice@example.com,{SECRET},x\n", "line 2: field 'is_active'"),
+        (f"email,is_verified,password\na@example.com,{SECRET},x\n", "line 2: field 'is_verified'"),
+    ],
+)
+def test_import_errors_never_quote_a_value_that_may_be_a_password(
+    cli: Any, tmp_path: Path, content: str, says: str
+) -> None:
+    rows = tmp_path / "rows.csv"
+    rows.write_text(content)
+    message = cli.fails(2, "import-users", str(rows))
+    assert says in message
+    assert SECRET not in message
+
+
+@pytest.mark.parametrize(
+    ("record", "says"),
+    [
+        ({"email": "a@example.com", "password": 12345}, "password is not text (a JSON number)"),
+        ({"email": ["x"], "password": "a long passphrase"}, "email is not text (a JSON array)"),
+        ({"email": "", "password": "a long passphrase"}, "email is empty"),
+        ({"email": "a@example.com", "hashed_password": True}, "hashed_password is not text"),
+    ],
+)
+def test_an_import_row_of_the_wrong_json_type_says_so(
+    cli: Any, tmp_path: Path, record: dict[str, Any], says: str
+) -> None:
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps(record) + "\n")
+    message = cli.fails(2, "import-users", str(rows))
+    assert f"line 1: {says}" in message
+
+
+#: Well-formed hashes whose cost no login can afford (the salts and digests are filler).
+ABSURD_HASHES = [
+    "$2b$31$" + "N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy",
+    "$argon2id$v=19$m=65536,t=3000,p=4$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA",
+    "$argon2id$v=19$m=4194304,t=3,p=4$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA",
+]
+
+
+@pytest.mark.parametrize("hashed", ABSURD_HASHES)
+def test_a_hash_whose_cost_no_login_can_afford_is_refused_and_reported(
+    usersctl: Any, db: Any, tmp_path: Path, hashed: str
+) -> None:
+    rows = tmp_path / "rows.jsonl"
+    good = {"email": "good@example.com", "password": "a long passphrase"}
+    rows.write_text(
+        json.dumps(good)
+        + "\n"
+        + json.dumps({"email": "eve@example.com", "hashed_password": hashed})
+    )
+    message = usersctl.fails(2, "import-users", str(rows))
+    assert ("line 2: hashed_password:" in message and "is outside" in message) or "over" in message
+    assert db.count() == 0
+
+    # One already in the table: doctor fails on it, and verify-password refuses to spend
+    # minutes on it (it answers at once, as for a wrong password).
+    db.seed("eve@example.com")
+    db.execute(f"UPDATE \"user\" SET hashed_password = '{hashed}'")
+    doctor = usersctl("doctor", "-o", "json")
+    assert doctor.returncode == 6, doctor.stdout + doctor.stderr
+    [check] = [c for c in json.loads(doctor.stdout)["checks"] if c["check"] == "password hashes"]
+    assert check["status"] == "fail" and "cost far beyond" in check["detail"]
+    verify = usersctl(
+        "verify-password", "eve@example.com", "--password-stdin", input="guess\n", timeout=60
+    )
+    assert verify.returncode == 6, verify.stdout + verify.stderr

@@ -7,7 +7,7 @@ import sqlite3
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tests.cli.conftest import Cli
+    from harness import Cli
 
 
 def test_init_db_creates_the_tables_and_a_second_run_changes_nothing(empty_cli: Cli) -> None:

@@ -8,13 +8,13 @@ import shlex
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tests.cli.conftest import Cli, Database
+    from harness import Cli, Database
 
 
 def seed_people(db: Database) -> None:
     db.seed("admin@example.com", is_superuser=True, is_verified=True)
     db.seed("Old-Admin@example.com", is_superuser=True, is_active=False)
-    db.seed("alice@example.com", "Bob@Example.org", is_verified=True)
+    db.seed("alice@example.com", "Bob@example.org", is_verified=True)
     db.seed("carol@example.com", "dave@example.org")
     db.seed("mallory@example.com", is_active=False)
 

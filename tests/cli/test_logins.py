@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Cli, Database
+from harness import Cli, Database
 
 SECRET = "ya29.secret-oauth-token"
 
@@ -32,6 +32,26 @@ def token_row(user_id: str, token: str) -> dict[str, Any]:
         "user_id": uuid.UUID(user_id),
         "created_at": dt.datetime.now(dt.timezone.utc),
     }
+
+
+def tokens_of(db: Database, email: str) -> int:
+    """How many access tokens the user of ``email`` has, counted with SQL."""
+    (row,) = db.query(
+        'SELECT count(t.token) AS n FROM "user" u LEFT JOIN accesstoken t ON t.user_id = u.id '
+        "WHERE u.email = :email",
+        email=email,
+    )
+    return int(row["n"])
+
+
+def providers_of(db: Database, email: str) -> list[str]:
+    """The OAuth providers the user of ``email`` is linked to, read with SQL."""
+    found = db.query(
+        'SELECT o.oauth_name FROM "user" u JOIN oauth_account o ON o.user_id = u.id '
+        "WHERE u.email = :email ORDER BY o.oauth_name",
+        email=email,
+    )
+    return [row["oauth_name"] for row in found]
 
 
 @pytest.fixture
@@ -109,7 +129,7 @@ def test_deactivate_user_revokes_access_tokens_unless_kept_or_dry_run(
     # Activating touches no tokens
     cli.ok("activate-user", "bob@example.com")
     assert db.count("accesstoken") == 2
-    assert cli.user("alice@example.com")["access_tokens"] == 2
+    assert tokens_of(db, "alice@example.com") == 2
 
 
 def test_an_import_update_revokes_the_tokens_of_users_it_locks_out_or_gives_a_password(
@@ -134,8 +154,8 @@ def test_an_import_update_revokes_the_tokens_of_users_it_locks_out_or_gives_a_pa
         input="".join(json.dumps(row) + "\n" for row in rows),
     )
     assert summary["updated"] == 2 and summary["revoked_tokens"] == 2
-    assert cli.user("alice@example.com")["access_tokens"] == 0
-    assert cli.user("bob@example.com")["access_tokens"] == 1
+    assert tokens_of(db, "alice@example.com") == 0
+    assert tokens_of(db, "bob@example.com") == 1
 
     deactivate = json.dumps({**rows[1], "is_active": False}) + "\n"
     args = ("import-users", "-", "--format", "jsonl", "--on-conflict", "update", "-o", "json")
@@ -152,8 +172,8 @@ def test_set_password_revokes_the_users_tokens_only(
 ) -> None:
     result = cli.ok("set-password", "alice@example.com", "--password-stdin", input="new pw 123\n")
     assert "Revoked 2 access tokens of alice@example.com." in result.stderr
-    assert cli.user("alice@example.com")["access_tokens"] == 0
-    assert cli.user("bob@example.com")["access_tokens"] == 1
+    assert tokens_of(db, "alice@example.com") == 0
+    assert tokens_of(db, "bob@example.com") == 1
     row = cli.json(
         "set-password",
         "bob@example.com",
@@ -162,7 +182,7 @@ def test_set_password_revokes_the_users_tokens_only(
         input="pw 4567 and more\n",
     )
     assert "revoked_tokens" not in row
-    assert cli.user("bob@example.com")["access_tokens"] == 1
+    assert tokens_of(db, "bob@example.com") == 1
 
 
 def test_unlink_oauth_removes_one_link_and_says_when_there_is_none(
@@ -182,7 +202,7 @@ def test_unlink_oauth_removes_one_link_and_says_when_there_is_none(
             "status": "unlinked",
         }
     ]
-    assert [a["provider"] for a in cli.user("alice@example.com")["oauth_accounts"]] == ["google"]
+    assert providers_of(db, "alice@example.com") == ["google"]
 
     message = cli.fails(3, "unlink-oauth", "alice@example.com", "github")
     assert "github" in message

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Cli, Database, Usersctl
+from harness import Cli, Database, Usersctl
 from usersctl.engine import create_engine
 
 #: A FastAPI Users app's models written against ``fastapi_users_db_sqlalchemy``: integer ids,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from tests.cli.conftest import Cli, Database
+    from harness import Cli, Database
 
 ANSI = re.compile(r"\x1b\[")
 

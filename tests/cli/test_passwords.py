@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import typer
 
+from harness import start
 from terminal import type_hidden
 from usersctl.commands import app
 from usersctl.passwords import verify_password
 
 if TYPE_CHECKING:
-    from tests.cli.conftest import Cli, Database, Usersctl
+    from harness import Cli, Database, Usersctl
 
 SOURCES = ("--password-stdin", "--password-file", "--generate-password")
 
@@ -118,14 +118,7 @@ def test_no_terminal_and_no_source_is_exit_2_naming_the_options(
 
 def test_no_terminal_never_waits_for_input(usersctl: Usersctl, db: Database) -> None:
     # stdin is a pipe that stays open and silent: usersctl must not read it without being told.
-    process = subprocess.Popen(
-        [usersctl.executable, "-d", db.url, "create-user", "a@example.com"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=usersctl.env(),
-    )
+    process = start(db.url, "create-user", "a@example.com", cwd=usersctl.cwd)
     try:
         code = process.wait(timeout=20)
         stderr = process.stderr.read() if process.stderr else ""

@@ -18,8 +18,7 @@ from sqlalchemy import (
     func,
 )
 
-from conftest import Cli, Database
-from usersctl.engine import create_engine
+from harness import Cli, Database, sql_engine
 
 
 async def _create_table(url: str) -> None:
@@ -42,7 +41,7 @@ async def _create_table(url: str) -> None:
     from sqlalchemy import Index
 
     Index("ix_user_email_lower", func.lower(table.c.email), unique=True)
-    engine = create_engine(url)
+    engine = sql_engine(url)
     try:
         async with engine.begin() as connection:
             await connection.run_sync(table.metadata.create_all)
@@ -135,12 +134,12 @@ def test_set_refuses_what_does_not_fit_naming_the_field(app_cli: Cli) -> None:
         assert assignment.split("=")[0] in message
     assert Database(app_cli.url).count() == 0
     app_cli.ok("create-user", "ann@example.com", "--generate-password", "--set", "tenant_id=1")
-    before = app_cli.user("ann@example.com")
+    before = Database(app_cli.url).user("ann@example.com")
     for assignment, named, says in REFUSED:
         message = app_cli.fails(2, "update-user", "ann@example.com", "--set", assignment)
         assert named in message, assignment
         assert says in message, assignment
-    assert app_cli.user("ann@example.com") == before
+    assert Database(app_cli.url).user("ann@example.com") == before
 
 
 def test_update_user_sets_and_clears_columns_and_reports_changes(app_cli: Cli) -> None:
@@ -156,7 +155,7 @@ def test_update_user_sets_and_clears_columns_and_reports_changes(app_cli: Cli) -
     assert (row["nickname"], row["tenant_id"], row["status"]) == (None, 4, "updated")
     assert "nickname: Annie -> null" in result.stderr
     assert "tenant_id: 3 -> 4" in result.stderr
-    assert app_cli.user("ann@example.com")["nickname"] is None
+    assert Database(app_cli.url).user("ann@example.com")["nickname"] is None
 
     # The same values again change nothing; an id is never changed
     assert app_cli.json("update-user", "ann@example.com", "--set", "tenant_id=4")["status"] == (
@@ -165,7 +164,7 @@ def test_update_user_sets_and_clears_columns_and_reports_changes(app_cli: Cli) -
     assert "id" in app_cli.fails(2, "update-user", "ann@example.com", "--set", "id=99")
     dry = app_cli.json("update-user", "ann@example.com", "--set", "tenant_id=5", "--dry-run")
     assert dry["status"] == "would update"
-    assert app_cli.user("ann@example.com")["tenant_id"] == 4
+    assert Database(app_cli.url).user("ann@example.com")["tenant_id"] == 4
 
 
 def test_import_names_a_missing_required_column(app_cli: Cli, tmp_path: object) -> None:

@@ -6,10 +6,10 @@ import json
 import uuid
 from typing import TYPE_CHECKING
 
-from usersctl.passwords import verify_password
+from fastapi_users.password import PasswordHelper
 
 if TYPE_CHECKING:
-    from tests.cli.conftest import Cli, Database
+    from harness import Cli, Database
 
 
 def test_show_user_by_email_in_any_case_or_by_id(cli: Cli, db: Database) -> None:
@@ -43,7 +43,7 @@ def test_update_flags_and_report_each_change(cli: Cli, db: Database) -> None:
     )
     assert "is_superuser: false -> true" in result.stderr
     assert "is_verified: false -> true" in result.stderr
-    assert cli.user("alice@example.com")["is_superuser"] is True
+    assert db.flag("alice@example.com", "is_superuser") is True
     # Asking for what already is changes nothing, and is success.
     same = cli.ok("update-user", "alice@example.com", "--superuser", "-o", "json")
     assert json.loads(same.stdout)["status"] == "unchanged"
@@ -60,10 +60,10 @@ def test_update_flags_and_report_each_change(cli: Cli, db: Database) -> None:
     )
     assert json.loads(dry.stdout)["status"] == "would update"
     assert "is_active: true -> false" in dry.stderr
-    after = cli.user("alice@example.com")
+    after = db.user("alice@example.com")
     assert (after["is_active"], after["is_superuser"]) == (True, True)
     cli.ok("update-user", "alice@example.com", "--inactive", "--unverified")
-    after = cli.user("alice@example.com")
+    after = db.user("alice@example.com")
     assert (after["is_active"], after["is_verified"]) == (False, False)
     cli.fails(3, "update-user", "nobody@example.com", "--verified")
     cli.fails(2, "update-user", "alice@example.com", "--email", "not an email")
@@ -75,7 +75,7 @@ def test_a_new_email_is_checked_and_unverifies(cli: Cli, db: Database) -> None:
     assert "already exists" in cli.fails(
         4, "update-user", "alice@example.com", "--email", "BOB@example.com"
     )
-    assert cli.user("alice@example.com")["is_verified"] is True
+    assert db.flag("alice@example.com", "is_verified") is True
     # Changing only the case of one's own address is allowed, and keeps it verified.
     result = cli.ok(
         "update-user", "alice@example.com", "--email", "Alice@Example.com", "-o", "json"
@@ -90,14 +90,14 @@ def test_a_new_email_is_checked_and_unverifies(cli: Cli, db: Database) -> None:
     moved = json.loads(result.stdout)
     assert (moved["email"], moved["is_verified"]) == ("alice@new.example", False)
     assert "is_verified: true -> false" in result.stderr
-    cli.fails(3, "show-user", "alice@example.com")
+    assert db.emails() == ["alice@new.example", "bob@example.com"]
     # ... unless --verified says otherwise.
     moved = cli.json(
         "update-user", "bob@example.com", "--email", "robert@example.com", "--verified"
     )
     assert (moved["email"], moved["is_verified"]) == ("robert@example.com", True)
     # The password is untouched by all this.
-    assert verify_password(db.password, db.stored_hash("robert@example.com"))
+    assert PasswordHelper().verify_and_update(db.password, db.stored_hash("robert@example.com"))[0]
 
 
 def test_the_last_active_superuser_cannot_be_demoted_or_deactivated_without_force(
@@ -109,7 +109,7 @@ def test_the_last_active_superuser_cannot_be_demoted_or_deactivated_without_forc
         message = cli.fails(4, "update-user", "root@example.com", flag)
         assert "--force" in message
         cli.fails(4, "update-user", "root@example.com", flag, "--dry-run")
-    assert cli.user("root@example.com")["is_superuser"] is True
+    assert db.flag("root@example.com", "is_superuser") is True
     # With a second active superuser it is allowed.
     cli.ok("update-user", "retired@example.com", "--active")
     cli.ok("update-user", "root@example.com", "--no-superuser")
@@ -117,4 +117,4 @@ def test_the_last_active_superuser_cannot_be_demoted_or_deactivated_without_forc
     cli.fails(4, "update-user", "retired@example.com", "--inactive")
     forced = cli.json("update-user", "retired@example.com", "--inactive", "--force")
     assert forced["is_active"] is False
-    assert cli.emails("--superuser", "--active") == []
+    assert db.emails("is_superuser AND is_active") == []

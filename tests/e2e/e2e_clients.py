@@ -1,7 +1,7 @@
 """The two sides of every story: usersctl run beside the app, and an HTTP client of the app.
 
-usersctl runs through Typer's ``CliRunner`` in a worker thread, since each command starts its own
-event loop and the app's runs the test.
+usersctl runs in-process through the harness (tests/harness.py) in a worker thread, since each
+command starts its own event loop and the app's runs the test.
 """
 
 from __future__ import annotations
@@ -12,19 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-from usersctl.commands import app
-
-#: Variables that change what usersctl does; no test inherits them from the shell running pytest.
-CLEAN_ENV: dict[str, str | None] = {
-    "USERSCTL_DATABASE_URL": None,
-    "DATABASE_URL": None,
-    "USERSCTL_CONNECT_TIMEOUT": None,
-    "USERSCTL_DEBUG": None,
-    "USERSCTL_USER_MODEL": None,
-    "NO_COLOR": None,
-}
+from harness import invoke
 
 
 @dataclass
@@ -36,7 +26,7 @@ class Usersctl:
 
     def invoke(self, *args: str, input: str | None = None) -> Result:
         argv = ["-d", self.url, *(["--model", self.model] if self.model else []), *args]
-        return CliRunner().invoke(app, argv, input=input, env=CLEAN_ENV, prog_name="usersctl")
+        return invoke(argv, input=input)
 
     async def __call__(self, *args: str, input: str | None = None) -> Result:
         return await asyncio.to_thread(self.invoke, *args, input=input)

@@ -221,7 +221,8 @@ async def test_registered_user_is_listed_and_its_hash_counted_by_doctor(story: S
         "argon2": 1,
         "argon2-outdated": 0,
         "bcrypt": 0,
-        "unknown-or-disabled": 0,
+        "unknown": 0,
+        "disabled": 0,
     }
     model = next(c for c in report["checks"] if c["check"] == "model")["detail"]
     assert (variant.model_path or "read from the database") in model

@@ -16,9 +16,7 @@ from typing import Any
 
 import pytest
 
-from usersctl.passwords import verify_password
-
-from .conftest import (
+from harness import (
     PASSWORD,
     Finished,
     PgConnection,
@@ -37,6 +35,7 @@ from .conftest import (
     stored_hash,
     wait_for,
 )
+from usersctl.passwords import verify_password
 
 
 def case_variant(email: str, index: int) -> str:

@@ -16,10 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness import PASSWORD, cli, execute, one_error_line, rows, run, seed, stored_hash
 from usersctl.emails import normalize_email
 from usersctl.passwords import is_known_hash
-
-from .conftest import PASSWORD, cli, execute, one_error_line, rows, run, seed, stored_hash
 
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 

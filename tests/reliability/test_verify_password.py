@@ -12,19 +12,16 @@ import bcrypt
 import pytest
 from argon2 import PasswordHasher
 
-from terminal import type_hidden
-from usersctl.passwords import hash_scheme, verify_password
-
-from .conftest import (
-    ENTRY_POINT,
+from harness import (
     PASSWORD,
-    clean_env,
     cli,
     one_error_line,
     rows,
     run,
     seed,
 )
+from terminal import type_hidden
+from usersctl.passwords import hash_scheme, verify_password
 
 NO_MATCH = (
     "Error: no match: the password is wrong, the user does not exist, or has no usable password"
@@ -123,6 +120,7 @@ def test_a_missing_user_takes_as_long_as_a_wrong_password(url: str) -> None:
 def test_rehash_replaces_a_bcrypt_hash_with_argon2(url: str) -> None:
     old = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=5)).decode()
     seed(url, "alice@example.com", old)
+    seed(url, "bob@example.com")  # an Argon2 hash: the app reads Argon2 (--hash-scheme auto)
     assert hash_scheme(old) == "bcrypt"
 
     result = verify(url, "alice@example.com")
@@ -169,32 +167,10 @@ def test_a_bcrypt_hash_and_a_password_over_72_bytes(url: str) -> None:
     assert one_error_line(result.exit_code, 6, result.stdout, result.stderr) == NO_MATCH
 
 
-@pytest.fixture
-def spawn(sqlite_url: str, tmp_path: Path) -> Any:
-    """The entry point on a pseudo-terminal (the prompt has nothing to do with the database)."""
-    import pexpect
-
-    children: list[Any] = []
-
-    def start(*args: str) -> Any:
-        child = pexpect.spawn(
-            ENTRY_POINT,
-            ["-d", sqlite_url, *args],
-            env=clean_env(),
-            cwd=str(tmp_path),
-            encoding="utf-8",
-            timeout=60,
-        )
-        children.append(child)
-        return child
-
-    yield start
-    for child in children:
-        child.close(force=True)
-
-
-def test_on_a_terminal_it_asks_once_with_a_hidden_prompt(sqlite_url: str, spawn: Any) -> None:
-    seed(sqlite_url, "alice@example.com")
+#: The prompt has nothing to do with the database: SQLite alone.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_on_a_terminal_it_asks_once_with_a_hidden_prompt(url: str, spawn: Any) -> None:
+    seed(url, "alice@example.com")
     child = spawn("verify-password", "alice@example.com")
     child.expect("Password: ")
     type_hidden(child, PASSWORD)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import functools
 import importlib
 from collections.abc import Iterator, Mapping, MutableMapping
+from pathlib import Path
 from typing import Annotated, Any, Optional, cast  # noqa: F401  (Typer reads the annotations)
 
 import typer
@@ -117,6 +119,14 @@ app = typer.Typer(
 )
 
 
+class HashScheme(str, enum.Enum):
+    """What ``--hash-scheme`` accepts (``usersctl.passwords.SCHEMES`` and auto)."""
+
+    auto = "auto"
+    argon2 = "argon2"
+    bcrypt = "bcrypt"
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"usersctl {__version__}")
@@ -159,6 +169,57 @@ def root(
             show_default=False,
         ),
     ] = None,
+    table: Annotated[
+        str | None,
+        typer.Option(
+            "--table",
+            envvar="USERSCTL_TABLE",
+            metavar="NAME",
+            help="The user table (SCHEMA.NAME on PostgreSQL); without it, the one table with "
+            "FastAPI Users' user columns, whatever its name.",
+            show_default=False,
+        ),
+    ] = None,
+    env_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--env-file",
+            envvar="USERSCTL_ENV_FILE",
+            metavar="PATH",
+            exists=True,
+            dir_okay=False,
+            help="Read USERSCTL_DATABASE_URL or DATABASE_URL from this dotenv file (without "
+            "it, from ./.env when nothing else gives the URL).",
+            show_default=False,
+        ),
+    ] = None,
+    hash_scheme: Annotated[
+        HashScheme,
+        typer.Option(
+            "--hash-scheme",
+            envvar="USERSCTL_HASH_SCHEME",
+            case_sensitive=False,
+            help=(
+                "Scheme of new password hashes. auto: Argon2, as FastAPI Users 13+ writes, but "
+                "bcrypt when the installed FastAPI Users is older or the table's hashes are "
+                "bcrypt and none Argon2."
+            ),
+        ),
+    ] = HashScheme.auto,
+    password_helper: Annotated[
+        str | None,
+        typer.Option(
+            "--password-helper",
+            envvar="USERSCTL_PASSWORD_HELPER",
+            metavar="MODULE:ATTRIBUTE",
+            help=(
+                "The app's own PasswordHelper (or pwdlib PasswordHash), e.g. "
+                "app.users:password_helper: every hash is made and checked with it. Not with "
+                "--user-manager, whose password_helper is used."
+            ),
+            show_default=False,
+        ),
+    ] = None,
     user_manager: Annotated[
         str | None,
         typer.Option(
@@ -180,10 +241,18 @@ def root(
     ] = None,
 ) -> None:
     """Options shared by every command."""
+    from usersctl.commands.errors import call
+    from usersctl.commands.options import database_url_of
+
+    database = call(lambda: database_url_of(ctx, database_url, env_file))
     ctx.obj = Settings(
-        database_url=database_url,
+        database_url=database.url,
         connect_timeout=connect_timeout,
         model_path=model or None,
+        url_source=database.source,
+        table=table or None,
+        hash_scheme=hash_scheme.value,
+        password_helper_path=password_helper or None,
         user_manager_path=user_manager or None,
     )
     ctx.call_on_close(ctx.obj.commit_guard.release)  # after the command has printed its output
@@ -191,9 +260,10 @@ def root(
 
 def main() -> None:
     """Console-script entry point."""
-    from usersctl.commands.startup import pause_collector
+    from usersctl.commands.startup import pause_collector, quiet_library_loggers
 
     pause_collector()
+    quiet_library_loggers()
     try:
         app(prog_name="usersctl")
     except BrokenPipeError:  # rendering, after the command's work: | head stopped reading

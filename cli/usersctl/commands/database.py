@@ -8,7 +8,7 @@ import typer
 
 from usersctl.commands.errors import ExitCode, fail, run
 from usersctl.commands.options import DryRunOption, settings_of
-from usersctl.commands.render import say
+from usersctl.commands.render import say, say_lines
 
 if TYPE_CHECKING:
     from usersctl.migrations import IndexAdvice
@@ -48,13 +48,17 @@ def init_db(
     """Create the user table and its unique lower(email) index; safe to run again.
 
     On an existing FastAPI Users table it only adds the index, which makes logins an index lookup.
-    A database with an alembic_version table is left to the app's migrations: init-db prints the
-    Index(...) for the model and the migration to add instead (--apply-anyway adds it).
+    It creates the table ``--table`` names (with --oauth and --access-tokens, FastAPI Users' other
+    two tables referencing it); without --table it refuses to create ``user`` beside a user table
+    of another name. A database with an alembic_version table is left to the app's migrations:
+    init-db prints the Index(...) for the model and the migration to add instead (--apply-anyway
+    adds it).
 
     \b
     Example:
       usersctl init-db
       usersctl -d postgresql://app@db/app init-db --sql
+      usersctl --table users init-db
       usersctl -d postgresql://app@db/app --model app.models:User init-db --alembic
     """
     settings = settings_of(ctx)
@@ -63,14 +67,30 @@ def init_db(
         from usersctl import migrations, schema
 
         if alembic:
-            return migrations.index_advice_for(settings.database_url, settings.model_path)
+            return migrations.index_advice_for(
+                settings.database_url, settings.model_path, settings.table
+            )
         if settings.model_path:
             from usersctl.models import load_user_model, model_tables
 
-            model = load_user_model(settings.model_path)
+            model = load_user_model(settings.model_path, settings.table)
             tables = model_tables(model, oauth=oauth, access_tokens=access_tokens)
         else:
+            from usersctl import user_tables
+
             tables = schema.built_in_tables(oauth=oauth, access_tokens=access_tokens)
+            if settings.table:
+                name = user_tables.table_for_url(settings.database_url, settings.table)
+                id_type = None
+                if (oauth or access_tokens) and not sql:  # user_id is typed like the app's id
+                    id_type = await user_tables.existing_id_type(
+                        settings.database_url, name, connect_timeout=settings.connect_timeout
+                    )
+                tables = user_tables.renamed_tables(tables, name, id_type)
+            elif not sql:
+                await user_tables.refuse_beside_user_table(
+                    settings.database_url, connect_timeout=settings.connect_timeout
+                )
         if sql:
             return schema.schema_sql(settings.database_url, tables)
         return await schema.init_database(
@@ -97,12 +117,12 @@ def init_db(
 
     if isinstance(result, IndexAdvice):
         typer.echo(result.migration, nl=False)
-        say(alembic_advice.model_paragraph(result).rstrip("\n"))
+        say_lines(alembic_advice.model_paragraph(result))
         return
     where = mask_url(settings.database_url)
     advice = result.index_advice
     if advice is not None and result.index_left_out:
-        say(alembic_advice.left_out_text(advice, command="init-db"))
+        say_lines(alembic_advice.left_out_text(advice, command="init-db"))
         return
     if not result.changed:
         say(f"Nothing to do: {where} already has the tables and the lower(email) index.")
@@ -111,7 +131,8 @@ def init_db(
     for name in result.created_tables:
         say(f"{done} table {name}")
     for name in result.created_indexes:
-        say(f"{done} index {name}")
+        concurrently = " concurrently (the app's writes go on)"
+        say(f"{done} index {name}{concurrently if name in result.concurrent_indexes else ''}")
     if advice is not None:
-        say(alembic_advice.applied_text(advice).rstrip("\n"))
+        say_lines(alembic_advice.applied_text(advice))
     say(f"Dry run: nothing was changed in {where}" if dry_run else f"Database ready: {where}")

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from usersctl.commands.errors import ExitCode, fail, run
+from usersctl.commands.errors import ExitCode, call, fail, run
 from usersctl.commands.options import OutputOption, settings_of
-from usersctl.commands.render import OutputFormat, render_rows, say
+from usersctl.commands.render import OutputFormat, render_rows, say, say_lines
 
 if TYPE_CHECKING:
     from usersctl.doctor import DoctorReport
@@ -53,21 +53,25 @@ def doctor(
     if apply_anyway and not fix:
         fail("--apply-anyway goes with --fix", ExitCode.USAGE)
     settings = settings_of(ctx)
+    helper = call(settings.password_helper)
 
     async def work() -> DoctorReport:
         from usersctl.doctor import diagnose
 
         return await diagnose(
-            settings.database_url,
+            settings.checked_url(),
             model_path=settings.model_path,
+            table=settings.table,
             fix=fix,
             connect_timeout=settings.connect_timeout,
             apply_anyway=apply_anyway,
+            password_helper=helper,
         )
 
     report = run(work, settings)
+    found = {**report.as_dict(), "database_url_source": settings.url_source}
     if output is OutputFormat.json:
-        sys.stdout.write(json.dumps(report.as_dict(), ensure_ascii=False, indent=2) + "\n")
+        sys.stdout.write(json.dumps(found, ensure_ascii=False, indent=2) + "\n")
     else:
         rows = []
         for check in report.checks:
@@ -80,11 +84,15 @@ def doctor(
         from usersctl.commands import alembic_advice
 
         if report.index_in_database:
-            say(alembic_advice.applied_text(report.index_advice).rstrip("\n"))
+            say_lines(alembic_advice.applied_text(report.index_advice))
         else:
-            say(alembic_advice.left_out_text(report.index_advice, command="doctor --fix"))
+            say_lines(alembic_advice.left_out_text(report.index_advice, command="doctor --fix"))
     failed = report.failed
     if failed:
         names = ", ".join(check.name for check in failed)
-        fail(f"{len(failed)} check(s) failed on {report.database}: {names}", ExitCode.CHECK_FAILED)
-    say(f"All checks passed on {report.database}.")
+        fail(
+            f"{len(failed)} check(s) failed on {report.database} (URL from {settings.url_source}): "
+            f"{names}",
+            ExitCode.CHECK_FAILED,
+        )
+    say(f"All checks passed on {report.database} (URL from {settings.url_source}).")

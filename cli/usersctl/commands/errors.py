@@ -51,7 +51,7 @@ EXIT_CODE_HELP = (
     "Exit codes: 0 success (also when nothing needed to change); 1 unexpected failure; "
     "2 usage or invalid input; 3 user not found (or no such OAuth link); "
     "4 conflict (email taken, last superuser, an address several users share in different "
-    "case); "
+    "case, a unique or foreign key constraint, rows that still refer to a user to delete); "
     "5 database problem (unreachable, tables missing, read-only); "
     "6 a check said no (doctor, verify-password); 130 interrupted; "
     "141 the reader of stdout went away (as with | head)."
@@ -86,6 +86,11 @@ def _database_message(exc: BaseException) -> str:
     # value may be a password hash, so only the reason is kept.
     text = re.sub(r"(query argument \$\d+): .*( \([^()]*\))$", r"\1\2", text)
     lowered = text.lower()
+    if "prepared statement" in lowered and ("already exists" in lowered or "not exist" in lowered):
+        return (
+            f"{text}: behind a connection pooler in transaction mode (PgBouncer), add "
+            "?prepared_statement_cache_size=0 to the database URL"
+        )
     if "no such table" in lowered or ("does not exist" in lowered and "relation" in lowered):
         # Which table: the user table is checked before any query, so this is often another
         # (one the user table references, say), which must not be called the user table.
@@ -124,7 +129,7 @@ def _is_data_error(exc: BaseException) -> bool:
 def exit_code_for(exc: BaseException, server: str = "") -> tuple[ExitCode, str]:
     """Map an exception raised by a command to its exit code and message; ``server`` (host:port)
     is named when the database could not be reached, as the exception may not name it."""
-    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+    from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
     from usersctl import errors
 
@@ -140,6 +145,14 @@ def exit_code_for(exc: BaseException, server: str = "") -> tuple[ExitCode, str]:
         return ExitCode.CHECK_FAILED, str(exc)
     if isinstance(exc, errors.HookFailed):
         return ExitCode.FAILURE, str(exc)
+    if isinstance(exc, IntegrityError):
+        from usersctl.violations import describe_violation
+
+        violation = describe_violation(exc)
+        if violation is not None and violation.is_conflict:
+            return ExitCode.CONFLICT, f"refused by the database's {violation.message}"
+        if violation is not None:  # NOT NULL, CHECK: a value the caller gave
+            return ExitCode.USAGE, f"the database refused a value: {violation.message}"
     if isinstance(exc, (DBAPIError, SQLAlchemyError)):
         code = ExitCode.USAGE if _is_data_error(exc) else ExitCode.DATABASE
         return code, _database_message(exc)
@@ -272,16 +285,20 @@ def run(coroutine_function: Callable[[], Awaitable[T]], settings: Settings) -> T
             if guard.began:
                 guard.hold()  # asyncio.run may have put back its own handler on the way out
 
-    return call(start, settings.database_url, guard)
+    return call(start, settings.database_url, settings.url_source, guard)
 
 
 def call(
-    function: Callable[[], T], database_url: str | None = None, guard: CommitGuard | None = None
+    function: Callable[[], T],
+    database_url: str | None = None,
+    url_source: str = "",
+    guard: CommitGuard | None = None,
 ) -> T:
     """Call ``function``, translating every failure: for the work a command does outside the
     event loop (checks, and prompts, which must not block a running loop: Ctrl-C would then only
     cancel its task, and the prompt would go on waiting). A failure to reach ``database_url``
-    names its server. An interrupt during a commit (``guard``) is reported as such."""
+    names its server; a database problem says where the URL came from (``url_source``). An
+    interrupt during a commit (``guard``) is reported as such."""
     try:
         return function()
     except typer.Exit:
@@ -299,6 +316,8 @@ def call(
         stdout_closed()
     except Exception as exc:
         code, message = exit_code_for(exc, server_of(database_url) if database_url else "")
+        if code == ExitCode.DATABASE and url_source and url_source not in message:
+            message = f"{message} (database URL from {url_source})"
         if os.environ.get("USERSCTL_DEBUG") and code == ExitCode.FAILURE:
             import traceback
 

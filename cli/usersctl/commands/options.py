@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
+    from usersctl.database_url import DatabaseURL
+    from usersctl.passwords import Hashing
     from usersctl.users import UserContext
 
 from usersctl.commands.errors import CommitGuard
@@ -24,20 +26,72 @@ class Settings:
     connect_timeout: float
     #: ``module.path:ClassName`` of the app's user model (``--model``); None reads the table.
     model_path: str | None = None
-    #: ``module.path:attribute`` of the app's user manager (``--user-manager``), or None.
-    user_manager_path: str | None = None
+    #: Where ``database_url`` came from, in words (``usersctl.database_url``).
+    url_source: str = "the built-in default"
+    #: The user table (``--table``); None finds it by its columns.
+    table: str | None = None
     #: This invocation's hold on Ctrl-C once a commit begins; released when the command ends.
     commit_guard: CommitGuard = field(default_factory=CommitGuard, compare=False, repr=False)
+    #: The scheme of new password hashes (``--hash-scheme``): auto, argon2 or bcrypt.
+    hash_scheme: str = "auto"
+    #: ``module.path:attribute`` of the app's own password helper (``--password-helper``).
+    password_helper_path: str | None = None
+    #: ``module.path:attribute`` of the app's user manager (``--user-manager``), or None.
+    user_manager_path: str | None = None
+
+    def checked_url(self) -> str:
+        """The database URL, refused when it is the built-in default and its file is missing."""
+        from usersctl.database_url import DatabaseURL, require_database
+        from usersctl.errors import DatabaseProblem
+
+        try:
+            return require_database(DatabaseURL(self.database_url, self.url_source))
+        except DatabaseProblem:
+            if self.model_path:  # a --model that cannot be used is said first, as ever
+                from usersctl.models import load_user_model
+
+                load_user_model(self.model_path, self.table)
+            raise
+
+    def password_helper(self) -> Hashing | None:
+        """The app's own password helper, loaded; None without ``--password-helper``.
+
+        With ``--user-manager`` the manager's own ``password_helper`` hashes (``open_manager``),
+        so ``--password-helper`` or a ``--hash-scheme`` beside it is refused here, not ignored."""
+        from usersctl.errors import InvalidInput
+
+        if self.user_manager_path is not None:
+            for given, option in (
+                (self.password_helper_path is not None, "--password-helper"),
+                (self.hash_scheme != "auto", "--hash-scheme"),
+            ):
+                if given:
+                    raise InvalidInput(
+                        f"{option} and --user-manager exclude each other: the manager's "
+                        "password_helper hashes"
+                    )
+            return None
+        if self.password_helper_path is None:
+            return None
+        from usersctl.hash_choice import load_password_helper
+
+        if self.hash_scheme != "auto":
+            raise InvalidInput(
+                "--hash-scheme and --password-helper exclude each other: the app's helper "
+                "decides the scheme"
+            )
+        return load_password_helper(self.password_helper_path)
 
     def open_users(self, *, write: bool = False) -> AbstractAsyncContextManager[UserContext]:
         """One session on the configured database, with its user model (``usersctl.users``)."""
         from usersctl.users import open_users
 
         return open_users(
-            self.database_url,
+            self.checked_url(),
             connect_timeout=self.connect_timeout,
             write=write,
             model_path=self.model_path,
+            table=self.table,
         )
 
     def open_manager(self, ctx_users: UserContext) -> AbstractAsyncContextManager[Any]:
@@ -66,24 +120,29 @@ def complete_user(ctx: typer.Context, incomplete: str) -> list[str]:
     """Shell completion for EMAIL_OR_ID: up to 50 emails from the database, silent on failure."""
     from usersctl.completion import complete_emails
 
-    params = ctx.find_root().params
-    url = params.get("database_url") or _default_url()
+    root = ctx.find_root()
+    params = root.params
+    try:
+        database = database_url_of(root, params.get("database_url"), params.get("env_file"))
+    except Exception:  # completion stays silent
+        return []
     # Emails match in any case, but Typer keeps only completions that start with the typed text:
     # keep what was typed and complete the rest (users are found in any case anyway).
-    emails = complete_emails(url, incomplete, params.get("model") or None)
+    emails = complete_emails(
+        database.url, incomplete, params.get("model") or None, params.get("table") or None
+    )
     return [incomplete + email[len(incomplete) :] for email in emails]
 
 
-def _default_url() -> str:
-    import os
+def database_url_of(ctx: Any, given: str | None, env_file: Path | None) -> DatabaseURL:
+    """The database URL the root options and the environment select, and where it came from.
 
-    from usersctl import DEFAULT_DATABASE_URL
+    ``ctx`` is the root context (Click's, or the copy Typer vendors): it says whether ``given``
+    was typed or read by Click from a variable, which ``resolve_database_url`` looks at itself."""
+    from usersctl.database_url import resolve_database_url
 
-    return (
-        os.environ.get("USERSCTL_DATABASE_URL")
-        or os.environ.get("DATABASE_URL")
-        or DEFAULT_DATABASE_URL
-    )
+    typed = getattr(ctx.get_parameter_source("database_url"), "name", "") == "COMMANDLINE"
+    return resolve_database_url(given if typed else None, env_file)
 
 
 OutputOption = Annotated[
@@ -104,7 +163,8 @@ SetOption = Annotated[
         "--set",
         metavar="FIELD=VALUE",
         help="Set another column of the user table (repeatable), e.g. --set tenant_id=3; "
-        "null for NULL.",
+        "null for NULL. Arrays and JSON as JSON text (--set 'tags=[\"a\"]'), bytes as base64, "
+        "times in ISO 8601, enums by name.",
         show_default=False,
     ),
 ]

@@ -7,14 +7,11 @@ colours them. Messages go to stderr through ``say``.
 from __future__ import annotations
 
 import csv
-import datetime as dt
-import decimal
 import enum
 import json
 import os
 import sys
-import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
 import typer
@@ -53,21 +50,17 @@ def say(message: str) -> None:
     typer.echo(for_terminal(message), err=True)
 
 
+def say_lines(text: str) -> None:
+    """A message of several lines (advice, code to paste), each line shown as ``say`` shows one."""
+    for line in text.rstrip("\n").split("\n"):
+        say(line)
+
+
 def to_jsonable(value: Any) -> Any:
-    """Column values as JSON-friendly types: UUIDs and decimals as text, times as ISO 8601."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (uuid.UUID, decimal.Decimal)):
-        return str(value)
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value).hex()
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(item) for item in value]
-    if isinstance(value, dict):
-        return {str(key): to_jsonable(item) for key, item in value.items()}
-    return str(value)
+    """A value of no known column as JSON: UUIDs and decimals as text, times in ISO 8601."""
+    from usersctl.fields import any_json
+
+    return any_json(value)
 
 
 def to_text(value: Any) -> str:
@@ -80,9 +73,24 @@ def to_text(value: Any) -> str:
     return plain if isinstance(plain, str) else json.dumps(plain, ensure_ascii=False)
 
 
-def _cell(value: Any) -> str:
-    """A value as a table cell on a terminal: as in CSV, with control characters escaped."""
-    return for_terminal(to_text(value))
+def _json_row(row: dict[str, Any], forms: Mapping[str, Any]) -> dict[str, Any]:
+    """A row with each column's value in its JSON form (``usersctl.fields.forms_for``)."""
+    return {
+        key: to_jsonable(value) if value is None or key not in forms else forms[key].json(value)
+        for key, value in row.items()
+    }
+
+
+def _text(row: dict[str, Any], key: str, forms: Mapping[str, Any]) -> str:
+    """A column's value in its text form, as ``--set`` and CSV imports read it."""
+    value = row.get(key)
+    return to_text(value) if value is None or key not in forms else str(forms[key].text(value))
+
+
+def _cell(row: dict[str, Any], key: str, forms: Mapping[str, Any]) -> str:
+    """A column's value as a table cell on a terminal: its text form, control characters
+    escaped (the data comes from strangers)."""
+    return for_terminal(_text(row, key, forms))
 
 
 def _use_rich(stream: TextIO) -> bool:
@@ -97,8 +105,12 @@ def render_rows(
     single: bool = False,
     title: str | None = None,
     stream: TextIO | None = None,
+    forms: Mapping[str, Any] | None = None,
 ) -> int:
     """Write rows in ``output`` format; ``single`` prints one object (JSON) or a field/value table.
+
+    ``forms`` (``usersctl.fields.forms_for`` of the user table) writes each column's values in
+    the forms ``--set`` and imports read; other values are written by their Python type.
 
     Rows are consumed as they come (JSON lines and CSV stream); returns how many were written.
     A reader that stops early (``| head``) ends the command quietly with exit 141.
@@ -107,13 +119,14 @@ def render_rows(
 
     try:
         out = stream or sys.stdout
+        forms = forms or {}
         count = 0
         if output is OutputFormat.jsonl:
             for row in rows:
-                out.write(json.dumps(to_jsonable(row), ensure_ascii=False) + "\n")
+                out.write(json.dumps(_json_row(row, forms), ensure_ascii=False) + "\n")
                 count += 1
         elif output is OutputFormat.json:
-            materialised = [to_jsonable(row) for row in rows]
+            materialised = [_json_row(row, forms) for row in rows]
             payload: Any = materialised[0] if single and materialised else materialised
             out.write(json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
             count = len(materialised)
@@ -121,15 +134,15 @@ def render_rows(
             writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore")
             writer.writeheader()
             for row in rows:
-                writer.writerow({key: to_text(row.get(key)) for key in columns})
+                writer.writerow({key: _text(row, key, forms) for key in columns})
                 count += 1
         else:
             materialised_rows = list(rows)
             count = len(materialised_rows)
             if single and materialised_rows:
-                _render_fields(materialised_rows[0], columns, out, title)
+                _render_fields(materialised_rows[0], columns, out, title, forms)
             else:
-                _render_table(materialised_rows, columns, out, title)
+                _render_table(materialised_rows, columns, out, title, forms)
         out.flush()
         return count
     except BrokenPipeError:
@@ -152,7 +165,11 @@ def _print_if_it_fits(table: Any, out: TextIO) -> bool:
 
 
 def _render_table(
-    rows: list[dict[str, Any]], columns: Sequence[str], out: TextIO, title: str | None
+    rows: list[dict[str, Any]],
+    columns: Sequence[str],
+    out: TextIO,
+    title: str | None,
+    forms: Mapping[str, Any],
 ) -> None:
     if _use_rich(out):
         from rich.table import Column, Table
@@ -163,11 +180,11 @@ def _render_table(
         )
         for row in rows:
             # Text, not str: a stored "[/x]" is data, not Rich markup.
-            table.add_row(*(Text(_cell(row.get(column))) for column in columns))
+            table.add_row(*(Text(_cell(row, column, forms)) for column in columns))
         if _print_if_it_fits(table, out):
             return
     headers = [for_terminal(column) for column in columns]
-    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
+    cells = [[_cell(row, column, forms) for column in columns] for row in rows]
     widths = [
         max([len(header)] + [len(line[i]) for line in cells]) for i, header in enumerate(headers)
     ]
@@ -185,7 +202,11 @@ def _render_table(
 
 
 def _render_fields(
-    row: dict[str, Any], columns: Sequence[str], out: TextIO, title: str | None
+    row: dict[str, Any],
+    columns: Sequence[str],
+    out: TextIO,
+    title: str | None,
+    forms: Mapping[str, Any],
 ) -> None:
     names = [column for column in columns if column in row]
     if _use_rich(out):
@@ -194,10 +215,10 @@ def _render_fields(
 
         table = Table("field", "value", title=title, show_header=False)
         for name in names:
-            table.add_row(Text(for_terminal(name)), Text(_cell(row[name])))
+            table.add_row(Text(for_terminal(name)), Text(_cell(row, name, forms)))
         if _print_if_it_fits(table, out):
             return
     shown = [for_terminal(name) for name in names]
     width = max((len(name) for name in shown), default=0)
     for name, label in zip(names, shown, strict=True):
-        out.write(f"{label.ljust(width)}  {_cell(row[name])}\n")
+        out.write(f"{label.ljust(width)}  {_cell(row, name, forms)}\n")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,7 +13,7 @@ from typing import IO, Annotated, Any
 
 import typer
 
-from usersctl.commands.errors import ExitCode, fail, run
+from usersctl.commands.errors import ExitCode, call, fail, run
 from usersctl.commands.options import (
     ActiveFilter,
     AllowWeakPasswordOption,
@@ -116,7 +117,7 @@ def export_users(
             progress_bar("exporting") as progress,
         ):
             return await export(
-                settings.database_url,
+                settings.checked_url(),
                 out,
                 fmt=fmt,
                 filters=filters,
@@ -124,6 +125,7 @@ def export_users(
                 connect_timeout=settings.connect_timeout,
                 progress=progress,
                 model_path=settings.model_path,
+                table=settings.table,
             )
 
     count = run(work, settings)
@@ -133,9 +135,27 @@ def export_users(
 
 @contextmanager
 def _open_output(file: str, *, private: bool = False) -> Iterator[IO[str]]:
-    """The file to export into; ``private`` (hashes inside) makes it readable by its owner only."""
+    """The file to export into; ``private`` (hashes inside) makes it readable by its owner only.
+
+    A regular file is replaced whole, at the end, from a temporary file of this run's own beside
+    it; anything else (stdout, ``/dev/stdout``, a device, a pipe) is written in place.
+    """
     if file == "-":
         yield sys.stdout
+        _check_reader(sys.stdout)
+        return
+    descriptor = _own_descriptor(file)
+    if descriptor is not None:
+        # /dev/stdout, /dev/fd/N: the descriptor the shell opened (a pipe, a file opened with
+        # >>) is written as it is; opening the name again would truncate the file, or fail.
+        try:
+            duplicate = os.dup(descriptor)
+        except OSError as exc:
+            fail(f"cannot write {file}: {exc.strerror}", ExitCode.USAGE)
+        with open(duplicate, "w", encoding="utf-8", newline="") as through:
+            yield through
+            through.flush()
+            _check_reader(through)
         return
     path = Path(file)
     if path.is_symlink():
@@ -155,15 +175,10 @@ def _open_output(file: str, *, private: bool = False) -> Iterator[IO[str]]:
             fail(f"cannot write {file}: {exc.strerror}", ExitCode.USAGE)
         with direct:
             yield direct
+            direct.flush()
+            _check_reader(direct)
         return
-    partial = path.with_name(path.name + ".partial")
-    try:
-        partial.unlink(missing_ok=True)  # a leftover, or a link someone planted, is not reused
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-        descriptor = os.open(partial, flags, 0o600 if private else 0o666)
-        out = open(descriptor, "w", encoding="utf-8", newline="")  # noqa: SIM115 (closed below)
-    except OSError as exc:
-        fail(f"cannot write {file}: {exc.strerror}", ExitCode.USAGE)
+    partial, out = _temporary_beside(path, file, private=private)
     try:
         with out:
             yield out
@@ -171,6 +186,79 @@ def _open_output(file: str, *, private: bool = False) -> Iterator[IO[str]]:
         partial.unlink(missing_ok=True)  # a failed export never leaves a truncated file behind
         raise
     partial.replace(path)
+
+
+def _temporary_beside(path: Path, file: str, *, private: bool) -> tuple[Path, IO[str]]:
+    """A new file of this run's own beside ``path`` (``O_EXCL``, so two exports at once never
+    share one), owner-only with hashes inside, and never more open than the file it replaces."""
+    import contextlib
+    import secrets
+    import stat
+
+    mode = 0o600 if private else 0o666
+    with contextlib.suppress(OSError):  # a new file: the umask decides, as for any other
+        mode &= stat.S_IMODE(path.stat().st_mode)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    for _ in range(100):
+        partial = path.with_name(f"{path.name}.{secrets.token_hex(6)}.partial")
+        try:
+            descriptor = os.open(partial, flags, mode)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            fail(f"cannot write {file}: {exc.strerror}", ExitCode.USAGE)
+        break
+    else:
+        fail(f"cannot write {file}: no free temporary name beside it", ExitCode.USAGE)
+    return partial, open(descriptor, "w", encoding="utf-8", newline="")
+
+
+#: Names of a descriptor this process has open: /dev/stdout, /dev/fd/1, /proc/self/fd/1.
+_DESCRIPTOR_NAME = re.compile(
+    r"/dev/(?:(?P<std>stdout|stderr)|fd/(?P<fd>\d+))|/proc/(?P<pid>self|thread-self|\d+)/fd/(?P<pfd>\d+)"
+)
+
+
+def _own_descriptor(file: str) -> int | None:
+    """The descriptor ``file`` names, following links (a link to /dev/stdout too), or None."""
+    current = os.path.abspath(file)
+    for _ in range(40):
+        match = _DESCRIPTOR_NAME.fullmatch(current)
+        if match:
+            if match["std"]:
+                return 1 if match["std"] == "stdout" else 2
+            if match["fd"]:
+                return int(match["fd"])
+            if match["pid"] in ("self", "thread-self", str(os.getpid())):
+                return int(match["pfd"])
+            return None
+        if not os.path.islink(current):
+            return None
+        current = os.path.normpath(os.path.join(os.path.dirname(current), os.readlink(current)))
+    return None
+
+
+def _check_reader(stream: IO[str]) -> None:
+    """Raise ``BrokenPipeError`` when ``stream`` is a pipe whose reader has left (``| head``).
+
+    The last write into such a pipe may return short without an error, so the export would
+    count every row and exit 0 when most never arrived; the pipe itself tells.
+    """
+    import select
+    import stat
+
+    try:
+        stream.flush()
+        descriptor = stream.fileno()
+        is_pipe = stat.S_ISFIFO(os.fstat(descriptor).st_mode)
+    except (OSError, ValueError, AttributeError):
+        return  # not a descriptor (a test's captured output)
+    if not is_pipe or not hasattr(select, "poll"):
+        return
+    poller = select.poll()
+    poller.register(descriptor, select.POLLOUT)
+    if any(events & select.POLLERR for _, events in poller.poll(0)):
+        raise BrokenPipeError(32, "the reader of the pipe has left")
 
 
 def import_users(
@@ -244,6 +332,8 @@ def import_users(
 
     columns = ["created", "updated", "skipped", "invalid", "revoked_tokens", "dry_run"]
 
+    helper = call(settings.password_helper)
+
     async def work() -> dict[str, Any]:
         from usersctl.importing import ImportRejected, ImportSummary
         from usersctl.importing import import_users as run_import
@@ -251,7 +341,7 @@ def import_users(
         try:
             with _open_input(file) as stream, progress_bar("importing") as progress:
                 summary = await run_import(
-                    settings.database_url,
+                    settings.checked_url(),
                     stream,
                     fmt=fmt,
                     on_conflict=on_conflict.value,
@@ -259,18 +349,23 @@ def import_users(
                     connect_timeout=settings.connect_timeout,
                     progress=progress,
                     model_path=settings.model_path,
+                    table=settings.table,
                     keep_unknown_hashes=keep_unknown_hashes,
                     force=force,
                     keep_sessions=keep_sessions,
                     allow_weak_passwords=allow_weak_password,
                     user_manager_path=settings.user_manager_path,
                     hooks=hooks,
+                    hash_scheme=settings.hash_scheme,
+                    password_helper=helper,
                 )
         except ImportRejected as exc:
             if output != OutputFormat.table:  # a script gets the count; the error says which
                 rejected = ImportSummary(invalid=len(exc.problems), dry_run=dry_run)
                 render_rows([rejected.as_dict()], output, columns=columns, single=True)
             raise
+        if summary.hash_note:
+            say(summary.hash_note)
         return summary.as_dict()
 
     summary = run(work, settings)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,6 +22,7 @@ from usersctl.commands.options import (
     PasswordStdinOption,
     SearchOption,
     SetOption,
+    Settings,
     SuperuserFilter,
     UserArgument,
     UsersArgument,
@@ -31,12 +32,18 @@ from usersctl.commands.options import (
 from usersctl.commands.password_input import enforce_policy, read_password
 from usersctl.commands.render import OutputFormat, render_rows, say, to_text
 
+if TYPE_CHECKING:
+    from usersctl.references import DeleteRules
+    from usersctl.users import UserContext
+
 STATUS_COLUMNS = ["id", "email", "status"]
 
 
-def _shown(value: Any) -> str:
-    """A value in a change line as JSON spells it: true, false, null."""
-    return "null" if value is None else to_text(value)
+def _shown(value: Any, form: Any = None) -> str:
+    """A value in a change line as ``--set`` spells it: true, false, null."""
+    if value is None:
+        return "null"
+    return str(form.text(value)) if form is not None else to_text(value)
 
 
 def _finish(ctx_users: Any, dry_run: bool) -> Any:
@@ -90,6 +97,7 @@ def create_user(
     secret = call(
         lambda: read_password(stdin=password_stdin, file=password_file, generate=generate_password)
     )
+    helper = call(settings.password_helper)  # refused beside --user-manager
     app_rules = settings.user_manager_path is not None
     if not app_rules:
         call(
@@ -97,21 +105,20 @@ def create_user(
                 secret, email.strip(), allow_weak=allow_weak_password, may_ask=not password_stdin
             )
         )
-    from usersctl.passwords import hash_password_in_background
+    from usersctl.hash_choice import PendingHash
 
     # Hashing takes ~0.1 s of CPU: it starts now, and the imports and the connection overlap it.
     # The app's own hasher (--user-manager) waits for the app's validate_password instead.
-    hashing_started = None if app_rules else hash_password_in_background(secret.password)
+    pending = None if app_rules else PendingHash(secret.password, settings.hash_scheme, helper)
     if not prompting:
         normalized = call(lambda: normalize_email(email))
+    notes: list[str] = []
 
-    async def work() -> dict[str, Any]:
-        import asyncio
-
+    async def work() -> tuple[dict[str, Any], Any]:
         from usersctl import users
+        from usersctl.fields import forms_for
         from usersctl.models import field_values
 
-        hashing = asyncio.wrap_future(hashing_started) if hashing_started else None
         try:
             async with (
                 settings.open_users(write=True) as ctx_users,
@@ -121,24 +128,27 @@ def create_user(
                 existing = if_not_exists and await users.find_by_email(
                     ctx_users, normalized, typed=email.strip()
                 )
+                forms = forms_for(ctx_users.model.table)
                 if existing:
                     row = users.user_row(ctx_users.model, existing)
-                    return {**row, "status": "unchanged"}
+                    return {**row, "status": "unchanged"}, forms
                 extra = field_values(ctx_users.model, fields or [], creating=True)
                 flags = {
                     "is_superuser": superuser,
                     "is_verified": verified,
                     "is_active": not inactive,
                 }
-                if hashing is not None:
-                    hashed = await hashing
+                if pending is not None:
+                    choice = pending.early or await users.choose_hashing(ctx_users, "auto")
+                    notes.extend([choice.note] if choice.note else [])
+                    hashed = await pending.result(choice)
                 else:
                     from usersctl.user_manager import user_create
 
                     new = user_create({"email": normalized, **flags}, secret.password)
-                    hashed = await _app_hash(manager, secret, new, allow_weak_password)
+                    hashed = await _app_hash(manager, settings, secret, new, allow_weak_password)
                 result = await users.create_user(
-                    ctx_users, normalized, hashed, extra=extra, **flags
+                    ctx_users, normalized, hashed, extra=extra, dry_run=dry_run, **flags
                 )
                 row = users.user_row(ctx_users.model, result.user)
                 await _finish(ctx_users, dry_run)
@@ -146,32 +156,38 @@ def create_user(
                     await _hook(
                         manager, "on_after_register", result.user, done="the user was created"
                     )
-                return {**row, "status": "would create" if dry_run else "created"}
+                return {**row, "status": "would create" if dry_run else "created"}, forms
         finally:
-            if hashing is not None and not hashing.done():
-                hashing.cancel()
+            if pending is not None:
+                pending.cancel()
 
-    row = run(work, settings)
+    row, forms = run(work, settings)
+    for note in notes:
+        say(note)
     if row["status"] == "unchanged":
         say(f"User {row['email']} already exists; nothing changed.")
     if secret.generated and row["status"] != "unchanged":
         row["password"] = secret.password
     columns = [*row.keys()]
-    render_rows([row], output, columns=columns, single=True)
+    render_rows([row], output, columns=columns, single=True, forms=forms)
 
 
-async def _app_hash(manager: Any, secret: Any, user: Any, allow_weak: bool) -> str:
+async def _app_hash(
+    manager: Any, settings: Settings, secret: Any, user: Any, allow_weak: bool
+) -> str:
     """The app's ``validate_password`` (unless the password was generated, or ``allow_weak``),
     then a hash by the app's own ``password_helper``."""
     import asyncio
 
-    from usersctl.user_manager import hash_with, validate_password
+    from usersctl.passwords import hash_password
+    from usersctl.user_manager import manager_hashing, validate_password
 
     if allow_weak and not secret.generated:
         say("Warning: the app's validate_password was not run (--allow-weak-password).")
     elif not secret.generated:
         await validate_password(manager, secret.password, user)
-    return await asyncio.to_thread(hash_with, manager, secret.password)
+    hashing = manager_hashing(manager, settings.user_manager_path or "")
+    return await asyncio.to_thread(hash_password, secret.password, hashing)
 
 
 async def _hook(manager: Any, hook: str, *args: Any, done: str) -> None:
@@ -204,16 +220,17 @@ def list_users(
     """
     settings = settings_of(ctx)
 
-    async def work() -> tuple[list[str], Any]:
+    async def work() -> tuple[list[str], Any, Any]:
         from usersctl import users
+        from usersctl.fields import forms_for
 
         filters = users.UserFilters(active, superuser, verified, search)
         async with settings.open_users() as ctx_users:
             page = await users.list_users(ctx_users, filters, limit=limit, after=after)
-            return ctx_users.model.columns, page
+            return ctx_users.model.columns, page, forms_for(ctx_users.model.table)
 
-    columns, page = run(work, settings)
-    render_rows(page.users, output, columns=columns)
+    columns, page, forms = run(work, settings)
+    render_rows(page.users, output, columns=columns, forms=forms)
     shown = len(page.users)
     footer = f"{shown} shown of {page.total} matching user{'s' if page.total != 1 else ''}."
     if page.next_after is not None:
@@ -236,8 +253,9 @@ def show_user(
     """
     settings = settings_of(ctx)
 
-    async def work() -> tuple[list[str], dict[str, Any]]:
+    async def work() -> tuple[list[str], dict[str, Any], Any]:
         from usersctl import logins, users
+        from usersctl.fields import forms_for
 
         async with settings.open_users() as ctx_users:
             found = await users.find_user(ctx_users, user)
@@ -253,11 +271,11 @@ def show_user(
                 )
             if tokens is not None:
                 row["access_tokens"] = tokens
-            return ctx_users.model.columns, row
+            return ctx_users.model.columns, row, forms_for(ctx_users.model.table)
 
-    columns, row = run(work, settings)
+    columns, row, forms = run(work, settings)
     extra = [name for name in ("oauth_accounts", "access_tokens") if name in row]
-    render_rows([row], output, columns=[*columns, *extra], single=True)
+    render_rows([row], output, columns=[*columns, *extra], single=True, forms=forms)
 
 
 def update_user(
@@ -297,8 +315,9 @@ def update_user(
     """
     settings = settings_of(ctx)
 
-    async def work() -> tuple[list[str], dict[str, Any], dict[str, Any]]:
+    async def work() -> tuple[list[str], dict[str, Any], dict[str, Any], Any]:
         from usersctl import users
+        from usersctl.fields import forms_for
         from usersctl.models import field_values
 
         async with (
@@ -325,16 +344,18 @@ def update_user(
                 await _hook(manager, "on_after_update", found, updated, done="the user was updated")
                 if updated.get("is_verified") is True:
                     await _hook(manager, "on_after_verify", found, done="the user was updated")
-            return ctx_users.model.columns, row, changes
+            return ctx_users.model.columns, row, changes, forms_for(ctx_users.model.table)
 
-    columns, row, changes = run(work, settings)
+    columns, row, changes, forms = run(work, settings)
     if not changes:
         status = "unchanged"
     else:
         status = "would update" if dry_run else "updated"
         for name, (old, new) in changes.items():
-            say(f"{name}: {_shown(old)} -> {_shown(new)}")
-    render_rows([{**row, "status": status}], output, columns=[*columns, "status"], single=True)
+            say(f"{name}: {_shown(old, forms.get(name))} -> {_shown(new, forms.get(name))}")
+    render_rows(
+        [{**row, "status": status}], output, columns=[*columns, "status"], single=True, forms=forms
+    )
 
 
 async def _revoke_sessions(ctx_users: Any, found: Sequence[Any]) -> dict[Any, int] | None:
@@ -460,6 +481,7 @@ def set_password(
     secret = call(
         lambda: read_password(stdin=password_stdin, file=password_file, generate=generate_password)
     )
+    helper = call(settings.password_helper)  # refused beside --user-manager
     app_rules = settings.user_manager_path is not None
     if not (secret.generated or app_rules):
         email = user.strip() if "@" in user else None
@@ -471,25 +493,25 @@ def set_password(
             )
         )
 
-    from usersctl.passwords import hash_password_in_background
+    from usersctl.hash_choice import PendingHash
 
-    hashing_started = None if app_rules else hash_password_in_background(secret.password)
+    pending = None if app_rules else PendingHash(secret.password, settings.hash_scheme, helper)
+    notes: list[str] = []
 
     async def work() -> dict[str, Any]:
-        import asyncio
-
         from usersctl import users
 
-        hashing = asyncio.wrap_future(hashing_started) if hashing_started else None
         async with (
             settings.open_users(write=True) as ctx_users,
             settings.open_manager(ctx_users) as manager,
         ):
             found = await users.find_user(ctx_users, user)
-            if hashing is not None:
-                hashed = await hashing
+            if pending is not None:
+                choice = pending.early or await users.choose_hashing(ctx_users, "auto")
+                notes.extend([choice.note] if choice.note else [])
+                hashed = await pending.result(choice)
             else:
-                hashed = await _app_hash(manager, secret, found, allow_weak_password)
+                hashed = await _app_hash(manager, settings, secret, found, allow_weak_password)
             await users.set_password(ctx_users, found, hashed)
             row: dict[str, Any] = {
                 "id": found.id,
@@ -505,6 +527,8 @@ def set_password(
             return row
 
     row = run(work, settings)
+    for note in notes:
+        say(note)
     _report_revoked([row], dry_run)
     columns = list(STATUS_COLUMNS)
     if "revoked_tokens" in row:
@@ -524,6 +548,21 @@ async def _email_of(settings: Any, email_or_id: str) -> str:
         return str(found.email)
 
 
+def _related_lines(email: str, related: Sequence[dict[str, Any]], dry_run: bool) -> list[str]:
+    """What went (or would go) with a deleted user, a line per foreign key."""
+    words = {"set null": "set to NULL", "set default": "set to its default"}
+    lines = []
+    for effect in related:
+        plural = "" if effect["rows"] == 1 else "s"
+        done = ("would be " if dry_run else "") + words.get(effect["action"], effect["action"])
+        through = f", through {effect['through']}" if effect["through"] else ""
+        lines.append(
+            f"{email}: {effect['rows']} row{plural} of {effect['table']}.{effect['column']} "
+            f"{done} ({effect['by']}{through})"
+        )
+    return lines
+
+
 def delete_user(
     ctx: typer.Context,
     users_: UsersArgument,
@@ -531,34 +570,84 @@ def delete_user(
     missing_ok: Annotated[
         bool, typer.Option("--missing-ok", help="Users that do not exist are not an error.")
     ] = False,
+    reassign_to: Annotated[
+        str | None,
+        typer.Option(
+            "--reassign-to",
+            metavar="EMAIL_OR_ID",
+            help="Give the rows that refer to the deleted users (and would block the delete) "
+            "to this user.",
+        ),
+    ] = None,
+    cascade: Annotated[
+        bool,
+        typer.Option(
+            "--cascade",
+            help="Delete the rows that refer to the deleted users and would block the delete.",
+        ),
+    ] = False,
+    cascade_into: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cascade-into",
+            metavar="TABLE",
+            help="Also delete this table's rows that refer to rows being deleted (below the "
+            "first level; repeatable).",
+        ),
+    ] = None,
     force: ForceOption = False,
     dry_run: DryRunOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """Delete users with their OAuth accounts and access tokens. Asks first on a terminal.
 
+    Rows of other tables that refer to a user go as the database's ON DELETE rules (and with
+    --model, the model's relationships) say, and the output says what went. Rows that would
+    block the delete are named (exit 4, nothing deleted) unless --reassign-to or --cascade says
+    what to do with them.
+
     \b
     Example:
       usersctl delete-user mallory@example.com --yes
+      usersctl delete-user mallory@example.com --reassign-to admin@example.com --dry-run
+      usersctl delete-user mallory@example.com --cascade --cascade-into item_comment --yes
     """
     settings = settings_of(ctx)
+    if reassign_to is not None and cascade:
+        fail(
+            "--reassign-to and --cascade both say what to do with the same rows; choose one",
+            ExitCode.USAGE,
+        )
     if not (yes or dry_run) and not sys.stdin.isatty():
         fail(
             "refusing to delete without confirmation: no terminal to ask on; pass --yes",
             ExitCode.USAGE,
         )
 
-    async def find() -> list[str]:
+    async def rules_for(ctx_users: UserContext) -> DeleteRules:
+        from usersctl import users
+        from usersctl.references import DeleteRules
+
+        target = await users.find_user(ctx_users, reassign_to) if reassign_to else None
+        return DeleteRules(target, cascade, frozenset(cascade_into or ()))
+
+    async def find() -> list[tuple[str, list[dict[str, Any]]]]:
         from usersctl import users
 
         async with settings.open_users() as ctx_users:
             found, _ = await users.find_users(ctx_users, users_, missing_ok=missing_ok)
-            return [u.email for u in found]
+            plans = await users.plan_deletes(ctx_users, found, await rules_for(ctx_users))
+            return [(plan.user.email, [step.as_dict() for step in plan.walk()]) for plan in plans]
 
     if not (yes or dry_run):
         # Ask outside the write transaction (a person thinking must not hold SQLite's lock) and
-        # outside the event loop (where Ctrl-C would not interrupt the prompt).
-        emails = run(find, settings)
+        # outside the event loop (where Ctrl-C would not interrupt the prompt). Rows that would
+        # block the delete are named before anyone is asked.
+        planned = run(find, settings)
+        for email, related in planned:
+            for line in _related_lines(email, related, dry_run=True):
+                say(line)
+        emails = [email for email, _ in planned]
         question = f"Delete {len(emails)} user(s): {', '.join(emails)}?"
         if emails and not call(lambda: typer.confirm(question, err=True)):
             fail("aborted; nothing was deleted", ExitCode.FAILURE)
@@ -579,18 +668,39 @@ def delete_user(
                     await run_hook(
                         manager, "on_before_delete", each, committed="nothing was deleted"
                     )
-            await users.delete_users(ctx_users, found, force=force)
+            rules = await rules_for(ctx_users)
+            plans = await users.delete_users(ctx_users, found, force=force, rules=rules)
             await _finish(ctx_users, dry_run)
             if manager is not None and not dry_run:
                 for each in found:
                     await _hook(manager, "on_after_delete", each, done=f"{each.email} was deleted")
             status = "would delete" if dry_run else "deleted"
-            return [{**row, "status": status} for row in rows] + [
-                {"id": None, "email": ref, "status": "not found"} for ref in missing
-            ]
+            return [
+                {**row, "status": status, "related": [step.as_dict() for step in plan.walk()]}
+                for row, plan in zip(rows, plans, strict=True)
+            ] + [{"id": None, "email": ref, "status": "not found"} for ref in missing]
 
     rows = run(work, settings)
-    render_rows(rows, output, columns=STATUS_COLUMNS)
+    for row in rows:
+        for line in _related_lines(row["email"], row.get("related") or [], dry_run):
+            say(line)
+    # What went with the users is a column only when something did, as revoked_tokens is.
+    columns = list(STATUS_COLUMNS)
+    if any(row.get("related") for row in rows):
+        columns.append("related")
+        structured = output in (OutputFormat.json, OutputFormat.jsonl)
+        for row in rows:
+            related = row.get("related") or []
+            row["related"] = related if structured else _related_summary(related)
+    else:
+        for row in rows:
+            row.pop("related", None)
+    render_rows(rows, output, columns=columns)
+
+
+def _related_summary(related: Sequence[dict[str, Any]]) -> str:
+    """What went with a user in one cell: ``note.user_id: 3 deleted; item.owner_id: 2 reassigned``."""
+    return "; ".join(f"{e['table']}.{e['column']}: {e['rows']} {e['action']}" for e in related)
 
 
 def unlink_oauth(

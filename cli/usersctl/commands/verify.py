@@ -22,6 +22,7 @@ from usersctl.errors import InvalidInput
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from usersctl.hash_choice import HashChoice
     from usersctl.users import PasswordMatch
 
 
@@ -51,37 +52,76 @@ def verify_password(
       usersctl verify-password alice@example.com --rehash
     """
     settings = settings_of(ctx)
+    helper = call(settings.password_helper)
     password = call(lambda: _read_password(password_stdin, password_file))
 
-    async def work() -> tuple[PasswordMatch, dict[str, Any]]:
+    async def work() -> tuple[PasswordMatch, HashChoice, dict[str, Any]]:
         from usersctl import users
 
         async with settings.open_users(write=rehash and not dry_run) as ctx_users:
-            match = await users.check_password(ctx_users, user, password, rehash=rehash)
+            choice = await users.choose_hashing(ctx_users, settings.hash_scheme, helper)
+            match = await users.check_password(
+                ctx_users, user, password, rehash=rehash, hashing=choice.hashing
+            )
             row = users.user_row(ctx_users.model, match.user)  # before a rollback expires it
             if rehash and not dry_run:
                 await ctx_users.session.commit()
             else:
                 await ctx_users.session.rollback()
-            return match, row
+            return match, choice, row
 
-    match, row = run(work, settings)
+    match, choice, row = run(work, settings)
     email = row["email"]
     say(f"The password matches {email}.")
-    if match.scheme != "argon2":
-        kind = "bcrypt" if match.scheme == "bcrypt" else "outdated Argon2"
-        if match.rehashed:
-            verb = "Would replace" if dry_run else "Replaced"
-            say(f"{verb} its {kind} hash with a new Argon2 hash.")
-        else:
-            article = "a" if kind == "bcrypt" else "an"
-            say(
-                f"It has {article} {kind} hash; the app replaces it at the next login, as --rehash does."
-            )
+    _say_what_becomes_of_the_hash(match, choice, dry_run)
     if not row["is_active"]:
         say(f"Note: {email} is inactive; the app refuses its logins.")
     elif not row["is_verified"]:
         say(f"Note: {email} is not verified; apps that require verification refuse its logins.")
+
+
+def _say_what_becomes_of_the_hash(match: PasswordMatch, choice: HashChoice, dry_run: bool) -> None:
+    """Whether the matched hash is replaced (by --rehash, or by the app at its next login), and
+    a warning when the installed FastAPI Users cannot verify it."""
+    from usersctl.hash_choice import app_verifies_argon2, fastapi_users_version
+
+    names = {"bcrypt": "bcrypt", "argon2": "Argon2", "argon2-outdated": "outdated Argon2"}
+
+    def name(scheme: str | None) -> str:
+        return names.get(scheme or "", "unknown-scheme")
+
+    def a(scheme: str | None) -> str:
+        return f"{'an' if name(scheme)[0] in 'AEIOUaeiou' else 'a'} {name(scheme)}"
+
+    helper = choice.hashing.helper is not None
+    if match.rehashed:
+        verb = "Would replace" if dry_run else "Replaced"
+        say(f"{verb} its {name(match.scheme)} hash with a new {name(match.replacement)} hash.")
+    elif match.replacement is not None:
+        # The app's own helper answers for the app. Without it: FastAPI Users 13 and later (its
+        # default helper) re-hash bcrypt and outdated Argon2 as Argon2 at the login; 12 and
+        # older keep whatever bcrypt they verify.
+        if helper or (match.replacement == "argon2" and app_verifies_argon2()):
+            say(
+                f"It has {a(match.scheme)} hash; the app replaces it at the next login, as --rehash does."
+            )
+        else:
+            say(
+                f"It has {a(match.scheme)} hash; --rehash replaces it with {a(match.replacement)} one."
+            )
+    elif match.scheme != "argon2":
+        why = (
+            f"{choice.hashing.helper_path} keeps it"
+            if helper
+            else (choice.reason or "--hash-scheme bcrypt")
+        )
+        say(f"It has {a(match.scheme)} hash, which stays: {why}.")
+    if not helper and match.scheme.startswith("argon2") and app_verifies_argon2() is False:
+        shown = ".".join(map(str, fastapi_users_version() or ()))
+        say(
+            f"Warning: the installed FastAPI Users {shown} verifies bcrypt only: this user's "
+            "login fails (HTTP 500) until verify-password --rehash or set-password writes bcrypt."
+        )
 
 
 def _read_password(stdin: bool, file: Path | None) -> str:

@@ -1,0 +1,200 @@
+"""--password-helper: an app on FastAPI Users 15 with its own PasswordHelper (bcrypt only) gets
+every hash from it; verify-password and doctor judge hashes as that helper does."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+import pytest
+from argon2 import PasswordHasher
+from fastapi_users.password import PasswordHelper
+from pwdlib import PasswordHash
+from pwdlib.hashers.bcrypt import BcryptHasher
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+PASSWORD = "the app's own hashing"
+HELPER = "app_security:password_helper"
+#: The app's module, as such an app configures FastAPI Users (its own test copy, not an app's).
+APP_SECURITY = """
+from fastapi_users.password import PasswordHelper
+from pwdlib import PasswordHash
+from pwdlib.hashers.bcrypt import BcryptHasher
+
+password_helper = PasswordHelper(PasswordHash((BcryptHasher(),)))
+password_hash = PasswordHash((BcryptHasher(),))
+"""
+
+
+def the_apps_helper() -> PasswordHelper:
+    """The oracle: the same helper the app's login uses."""
+    return PasswordHelper(PasswordHash((BcryptHasher(),)))
+
+
+async def _sql(url: str, statement: str, **params: Any) -> list[Any]:
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as connection:
+            result = await connection.execute(text(statement), params)
+            return list(result) if result.returns_rows else []
+    finally:
+        await engine.dispose()
+
+
+def stored(url: str, email: str) -> str:
+    [(hashed,)] = asyncio.run(
+        _sql(url, 'SELECT hashed_password FROM "user" WHERE email = :email', email=email)
+    )
+    assert isinstance(hashed, str)
+    return hashed
+
+
+def store(url: str, email: str, hashed: str) -> None:
+    asyncio.run(
+        _sql(url, 'UPDATE "user" SET hashed_password = :h WHERE email = :e', h=hashed, e=email)
+    )
+
+
+def logs_in(hashed: str, password: str = PASSWORD) -> bool:
+    verified, _ = the_apps_helper().verify_and_update(password, hashed)
+    return verified
+
+
+@pytest.fixture
+def app(db: Any, usersctl: Any) -> Any:
+    """The installed entry point, run from the app's folder (its module importable)."""
+    Path(usersctl.cwd, "app_security.py").write_text(APP_SECURITY)
+    return usersctl
+
+
+def test_every_new_hash_comes_from_the_apps_helper(app: Any) -> None:
+    # Create
+    app.ok(
+        "--password-helper",
+        HELPER,
+        "create-user",
+        "a@example.com",
+        "--password-stdin",
+        input=PASSWORD,
+    )
+    hashed = stored(app.url, "a@example.com")
+    assert hashed.startswith("$2b$12$") and logs_in(hashed)
+    # Set a password, the helper named by the variable (a pwdlib PasswordHash this time)
+    env = {"USERSCTL_PASSWORD_HELPER": "app_security:password_hash"}
+    app.ok("set-password", "a@example.com", "--password-stdin", input="n" * 12, env=env)
+    hashed = stored(app.url, "a@example.com")
+    assert hashed.startswith("$2b$12$") and logs_in(hashed, "n" * 12)
+    # Import plaintext passwords
+    rows = json.dumps({"email": "imported@example.com", "password": PASSWORD}) + "\n"
+    app.ok("--password-helper", HELPER, "import-users", "-", "--format", "jsonl", input=rows)
+    hashed = stored(app.url, "imported@example.com")
+    assert hashed.startswith("$2b$12$") and logs_in(hashed)
+
+
+def test_verify_password_answers_as_the_apps_login(app: Any, db: Any) -> None:
+    db.seed("weak@example.com", "argon@example.com", "good@example.com")
+    weak = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+    store(app.url, "weak@example.com", weak)
+    store(app.url, "argon@example.com", PasswordHasher().hash(PASSWORD))
+    good = the_apps_helper().hash(PASSWORD)
+    store(app.url, "good@example.com", good)
+
+    def verify(email: str, *args: str) -> Any:
+        return app(
+            "--password-helper",
+            HELPER,
+            "verify-password",
+            email,
+            "--password-stdin",
+            *args,
+            input=PASSWORD,
+        )
+
+    # The helper would re-hash 4 rounds at the login: said, and --rehash does it, in bcrypt.
+    said = verify("weak@example.com")
+    assert said.returncode == 0, said.stderr
+    assert "the app replaces it at the next login, as --rehash does" in said.stderr
+    assert verify("weak@example.com", "--rehash").returncode == 0
+    new = stored(app.url, "weak@example.com")
+    assert new.startswith("$2b$12$") and new != weak and logs_in(new)
+    # An Argon2 hash, which this app cannot read: no match, as its login (and nothing written).
+    said = verify("argon@example.com", "--rehash")
+    assert said.returncode == 6, said.stderr
+    assert stored(app.url, "argon@example.com").startswith("$argon2id$")
+    # A hash the helper keeps stays.
+    said = verify("good@example.com", "--rehash")
+    assert said.returncode == 0, said.stderr
+    assert f"which stays: {HELPER} keeps it" in said.stderr
+    assert stored(app.url, "good@example.com") == good
+
+
+def test_doctor_fails_naming_the_users_who_cannot_log_in(app: Any, db: Any) -> None:
+    db.seed(
+        "a1@example.com",
+        "a2@example.com",
+        "b1@example.com",
+        "b2@example.com",
+        "b3@example.com",
+        "locked@example.com",
+    )
+    argon2 = PasswordHasher().hash(PASSWORD)
+    bcrypt_hash = the_apps_helper().hash(PASSWORD)
+    for email in ("a1@example.com", "a2@example.com"):
+        store(app.url, email, argon2)
+    for email in ("b1@example.com", "b2@example.com", "b3@example.com"):
+        store(app.url, email, bcrypt_hash)
+    store(app.url, "locked@example.com", "!")
+
+    # Without the helper, FastAPI Users' default helper reads both: all is well.
+    plain = app("doctor", "-o", "json")
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+
+    result = app("--password-helper", HELPER, "doctor", "-o", "json")
+    assert result.returncode == 6, result.stdout + result.stderr
+    [hashes] = [c for c in json.loads(result.stdout)["checks"] if c["check"] == "password hashes"]
+    assert hashes["status"] == "fail"
+    assert hashes["counts"] == {
+        "argon2": 2, "argon2-outdated": 0, "bcrypt": 3, "unknown": 0, "disabled": 1,
+    }  # fmt: skip
+    assert (
+        f"2 user(s) cannot log in: {HELPER} cannot identify their hashes (2 argon2)"
+        in hashes["detail"]
+    )
+    assert "password hashes" in result.stderr
+
+
+def test_a_helper_that_cannot_be_had_is_a_usage_error(app: Any) -> None:
+    message = app.fails(
+        2,
+        "--password-helper",
+        "app_security:nothing",
+        "create-user",
+        "a@example.com",
+        "--password-stdin",
+        input=PASSWORD,
+    )
+    assert "app_security" in message and "nothing" in message
+    message = app.fails(
+        2,
+        "--password-helper",
+        "no_such_module:helper",
+        "doctor",
+    )
+    assert "cannot import 'no_such_module'" in message
+    message = app.fails(
+        2,
+        "--password-helper",
+        HELPER,
+        "--hash-scheme",
+        "argon2",
+        "set-password",
+        "a@example.com",
+        "--password-stdin",
+        input=PASSWORD,
+    )
+    assert "exclude each other" in message
+    assert asyncio.run(_sql(app.url, 'SELECT count(*) FROM "user"')) == [(0,)]
