@@ -28,6 +28,19 @@ from pwdlib.hashers.bcrypt import BcryptHasher
 password_helper = PasswordHelper(PasswordHash((BcryptHasher(),)))
 password_hash = PasswordHash((BcryptHasher(),))
 """
+#: The same app's user manager (--user-manager), whose password_helper is that bcrypt helper.
+APP_USERS = """
+from fastapi_users import BaseUserManager, UUIDIDMixin
+
+from app_security import password_helper
+
+
+class UserManager(UUIDIDMixin, BaseUserManager):
+    reset_password_token_secret = verification_token_secret = "a secret of 32 bytes or more...."
+
+    def __init__(self, user_db):
+        super().__init__(user_db, password_helper)
+"""
 
 
 def the_apps_helper() -> PasswordHelper:
@@ -198,3 +211,30 @@ def test_a_helper_that_cannot_be_had_is_a_usage_error(app: Any) -> None:
     )
     assert "exclude each other" in message
     assert asyncio.run(_sql(app.url, 'SELECT count(*) FROM "user"')) == [(0,)]
+
+
+def test_with_user_manager_the_managers_helper_hashes_and_no_other_is_taken(app: Any) -> None:
+    Path(app.cwd, "app_users.py").write_text(APP_USERS)
+    manager = ("--user-manager", "app_users:UserManager")
+    # The manager's own password_helper (bcrypt only) makes every new hash.
+    app.ok(*manager, "create-user", "a@example.com", "--password-stdin", input=PASSWORD)
+    hashed = stored(app.url, "a@example.com")
+    assert hashed.startswith("$2b$12$") and logs_in(hashed)
+    app.ok(*manager, "set-password", "a@example.com", "--password-stdin", input="n" * 12)
+    hashed = stored(app.url, "a@example.com")
+    assert hashed.startswith("$2b$12$") and logs_in(hashed, "n" * 12)
+    rows = json.dumps({"email": "imported@example.com", "password": PASSWORD}) + "\n"
+    app.ok(*manager, "import-users", "-", "--format", "jsonl", input=rows)
+    hashed = stored(app.url, "imported@example.com")
+    assert hashed.startswith("$2b$12$") and logs_in(hashed)
+
+    # Another hasher beside it is refused (exit 2), not silently ignored; nothing is written.
+    for option in (("--password-helper", HELPER), ("--hash-scheme", "argon2")):
+        message = app.fails(
+            2, *manager, *option, "create-user", "b@example.com", "--password-stdin", input=PASSWORD
+        )
+        assert message == (
+            f"Error: {option[0]} and --user-manager exclude each other: the manager's "
+            "password_helper hashes"
+        )
+    assert asyncio.run(_sql(app.url, 'SELECT count(*) FROM "user"')) == [(2,)]

@@ -201,6 +201,35 @@ async def test_the_built_in_policy_refuses_weak_passwords_and_no_hook_fires(stor
     assert await story.hooks() == []  # without --user-manager the app's hooks do not run
 
 
+async def test_the_managers_hasher_is_not_overridden_by_password_helper_or_hash_scheme(
+    story: Story,
+) -> None:
+    # With --user-manager the manager's password_helper hashes: an option that would choose
+    # another hasher beside it is refused before anything is read or written.
+    file = HERE / "refused-import.jsonl"  # not written: the refusal comes before the file
+    for option in (("--password-helper", "app_rules:password_helper"), ("--hash-scheme", "bcrypt")):
+        for command in (
+            ("create-user", USER, "--password-stdin"),
+            ("set-password", USER, "--password-stdin"),
+            ("import-users", str(file)),
+        ):
+            run = await story.usersctl(
+                "--user-manager", MANAGER, *option, *command, input=PASSWORD + "\n", code=2
+            )
+            assert run.stderr.startswith(f"Error: {option[0]} and --user-manager exclude each")
+    assert await story.hooks() == []
+    async with story.engine.connect() as connection:
+        table = app_rules.User.__table__
+        assert (await connection.execute(select(table))).all() == []
+
+    # The manager alone: its own helper makes the hash, and the app's login takes it.
+    await story.usersctl(
+        "--user-manager", MANAGER, "create-user", USER, "--password-stdin", input=PASSWORD + "\n"
+    )
+    assert (await story.user(USER)).hashed_password.startswith("$argon2id$")
+    assert await story.login(USER, PASSWORD) == 200
+
+
 async def test_the_apps_hooks_fire_where_its_routes_would_run_them(story: Story) -> None:
     manager = ("--user-manager", MANAGER)
 
