@@ -69,10 +69,13 @@ def _rendered_in_python(
     (compact, as the database writes it), or the CSV cells."""
     chosen = [forms[name] for name in columns]
     if fmt == "csv":
+        # An empty cell means "not given"; a user without a password is written null, as the
+        # database's rendering does (csv_rows_statement).
+        empty = ["null" if name == "hashed_password" else "" for name in columns]
         return [
             [
-                "" if value is None else form.text(value)
-                for form, value in zip(chosen, row, strict=True)
+                none if value is None else form.text(value)
+                for form, value, none in zip(chosen, row, empty, strict=True)
             ]
             for row in rows
         ]

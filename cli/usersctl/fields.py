@@ -132,9 +132,14 @@ def _to_datetime(value: Any, aware: bool) -> dt.datetime:
         moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     if not aware:
         if moment.tzinfo is not None:
-            raise ValueError(
-                f"{value!r} has a UTC offset, but the column stores times without a time zone"
-            )
+            # UTC given explicitly (Z, +00:00) names the same time as the column holds: apps
+            # store UTC in such columns. Any other offset would need a guess.
+            if moment.utcoffset() != dt.timedelta(0):
+                raise ValueError(
+                    f"{value!r} has a UTC offset other than +00:00, but the column stores times "
+                    "without a time zone"
+                )
+            moment = moment.replace(tzinfo=None)
         return moment
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.timezone.utc)
