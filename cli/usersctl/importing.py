@@ -417,10 +417,6 @@ class RowValidator:
             raise InvalidInput("password contains a NUL character")
         elif not encodes_as_utf8(password):
             raise InvalidInput("password is not valid Unicode (it holds a lone surrogate)")
-        elif self.password_policy is not None:
-            reasons = self.password_policy(password, email)
-            if reasons:
-                raise WeakPassword(reasons, subject="password", hint=False)
         defaulted: tuple[str, ...] = ()
         for name, default in FLAGS.items():
             given = record.get(name)
@@ -438,6 +434,12 @@ class RowValidator:
         for name in self.required:
             if values.get(name) is None:
                 raise InvalidInput(self.model.missing_required_reason([name]))
+        # The policy judges the password of an otherwise valid row: a row whose columns are
+        # mixed up is said to be so, rather than its "password" to be weak.
+        if hashed is None and password is not None and self.password_policy is not None:
+            reasons = self.password_policy(password, email)
+            if reasons:
+                raise WeakPassword(reasons, subject="password", hint=False)
         # One tuple object per combination, shared by the rows (a million rows, a few tuples).
         defaulted = self.defaulted_forms.setdefault(defaulted, defaulted)
         return Row(line, email.lower(), values, password if hashed is None else None, defaulted)

@@ -59,9 +59,7 @@ VARIANTS = {
             "--set",
             "first_name=Ada",
             "--set",
-            # No offset: read from SQLite, the column is a DATETIME without zone (an offset is
-            # refused there); PostgreSQL's timestamptz reads it as UTC.
-            "created_at=2024-05-01T12:00:00",
+            "created_at=2024-05-01T12:00:00+00:00",
         ),
         register_fields={"tenant_id": 7},
         required=("tenant_id", "created_at"),
