@@ -14,7 +14,7 @@ import typer
 from usersctl.commands.errors import ExitCode, call, fail, run
 from usersctl.commands.options import OutputOption, UserArgument, settings_of
 from usersctl.commands.password_input import strip_newline
-from usersctl.commands.render import OutputFormat, render_rows, say
+from usersctl.commands.render import OutputFormat, for_terminal, render_rows, say
 from usersctl.errors import InvalidInput
 
 SecretEnvOption = Annotated[
@@ -394,7 +394,7 @@ def issue_token(
                     "(no terminal to ask on); pass --yes",
                     ExitCode.USAGE,
                 )
-            question = f"{email} is a superuser. Issue an access token for them?"
+            question = f"{for_terminal(email)} is a superuser. Issue an access token for them?"
             if not call(lambda: typer.confirm(question, err=True)):
                 fail("aborted; no token was issued", ExitCode.FAILURE)
 
