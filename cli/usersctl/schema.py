@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Table, func, inspect, select, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SAWarning
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.schema import CreateIndex, CreateTable
 
@@ -202,7 +204,11 @@ def _init(
             continue
         from sqlalchemy import Index, MetaData, literal
 
-        reflected = Table(name, MetaData(), schema=table.schema, autoload_with=connection)
+        with warnings.catch_warnings():
+            # An expression index (lower(email), or an impostor under its name) is not
+            # reflected, and is not needed here.
+            warnings.filterwarnings("ignore", "Skipped unsupported reflection", SAWarning)
+            reflected = Table(name, MetaData(), schema=table.schema, autoload_with=connection)
         duplicates = count_case_duplicates(connection, reflected)
         if duplicates:
             raise Conflict(
