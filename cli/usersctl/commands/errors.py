@@ -245,6 +245,43 @@ class CommitGuard:
             self._previous = signal.getsignal(signal.SIGINT)
         signal.signal(signal.SIGINT, self._record)
 
+    def watch_interrupts(self) -> None:
+        """Inside the event loop: make Ctrl-C, besides cancelling the command (asyncio's
+        handler), start a watchdog. The cleanup that follows is bounded (a connection stopped
+        mid-statement is closed, not rolled back), but should a driver still wait for a server
+        that waits for it, the watchdog ends the process after a few seconds, with the same
+        truthful message: the transaction was never committed, and the server rolls it back."""
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return
+        handler = signal.getsignal(signal.SIGINT)
+        if not callable(handler):
+            return
+
+        def interrupted(signum: int, frame: Any) -> None:
+            self._start_watchdog()
+            handler(signum, frame)
+
+        signal.signal(signal.SIGINT, interrupted)
+
+    def _start_watchdog(self, seconds: float = 5.0) -> None:
+        import os
+        import threading
+        import time
+
+        def expire() -> None:
+            time.sleep(seconds)
+            if self.began:
+                message = "interrupted while committing; the changes may have been committed"
+            else:
+                message = "interrupted; nothing was committed"
+            os.write(2, f"Error: {message}\n".encode())
+            os._exit(int(ExitCode.INTERRUPTED))
+
+        threading.Thread(target=expire, name="usersctl-interrupt-watchdog", daemon=True).start()
+
     def release(self) -> None:
         """Restore Ctrl-C, and say when it was held off."""
         import signal
@@ -274,16 +311,21 @@ def run(coroutine_function: Callable[[], Awaitable[T]], settings: Settings) -> T
 
     def start() -> T:
         resume_collector()  # it loads the database modules: a broken install fails in here
+        import signal
+
         from sqlalchemy import event
         from sqlalchemy.engine import Engine
 
+        before = signal.getsignal(signal.SIGINT)
         event.listen(Engine, "commit", guard.hold)
         try:
-            return asyncio.run(_as_coroutine(coroutine_function))
+            return asyncio.run(_as_coroutine(coroutine_function, guard))
         finally:
             event.remove(Engine, "commit", guard.hold)
             if guard.began:
                 guard.hold()  # asyncio.run may have put back its own handler on the way out
+            elif before is not None:
+                signal.signal(signal.SIGINT, before)  # as asyncio.run would have left it
 
     return call(start, settings.database_url, settings.url_source, guard)
 
@@ -336,5 +378,9 @@ def _interrupted(guard: CommitGuard | None) -> NoReturn:
     raise typer.Exit(int(ExitCode.INTERRUPTED))
 
 
-async def _as_coroutine(coroutine_function: Callable[[], Awaitable[T]]) -> T:
+async def _as_coroutine(
+    coroutine_function: Callable[[], Awaitable[T]], guard: CommitGuard | None = None
+) -> T:
+    if guard is not None:
+        guard.watch_interrupts()  # asyncio.run has installed its Ctrl-C handler by now
     return await coroutine_function()
