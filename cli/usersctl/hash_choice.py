@@ -72,29 +72,11 @@ def load_password_helper(path: str) -> Hashing:
     """The app's own password helper from ``module.path:attribute`` (the current folder is
     importable): a ``PasswordHelper`` or ``pwdlib.PasswordHash`` instance, or a class that makes
     one without arguments. Raises ``InvalidInput`` when it cannot be had."""
-    import importlib
-    import sys
-
+    from usersctl.app_code import load_app_attribute
     from usersctl.errors import InvalidInput
 
-    module_name, colon, attribute_path = path.strip().partition(":")
-    if not colon or not module_name or not attribute_path:
-        raise InvalidInput(f"--password-helper {path!r}: expected module.path:attribute")
-    here = os.getcwd()
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    try:
-        found: Any = importlib.import_module(module_name)
-    except Exception as exc:  # anything the app's module raises while it is imported
-        raise InvalidInput(
-            f"--password-helper {path}: cannot import {module_name!r} ({type(exc).__name__}: {exc})"
-        ) from None
-    for part in attribute_path.split("."):
-        if not hasattr(found, part):
-            raise InvalidInput(
-                f"--password-helper {path}: {module_name!r} has no {attribute_path!r}"
-            )
-        found = getattr(found, part)
+    found: Any = load_app_attribute(path, "--password-helper")
+    attribute_path = path.strip().partition(":")[2]
     if isinstance(found, type):
         try:
             found = found()

@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib
-import os
-import sys
 import typing
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -484,26 +481,10 @@ def load_user_model(path: str, table_name: str | None = None) -> UserModel:
     cannot be imported or is not a mapped FastAPI Users user table, or maps another table than
     ``table_name`` (``--table``) names.
     """
-    module_name, colon, attribute_path = path.strip().partition(":")
-    if not colon or not module_name or not attribute_path:
-        raise InvalidInput(f"--model {path!r}: expected module.path:ClassName")
-    here = os.getcwd()
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # anything the app's module raises while it is imported
-        raise InvalidInput(
-            f"--model {path}: cannot import {module_name!r} ({type(exc).__name__}: {exc})"
-        ) from None
-    found: Any = module
-    for part in attribute_path.split("."):
-        try:
-            found = getattr(found, part)
-        except AttributeError:
-            raise InvalidInput(
-                f"--model {path}: {module_name!r} has no {attribute_path!r}"
-            ) from None
+    from usersctl.app_code import load_app_attribute
+
+    found: Any = load_app_attribute(path, "--model", "module.path:ClassName")
+    attribute_path = path.strip().partition(":")[2]
     mapper: Any = inspect(found, raiseerr=False) if isinstance(found, type) else None
     if not isinstance(mapper, Mapper):
         raise InvalidInput(f"--model {path}: {attribute_path} is not a mapped SQLAlchemy class")

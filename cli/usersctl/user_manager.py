@@ -9,14 +9,12 @@ database, as FastAPI Users' documentation writes it) or its ``UserManager`` clas
 
 from __future__ import annotations
 
-import importlib
 import inspect
-import os
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+from usersctl.app_code import load_app_attribute
 from usersctl.errors import Conflict, HookFailed, InvalidInput
 
 if TYPE_CHECKING:
@@ -25,25 +23,8 @@ if TYPE_CHECKING:
 
 def load_manager_factory(path: str) -> Any:
     """Import ``module.path:attribute`` (the current folder is importable, as for ``--model``)."""
-    module_name, colon, attribute_path = path.strip().partition(":")
-    if not colon or not module_name or not attribute_path:
-        raise InvalidInput(f"--user-manager {path!r}: expected module.path:attribute")
-    here = os.getcwd()
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    try:
-        found: Any = importlib.import_module(module_name)
-    except Exception as exc:  # anything the app's module raises while it is imported
-        raise InvalidInput(
-            f"--user-manager {path}: cannot import {module_name!r} ({type(exc).__name__}: {exc})"
-        ) from None
-    for part in attribute_path.split("."):
-        try:
-            found = getattr(found, part)
-        except AttributeError:
-            raise InvalidInput(
-                f"--user-manager {path}: {module_name!r} has no {attribute_path!r}"
-            ) from None
+    found = load_app_attribute(path, "--user-manager")
+    attribute_path = path.strip().partition(":")[2]
     if not (inspect.isasyncgenfunction(found) or isinstance(found, type)):
         raise InvalidInput(
             f"--user-manager {path}: {attribute_path} is neither an async generator "
