@@ -312,6 +312,7 @@ def run(coroutine_function: Callable[[], Awaitable[T]], settings: Settings) -> T
     def start() -> T:
         resume_collector()  # it loads the database modules: a broken install fails in here
         import signal
+        import threading
 
         from sqlalchemy import event
         from sqlalchemy.engine import Engine
@@ -324,7 +325,7 @@ def run(coroutine_function: Callable[[], Awaitable[T]], settings: Settings) -> T
             event.remove(Engine, "commit", guard.hold)
             if guard.began:
                 guard.hold()  # asyncio.run may have put back its own handler on the way out
-            elif before is not None:
+            elif before is not None and threading.current_thread() is threading.main_thread():
                 signal.signal(signal.SIGINT, before)  # as asyncio.run would have left it
 
     return call(start, settings.database_url, settings.url_source, guard)
