@@ -418,6 +418,20 @@ def sql_engine(url: str) -> Any:
     return create_async_engine(parsed.set(drivername=driver))
 
 
+async def sql(url: str, statement: str, **params: Any) -> list[Any]:
+    """Run one SQL statement (``:name`` parameters) in a transaction of its own and commit;
+    its rows as tuples (none for a statement that returns none)."""
+    from sqlalchemy import text
+
+    engine = sql_engine(url)
+    try:
+        async with engine.begin() as connection:
+            result = await connection.execute(text(statement), params)
+            return list(result) if result.returns_rows else []
+    finally:
+        await engine.dispose()
+
+
 def execute(url: str, *statements: str, foreign_keys: bool = True) -> None:
     """Run SQL statements straight through the driver, each committed on its own (so that
     ``CREATE INDEX CONCURRENTLY`` runs too); ``foreign_keys=False`` lets rows break them."""

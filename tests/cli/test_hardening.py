@@ -17,6 +17,8 @@ from sqlalchemy import Integer, text
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from harness import sql as _sql
+
 
 class Base(DeclarativeBase):
     pass
@@ -34,16 +36,6 @@ class UserManager(IntegerIDMixin, BaseUserManager[User, int]):
 
 
 JWT = JWTStrategy(secret="jwt-secret-for-the-test-of-32-bytes-or-more", lifetime_seconds=3600)
-
-
-async def _sql(url: str, statement: str) -> list[Any]:
-    engine = create_async_engine(url)
-    try:
-        async with engine.begin() as connection:
-            result = await connection.execute(text(statement))
-            return list(result) if result.returns_rows else []
-    finally:
-        await engine.dispose()
 
 
 async def _create_tables(url: str) -> None:

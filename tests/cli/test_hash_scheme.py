@@ -10,21 +10,11 @@ from typing import Any
 import bcrypt
 import pytest
 from fastapi_users.password import PasswordHelper
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+
+from harness import sql as _sql
 
 PASSWORD = "a long enough password"
 BCRYPT_NOTE = "Writing bcrypt: the table's password hashes are bcrypt, none Argon2"
-
-
-async def _sql(url: str, statement: str, **params: Any) -> list[Any]:
-    engine = create_async_engine(url)
-    try:
-        async with engine.begin() as connection:
-            result = await connection.execute(text(statement), params)
-            return list(result) if result.returns_rows else []
-    finally:
-        await engine.dispose()
 
 
 def stored(url: str, email: str) -> str:

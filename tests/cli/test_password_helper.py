@@ -14,8 +14,8 @@ from argon2 import PasswordHasher
 from fastapi_users.password import PasswordHelper
 from pwdlib import PasswordHash
 from pwdlib.hashers.bcrypt import BcryptHasher
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+
+from harness import sql as _sql
 
 PASSWORD = "the app's own hashing"
 HELPER = "app_security:password_helper"
@@ -46,16 +46,6 @@ class UserManager(UUIDIDMixin, BaseUserManager):
 def the_apps_helper() -> PasswordHelper:
     """The oracle: the same helper the app's login uses."""
     return PasswordHelper(PasswordHash((BcryptHasher(),)))
-
-
-async def _sql(url: str, statement: str, **params: Any) -> list[Any]:
-    engine = create_async_engine(url)
-    try:
-        async with engine.begin() as connection:
-            result = await connection.execute(text(statement), params)
-            return list(result) if result.returns_rows else []
-    finally:
-        await engine.dispose()
 
 
 def stored(url: str, email: str) -> str:
