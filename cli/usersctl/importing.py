@@ -658,13 +658,8 @@ async def _matches_beyond_ascii(ctx: UserContext, rows: list[Row]) -> AsyncItera
     if not keys:
         return
     table = ctx.model.table
-    dialect = ctx.session.bind.dialect
-    statement = select(table.c.id, table.c.email).where(
-        case_key(table.c.email).in_(
-            select(_bound_list(dialect, "keys", String())).scalar_subquery()
-        )
-    )
-    for row in await ctx.session.execute(statement, {"keys": _bind(dialect, keys, String())}):
+    statement = select(table.c.id, table.c.email).where(_key_among(ctx, "keys"))
+    for row in await ctx.session.execute(statement, {"keys": _bind_keys(ctx, keys)}):
         yield row
 
 
@@ -675,18 +670,23 @@ async def _clash_beyond_ascii(ctx: UserContext, rows: Iterable[Row]) -> bool:
     keys = _keys_beyond_ascii(ctx, rows)
     if not keys:
         return False
-    table = ctx.model.table
-    dialect = ctx.session.bind.dialect
-    key = case_key(table.c.email)
+    key = case_key(ctx.model.table.c.email)
     statement = (
-        select(key)
-        .where(key.in_(select(_bound_list(dialect, "keys", String())).scalar_subquery()))
-        .group_by(key)
-        .having(func.count() > 1)
-        .limit(1)
+        select(key).where(_key_among(ctx, "keys")).group_by(key).having(func.count() > 1).limit(1)
     )
-    shared = await ctx.session.execute(statement, {"keys": _bind(dialect, keys, String())})
+    shared = await ctx.session.execute(statement, {"keys": _bind_keys(ctx, keys)})
     return shared.first() is not None
+
+
+def _key_among(ctx: UserContext, name: str) -> Any:
+    """The condition that a user's ``case_key(email)`` is one of the keys bound as ``name``."""
+    bound = _bound_list(ctx.session.bind.dialect, name, String())
+    return case_key(ctx.model.table.c.email).in_(select(bound).scalar_subquery())
+
+
+def _bind_keys(ctx: UserContext, keys: list[str]) -> Any:
+    """``keys`` bound whole, as one parameter (one scan of the table for them all)."""
+    return _bind(ctx.session.bind.dialect, keys, String())
 
 
 async def _lock_table(ctx: UserContext) -> None:
