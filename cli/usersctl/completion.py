@@ -26,6 +26,7 @@ def complete_emails(
 async def _emails(url: str, prefix: str, model_path: str | None, table: str | None) -> list[str]:
     from sqlalchemy import func, select
 
+    from usersctl.email_case import case_key
     from usersctl.users import open_users
 
     escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -35,7 +36,7 @@ async def _emails(url: str, prefix: str, model_path: str | None, table: str | No
         email = ctx.model.table.c.email
         statement = (
             select(email)
-            .where(func.lower(email).like(func.lower(escaped + "%"), escape="\\"))
+            .where(case_key(email).like(case_key(escaped + "%"), escape="\\"))
             .order_by(func.lower(email))
             .limit(MAX_COMPLETIONS)
         )

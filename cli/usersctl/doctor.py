@@ -10,6 +10,7 @@ the advice instead, unless ``apply_anyway``.
 
 from __future__ import annotations
 
+import string
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -34,6 +35,7 @@ from sqlalchemy.types import (
 )
 
 from usersctl.db import email_lower_index_name
+from usersctl.email_case import case_key, fold_case
 from usersctl.engine import (
     DEFAULT_CONNECT_TIMEOUT,
     check_sqlite_file,
@@ -340,21 +342,34 @@ def _index_and_duplicates(
     connection: Connection, model: UserModel, alembic: bool, apply_anyway: bool
 ) -> list[CheckResult]:
     table = model.table
-    key = func.lower(table.c.email)
+    # lower(email); on SQLite also for letters beyond ASCII, which its lower() leaves alone.
+    key = case_key(table.c.email)
     shared = select(key.label("key")).group_by(key).having(func.count() > 1).subquery()
     statement = (
         select(table.c.email).where(key.in_(select(shared.c.key))).order_by(key, table.c.email)
     )
     groups: dict[str, list[str]] = {}
     for (email,) in connection.execute(statement):
-        groups.setdefault(email.lower(), []).append(email)
+        groups.setdefault(fold_case(email), []).append(email)
+    # The groups the database's own lower() sees too: those block its unique index.
+    blocking = [emails for emails in groups.values() if _index_sees_alike(connection, emails)]
     if groups:
         users = sum(len(emails) for emails in groups.values())
+        beyond = len(groups) - len(blocking)
+        if not beyond:
+            why = "FastAPI Users' login fails for them (MultipleResultsFound)"
+        else:
+            why = (
+                f"{beyond} of them only in letters beyond ASCII, which SQLite's lower() (and so "
+                "its index and the app's login) tells apart, and usersctl and PostgreSQL do not"
+            )
+            if blocking:
+                why += "; FastAPI Users' login fails for the others (MultipleResultsFound)"
         duplicates = CheckResult(
             "case duplicates",
             FAIL,
-            f"{len(groups)} address(es) used by {users} users differing only in case: FastAPI "
-            "Users' login fails for them (MultipleResultsFound); change or delete all but one",
+            f"{len(groups)} address(es) used by {users} users differing only in case: {why}; "
+            "change or delete all but one",
             items=tuple(" = ".join(emails) for emails in list(groups.values())[:MAX_LISTED]),
         )
     else:
@@ -376,7 +391,7 @@ def _index_and_duplicates(
                 "no unique index on lower(email): logins scan the table, and addresses "
                 "differing only in case can be created"
             )
-        if groups:
+        if blocking:
             index = CheckResult(
                 "email index",
                 FAIL,
@@ -392,6 +407,18 @@ def _index_and_duplicates(
         else:
             index = CheckResult("email index", FAIL, f"{what}; --fix creates it", fixable=True)
     return [index, duplicates]
+
+
+def _index_sees_alike(connection: Connection, emails: list[str]) -> bool:
+    """Whether the database's own ``lower()`` makes two of ``emails`` (equal under ``fold_case``)
+    one: always on PostgreSQL; on SQLite, whose lower() folds only A to Z, when two differ only
+    in the case of ASCII letters."""
+    if connection.dialect.name != "sqlite":
+        return True
+    return len({email.translate(_ASCII_LOWER) for email in emails}) < len(emails)
+
+
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
 def _model_indexes(connection: Connection, model: UserModel, alembic: bool) -> CheckResult:

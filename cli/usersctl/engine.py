@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
 from usersctl import DEFAULT_DATABASE_URL as DEFAULT_DATABASE_URL  # re-exported
+from usersctl.email_case import register_fold_function
 from usersctl.errors import DatabaseProblem, InvalidInput
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -156,8 +157,8 @@ def create_engine(
 ) -> AsyncEngine:
     """An async engine for ``url``, normalised, with bounded connect time.
 
-    On SQLite every connection enforces foreign keys and waits for locks instead of failing with
-    "database is locked", and with ``sqlite_wal`` switches the file to WAL. That lasts beyond the
+    On SQLite every connection enforces foreign keys, waits for locks instead of failing with
+    "database is locked", has usersctl's Unicode-aware ``usersctl_lower()``, and with ``sqlite_wal`` switches the file to WAL. That lasts beyond the
     connection: work that only reads passes ``sqlite_wal=False`` and leaves the file as it was. Transactions start with ``BEGIN IMMEDIATE`` by default:
     one that reads and then writes (``get_by_email`` then ``create``, as every registration does)
     cannot wait for the write lock once it holds a read snapshot, so under a deferred ``BEGIN``
@@ -281,6 +282,9 @@ def _configure_sqlite(engine: AsyncEngine, *, busy_timeout: float, begin: str, w
                 cursor.execute("PRAGMA synchronous = NORMAL")
             finally:
                 cursor.close()
+            # Unicode case for usersctl's own comparisons (usersctl.email_case); nothing in the
+            # file depends on it, so the app's connections, without it, work as before.
+            register_fold_function(dbapi_connection)
         except Exception:
             # SQLAlchemy does not close a connection whose setup failed (a file that is not a
             # database): its aiosqlite thread would outlive the event loop.

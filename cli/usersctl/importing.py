@@ -29,6 +29,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 
+from usersctl.email_case import case_key, fold_case
 from usersctl.emails import EmailNormalizer, InvalidEmail
 from usersctl.errors import Conflict, InvalidInput, LastSuperuser, UsersctlError
 from usersctl.fields import Converter, converter_for, encodes_as_utf8
@@ -138,7 +139,7 @@ class Row:
     """One validated row: the column values to write, and its plaintext password until hashed."""
 
     line: int
-    key: str  # the lowercased email, which conflicts are decided on
+    key: str  # the lowercased email (``fold_case``), which conflicts are decided on
     values: dict[str, Any]
     password: str | None = field(default=None, repr=False)
     #: The flags the row left out, in ``values`` with their defaults: a new user takes those, an
@@ -442,7 +443,8 @@ class RowValidator:
                 raise WeakPassword(reasons, subject="password", hint=False)
         # One tuple object per combination, shared by the rows (a million rows, a few tuples).
         defaulted = self.defaulted_forms.setdefault(defaulted, defaulted)
-        return Row(line, email.lower(), values, password if hashed is None else None, defaulted)
+        key = fold_case(email)
+        return Row(line, key, values, password if hashed is None else None, defaulted)
 
 
 class FileCheck:
@@ -592,9 +594,11 @@ async def _existing(
 ) -> tuple[dict[str, list[tuple[Any, str]]], dict[Any, str]]:
     """Existing users matching the rows: ``{lowercased email: [(id, stored email), ...]}`` (more
     than one where a table without the lower(email) index holds the address in several cases)
-    and ``{id: lowercased email}``.
+    and ``{id: lowercased email}``, lowercased by ``fold_case``.
 
-    Emails are lowered by the database, so matching follows its idea of case, as its index does.
+    Emails are lowered by the database, so matching follows its idea of case, as its index does;
+    on SQLite, whose lower() folds ASCII letters only, rows with other letters are also matched
+    with usersctl's own function (one scan of the table, only when there are such rows).
     """
     table = ctx.model.table
     dialect = ctx.session.bind.dialect
@@ -609,13 +613,21 @@ async def _existing(
     ids_statement = select(table.c.id, table.c.email).where(
         table.c.id.in_(select(_bound_list(dialect, "ids", id_type)).scalar_subquery())
     )
+
+    def found(user_id: Any, email: str) -> None:
+        same = by_email.setdefault(fold_case(email), [])
+        if (user_id, email) not in same:  # found by both statements
+            same.append((user_id, email))
+        by_id[user_id] = fold_case(email)
+
     emails = [row.values["email"] for row in rows]
     async for user_id, email in _each_match(ctx, emails_statement, "keys", emails, String()):
-        by_email.setdefault(email.lower(), []).append((user_id, email))
-        by_id[user_id] = email.lower()
+        found(user_id, email)
+    async for user_id, email in _matches_beyond_ascii(ctx, rows):
+        found(user_id, email)
     given_ids = [row.values["id"] for row in rows if row.values.get("id") is not None]
     async for user_id, email in _each_match(ctx, ids_statement, "ids", given_ids, id_type):
-        by_id[user_id] = email.lower()
+        by_id[user_id] = fold_case(email)
     return by_email, by_id
 
 
@@ -629,6 +641,52 @@ async def _each_match(
         batch = _bind(dialect, keys[start : start + LOOKUP_BATCH], element)
         for row in await ctx.session.execute(statement, {name: batch}):
             yield row
+
+
+def _keys_beyond_ascii(ctx: UserContext, rows: Iterable[Row]) -> list[str]:
+    """On SQLite, the keys of the rows whose address has a character beyond ASCII: the ones its
+    ``lower(email)`` index does not match in every case."""
+    if ctx.session.bind.dialect.name != "sqlite":
+        return []
+    return sorted({row.key for row in rows if not row.values["email"].isascii()})
+
+
+async def _matches_beyond_ascii(ctx: UserContext, rows: list[Row]) -> AsyncIterator[Any]:
+    """On SQLite, the users (id, email) whose address is one of the rows' with letters beyond
+    ASCII, in any case: one scan of the table for them all (none without such rows)."""
+    keys = _keys_beyond_ascii(ctx, rows)
+    if not keys:
+        return
+    table = ctx.model.table
+    statement = select(table.c.id, table.c.email).where(_key_among(ctx, "keys"))
+    for row in await ctx.session.execute(statement, {"keys": _bind_keys(ctx, keys)}):
+        yield row
+
+
+async def _clash_beyond_ascii(ctx: UserContext, rows: Iterable[Row]) -> bool:
+    """On SQLite, after inserting ``rows`` on the strength of the ``lower(email)`` index: whether
+    one with letters beyond ASCII now shares its address (in other case) with another user,
+    which the index, folding ASCII letters only, let in. One scan, only for such rows."""
+    keys = _keys_beyond_ascii(ctx, rows)
+    if not keys:
+        return False
+    key = case_key(ctx.model.table.c.email)
+    statement = (
+        select(key).where(_key_among(ctx, "keys")).group_by(key).having(func.count() > 1).limit(1)
+    )
+    shared = await ctx.session.execute(statement, {"keys": _bind_keys(ctx, keys)})
+    return shared.first() is not None
+
+
+def _key_among(ctx: UserContext, name: str) -> Any:
+    """The condition that a user's ``case_key(email)`` is one of the keys bound as ``name``."""
+    bound = _bound_list(ctx.session.bind.dialect, name, String())
+    return case_key(ctx.model.table.c.email).in_(select(bound).scalar_subquery())
+
+
+def _bind_keys(ctx: UserContext, keys: list[str]) -> Any:
+    """``keys`` bound whole, as one parameter (one scan of the table for them all)."""
+    return _bind(ctx.session.bind.dialect, keys, String())
 
 
 async def _lock_table(ctx: UserContext) -> None:
@@ -850,7 +908,8 @@ async def _sessions_to_end(ctx: UserContext, updates: list[dict[str, Any]]) -> l
 async def _insert_all_or_nothing(
     ctx: UserContext, rows: list[Row], progress: Progress | None
 ) -> bool:
-    """Insert every row, trusting the unique indexes to catch conflicts; False (and nothing
+    """Insert every row, trusting the unique indexes to catch conflicts (and on SQLite, a look
+    at the rows with letters beyond ASCII, which its index does not fold); False (and nothing
     inserted) when one is hit, so that the caller can look the conflicts up and report them.
 
     In ``fail`` mode any conflict aborts the import, so checking first would only cost time.
@@ -862,7 +921,10 @@ async def _insert_all_or_nothing(
             await _insert(ctx, [row.values for row in batch])
             if progress:
                 progress("writing", start + len(batch), len(rows))
+        clash = await _clash_beyond_ascii(ctx, rows)
     except IntegrityError:
+        clash = True
+    if clash:
         await savepoint.rollback()
         return False
     await savepoint.commit()
@@ -1278,7 +1340,8 @@ async def _stream_rows(
                 await writing
                 writing = None
             if prepared is None:
-                return True
+                # SQLite's index lets in what differs in the case of letters beyond ASCII.
+                return not await _clash_beyond_ascii(ctx, check.rows.values())
             if not check.clean or check.plaintext:
                 return False
             writing = asyncio.ensure_future(_execute_inserts(ctx, prepared))

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError, MultipleResultsFound
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from usersctl.db import SQLAlchemyUserDatabase
+from usersctl.email_case import case_key, fold_case, folds_beyond_ascii, spelling_pattern
 from usersctl.emails import InvalidEmail, normalize_email
 from usersctl.engine import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -163,21 +164,28 @@ async def find_by_email(ctx: UserContext, email: str, *, typed: str | None = Non
     """The user with this address in any case, or None.
 
     A table made without usersctl's unique ``lower(email)`` index may hold the address more than
-    once in different case; then the one stored exactly as given (``email``, or ``typed``, the
+    once in different case (and on SQLite, whose index folds only ASCII letters, in different
+    case of other letters); then the one stored exactly as given (``email``, or ``typed``, the
     address before normalising lowercased its domain) is meant, and with none such,
     ``AmbiguousUser`` names them all with their ids."""
-    try:
-        return await ctx.db.get_by_email(email)
-    except MultipleResultsFound:
-        pass
     table = ctx.model.table
-    rows = (
-        await ctx.session.execute(
-            select(table.c.id, table.c.email)
-            .where(func.lower(table.c.email) == func.lower(email))
-            .order_by(table.c.email)
-        )
-    ).all()
+    rows: Sequence[Any]
+    if folds_beyond_ascii(ctx.session.get_bind().dialect.name, email):
+        rows = await _spelled_alike(ctx, email)
+    else:
+        try:
+            return await ctx.db.get_by_email(email)
+        except MultipleResultsFound:
+            pass
+        rows = (
+            await ctx.session.execute(
+                select(table.c.id, table.c.email)
+                .where(func.lower(table.c.email) == func.lower(email))
+                .order_by(table.c.email)
+            )
+        ).all()
+    if len(rows) <= 1:
+        return await ctx.db.get(rows[0].id) if rows else None
     exact = [row.id for row in rows if row.email in (email, typed)]
     if len(exact) == 1:
         return await ctx.db.get(exact[0])
@@ -186,6 +194,24 @@ async def find_by_email(ctx: UserContext, email: str, *, typed: str | None = Non
         f"{len(rows)} users have the address {email!r} in different case: {listed}; "
         "name one by its id or its exact address (usersctl doctor lists such duplicates)"
     )
+
+
+async def _spelled_alike(ctx: UserContext, email: str) -> list[Any]:
+    """On SQLite, the users whose address equals ``email`` under ``fold_case`` (letters beyond
+    ASCII in any case): no index serves that, so the table is scanned, by a LIKE that keeps
+    only the few candidates without calling into Python for each row."""
+    table = ctx.model.table
+    pattern = spelling_pattern(email)
+    narrowed = (
+        table.c.email.like(pattern, escape="\\")
+        if pattern is not None
+        else func.length(table.c.email) == len(email)
+    )
+    candidates = await ctx.session.execute(
+        select(table.c.id, table.c.email).where(narrowed).order_by(table.c.email)
+    )
+    key = fold_case(email)
+    return [row for row in candidates if isinstance(row.email, str) and fold_case(row.email) == key]
 
 
 async def find_users(
@@ -223,8 +249,9 @@ class UserFilters:
                 statement = statement.where(table.c[name].is_(wanted))
         if self.search:
             escaped = self.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            pattern = func.lower(f"%{escaped}%")
-            statement = statement.where(func.lower(table.c.email).like(pattern, escape="\\"))
+            # case_key: lower(); on SQLite, for letters beyond ASCII too (as PostgreSQL's).
+            pattern = case_key(f"%{escaped}%")
+            statement = statement.where(case_key(table.c.email).like(pattern, escape="\\"))
         return statement
 
 
@@ -491,7 +518,7 @@ async def update_user(
     wanted: dict[str, Any] = dict(extra or {})
     if email is not None:
         email = normalize_email(email)
-        if email.lower() != user.email.lower():
+        if fold_case(email) != fold_case(user.email):
             if await _email_taken(ctx, email, other_than=user.id):
                 raise UserAlreadyExists(f"a user with email {email!r} already exists")
             if is_verified is None:

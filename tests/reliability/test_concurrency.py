@@ -45,8 +45,12 @@ def case_variant(email: str, index: int) -> str:
     return f"{flipped}@{domain.upper() if index & 1 else domain}"
 
 
-def test_eight_processes_creating_one_email_in_differing_case_make_one_user(url: str) -> None:
-    emails = [case_variant("race@example.com", index) for index in range(8)]
+# jörg@: SQLite's index folds only A to Z; usersctl checks the rest while it holds the lock.
+@pytest.mark.parametrize("address", ["race@example.com", "jörg@example.com"])
+def test_eight_processes_creating_one_email_in_differing_case_make_one_user(
+    url: str, address: str
+) -> None:
+    emails = [case_variant(address, index) for index in range(8)]
     assert len({email for email in emails}) == 8
     with WriteGate(url) as gate:
         processes = [start(url, "create-user", email, "--password-stdin") for email in emails]
@@ -65,7 +69,7 @@ def test_eight_processes_creating_one_email_in_differing_case_make_one_user(url:
     stored = rows(url)
     assert len(stored) == 1
     assert stored[0]["email"] in winner.stdout
-    assert stored[0]["email"].lower() == "race@example.com"
+    assert stored[0]["email"].lower() == address
     assert verify_password(PASSWORD, stored[0]["hashed_password"])
 
 
