@@ -85,6 +85,8 @@ def needs_terminal(words: list[str]) -> bool:
         return not {"--password-stdin", "--password-file", "--generate-password"} & set(words)
     if "delete-user" in words:
         return not {"--yes", "-y", "--dry-run"} & set(words)
+    if "revoke-sessions" in words and "--all" in words:
+        return not {"--yes", "-y", "--dry-run"} & set(words)
     return False
 
 

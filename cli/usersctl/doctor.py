@@ -469,7 +469,7 @@ async def _hashes(
             if hashed is None or is_disabled_marker(hashed):
                 counts["disabled"] += 1
                 continue
-            scheme = hash_scheme(hashed)
+            scheme = hash_scheme(hashed, helper)
             counts[scheme] += 1
             if scheme != "unknown" and hash_cost_problem(hashed) is not None:
                 costly[scheme] += 1

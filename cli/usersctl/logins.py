@@ -70,6 +70,36 @@ async def revoke_access_tokens(ctx: UserContext, users: Sequence[Any]) -> int | 
     return await revoke_access_tokens_of(ctx, [user.id for user in users])
 
 
+async def revoke_each_users_tokens(ctx: UserContext, users: Sequence[Any]) -> dict[Any, int] | None:
+    """``revoke_access_tokens`` for each user apart: ``{user id: how many}``; ``None`` without a
+    token table."""
+    counts: dict[Any, int] = {}
+    for user in users:
+        revoked = await revoke_access_tokens(ctx, [user])
+        if revoked is None:
+            return None
+        counts[user.id] = revoked
+    return counts
+
+
+async def count_all_access_tokens(ctx: UserContext) -> int | None:
+    """How many database access tokens there are, of every user; ``None`` without a token table."""
+    table = ctx.model.token_table
+    if table is None:
+        return None
+    return int((await ctx.session.execute(select(func.count()).select_from(table))).scalar_one())
+
+
+async def revoke_all_access_tokens(ctx: UserContext) -> int | None:
+    """Delete every database access token (every user's sessions end, as after a breach); return
+    how many. ``None`` when the database has no token table."""
+    table = ctx.model.token_table
+    if table is None:
+        return None
+    result = await ctx.session.execute(delete(table))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 async def revoke_access_tokens_of(ctx: UserContext, user_ids: Sequence[Any]) -> int | None:
     """``revoke_access_tokens`` by user id, for any number of users (in batches of 500)."""
     table = ctx.model.token_table

@@ -78,13 +78,25 @@ class Hashing:
         helper = self.helper
         if helper is None:
             return None
-        hashers = getattr(getattr(helper, "password_hash", helper), "hashers", None)
+        hashers = self._hashers()
         if hashers is not None:
             return any(hasher.identify(hashed) for hasher in hashers)
         context = getattr(helper, "context", None)
         if context is not None and hasattr(context, "identify"):
             return context.identify(hashed, required=False) is not None
         return None
+
+    def _hashers(self) -> Sequence[Any] | None:
+        """The helper's pwdlib hashers: a ``PasswordHash``'s, or FastAPI Users 13+'s helper's."""
+        return getattr(getattr(self.helper, "password_hash", self.helper), "hashers", None)
+
+    def outdated(self, hashed: str) -> bool | None:
+        """Whether the helper would re-hash ``hashed`` for its parameters (an Argon2 hash of
+        other costs than its own), as the pwdlib hasher that identifies it says. None: no
+        helper, none of its hashers identifies it, or it has none to ask (FastAPI Users 12's
+        passlib helper, bcrypt only); no password is hashed."""
+        hasher = next((h for h in self._hashers() or () if h.identify(hashed)), None)
+        return None if hasher is None else bool(hasher.check_needs_rehash(hashed))
 
 
 ARGON2 = Hashing("argon2")
@@ -336,15 +348,18 @@ _ARGON2 = re.compile(
 _BCRYPT = re.compile(r"\$2[abxy]\$\d\d\$[./A-Za-z0-9]{53}")
 
 
-def hash_scheme(hashed: str) -> str:
+def hash_scheme(hashed: str, hashing: Hashing | None = None) -> str:
     """Classify a stored hash: ``argon2``, ``argon2-outdated``, ``bcrypt`` or ``unknown``.
 
-    ``argon2-outdated`` is an Argon2 hash whose parameters differ from today's, which FastAPI
-    Users re-hashes at the next login.
+    ``argon2-outdated`` is an Argon2 hash whose parameters differ from those of new hashes, which
+    the app re-hashes at the next login: FastAPI Users' parameters, or those of the app's own
+    helper (``hashing``) when it reads the hash.
     """
     if _ARGON2.fullmatch(hashed):
-        current = password_hash().current_hasher
-        return "argon2-outdated" if current.check_needs_rehash(hashed) else "argon2"
+        outdated = hashing.outdated(hashed) if hashing is not None else None
+        if outdated is None:
+            outdated = password_hash().current_hasher.check_needs_rehash(hashed)
+        return "argon2-outdated" if outdated else "argon2"
     if _BCRYPT.fullmatch(hashed):
         return "bcrypt"
     return "unknown"

@@ -104,6 +104,13 @@ def manager_hashing(manager: Any, path: str) -> Hashing:
     return Hashing("app", manager.password_helper, path.strip())
 
 
+async def password_hashing_of(path: str) -> Hashing:
+    """The manager's ``password_helper`` alone, for a command that runs none of its rules
+    (``doctor``): the manager is built without a user database (None), which it only stores."""
+    async with open_manager(path, None) as manager:
+        return manager_hashing(manager, path)
+
+
 async def forgot_password(manager: Any, user: Any) -> None:
     """The app's ``forgot_password``: it makes the token and hands it to its own hook."""
     from fastapi_users import exceptions

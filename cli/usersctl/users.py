@@ -782,10 +782,10 @@ async def check_password(
     matched, new_hash = await asyncio.to_thread(verify_and_update, password, hashed, hashing)
     if not matched:
         raise CheckFailed(NO_MATCH)
-    scheme = hash_scheme(hashed)
+    scheme = hash_scheme(hashed, hashing)
     if rehash and new_hash is not None:
         await set_password(ctx, user, new_hash)
-    replacement = hash_scheme(new_hash) if new_hash is not None else None
+    replacement = hash_scheme(new_hash, hashing) if new_hash is not None else None
     return PasswordMatch(
         user, scheme, rehashed=rehash and new_hash is not None, replacement=replacement
     )

@@ -1,5 +1,6 @@
 """--password-helper: an app on FastAPI Users 15 with its own PasswordHelper (bcrypt only) gets
-every hash from it; verify-password and doctor judge hashes as that helper does."""
+every hash from it; verify-password and doctor judge hashes as that helper does. With
+--user-manager alone, the manager's own password_helper does all of it."""
 
 from __future__ import annotations
 
@@ -40,6 +41,26 @@ class UserManager(UUIDIDMixin, BaseUserManager):
 
     def __init__(self, user_db):
         super().__init__(user_db, password_helper)
+
+
+async def get_user_manager(user_db):
+    yield UserManager(user_db)
+"""
+#: An app whose manager hashes Argon2 with parameters of its own (cheaper than FastAPI Users').
+APP_ARGON2 = """
+from fastapi_users import BaseUserManager, UUIDIDMixin
+from fastapi_users.password import PasswordHelper
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
+
+hasher = Argon2Hasher(time_cost=2, memory_cost=8192, parallelism=1)
+
+
+class UserManager(UUIDIDMixin, BaseUserManager):
+    reset_password_token_secret = verification_token_secret = "a secret of 32 bytes or more...."
+
+    def __init__(self, user_db):
+        super().__init__(user_db, PasswordHelper(PasswordHash((hasher,))))
 """
 
 
@@ -228,3 +249,110 @@ def test_with_user_manager_the_managers_helper_hashes_and_no_other_is_taken(app:
             "password_helper hashes"
         )
     assert asyncio.run(_sql(app.url, 'SELECT count(*) FROM "user"')) == [(2,)]
+
+
+def test_verify_password_with_user_manager_answers_as_the_managers_helper(app: Any) -> None:
+    Path(app.cwd, "app_users.py").write_text(APP_USERS)
+    manager = ("--user-manager", "app_users:get_user_manager")
+
+    def verify(email: str, password: str, *args: str) -> Any:
+        return app(*manager, "verify-password", email, "--password-stdin", *args, input=password)
+
+    # A user created through the manager (bcrypt, its helper's only scheme)
+    app.ok(*manager, "create-user", "a@example.com", "--password-stdin", input=PASSWORD)
+    made = stored(app.url, "a@example.com")
+    assert made.startswith("$2b$12$")
+    said = verify("a@example.com", PASSWORD)
+    assert said.returncode == 0, said.stderr
+    assert "It has a bcrypt hash, which stays: app_users:get_user_manager keeps it." in said.stderr
+    assert verify("a@example.com", "not the password").returncode == 6
+    # --rehash keeps what the manager keeps: no Argon2 hash its login could not read.
+    assert verify("a@example.com", PASSWORD, "--rehash").returncode == 0
+    assert stored(app.url, "a@example.com") == made and logs_in(made)
+
+    # An Argon2 hash, which this app cannot read: no match, as at its login.
+    app.ok(*manager, "create-user", "b@example.com", "--password-stdin", input=PASSWORD)
+    store(app.url, "b@example.com", PasswordHasher().hash(PASSWORD))
+    assert (
+        app("verify-password", "b@example.com", "--password-stdin", input=PASSWORD).returncode == 0
+    )
+    said = verify("b@example.com", PASSWORD)
+    assert said.returncode == 6, said.stderr
+    assert stored(app.url, "b@example.com").startswith("$argon2id$")
+
+
+def test_doctor_with_user_manager_judges_hashes_as_the_managers_helper(app: Any) -> None:
+    Path(app.cwd, "app_users.py").write_text(APP_USERS)
+    manager = ("--user-manager", "app_users:get_user_manager")
+    for email in ("b1@example.com", "b2@example.com"):
+        app.ok(*manager, "create-user", email, "--password-stdin", input=PASSWORD)
+
+    def hashes(*args: str, code: int) -> dict[str, Any]:
+        result = app(*args, "doctor", "-o", "json")
+        assert result.returncode == code, result.stdout + result.stderr
+        [check] = [
+            c for c in json.loads(result.stdout)["checks"] if c["check"] == "password hashes"
+        ]
+        return dict(check)
+
+    # The manager's bcrypt hashes are what it reads.
+    assert hashes(*manager, code=0)["status"] == "ok"
+    # An Argon2 hash it cannot read fails the check, naming the manager; FastAPI Users' default
+    # helper (no --user-manager) would read it.
+    app.ok(
+        "--hash-scheme",
+        "argon2",
+        "create-user",
+        "a1@example.com",
+        "--password-stdin",
+        input=PASSWORD,
+    )
+    assert stored(app.url, "a1@example.com").startswith("$argon2id$")
+    assert hashes(code=0)["status"] == "ok"
+    check = hashes(*manager, code=6)
+    assert check["status"] == "fail"
+    assert check["counts"] == {
+        "argon2": 1, "argon2-outdated": 0, "bcrypt": 2, "unknown": 0, "disabled": 0,
+    }  # fmt: skip
+    assert check["detail"].endswith(
+        "1 user(s) cannot log in: app_users:get_user_manager cannot identify their hashes "
+        "(1 argon2)"
+    )
+    # Beside --password-helper the manager's helper is the one: refused, as for create-user.
+    assert "exclude each other" in app.fails(2, *manager, "--password-helper", HELPER, "doctor")
+
+
+def test_argon2_parameters_of_the_managers_own_are_current_not_outdated(app: Any) -> None:
+    Path(app.cwd, "app_argon2.py").write_text(APP_ARGON2)
+    manager = ("--user-manager", "app_argon2:UserManager")
+    app.ok(*manager, "create-user", "app@example.com", "--password-stdin", input=PASSWORD)
+    assert "$m=8192,t=2,p=1$" in stored(app.url, "app@example.com")
+    for email in ("default@example.com", "another@example.com"):
+        app.ok("create-user", email, "--password-stdin", input=PASSWORD)
+        assert "$m=65536,t=3,p=4$" in stored(app.url, email)
+
+    def counts(*args: str) -> dict[str, int]:
+        result = app.ok(*args, "doctor", "-o", "json")
+        [check] = [
+            c for c in json.loads(result.stdout)["checks"] if c["check"] == "password hashes"
+        ]
+        assert check["status"] == "ok", check
+        return {scheme: n for scheme, n in check["counts"].items() if n}
+
+    # FastAPI Users' parameters are current by default, the app's by its manager.
+    assert counts() == {"argon2": 2, "argon2-outdated": 1}
+    assert counts(*manager) == {"argon2": 1, "argon2-outdated": 2}
+    # Which is which: verify-password says the app's own hash stays, the default one is replaced.
+    said = app(*manager, "verify-password", "app@example.com", "--password-stdin", input=PASSWORD)
+    assert said.returncode == 0, said.stderr
+    assert "Argon2" not in said.stderr
+    said = app(
+        *manager, "verify-password", "default@example.com", "--password-stdin", input=PASSWORD
+    )
+    assert said.returncode == 0, said.stderr
+    assert (
+        "It has an outdated Argon2 hash; the app replaces it at the next login, as --rehash does."
+        in said.stderr
+    )
+    said = app("verify-password", "app@example.com", "--password-stdin", input=PASSWORD)
+    assert "It has an outdated Argon2 hash" in said.stderr

@@ -3,8 +3,9 @@ so that ``app_rules`` imports as the app's module would) beside a live FastAPI U
 (``app_rules``) driven over httpx, on SQLite and PostgreSQL.
 
 Reset and verification links go through the app's own routes; issued tokens of both strategies
-reach ``/users/me``; the app's hooks fire with ``--user-manager`` and not without; its password
-policy and the built-in one refuse weak passwords with exit 2.
+reach ``/users/me``, and revoke-sessions ends the database ones; the app's hooks fire with
+``--user-manager`` and not without; its password policy and the built-in one refuse weak
+passwords with exit 2.
 """
 
 from __future__ import annotations
@@ -188,6 +189,36 @@ async def test_issued_tokens_of_both_strategies_reach_users_me(story: Story) -> 
     await story.usersctl("deactivate-user", USER)
     assert (await story.me(database)).status_code == 401
     await story.usersctl("issue-token", USER, "--strategy", "database", code=4)
+
+
+async def test_revoke_sessions_ends_issued_and_logged_in_database_sessions(story: Story) -> None:
+    created = await story.register(USER)
+    await story.register("dave@example.com")
+    issued = (await story.usersctl("issue-token", USER, "--strategy", "database")).stdout.strip()
+    login = await story.http.post("/auth/db/login", data={"username": USER, "password": PASSWORD})
+    assert login.status_code == 200, login.text
+    logged_in = login.json()["access_token"]
+    other = await story.http.post(
+        "/auth/db/login",
+        data={"username": "dave@example.com", "password": PASSWORD},
+    )
+    jwt = (
+        await story.usersctl(
+            "issue-token", USER, "--strategy", "jwt", "--secret-env", "APP_JWT_SECRET"
+        )
+    ).stdout.strip()
+    for token in (issued, logged_in, jwt):
+        assert (await story.me(token)).status_code == 200
+
+    run = await story.usersctl("revoke-sessions", created["id"])
+    assert run.stderr == f"Revoked 2 sessions of {USER}.\n"
+    # The app's DatabaseStrategy no longer finds them; a JWT cannot be revoked; Dave keeps his.
+    assert (await story.me(issued)).status_code == 401
+    assert (await story.me(logged_in)).status_code == 401
+    assert (await story.me(jwt)).status_code == 200
+    assert (await story.me(other.json()["access_token"])).status_code == 200
+    again = await story.usersctl("revoke-sessions", USER)
+    assert again.stderr == f"Revoked 0 sessions of {USER}.\n"
 
 
 async def test_the_built_in_policy_refuses_weak_passwords_and_no_hook_fires(story: Story) -> None:

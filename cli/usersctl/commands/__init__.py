@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "deactivate-user": ("users", "deactivate_user"),
     "set-password": ("users", "set_password"),
     "delete-user": ("users", "delete_user"),
+    "revoke-sessions": ("sessions", "revoke_sessions"),
     "unlink-oauth": ("users", "unlink_oauth"),
     "export-users": ("transfer", "export_users"),
     "import-users": ("transfer", "import_users"),

@@ -58,6 +58,11 @@ def doctor(
     async def work() -> DoctorReport:
         from usersctl.doctor import diagnose
 
+        hashing = helper
+        if settings.user_manager_path is not None:  # the hashes the manager's helper reads
+            from usersctl.user_manager import password_hashing_of
+
+            hashing = await password_hashing_of(settings.user_manager_path)
         return await diagnose(
             settings.checked_url(),
             model_path=settings.model_path,
@@ -65,7 +70,7 @@ def doctor(
             fix=fix,
             connect_timeout=settings.connect_timeout,
             apply_anyway=apply_anyway,
-            password_helper=helper,
+            password_helper=hashing,
         )
 
     report = run(work, settings)

@@ -358,19 +358,6 @@ def update_user(
     )
 
 
-async def _revoke_sessions(ctx_users: Any, found: Sequence[Any]) -> dict[Any, int] | None:
-    """Revoke each user's database access tokens: ``{user id: how many}``, None without a table."""
-    from usersctl import logins
-
-    counts: dict[Any, int] = {}
-    for user in found:
-        revoked = await logins.revoke_access_tokens(ctx_users, [user])
-        if revoked is None:
-            return None
-        counts[user.id] = revoked
-    return counts
-
-
 def _report_revoked(rows: Sequence[dict[str, Any]], dry_run: bool) -> None:
     for row in rows:
         if "revoked_tokens" in row:
@@ -392,7 +379,7 @@ def _set_active(
     settings = settings_of(ctx)
 
     async def work() -> list[dict[str, Any]]:
-        from usersctl import users
+        from usersctl import logins, users
 
         async with settings.open_users(write=True) as ctx_users:
             found, _ = await users.find_users(ctx_users, refs)
@@ -407,7 +394,9 @@ def _set_active(
             ]
             # Lock out means every user named, also one already inactive (the app may have
             # deactivated them without ending their sessions).
-            revoked = None if keep_sessions else await _revoke_sessions(ctx_users, found)
+            revoked = (
+                None if keep_sessions else await logins.revoke_each_users_tokens(ctx_users, found)
+            )
             if revoked is not None:
                 for row in rows:
                     row["revoked_tokens"] = revoked[row["id"]]
@@ -499,7 +488,7 @@ def set_password(
     notes: list[str] = []
 
     async def work() -> dict[str, Any]:
-        from usersctl import users
+        from usersctl import logins, users
 
         async with (
             settings.open_users(write=True) as ctx_users,
@@ -518,7 +507,9 @@ def set_password(
                 "email": found.email,
                 "status": "would set password" if dry_run else "password set",
             }
-            revoked = None if keep_sessions else await _revoke_sessions(ctx_users, [found])
+            revoked = (
+                None if keep_sessions else await logins.revoke_each_users_tokens(ctx_users, [found])
+            )
             if revoked is not None:
                 row["revoked_tokens"] = revoked[found.id]
             await _finish(ctx_users, dry_run)

@@ -58,8 +58,16 @@ def verify_password(
     async def work() -> tuple[PasswordMatch, HashChoice, dict[str, Any]]:
         from usersctl import users
 
-        async with settings.open_users(write=rehash and not dry_run) as ctx_users:
-            choice = await users.choose_hashing(ctx_users, settings.hash_scheme, helper)
+        async with (
+            settings.open_users(write=rehash and not dry_run) as ctx_users,
+            settings.open_manager(ctx_users) as manager,
+        ):
+            hashing = helper
+            if manager is not None:  # the app's login checks with the manager's helper
+                from usersctl.user_manager import manager_hashing
+
+                hashing = manager_hashing(manager, settings.user_manager_path or "")
+            choice = await users.choose_hashing(ctx_users, settings.hash_scheme, hashing)
             match = await users.check_password(
                 ctx_users, user, password, rehash=rehash, hashing=choice.hashing
             )
