@@ -5,6 +5,7 @@ text casts for CSV) and rows arrive in batches from a server-side cursor, so Pyt
 finished text: a million rows take seconds and the same memory as a thousand. A table with
 columns whose database rendering is not their form in ``usersctl.fields`` (times, decimals,
 arrays, enums, JSON, bytes, UUIDs stored as hex) is rendered in Python instead, by those forms.
+Both renderings write text cells of CSV formula-safe (``usersctl.csv_cells``), byte for byte alike.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import Boolean, Enum, Integer, TypeDecorator
 
-from usersctl.fields import ValueForm, form_for
+from usersctl.csv_cells import formula_safe, formula_safe_sql
+from usersctl.fields import ValueForm, form_for, is_text_type
 from usersctl.models import UserModel, is_uuid_type
 from usersctl.users import UserFilters, open_users
 
@@ -62,8 +64,19 @@ def renders_in_database(model: UserModel, columns: list[str], dialect: str) -> b
     return True
 
 
+def _csv_writer(form: ValueForm, raw_csv: bool) -> Callable[[Any], str]:
+    """A column's CSV cell of a value (not None): its text form, formula-safe for text."""
+    if raw_csv or not form.is_text:
+        return form.text
+    return lambda value: formula_safe(form.text(value))
+
+
 def _rendered_in_python(
-    rows: Sequence[Any], columns: list[str], forms: Mapping[str, ValueForm], fmt: str
+    rows: Sequence[Any],
+    columns: list[str],
+    forms: Mapping[str, ValueForm],
+    fmt: str,
+    raw_csv: bool = False,
 ) -> list[Any]:
     """Rows of column values as the database's rendering would give them: one JSON text each
     (compact, as the database writes it), or the CSV cells."""
@@ -72,10 +85,11 @@ def _rendered_in_python(
         # An empty cell means "not given"; a user without a password is written null, as the
         # database's rendering does (csv_rows_statement).
         empty = ["null" if name == "hashed_password" else "" for name in columns]
+        cells = [_csv_writer(form, raw_csv) for form in chosen]
         return [
             [
-                none if value is None else form.text(value)
-                for form, value, none in zip(chosen, row, empty, strict=True)
+                none if value is None else cell(value)
+                for cell, value, none in zip(cells, row, empty, strict=True)
             ]
             for row in rows
         ]
@@ -119,11 +133,14 @@ def _json_value(column: Column[Any], dialect: str) -> ColumnElement[Any]:
     return column
 
 
-def _text_value(column: Column[Any], dialect: str) -> ColumnElement[Any]:
+def _text_value(column: Column[Any], dialect: str, raw_csv: bool) -> ColumnElement[Any]:
     if isinstance(column.type, Boolean):
         true = column != 0 if dialect == "sqlite" else column.is_(True)
         return case((column.is_(None), None), (true, "true"), else_="false")
-    return column if dialect == "sqlite" else cast(column, String)
+    text = column if dialect == "sqlite" else cast(column, String)
+    if raw_csv or not is_text_type(column.type):
+        return text
+    return formula_safe_sql(text)
 
 
 def json_rows_statement(
@@ -146,9 +163,15 @@ def json_rows_statement(
 
 
 def csv_rows_statement(
-    model: UserModel, columns: list[str], dialect: str, filters: UserFilters
+    model: UserModel,
+    columns: list[str],
+    dialect: str,
+    filters: UserFilters,
+    *,
+    raw_csv: bool = False,
 ) -> Any:
-    """One text column per field, as the CSV should show it, for the users matching ``filters``.
+    """One text column per field, as the CSV should show it, for the users matching ``filters``:
+    text formula-safe, unless ``raw_csv``.
 
     An empty cell means "not given" to ``import-users``; a user without a password (NULL
     ``hashed_password``, who logs in through OAuth only) is written ``null`` instead, which
@@ -156,9 +179,9 @@ def csv_rows_statement(
     fields = select(
         *(
             (
-                func.coalesce(_text_value(model.column(name), dialect), "null")
+                func.coalesce(_text_value(model.column(name), dialect, raw_csv), "null")
                 if name == "hashed_password"
-                else _text_value(model.column(name), dialect)
+                else _text_value(model.column(name), dialect, raw_csv)
             ).label(name)
             for name in columns
         )
@@ -177,10 +200,12 @@ async def export_users(
     progress: Progress | None = None,
     model_path: str | None = None,
     table: str | None = None,
+    raw_csv: bool = False,
 ) -> int:
     """Write the users matching ``filters`` to ``out``; return how many were written.
 
-    Without ``include_hashes`` no password hash leaves the database.
+    Without ``include_hashes`` no password hash leaves the database. CSV cells of text are
+    formula-safe (``usersctl.csv_cells``) unless ``raw_csv``.
     """
     filters = filters or UserFilters()
     async with open_users(
@@ -199,7 +224,7 @@ async def export_users(
             fields = select(*(ctx.model.column(name) for name in columns))
             statement = filters.apply(ctx.model, fields.select_from(ctx.model.selectable))
         elif fmt == "csv":
-            statement = csv_rows_statement(ctx.model, columns, dialect, filters)
+            statement = csv_rows_statement(ctx.model, columns, dialect, filters, raw_csv=raw_csv)
         else:
             statement = json_rows_statement(ctx.model, columns, dialect, filters)
         result = await ctx.session.stream(statement, execution_options={"yield_per": BATCH})
@@ -210,7 +235,9 @@ async def export_users(
         elif fmt == "json":
             out.write("[")
         async for rows in result.partitions(BATCH):
-            batch = rows if forms is None else _rendered_in_python(rows, columns, forms, fmt)
+            batch = (
+                rows if forms is None else _rendered_in_python(rows, columns, forms, fmt, raw_csv)
+            )
             if writer is not None:
                 writer.writerows(batch)
             elif fmt == "json":

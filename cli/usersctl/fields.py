@@ -406,10 +406,12 @@ def convert_value(column: Column[Any], value: Any) -> Any:
 @dataclass(frozen=True)
 class ValueForm:
     """How one column's values are written: ``json`` gives the JSON value, ``text`` the text
-    (never called with ``None``, which is JSON null and an empty cell)."""
+    (never called with ``None``, which is JSON null and an empty cell). ``is_text``: the values
+    are text as stored, which anyone may have typed (``is_text_type``)."""
 
     json: Callable[[Any], Any]
     text: Callable[[Any], str]
+    is_text: bool = False
 
 
 def _json_text(value: Any) -> str:
@@ -496,13 +498,21 @@ def any_json(value: Any) -> Any:
     return str(value)
 
 
+def is_text_type(kind: TypeEngine[Any]) -> bool:
+    """Whether a column type holds text as it was given (``String``, ``Text``, enums), whose
+    CSV cells are written formula-safe; numbers, booleans, times and UUIDs, written by usersctl,
+    cannot hold a formula."""
+    plain = _unwrapped(kind)
+    return isinstance(plain, String) and not is_uuid_type(plain)
+
+
 def form_for(kind: TypeEngine[Any]) -> ValueForm:
     """The JSON and text forms of values of a column type."""
     write = _json_writer(kind)
     if isinstance(_unwrapped(kind), (ARRAY, JSON)):
         # Always JSON text, also for a JSON string: "a" stays "a" with its quotes.
         return ValueForm(write, lambda value: _json_text(write(value)))
-    return ValueForm(write, lambda value: _plain_text(write(value)))
+    return ValueForm(write, lambda value: _plain_text(write(value)), is_text_type(kind))
 
 
 def forms_for(table: Table) -> Mapping[str, ValueForm]:

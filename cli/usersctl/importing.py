@@ -29,6 +29,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 
+from usersctl.csv_cells import from_formula_safe
 from usersctl.email_case import case_key, fold_case
 from usersctl.emails import EmailNormalizer, InvalidEmail
 from usersctl.errors import Conflict, InvalidInput, LastSuperuser, UsersctlError
@@ -152,7 +153,7 @@ class Row:
 
 class TextRecord(dict[str, str]):
     """A CSV row: every value is text, read by each column's text form (JSON lines and JSON
-    give JSON values instead)."""
+    give JSON values instead), with the ``'`` of a formula-safe cell taken off."""
 
 
 def format_for(name: str | None, given: str | None) -> str | None:
@@ -195,10 +196,14 @@ def _lines(stream: IO[bytes]) -> Iterator[tuple[int, str]]:
         yield number, text
 
 
-def read_records(stream: IO[bytes], fmt: str | None) -> Iterator[tuple[int, dict[str, Any]]]:
+def read_records(
+    stream: IO[bytes], fmt: str | None, *, raw_csv: bool = False
+) -> Iterator[tuple[int, dict[str, Any]]]:
     """Records from a JSON lines, CSV or JSON file, each with its line (or item) number.
 
-    With ``fmt=None`` the first character decides: ``[`` JSON, ``{`` JSON lines, else CSV.
+    With ``fmt=None`` the first character decides: ``[`` JSON, ``{`` JSON lines, else CSV. A
+    CSV cell written formula-safe (``usersctl.csv_cells``) is read back as the text it holds,
+    unless ``raw_csv``.
     """
     lines = _lines(stream)
     if fmt is None:
@@ -211,7 +216,7 @@ def read_records(stream: IO[bytes], fmt: str | None) -> Iterator[tuple[int, dict
     if fmt == "jsonl":
         yield from _read_jsonl(lines)
     elif fmt == "csv":
-        yield from _read_csv(lines)
+        yield from _read_csv(lines, raw_csv)
     elif fmt == "json":
         yield from _read_json(lines)
     else:
@@ -250,7 +255,9 @@ def _read_json(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, dict[str
         yield index, record
 
 
-def _read_csv(lines: Iterator[tuple[int, str]]) -> Iterator[tuple[int, dict[str, Any]]]:
+def _read_csv(
+    lines: Iterator[tuple[int, str]], raw_csv: bool
+) -> Iterator[tuple[int, dict[str, Any]]]:
     numbers: list[int] = [0]
 
     def texts() -> Iterator[str]:
@@ -282,7 +289,9 @@ def _read_csv(lines: Iterator[tuple[int, str]]) -> Iterator[tuple[int, dict[str,
             yield (
                 numbers[0],
                 TextRecord(
-                    (name, cell) for name, cell in zip(header, cells, strict=True) if cell != ""
+                    (name, cell if raw_csv else from_formula_safe(cell))
+                    for name, cell in zip(header, cells, strict=True)
+                    if cell != ""
                 ),
             )
     except csv.Error as exc:
@@ -1118,6 +1127,7 @@ async def import_users(
     hooks: bool = False,
     hash_scheme: str = "auto",
     password_helper: Hashing | None = None,
+    raw_csv: bool = False,
 ) -> ImportSummary:
     """Import users from ``stream`` into the database at ``url``, all or nothing.
 
@@ -1130,7 +1140,8 @@ async def import_users(
     ``hash_scheme`` chooses (``choose_hashing``), or by the app's own ``password_helper``. With
     ``user_manager_path`` (the app's user manager), its ``validate_password`` is the policy and
     its ``password_helper`` hashes; with ``hooks`` its ``on_after_register`` runs for each user
-    created, after the commit."""
+    created, after the commit. A CSV cell written formula-safe is read as the text it holds
+    (one ``'`` off ``'=x``), unless ``raw_csv``."""
 
     if on_conflict not in CONFLICT_RULES:
         raise InvalidInput(f"--on-conflict must be one of {', '.join(CONFLICT_RULES)}")
@@ -1156,6 +1167,7 @@ async def import_users(
             hooks=hooks,
             hash_scheme=hash_scheme,
             password_helper=password_helper,
+            raw_csv=raw_csv,
         )
     finally:
         gc.enable()
@@ -1180,6 +1192,7 @@ async def _import(
     hooks: bool,
     hash_scheme: str,
     password_helper: Hashing | None,
+    raw_csv: bool,
 ) -> ImportSummary:
     from usersctl.password_policy import password_problems
     from usersctl.users import open_users
@@ -1204,7 +1217,7 @@ async def _import(
             keep_unknown_hashes=keep_unknown_hashes,
             password_policy=None if allow_weak_passwords or manager else password_problems,
         )
-        records = read_records(stream, fmt)
+        records = read_records(stream, fmt, raw_csv=raw_csv)
         # Writing while reading suits a file; a pipe may be slow, and its writer must not hold
         # the database's lock while it waits for the other end.
         fast = on_conflict == "fail" and _is_regular_file(stream) and not ctx.model.parent_tables

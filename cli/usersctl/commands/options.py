@@ -149,6 +149,14 @@ OutputOption = Annotated[
     OutputFormat,
     typer.Option("--output", "-o", help="Output format.", case_sensitive=False),
 ]
+RawCsvOption = Annotated[
+    bool,
+    typer.Option(
+        "--raw-csv",
+        help="Write CSV cells exactly as stored, without the ' put before text that starts with "
+        "= + - @, a tab or a carriage return (which a spreadsheet would run as a formula).",
+    ),
+]
 DryRunOption = Annotated[
     bool,
     typer.Option("--dry-run", help="Validate and show what would change, then roll back."),

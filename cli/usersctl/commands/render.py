@@ -16,6 +16,8 @@ from typing import Any, TextIO
 
 import typer
 
+from usersctl.csv_cells import formula_safe
+
 
 class OutputFormat(str, enum.Enum):
     """``-o/--output``: how rows are printed."""
@@ -41,7 +43,8 @@ _TERMINAL_ESCAPES.update(
 def for_terminal(text: str) -> str:
     """``text`` made safe to show on a terminal: control characters become visible escapes
     (``\\x1b``, ``\\n``), so data from strangers (a sign-up form's fields) can neither drive
-    the terminal nor forge a line of output. JSON, JSON lines and CSV keep the exact data."""
+    the terminal nor forge a line of output. JSON, JSON lines and CSV keep the exact data
+    (CSV formula-safe: ``usersctl.csv_cells``)."""
     return text.translate(_TERMINAL_ESCAPES)
 
 
@@ -87,6 +90,14 @@ def _text(row: dict[str, Any], key: str, forms: Mapping[str, Any]) -> str:
     return to_text(value) if value is None or key not in forms else str(forms[key].text(value))
 
 
+def _csv_cell(row: dict[str, Any], key: str, forms: Mapping[str, Any]) -> str:
+    """A column's value as a CSV cell: its text form, formula-safe where it is text (a text
+    column, or text of no known column), so a spreadsheet never runs it."""
+    text = _text(row, key, forms)
+    is_text = forms[key].is_text if key in forms else isinstance(row.get(key), str)
+    return formula_safe(text) if is_text else text
+
+
 def _cell(row: dict[str, Any], key: str, forms: Mapping[str, Any]) -> str:
     """A column's value as a table cell on a terminal: its text form, control characters
     escaped (the data comes from strangers)."""
@@ -106,11 +117,13 @@ def render_rows(
     title: str | None = None,
     stream: TextIO | None = None,
     forms: Mapping[str, Any] | None = None,
+    raw_csv: bool = False,
 ) -> int:
     """Write rows in ``output`` format; ``single`` prints one object (JSON) or a field/value table.
 
     ``forms`` (``usersctl.fields.forms_for`` of the user table) writes each column's values in
-    the forms ``--set`` and imports read; other values are written by their Python type.
+    the forms ``--set`` and imports read; other values are written by their Python type. CSV
+    cells of text are formula-safe (``usersctl.csv_cells``) unless ``raw_csv``.
 
     Rows are consumed as they come (JSON lines and CSV stream); returns how many were written.
     A reader that stops early (``| head``) ends the command quietly with exit 141.
@@ -133,8 +146,9 @@ def render_rows(
         elif output is OutputFormat.csv:
             writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore")
             writer.writeheader()
+            cell = _text if raw_csv else _csv_cell
             for row in rows:
-                writer.writerow({key: _text(row, key, forms) for key in columns})
+                writer.writerow({key: cell(row, key, forms) for key in columns})
                 count += 1
         else:
             materialised_rows = list(rows)

@@ -20,6 +20,7 @@ from usersctl.commands.options import (
     DryRunOption,
     ForceOption,
     KeepSessionsOption,
+    RawCsvOption,
     SearchOption,
     SuperuserFilter,
     VerifiedFilter,
@@ -97,6 +98,7 @@ def export_users(
             help="Export hashed_password as stored (for moving users between databases).",
         ),
     ] = False,
+    raw_csv: RawCsvOption = False,
 ) -> None:
     """Stream users to a file or stdout, in flat memory; no hash leaves without --include-hashes.
 
@@ -126,6 +128,7 @@ def export_users(
                 progress=progress,
                 model_path=settings.model_path,
                 table=settings.table,
+                raw_csv=raw_csv,
             )
 
     count = run(work, settings)
@@ -305,6 +308,15 @@ def import_users(
             "(it may send email).",
         ),
     ] = False,
+    raw_csv: Annotated[
+        bool,
+        typer.Option(
+            "--raw-csv",
+            help="Read CSV cells exactly as written: keep the ' that export-users puts before "
+            "text starting with = + - @, a tab or a carriage return (without --raw-csv, '=x "
+            "is read as =x).",
+        ),
+    ] = False,
     dry_run: DryRunOption = False,
     output: Annotated[
         OutputFormat,
@@ -358,6 +370,7 @@ def import_users(
                     hooks=hooks,
                     hash_scheme=settings.hash_scheme,
                     password_helper=helper,
+                    raw_csv=raw_csv,
                 )
         except ImportRejected as exc:
             if output != OutputFormat.table:  # a script gets the count; the error says which

@@ -20,6 +20,7 @@ from usersctl.commands.options import (
     OutputOption,
     PasswordFileOption,
     PasswordStdinOption,
+    RawCsvOption,
     SearchOption,
     SetOption,
     Settings,
@@ -211,6 +212,7 @@ def list_users(
         ),
     ] = None,
     output: OutputOption = OutputFormat.table,
+    raw_csv: RawCsvOption = False,
 ) -> None:
     """List users in email order, a page at a time.
 
@@ -230,7 +232,7 @@ def list_users(
             return ctx_users.model.columns, page, forms_for(ctx_users.model.table)
 
     columns, page, forms = run(work, settings)
-    render_rows(page.users, output, columns=columns, forms=forms)
+    render_rows(page.users, output, columns=columns, forms=forms, raw_csv=raw_csv)
     shown = len(page.users)
     footer = f"{shown} shown of {page.total} matching user{'s' if page.total != 1 else ''}."
     if page.next_after is not None:
