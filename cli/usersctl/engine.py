@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,20 @@ _POSTGRES_NUMBERS = {
     "max_cached_statement_lifetime": float,
     "max_cacheable_statement_size": int,
 }
+#: The URL query parameters of a SQLite URL: those SQLAlchemy passes to Python's sqlite3 (the
+#: numbers among them checked here), and, with ``?uri=true``, SQLite's own URI parameters.
+#: Anything else would be ignored without a word.
+_SQLITE_NUMBERS = {"timeout": float, "detect_types": int, "cached_statements": int}
+_SQLITE_FLAGS = ("uri", "check_same_thread")
+_SQLITE_PARAMETERS = frozenset({*_SQLITE_NUMBERS, *_SQLITE_FLAGS, "isolation_level"})
+_SQLITE_URI_PARAMETERS = frozenset(
+    {"vfs", "mode", "cache", "psow", "nolock", "immutable", "modeof"}
+)
+#: The words SQLAlchemy reads as true and false in a URL.
+_URL_BOOLEANS = {
+    **dict.fromkeys(("true", "yes", "on", "y", "t", "1"), True),
+    **dict.fromkeys(("false", "no", "off", "n", "f", "0"), False),
+}
 
 
 def normalize_url(raw: str | URL) -> URL:
@@ -70,29 +86,106 @@ def normalize_url(raw: str | URL) -> URL:
         raise InvalidInput(
             "the database URL has more than one '@'; write an '@' in the password as %40"
         )
+    if url.port is not None:
+        _check_port(url.port, "port")
     backend, _, driver = url.drivername.partition("+")
     if backend in _ASYNC_DRIVERS and driver in ("", "psycopg2", "psycopg", "asyncpg", "pg8000"):
         query = dict(url.query)
-        unknown = sorted(name for name in query if name not in _POSTGRES_PARAMETERS)
-        if unknown:
-            # Named only when it cannot be a secret; the value is never shown.
-            shown = ", ".join(
-                "?" + ("(a parameter)" if is_secret_parameter(name) else name) for name in unknown
-            )
-            raise InvalidInput(
-                f"the database URL has a parameter asyncpg does not take: {shown}; it takes "
-                f"{', '.join(sorted(_POSTGRES_PARAMETERS - {'sslmode'}))} (and sslmode)"
-            )
+        _refuse_unknown(
+            query,
+            _POSTGRES_PARAMETERS,
+            "asyncpg",
+            f"{', '.join(sorted(_POSTGRES_PARAMETERS - {'sslmode'}))} (and sslmode)",
+        )
+        _check_query_ports(query)
         if "sslmode" in query:
             # libpq's ?sslmode=require (as hosting providers print URLs) is asyncpg's ssl=require;
             # passed on as it is, asyncpg's connect() fails with an unexpected keyword argument.
             query.setdefault("ssl", query.pop("sslmode"))
         return url.set(drivername=_ASYNC_DRIVERS[backend], query=query)
     if backend == "sqlite" and driver in ("", "pysqlite", "aiosqlite"):
+        _check_sqlite_query(url)
         return url.set(drivername="sqlite+aiosqlite")
     raise InvalidInput(
         f"unsupported database {url.drivername!r}; use a sqlite:// or postgresql:// URL"
     )
+
+
+def _refuse_unknown(query: Any, allowed: frozenset[str], driver: str, takes: str) -> None:
+    """Refuse the query parameters of a URL that are not in ``allowed``, naming them (unless a
+    name may be a secret; a value never), and saying what ``driver`` takes."""
+    unknown = sorted(name for name in query if name not in allowed)
+    if unknown:
+        shown = ", ".join(
+            "?" + ("(a parameter)" if is_secret_parameter(name) else name) for name in unknown
+        )
+        noun = "a parameter" if len(unknown) == 1 else "parameters"
+        raise InvalidInput(
+            f"the database URL has {noun} {driver} does not take: {shown}; it takes {takes}"
+        )
+
+
+def _check_port(port: Any, where: str) -> None:
+    """Refuse a port that is not a number from 1 to 65535 (asyncpg would fail with an
+    OverflowError, after the rest of the command had started)."""
+    text = str(port).strip()
+    if not text.isdigit() or len(text) > 5 or not 1 <= int(text) <= 65535:
+        shown = f" {text}" if text.isdigit() and len(text) <= 20 else ""
+        raise InvalidInput(
+            f"the database URL's {where}{shown} is out of range: a port is a number from 1 to 65535"
+        )
+
+
+def _check_query_ports(query: dict[str, Any]) -> None:
+    """The ports a PostgreSQL URL gives in its query: ``?port=5432,5433``, ``?host=h:5432``."""
+    for name in ("port", "host"):
+        values = query.get(name, ())
+        for value in [values] if isinstance(values, str) else values:
+            for part in value.split(","):
+                if name == "port" and part.strip():
+                    _check_port(part, "?port=")
+                elif name == "host":
+                    found = re.fullmatch(r"[A-Za-z0-9.-]*:(.*)", part.strip())
+                    if found and found.group(1):
+                        _check_port(found.group(1), "?host= port")
+
+
+def _check_number(name: str, raw: str, convert: type[float] | type[int]) -> float:
+    """A number from the URL's ``?name=``: finite and not negative, else ``InvalidInput``."""
+    try:
+        value = convert(raw)
+    except ValueError:
+        raise InvalidInput(
+            f"the database URL's ?{name}= is not a number ({convert.__name__})"
+        ) from None
+    if value < 0 or not math.isfinite(value):
+        raise InvalidInput(f"the database URL's ?{name}= must be a finite number >= 0")
+    return value
+
+
+def _check_sqlite_query(url: URL) -> None:
+    """Refuse the parameters of a SQLite URL that nothing would read, and values that are not
+    of their parameter's kind, before SQLAlchemy fails on them with a bare ValueError."""
+    query = url.query
+    flags: dict[str, bool] = {}
+    for name in _SQLITE_FLAGS:
+        raw = query.get(name)
+        if isinstance(raw, str):
+            if raw.strip().lower() not in _URL_BOOLEANS:
+                raise InvalidInput(f"the database URL's ?{name}= must be true or false")
+            flags[name] = _URL_BOOLEANS[raw.strip().lower()]
+    allowed = _SQLITE_PARAMETERS | (_SQLITE_URI_PARAMETERS if flags.get("uri") else frozenset())
+    _refuse_unknown(
+        query,
+        allowed,
+        "SQLite",
+        f"{', '.join(sorted(_SQLITE_PARAMETERS))}, and with ?uri=true SQLite's own "
+        f"({', '.join(sorted(_SQLITE_URI_PARAMETERS))})",
+    )
+    for name, convert in _SQLITE_NUMBERS.items():
+        raw = query.get(name)
+        if isinstance(raw, str):
+            _check_number(name, raw, convert)
 
 
 #: Words that make a URL query parameter a secret: asyncpg and libpq take ``?password=`` and
@@ -166,6 +259,8 @@ def create_engine(
     read-only work that should not queue behind writers (or a read-only file).
     """
     url = normalize_url(url)
+    if not (isinstance(connect_timeout, (int, float)) and 0 < connect_timeout < math.inf):
+        raise InvalidInput("the connect timeout must be a finite number of seconds above 0")
     connect_args: dict[str, Any] = dict(kwargs.pop("connect_args", {}))
     if url.get_backend_name() == "postgresql":
         url = _postgres_connect_args(url, connect_args)
@@ -191,15 +286,7 @@ def _postgres_connect_args(url: URL, connect_args: dict[str, Any]) -> URL:
     for name, convert in _POSTGRES_NUMBERS.items():
         raw = url.query.get(name)
         if isinstance(raw, str):
-            try:
-                value = convert(raw)
-            except ValueError:
-                raise InvalidInput(
-                    f"the database URL's ?{name}= is not a number ({convert.__name__})"
-                ) from None
-            if value < 0 or value != value or value in (float("inf"), float("-inf")):
-                raise InvalidInput(f"the database URL's ?{name}= must be a finite number >= 0")
-            connect_args.setdefault(name, value)
+            connect_args.setdefault(name, _check_number(name, raw, convert))
             moved.append(name)
     if behind_pooler(url):
         # PgBouncer in transaction mode hands each transaction whichever server connection is

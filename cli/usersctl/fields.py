@@ -55,6 +55,49 @@ class UnsupportedType(ValueError):
     """A column type usersctl has no text form for."""
 
 
+#: How deep arrays and objects may nest in a JSON or array value. Deeper ones are refused when
+#: read: Python's JSON reader and writer recurse, and a value nested some hundreds of levels deep,
+#: once stored, could be neither written to the database nor read back and exported.
+MAX_NESTING = 100
+NESTING_TOO_DEEP = f"nesting too deep (arrays or objects more than {MAX_NESTING} levels deep)"
+
+
+def json_kind(value: Any) -> str:
+    """What a JSON value is, in words, for a message that must not quote it: ``a number``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def wrong_type(expected: str, value: Any) -> TypeError:
+    """The error for a value of the wrong JSON type: ``must be a string (got a number)``."""
+    return TypeError(f"must be {expected} (got {json_kind(value)})")
+
+
+def check_nesting(value: Any) -> Any:
+    """``value``, unless its arrays and objects nest more than ``MAX_NESTING`` levels deep."""
+    if not isinstance(value, (list, dict)):
+        return value
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > MAX_NESTING:
+            raise ValueError(NESTING_TOO_DEEP)
+        children = item.values() if isinstance(item, dict) else item
+        pending.extend((child, depth + 1) for child in children if isinstance(child, (list, dict)))
+    return value
+
+
 def parse_bool(value: Any) -> bool:
     """``true/false``, ``yes/no``, ``1/0``, ``on/off`` (any case), or a JSON boolean."""
     if value is True or value is False:
@@ -67,6 +110,8 @@ def parse_bool(value: Any) -> bool:
             return True
         if word in FALSE_WORDS:
             return False
+    elif not isinstance(value, int):
+        raise wrong_type("true or false", value)
     raise ValueError(f"{value!r} is not a boolean (use true or false)")
 
 
@@ -74,7 +119,7 @@ def _to_uuid(value: Any) -> uuid.UUID:
     if isinstance(value, uuid.UUID):
         return value
     if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not a UUID")
+        raise wrong_type("a UUID as a string", value)
     return uuid.UUID(value.strip())
 
 
@@ -83,16 +128,21 @@ INT64 = range(-(2**63), 2**63)
 
 
 def _to_int(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not an integer")
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise wrong_type("an integer", value)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, int):
         number = value
     else:
         text = str(value).strip()
-        if not text.lstrip("+-").isdigit() or len(text) > 20:
+        digits = text[1:] if text[:1] in ("+", "-") else text
+        if not digits.isdigit():
             raise ValueError(f"{value!r} is not an integer")
+        if len(digits) > 19:  # int() would refuse thousands of digits, with a message of its own
+            raise ValueError(
+                f"number has too many digits ({len(digits)}) for a 64-bit integer (at most 19)"
+            )
         number = int(text)
     if number not in INT64:
         raise ValueError(f"{number} is out of range for a 64-bit integer")
@@ -101,7 +151,7 @@ def _to_int(value: Any) -> int:
 
 def _to_decimal(value: Any) -> decimal.Decimal:
     if isinstance(value, bool) or not isinstance(value, (str, int, float, decimal.Decimal)):
-        raise ValueError(f"{value!r} is not a number")
+        raise wrong_type("a number", value)
     try:
         number = decimal.Decimal(str(value).strip())
     except decimal.InvalidOperation:
@@ -120,7 +170,7 @@ def _to_float(value: Any) -> float:
 
 def _iso_text(value: Any, what: str) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not {what} in ISO 8601")
+        raise wrong_type(f"{what} in ISO 8601, as a string", value)
     return value.strip()
 
 
@@ -129,7 +179,10 @@ def _to_datetime(value: Any, aware: bool) -> dt.datetime:
         moment = value
     else:
         text = _iso_text(value, "a date and time")
-        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        try:
+            moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:  # its message quotes the text as changed here
+            raise ValueError(f"{value!r} is not a date and time in ISO 8601") from None
     if not aware:
         if moment.tzinfo is not None:
             # UTC given explicitly (Z, +00:00) names the same time as the column holds: apps
@@ -150,13 +203,20 @@ def _to_datetime(value: Any, aware: bool) -> dt.datetime:
 def _to_date(value: Any) -> dt.date:
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
         return value
-    return dt.date.fromisoformat(_iso_text(value, "a date"))
+    try:
+        return dt.date.fromisoformat(_iso_text(value, "a date"))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a date in ISO 8601") from None
 
 
 def _to_time(value: Any) -> dt.time:
     if isinstance(value, dt.time):
         return value
-    return dt.time.fromisoformat(_iso_text(value, "a time").replace("Z", "+00:00"))
+    text = _iso_text(value, "a time")
+    try:
+        return dt.time.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a time in ISO 8601") from None
 
 
 _DURATION = re.compile(
@@ -198,7 +258,7 @@ def _to_bytes(value: Any) -> bytes:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not base64 text")
+        raise wrong_type("base64 text, as a string", value)
     try:
         return base64.b64decode(value.strip(), validate=True)
     except binascii.Error:
@@ -207,7 +267,7 @@ def _to_bytes(value: Any) -> bytes:
 
 def _to_text(value: Any, length: int | None) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not text")
+        raise wrong_type("a string", value)
     if length is not None and len(value) > length:
         raise ValueError(f"longer than {length} characters")
     if "\x00" in value:
@@ -246,6 +306,8 @@ def _enum_converter(kind: Enum) -> Converter:
     def convert(value: Any) -> Any:
         if isinstance(value, str) and value.strip() in by_label:
             return by_label[value.strip()]
+        if not isinstance(value, str):
+            raise wrong_type(f"one of {allowed}, as a string", value)
         raise ValueError(f"{value!r} is not one of {allowed}")
 
     return convert
@@ -258,29 +320,37 @@ def _array_converter(item: Converter) -> Converter:
             for value in values
         ]
 
-    return lambda value: elements(_expect_list(value))
+    return lambda value: elements(check_nesting(_expect_list(value)))
 
 
 def _expect_list(value: Any) -> list[Any]:
     if not isinstance(value, list):
-        raise ValueError(f'{value!r} is not a JSON array (such as ["a", "b"])')
+        raise wrong_type('a JSON array such as ["a", "b"]', value)
     return value
 
 
 def _array_text(value: Any) -> Any:
     try:
         return _from_json_text(value)
-    except ValueError:
+    except InvalidJSON:
         raise ValueError(f'{value!r} is not a JSON array (such as ["a", "b"])') from None
+
+
+class InvalidJSON(ValueError):
+    """Text that is not JSON at all."""
 
 
 def _from_json_text(value: Any) -> Any:
     if not isinstance(value, str):
-        return value
+        return check_nesting(value)
     try:
-        return json.loads(value)
+        return check_nesting(json.loads(value))
     except json.JSONDecodeError as exc:
-        raise ValueError(f"not valid JSON ({exc.msg})") from None
+        raise InvalidJSON(f"not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise ValueError(NESTING_TOO_DEEP) from None
+    except ValueError as exc:  # int()'s limit on digits, for a number thousands of digits long
+        raise ValueError(f"number has too many digits ({exc})") from None
 
 
 def _unwrapped(kind: TypeEngine[Any]) -> TypeEngine[Any]:
@@ -311,7 +381,7 @@ def _base_converter(kind: TypeEngine[Any], *, textual: bool) -> Converter:
         items = _array_converter(_base_converter(kind.item_type, textual=False))
         return (lambda value: items(_array_text(value))) if textual else items
     if isinstance(kind, JSON):
-        return _from_json_text if textual else lambda value: value
+        return _from_json_text if textual else check_nesting
     if isinstance(kind, Enum):
         return _enum_converter(kind)
     if isinstance(kind, Boolean):
@@ -384,15 +454,19 @@ def converter_for(column: Column[Any], *, textual: bool = True, quote: bool = Tr
         except (ValueError, TypeError, ArithmeticError) as exc:
             reason = str(exc) if quote else _without(str(exc), value)
             raise InvalidInput(f"field {name!r}: {reason}") from None
+        except RecursionError:  # a value nested as deep as the JSON reader goes
+            raise InvalidInput(f"field {name!r}: {NESTING_TOO_DEEP}") from None
 
     return convert
 
 
 def _without(reason: str, value: Any) -> str:
-    """``reason`` with ``value`` (as the converters quote it) replaced by words."""
-    for shown in {repr(value), str(value)} - {""}:
-        reason = reason.replace(shown, "the value")
-    return reason
+    """``reason`` with ``value``, as the converters quote it (``repr``), replaced by words; only
+    where it stands alone: the value ``inf`` is not taken out of the word "finite"."""
+    shown = repr(value)
+    if not shown:
+        return reason
+    return re.sub(rf"(?<!\w){re.escape(shown)}(?!\w)", "the value", reason)
 
 
 def convert_value(column: Column[Any], value: Any) -> Any:

@@ -17,6 +17,7 @@ import io
 import itertools
 import json
 import os
+import re
 import stat
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
@@ -33,7 +34,13 @@ from usersctl.csv_cells import from_formula_safe
 from usersctl.email_case import case_key, fold_case
 from usersctl.emails import EmailNormalizer, InvalidEmail
 from usersctl.errors import Conflict, InvalidInput, LastSuperuser, UsersctlError
-from usersctl.fields import Converter, converter_for, encodes_as_utf8
+from usersctl.fields import (
+    NESTING_TOO_DEEP,
+    Converter,
+    converter_for,
+    encodes_as_utf8,
+    json_kind,
+)
 from usersctl.models import InsertContext, UserModel, python_column_defaults
 from usersctl.password_policy import WeakPassword
 from usersctl.passwords import ARGON2, Hashing, hash_cost_problem, hash_many, is_known_hash
@@ -156,6 +163,89 @@ class TextRecord(dict[str, str]):
     give JSON values instead), with the ``'`` of a formula-safe cell taken off."""
 
 
+class UnreadableRecord(dict[str, Any]):
+    """A record Python's JSON reader cannot hold (a value nested too deep, a number of
+    thousands of digits): a problem of its line, as an invalid row is, and the file's other
+    lines are still checked. Empty, so that the validator stops at its first test."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason
+
+
+class _LongNumber:
+    """Stands in for an integer with more digits than ``int()`` reads (4300 by default)."""
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+
+def _int_or_long(text: str) -> Any:
+    try:
+        return int(text)
+    except ValueError:
+        return _LongNumber(len(text.lstrip("-")))
+
+
+#: Reads JSON as ``json.loads`` does, but a number too long for ``int()`` becomes a marker.
+_MARKING_DECODER = json.JSONDecoder(parse_int=_int_or_long)
+
+
+def _long_number_reason(value: Any) -> str | None:
+    """Why ``value`` (read by ``_MARKING_DECODER``) cannot be read: the field whose number has
+    too many digits; None when it has no such number."""
+    pending: list[tuple[Any, str | None]] = [(value, None)]
+    while pending:
+        item, field_name = pending.pop()
+        if isinstance(item, _LongNumber):
+            where = f"field {field_name!r}: " if field_name is not None else ""
+            return f"{where}number has too many digits ({item.digits})"
+        if isinstance(item, dict):
+            pending.extend((child, field_name or key) for key, child in item.items())
+        elif isinstance(item, list):
+            pending.extend((child, field_name) for child in item)
+    return None
+
+
+def _unreadable(text: str, start: int = 0) -> tuple[Any, int]:
+    """The JSON value at ``start`` of ``text`` and where it ends, for a value ``json.loads``
+    could not hold: an ``UnreadableRecord`` saying why, or the value when it reads after all.
+    Raises ``json.JSONDecodeError`` for text that is not JSON."""
+    try:
+        value, end = _MARKING_DECODER.raw_decode(text, start)
+    except RecursionError:
+        return UnreadableRecord(NESTING_TOO_DEEP), _value_end(text, start)
+    reason = _long_number_reason(value)
+    return (value if reason is None else UnreadableRecord(reason)), end
+
+
+_STRING_REST = re.compile(r'(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKETS = re.compile(r'[\[\]{}"]')
+
+
+def _value_end(text: str, start: int) -> int:
+    """Where the array or object at ``start`` ends (its brackets counted, strings skipped), or
+    the end of ``text`` when it does not."""
+    depth = 0
+    position = start
+    while True:
+        found = _BRACKETS.search(text, position)
+        if found is None:
+            return len(text)
+        mark, position = found.group(), found.end()
+        if mark == '"':
+            rest = _STRING_REST.match(text, position)
+            if rest is None:
+                return len(text)
+            position = rest.end()
+        elif mark in "[{":
+            depth += 1
+        else:
+            depth -= 1
+            if depth <= 0:
+                return position
+
+
 def format_for(name: str | None, given: str | None) -> str | None:
     """The input format: ``given``, else the file name's ending (``.jsonl``, ``.ndjson``, ``.csv``,
     ``.json``); ``None`` when it must be guessed from the content."""
@@ -235,10 +325,22 @@ def _read_jsonl(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, dict[st
         try:
             record = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ImportRejected([Problem(number, f"not valid JSON ({exc.msg})")]) from None
+            raise _not_json(exc, number) from None
+        except (RecursionError, ValueError):
+            # Nested too deep, or a number of thousands of digits: a problem of this line.
+            try:
+                record, _ = _unreadable(text, len(text) - len(text.lstrip()))
+            except json.JSONDecodeError as exc:
+                raise _not_json(exc, number) from None
         if not isinstance(record, dict):
             raise ImportRejected([Problem(number, "expected a JSON object")])
         yield number, record
+
+
+def _not_json(exc: json.JSONDecodeError, line: int | None = None) -> ImportRejected:
+    return ImportRejected(
+        [Problem(exc.lineno if line is None else line, f"not valid JSON ({exc.msg})")]
+    )
 
 
 def _read_json(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -246,13 +348,55 @@ def _read_json(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, dict[str
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ImportRejected([Problem(exc.lineno, f"not valid JSON ({exc.msg})")]) from None
+        raise _not_json(exc) from None
+    except (RecursionError, ValueError):
+        # An item nested too deep, or a number of thousands of digits: read item by item.
+        yield from _json_items(text)
+        return
     if not isinstance(document, list):
         raise ImportRejected([Problem(1, "expected a JSON array of objects")])
     for index, record in enumerate(document, start=1):
         if not isinstance(record, dict):
             raise ImportRejected([Problem(index, "expected a JSON object")])
         yield index, record
+
+
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _json_items(text: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The items of a JSON array one by one, for an array ``json.loads`` cannot hold: each item
+    nested too deep, or holding a number of thousands of digits, is an ``UnreadableRecord``, and
+    the items after it are still read."""
+
+    def skip(position: int) -> int:
+        found = _SPACE.match(text, position)
+        return found.end() if found else position
+
+    position = skip(0)
+    if not text.startswith("[", position):
+        raise ImportRejected([Problem(1, "expected a JSON array of objects")])
+    position = skip(position + 1)
+    index = 0
+    try:
+        while not (index == 0 and text.startswith("]", position)):
+            index += 1
+            record, end = _unreadable(text, position)
+            if not isinstance(record, dict):
+                raise ImportRejected([Problem(index, "expected a JSON object")])
+            yield index, record
+            if end >= len(text):
+                return  # an item nested too deep that never ends: nothing after it to read
+            position = skip(end)
+            if text.startswith("]", position):
+                break
+            if not text.startswith(",", position):
+                raise json.JSONDecodeError("Expecting ',' delimiter", text, position)
+            position = skip(position + 1)
+        if skip(position + 1) != len(text):
+            raise json.JSONDecodeError("Extra data", text, skip(position + 1))
+    except json.JSONDecodeError as exc:
+        raise _not_json(exc) from None
 
 
 def _read_csv(
@@ -312,19 +456,6 @@ def _is_null(value: Any) -> bool:
 REQUIRED_FIELDS = frozenset({"email", "password", "hashed_password"})
 
 
-def _json_kind(value: Any) -> str:
-    """What a JSON value is, in a word, for a message that must not quote it."""
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
 class RowValidator:
     """Checks records against the user table and turns them into ``Row`` objects."""
 
@@ -362,6 +493,8 @@ class RowValidator:
         # A row's values are never quoted: in a file whose columns are mixed up (a CSV without
         # its header, swapped columns), any of them may be a password.
         if "email" not in record:
+            if isinstance(record, UnreadableRecord):
+                raise InvalidInput(record.reason)
             # Without an email field, the "field names" may be a headerless CSV's first row.
             raise InvalidInput(
                 "no email field; expected the fields email and password or hashed_password, "
@@ -373,10 +506,8 @@ class RowValidator:
         if unknown:
             raise InvalidInput(f"unknown field(s) {', '.join(sorted(unknown))}")
         raw_email = record.get("email")
-        if raw_email is None:
-            raise InvalidInput("email is missing")
         if not isinstance(raw_email, str):
-            raise InvalidInput(f"email is not text (a JSON {_json_kind(raw_email)})")
+            raise InvalidInput(f"email must be a string (got {json_kind(raw_email)})")
         if not raw_email.strip():
             raise InvalidInput("email is empty")
         try:
@@ -402,7 +533,7 @@ class RowValidator:
             raise InvalidInput("password or hashed_password is missing")
         if hashed is not None:
             if not isinstance(hashed, str):
-                raise InvalidInput(f"hashed_password is not text (a JSON {_json_kind(hashed)})")
+                raise InvalidInput(f"hashed_password must be a string (got {json_kind(hashed)})")
             costly = hash_cost_problem(hashed) if is_known_hash(hashed) else None
             if costly is not None:
                 raise InvalidInput(
@@ -420,7 +551,7 @@ class RowValidator:
         elif password is None:
             pass  # no password at all: NULL, checked above
         elif not isinstance(password, str):
-            raise InvalidInput(f"password is not text (a JSON {_json_kind(password)})")
+            raise InvalidInput(f"password must be a string (got {json_kind(password)})")
         elif not password:
             raise InvalidInput("password is empty")
         elif "\x00" in password:

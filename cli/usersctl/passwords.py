@@ -393,6 +393,8 @@ def hash_cost_problem(hashed: str) -> str | None:
     found = _ARGON2_COSTS.match(hashed)
     if found is None:
         return None
+    if any(len(part) > 12 for part in found.groups()):  # int() refuses thousands of digits
+        return "an Argon2 cost parameter has too many digits"
     memory, time_cost, parallelism = (int(part) for part in found.groups())
     if not 1 <= parallelism <= ARGON2_MAX_PARALLELISM:
         return f"Argon2 parallelism {parallelism} is outside 1-{ARGON2_MAX_PARALLELISM}"

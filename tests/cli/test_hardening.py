@@ -379,10 +379,26 @@ def test_import_errors_never_quote_a_value_that_may_be_a_password(
 @pytest.mark.parametrize(
     ("record", "says"),
     [
-        ({"email": "a@example.com", "password": 12345}, "password is not text (a JSON number)"),
-        ({"email": ["x"], "password": "a long passphrase"}, "email is not text (a JSON array)"),
+        ({"email": "a@example.com", "password": 12345}, "password must be a string (got a number)"),
+        ({"email": ["x"], "password": "a long passphrase"}, "email must be a string (got a list)"),
+        ({"email": None, "password": "a long passphrase"}, "email must be a string (got null)"),
         ({"email": "", "password": "a long passphrase"}, "email is empty"),
-        ({"email": "a@example.com", "hashed_password": True}, "hashed_password is not text"),
+        (
+            {"email": "a@example.com", "hashed_password": True},
+            "hashed_password must be a string (got a boolean)",
+        ),
+        (
+            {"email": "a@example.com", "password": "a long passphrase", "is_active": [True]},
+            "field 'is_active': must be true or false (got a list)",
+        ),
+        (
+            {"email": "a@example.com", "password": "a long passphrase", "is_verified": {}},
+            "field 'is_verified': must be true or false (got an object)",
+        ),
+        (
+            {"email": "a@example.com", "password": "a long passphrase", "id": 7},
+            "field 'id': must be a UUID as a string (got a number)",
+        ),
     ],
 )
 def test_an_import_row_of_the_wrong_json_type_says_so(

@@ -1,6 +1,9 @@
 """Hostile and odd input: arbitrary text where usersctl takes emails, ids, field values and
 passwords. Every run ends with exit 0, 2, 3 or 4 and either a result or an ``Error:`` line, never
-a traceback, and the database holds only valid rows.
+a traceback, and the database holds only valid rows. Shapes Python itself chokes on (JSON nested
+hundreds of thousands of levels deep, numbers of thousands of digits, a value of the wrong JSON
+type in each field, arguments that are not UTF-8, an infinite timeout, a port beyond 65535, a URL
+parameter nothing reads) are exit 2, and nothing is written.
 
 Damaged import files (truncated, not UTF-8, a BOM, duplicate headers, extra columns, a line of a
 million characters) are in tests/test_transfer.py (``test_damaged_files_are_rejected_with_the_line``).
@@ -9,6 +12,8 @@ million characters) are in tests/test_transfer.py (``test_damaged_files_are_reje
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +21,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import PASSWORD, cli, execute, one_error_line, rows, run, seed, stored_hash
+from harness import (
+    PASSWORD,
+    clean_env,
+    cli,
+    default_sigint,
+    empty_folder,
+    execute,
+    one_error_line,
+    rows,
+    run,
+    seed,
+    stored_hash,
+    usersctl_executable,
+)
 from usersctl.emails import normalize_email
 from usersctl.passwords import is_known_hash
 
@@ -304,3 +322,157 @@ def test_passwords_over_72_bytes_empty_and_with_whitespace(url: str, tmp_path: P
     assert verify("lines@example.com", password_file("pw", "two lines")) == 6
     assert verify("lines@example.com", two_lines) == 0
     check_database(url)
+
+
+# Shapes Python's own readers choke on ---------------------------------------------------------
+
+#: JSON texts Python's reader cannot hold: arrays and objects nested far deeper than its
+#: recursion goes (under the 1 MiB a line may have), and integers of more digits than ``int()``
+#: reads (4300).
+UNREADABLE_JSON = st.one_of(
+    st.integers(1_000, 300_000).map(lambda depth: "[" * depth + "]" * depth),
+    st.integers(1_000, 150_000).map(lambda depth: '{"a": ' * depth + "1" + "}" * depth),
+    st.integers(4_301, 20_000).map(lambda digits: "9" * digits),
+    st.integers(4_301, 20_000).map(lambda digits: "[-" + "1" * digits + "]"),
+)
+
+#: JSON values that no field of the test table takes, not even the flags (booleans, 0 and 1).
+NOT_A_FLAG = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False).filter(lambda x: not x.is_integer()),
+    st.lists(st.integers(), min_size=1, max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+WRONG_TYPE = {
+    "email": st.one_of(st.none(), st.booleans(), st.integers(), NOT_A_FLAG),
+    "password": st.one_of(st.booleans(), st.integers(), NOT_A_FLAG),
+    "hashed_password": st.one_of(st.booleans(), st.integers(), NOT_A_FLAG),
+    "id": st.one_of(st.booleans(), st.integers(), NOT_A_FLAG),  # a UUID column
+    "is_active": NOT_A_FLAG,
+    "is_superuser": NOT_A_FLAG,
+    "is_verified": NOT_A_FLAG,
+    "nickname": st.one_of(st.booleans(), st.integers(), NOT_A_FLAG),
+    "age": st.one_of(st.booleans(), NOT_A_FLAG),
+}
+
+
+@st.composite
+def hostile_row(draw: Any, number: int) -> str:
+    """A row whose one field (any of them) holds JSON Python cannot read, or a value of a
+    type the field does not take; the rest of the row is valid."""
+    row = {"email": f"new{number}@example.com", "hashed_password": stored_hash()}
+    field = draw(st.sampled_from(sorted(WRONG_TYPE)))
+    raw = draw(st.one_of(UNREADABLE_JSON, WRONG_TYPE[field].map(json.dumps)))
+    if field == "password":
+        del row["hashed_password"]  # else "not both" would be the reason
+    row.pop(field, None)
+    return json.dumps(row)[:-1] + f', "{field}": {raw}}}'  # raw: json.dumps cannot write it
+
+
+@st.composite
+def hostile_file(draw: Any) -> tuple[list[str], set[int]]:
+    """Rows of which at least one is hostile; the other rows are valid. The rows, and the
+    numbers of the hostile ones."""
+    count = draw(st.integers(1, 4))
+    hostile = draw(st.sets(st.integers(1, count), min_size=1))
+    texts = [
+        draw(hostile_row(number))
+        if number in hostile
+        else json.dumps({"email": f"new{number}@example.com", "hashed_password": stored_hash()})
+        for number in range(1, count + 1)
+    ]
+    return texts, hostile
+
+
+def test_json_python_cannot_read_or_of_the_wrong_type_is_refused_by_line(
+    hostile_url: str, tmp_path: Path
+) -> None:
+    before = len(rows(hostile_url))
+
+    @settings(HOSTILE, max_examples=30)
+    @given(shape=hostile_file(), fmt=st.sampled_from(["jsonl", "json"]))
+    def run_one(shape: tuple[list[str], set[int]], fmt: str) -> None:
+        texts, hostile = shape
+        path = tmp_path / f"users.{fmt}"
+        if fmt == "jsonl":
+            path.write_text("".join(text + "\n" for text in texts))
+        else:
+            path.write_text("[" + ",\n".join(texts) + "]")
+        result = cli(hostile_url, "import-users", str(path))
+        message = one_error_line(result.exit_code, 2, result.stdout, result.stderr)
+        # Every hostile row is named by its line (item) number, and no other.
+        assert {int(line) for line in re.findall(r"\bline (\d+): ", message)} == hostile, message
+        assert "Exceeds the limit" not in message and "recursion" not in message
+        assert len(rows(hostile_url)) == before
+
+    run_one()
+    check_database(hostile_url)
+
+
+def _run_bytes(url: str, *args: str | bytes) -> subprocess.CompletedProcess[bytes]:
+    """The installed entry point given arguments as bytes, as a shell passes them."""
+    return subprocess.run(
+        [usersctl_executable(), "-d", url, *args],
+        env=clean_env(),
+        cwd=empty_folder(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=60,
+        preexec_fn=default_sigint,
+    )
+
+
+def _not_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def test_arguments_that_are_not_utf8_through_the_entry_point(hostile_url: str) -> None:
+    before = rows(hostile_url)
+
+    @settings(HOSTILE, max_examples=8)
+    @given(
+        data=st.binary(min_size=1, max_size=12).filter(lambda b: b"\0" not in b and _not_utf8(b)),
+        which=st.integers(0, 3),
+    )
+    def run_one(data: bytes, which: int) -> None:
+        args, named = [
+            (["list-users", "--search", data], "--search"),
+            (["show-user", "--", data], "EMAIL_OR_ID"),
+            (["update-user", "a_b%c@example.com", "--set", b"nickname=" + data], "--set"),
+            (["create-user", "--generate-password", "--", data + b"@example.com"], "EMAIL"),
+        ][which]
+        result = _run_bytes(hostile_url, *args)
+        message = one_error_line(
+            result.returncode, 2, result.stdout.decode(), result.stderr.decode()
+        )
+        assert message == f"Error: {named} is not valid UTF-8"
+
+    run_one()
+    assert rows(hostile_url) == before
+
+
+def test_timeouts_and_urls_that_cannot_work_are_usage_errors(hostile_url: str) -> None:
+    @settings(HOSTILE, max_examples=30)
+    @given(
+        timeout=st.one_of(
+            st.sampled_from(["inf", "-inf", "nan", "0", "-1", "1e999", "9" * 5000]),
+            st.floats(allow_nan=True).filter(lambda x: not 0.1 <= x < float("inf")).map(str),
+        ),
+        port=st.one_of(st.integers(65_536, 10**30), st.just(0)),
+        name=st.from_regex(r"x[a-z_]{0,14}", fullmatch=True),  # no driver's parameter
+        which=st.integers(0, 3),
+    )
+    def run_one(timeout: str, port: int, name: str, which: int) -> None:
+        args = [
+            ["--connect-timeout", timeout, "list-users"],
+            ["-d", f"postgresql://app@127.0.0.1:{port}/app", "list-users"],
+            ["-d", f"postgresql://app@127.0.0.1/app?{name}=1", "list-users"],
+            ["-d", f"{hostile_url.partition('?')[0]}?{name}=1", "list-users"],
+        ][which]
+        result = cli(hostile_url, *args)
+        check_outcome(result, (2,))
+
+    run_one()

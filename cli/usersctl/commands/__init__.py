@@ -6,15 +6,17 @@ import contextlib
 import enum
 import functools
 import importlib
+import math
+import os
 from collections.abc import Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import Annotated, Any, Optional, cast  # noqa: F401  (Typer reads the annotations)
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from usersctl import DEFAULT_DATABASE_URL, __version__
-from usersctl.commands.errors import EXIT_CODE_HELP, ExitCode, stdout_closed
+from usersctl.commands.errors import EXIT_CODE_HELP, ExitCode, fail, stdout_closed
 from usersctl.commands.options import Settings
 
 #: Every command, in the order ``--help`` lists them, and the module and function that make it.
@@ -42,7 +44,96 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-class LazyCommands(TyperGroup):
+# Arguments that are not UTF-8 ---------------------------------------------------------------
+
+
+def _undecodable(value: Any) -> bool:
+    """Whether ``value`` holds bytes that were not UTF-8: Python keeps those of an argument or
+    an environment variable as lone surrogates (``\\udcff``), which nothing can write."""
+    if not isinstance(value, str) or value.isascii():
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _takes_text(param: Any) -> bool:
+    """Every parameter but file paths (of a path type, or named ``FILE``, which may be ``-``):
+    those are the system's bytes, and open as they are."""
+    if getattr(param.type, "name", "") in ("path", "filename"):
+        return False
+    return "FILE" not in str(getattr(param, "metavar", None) or "")
+
+
+def _shown_name(param: Any) -> str:
+    """``--search`` for an option, ``EMAIL_OR_ID`` for an argument."""
+    opts = [str(opt) for opt in getattr(param, "opts", ())]
+    if getattr(param, "param_type_name", "") == "option" and opts:
+        return next((opt for opt in opts if opt.startswith("--")), opts[0])
+    return str(param.human_readable_name)
+
+
+def refuse_undecodable(command: Any, ctx: Any, args: list[str]) -> None:
+    """Exit 2 naming the option, argument or environment variable whose value is not valid
+    UTF-8 (``Error: --search is not valid UTF-8``), before any of them is used: an email, a
+    URL or a search cannot be encoded for the database, and would fail in the middle of the
+    work. One check for the root options and every command's (``Utf8Arguments``). File paths
+    are left alone: the system takes them as bytes."""
+    params = [param for param in command.get_params(ctx) if _takes_text(param)]
+    if not any(_undecodable(arg) for arg in args) and not any(
+        _undecodable(os.environ.get(name)) for param in params for name in _envvars(param)
+    ):
+        return
+    try:
+        given, _, _ = command.make_parser(ctx).parse_args(args=list(args))
+    except Exception:  # a usage error, which Click reports as it parses (the bytes escaped)
+        return
+    for param in params:
+        values = given.get(param.name)
+        if values is None:
+            continue
+        if any(_undecodable(value) for value in _each(values)):
+            fail(f"{_shown_name(param)} is not valid UTF-8", ExitCode.USAGE)
+    for param in params:
+        if given.get(param.name) is None:
+            for name in _envvars(param):
+                value = os.environ.get(name)
+                if _undecodable(value):
+                    fail(
+                        f"the environment variable {name} ({_shown_name(param)}) is not "
+                        "valid UTF-8",
+                        ExitCode.USAGE,
+                    )
+                if value:
+                    break  # the first one set is the one used
+
+
+def _each(values: Any) -> list[Any]:
+    return list(values) if isinstance(values, (list, tuple)) else [values]
+
+
+def _envvars(param: Any) -> list[str]:
+    envvar = getattr(param, "envvar", None)
+    return [] if not envvar else [envvar] if isinstance(envvar, str) else list(envvar)
+
+
+class Utf8Arguments:
+    """Mixin for Click commands: ``refuse_undecodable`` before parsing."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and not ctx.resilient_parsing:  # not while the shell completes a word
+            refuse_undecodable(self, ctx, args)
+        parsed: list[str] = super().parse_args(ctx, args)  # type: ignore[misc]
+        return parsed
+
+
+class Command(Utf8Arguments, TyperCommand):
+    """Every usersctl command."""
+
+
+class LazyCommands(Utf8Arguments, TyperGroup):
     """The root group. A command's module is imported, and its Click command built, only when
     that command is asked for: ``show-user`` does not pay for the import machinery of
     ``import-users``. ``--help``, shell completion and "Did you mean" still see them all."""
@@ -100,7 +191,7 @@ def build_command(name: str) -> Any:
     single = typer.Typer(
         add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False
     )
-    single.command(name)(getattr(module, function_name))
+    single.command(name, cls=Command)(getattr(module, function_name))
     return typer.main.get_command(single)
 
 
@@ -134,6 +225,13 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _finite_seconds(value: float) -> float:
+    """``--connect-timeout``: Click's range already refuses 0 and less; not inf or nan either."""
+    if not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number of seconds")
+    return value
+
+
 @app.callback()
 def root(
     ctx: typer.Context,
@@ -152,6 +250,7 @@ def root(
         typer.Option(
             "--connect-timeout",
             min=0.1,
+            callback=_finite_seconds,
             metavar="SECONDS",
             envvar="USERSCTL_CONNECT_TIMEOUT",
             help="Give up connecting after this many seconds.",
