@@ -344,7 +344,13 @@ def column_values(postgres: bool) -> st.SearchStrategy[dict[str, Any]]:
         "seen_local": st.datetimes(),
         "seen_at": st.datetimes(**MODERN, timezones=OFFSETS),
         "avatar": st.binary(max_size=30),
-        "settings": JSON_VALUES.filter(lambda value: value is not None),
+        # On SQLite a JSON column has NUMERIC affinity: a bare number is stored as a REAL by
+        # SQLite's own text-to-real conversion, which may be one unit in the last place off for
+        # extreme exponents (4.619834671780366e-306) whoever writes it, the app too. Numbers
+        # inside lists and objects stay JSON text, exact.
+        "settings": JSON_VALUES.filter(
+            lambda value: value is not None and (postgres or not isinstance(value, float))
+        ),
         "ref": st.uuids(),
         "logins": INT32,
         "beta": st.booleans(),
