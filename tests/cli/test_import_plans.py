@@ -1,6 +1,7 @@
 """import-users for ops scripts: a dry run of plaintext passwords hashes one of them (the app's
-helper here counts its hashes in a file); through the installed entry point, checked with plain
-SQL."""
+helper here counts its hashes in a file), and --on-conflict update takes rows without a
+password, leaving existing users' hashes alone; through the installed entry point, checked with
+plain SQL."""
 
 from __future__ import annotations
 
@@ -134,3 +135,66 @@ def test_a_broken_hasher_still_fails_the_dry_run(
     assert "the hasher is broken" in result.stderr
     assert "Traceback" not in result.stderr
     assert db.count() == 0
+
+
+def test_update_rows_without_a_password_keep_the_users_hashes(
+    usersctl: Usersctl, db: Database, tmp_path: Path
+) -> None:
+    db.seed("alice@example.com", "bob@example.com", "carol@example.com")
+    add_session(db, "alice@example.com")
+    hashes = {row["email"]: row["hashed_password"] for row in users_as_stored(db)}
+    # CSV: an empty cell is "not given", so Bob's row gives a password and Alice's does not.
+    csv = tmp_path / "changes.csv"
+    csv.write_text(
+        "email,password,is_verified,is_active\n"
+        "alice@example.com,,true,\n"
+        "bob@example.com,bob's new password,,false\n"
+    )
+    result = usersctl.ok("import-users", str(csv), "--on-conflict", "update", "-o", "json")
+    assert json.loads(result.stdout) == {
+        "created": 0,
+        "updated": 2,
+        "skipped": 0,
+        "invalid": 0,
+        "revoked_tokens": 0,
+        "dry_run": False,
+    }
+    stored = {row["email"]: row for row in users_as_stored(db)}
+    assert stored["alice@example.com"]["hashed_password"] == hashes["alice@example.com"]
+    assert (
+        bool(stored["alice@example.com"]["is_verified"]),
+        bool(stored["alice@example.com"]["is_active"]),
+    ) == (True, True)
+    assert verify_password("bob's new password", stored["bob@example.com"]["hashed_password"])
+    assert not stored["bob@example.com"]["is_active"]
+    assert stored["carol@example.com"]["hashed_password"] == hashes["carol@example.com"]
+    # Alice kept her password, so she keeps her session.
+    assert db.count("accesstoken") == 1
+
+
+def test_a_new_user_without_a_password_is_still_refused(
+    usersctl: Usersctl, db: Database, tmp_path: Path
+) -> None:
+    db.seed("alice@example.com")
+    before = users_as_stored(db)
+    file = write_jsonl(
+        tmp_path / "users.jsonl",
+        {"email": "alice@example.com", "is_verified": True},
+        {"email": "newcomer@example.com", "is_verified": True},
+        {"email": "other@example.com", "password": "a good new password"},
+    )
+    message = usersctl.fails(2, "import-users", file, "--on-conflict", "update")
+    assert message == (
+        "Error: 1 row is invalid, nothing was written: line 2: password or hashed_password is "
+        "missing; only a row that updates an existing user may leave them out"
+    )
+    assert usersctl.fails(2, "import-users", file, "--on-conflict", "update", "--dry-run")
+    assert users_as_stored(db) == before
+    # Under the other rules, a row without a password is invalid as ever, existing user or not.
+    for rule in ("fail", "skip"):
+        message = usersctl.fails(2, "import-users", file, "--on-conflict", rule)
+        assert message.startswith("Error: 2 rows are invalid, nothing was written: line 1: "), (
+            message
+        )
+        assert "line 1: password or hashed_password is missing; line 2:" in message
+    assert users_as_stored(db) == before
