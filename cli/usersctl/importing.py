@@ -454,6 +454,11 @@ def _is_null(value: Any) -> bool:
 
 #: The fields every imported row has.
 REQUIRED_FIELDS = frozenset({"email", "password", "hashed_password"})
+#: Why a row without a password is refused, under ``--on-conflict update``, for a new user.
+NO_PASSWORD_FOR_NEW_USER = (
+    "password or hashed_password is missing; only a row that updates an existing user may "
+    "leave them out"
+)
 
 
 class RowValidator:
@@ -465,9 +470,13 @@ class RowValidator:
         *,
         keep_unknown_hashes: bool = False,
         password_policy: Callable[[str, str], list[str]] | None = None,
+        passwordless: bool = False,
     ) -> None:
         self.model = model
         self.keep_unknown_hashes = keep_unknown_hashes
+        #: A row may leave out both password fields (``--on-conflict update``): an existing
+        #: user keeps its hash; ``_decide`` refuses such a row for a new user.
+        self.passwordless = passwordless
         #: (password, email) -> the reasons to refuse it; None accepts any password.
         self.password_policy = password_policy
         table = model.table
@@ -529,7 +538,7 @@ class RowValidator:
                 values["hashed_password"] = None
         elif password is not None and hashed is not None:
             raise InvalidInput("give password or hashed_password, not both")
-        elif password is None and hashed is None:
+        elif password is None and hashed is None and not self.passwordless:
             raise InvalidInput("password or hashed_password is missing")
         if hashed is not None:
             if not isinstance(hashed, str):
@@ -601,7 +610,10 @@ class FileCheck:
         password_policy: Callable[[str, str], list[str]] | None = None,
     ) -> None:
         self.validate = RowValidator(
-            model, keep_unknown_hashes=keep_unknown_hashes, password_policy=password_policy
+            model,
+            keep_unknown_hashes=keep_unknown_hashes,
+            password_policy=password_policy,
+            passwordless=on_conflict == "update",
         )
         self.on_conflict = on_conflict
         self.rows: dict[str, Row] = {}
@@ -891,6 +903,8 @@ async def write_rows(
             created.extend(row.values["email"] for row in rows)
         return
     plan = _decide(rows, *await _existing(ctx, rows), on_conflict)
+    if plan.invalid:
+        raise ImportRejected(plan.invalid)
     if plan.conflicts:
         raise ImportConflict(plan.conflicts)
     # Rows left unhashed because the first look found their users, who have gone since.
@@ -962,6 +976,8 @@ class _Plan:
     updates: list[dict[str, Any]] = field(default_factory=list)  # values, and the user's "_id"
     skipped: int = 0
     conflicts: list[Problem] = field(default_factory=list)
+    #: New users without a password (rows that may leave it out only to update a user).
+    invalid: list[Problem] = field(default_factory=list)
 
 
 def _decide(
@@ -987,6 +1003,9 @@ def _decide(
         row_id = row.values.get("id")
         id_owner = by_id.get(row_id) if row_id is not None else None
         if existing_id is None and id_owner is None:
+            if row.password is None and "hashed_password" not in row.values:
+                plan.invalid.append(Problem(row.line, NO_PASSWORD_FOR_NEW_USER))
+                continue
             plan.inserts.append(row)
         elif existing_id is None or (id_owner is not None and row_id != existing_id):
             # The row's id belongs to a user with another address: no rule makes that right.
@@ -1017,6 +1036,8 @@ async def passwords_worth_hashing(ctx: UserContext, rows: list[Row], on_conflict
         plan = _decide(rows, *await _existing(ctx, rows), on_conflict)
     finally:
         await ctx.session.rollback()
+    if plan.invalid:
+        raise ImportRejected(plan.invalid)
     if plan.conflicts:
         raise ImportConflict(plan.conflicts)
     return rows if on_conflict == "update" else plan.inserts
@@ -1376,11 +1397,18 @@ async def _import(
                 choice = await choose_hashing(ctx, hash_scheme, password_helper)
                 await ctx.session.rollback()
                 hashing, summary.hash_note = choice.hashing, choice.note
+            # A dry run hashes one password, which checks the hashing, and lends its hash to the
+            # other rows: what it writes is rolled back, and hashing them all took minutes.
+            plaintext = [row for row in needed if row.password is not None]
+            hashed_now = plaintext[:1] if dry_run else plaintext
             stop = threading.Event()
             try:
-                await asyncio.to_thread(hash_passwords, needed, progress, stop, hashing)
+                await asyncio.to_thread(hash_passwords, hashed_now, progress, stop, hashing)
             finally:
                 stop.set()  # on Ctrl-C, asyncio waits for this thread before exiting
+            for row in plaintext[len(hashed_now) :]:
+                row.values["hashed_password"] = hashed_now[0].values["hashed_password"]
+                row.password = None
             try:
                 await write_rows(
                     ctx,

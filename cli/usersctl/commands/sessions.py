@@ -10,7 +10,14 @@ from typing import Annotated, Any
 import typer
 
 from usersctl.commands.errors import ExitCode, call, fail, run
-from usersctl.commands.options import DryRunOption, OutputOption, complete_user, settings_of
+from usersctl.commands.named_users import (
+    MissingOkOption,
+    OptionalNamedUsersArgument,
+    find_named,
+    read_named,
+    say_skipped,
+)
+from usersctl.commands.options import DryRunOption, OutputOption, settings_of
 from usersctl.commands.render import OutputFormat, render_rows, say, to_jsonable
 from usersctl.errors import InvalidInput
 
@@ -34,15 +41,7 @@ class Revoked:
 
 def revoke_sessions(
     ctx: typer.Context,
-    users_: Annotated[
-        list[str] | None,
-        typer.Argument(
-            metavar="EMAIL_OR_ID...",
-            help="Emails (any case) or ids of the users; - reads them from stdin, one a line.",
-            autocompletion=complete_user,
-            show_default=False,
-        ),
-    ] = None,
+    users_: OptionalNamedUsersArgument = None,
     all_users: Annotated[
         bool,
         typer.Option("--all", help="End every user's sessions (after a breach). Asks first."),
@@ -50,12 +49,7 @@ def revoke_sessions(
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="With --all, do not ask for confirmation.")
     ] = False,
-    missing_ok: Annotated[
-        bool,
-        typer.Option(
-            "--missing-ok", help="Skip users that do not exist (said on stderr) instead of exit 3."
-        ),
-    ] = False,
+    missing_ok: MissingOkOption = False,
     dry_run: DryRunOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
@@ -99,8 +93,7 @@ def revoke_sessions(
                 fail("aborted; no session was revoked", ExitCode.FAILURE)
 
     async def work() -> Revoked:
-        from usersctl import logins, users
-        from usersctl.errors import UserNotFound
+        from usersctl import logins
 
         async with settings.open_users(write=True) as ctx_users:
             table = ctx_users.model.token_table
@@ -108,12 +101,9 @@ def revoke_sessions(
             if all_users:
                 done.total = await logins.revoke_all_access_tokens(ctx_users) or 0
             else:
-                found, done.missing = await users.find_users(ctx_users, refs, missing_ok=True)
-                if done.missing and not missing_ok:
-                    named = ", ".join(repr(ref.strip()) for ref in done.missing)
-                    raise UserNotFound(
-                        f"no user {named}; nothing was revoked (--missing-ok skips them)"
-                    )
+                found, done.missing = await find_named(
+                    ctx_users, refs, missing_ok=missing_ok, nothing="nothing was revoked"
+                )
                 counts = await logins.revoke_each_users_tokens(ctx_users, found) or {}
                 done.users = [
                     {"id": user.id, "email": user.email, "revoked": counts.get(user.id, 0)}
@@ -127,8 +117,7 @@ def revoke_sessions(
             return done
 
     done = run(work, settings)
-    for ref in done.missing:
-        say(f"No user {ref.strip()!r}: skipped.")
+    say_skipped(done.missing)
     _report(done, all_users, dry_run)
     if output is OutputFormat.json:
         summary = {
@@ -137,7 +126,7 @@ def revoke_sessions(
             "dry_run": dry_run,
             "token_table": done.token_table,
             "users": [{**row, "id": to_jsonable(row["id"])} for row in done.users],
-            "missing": [ref.strip() for ref in done.missing],
+            "missing": done.missing,
         }
         sys.stdout.write(json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
     elif not all_users:
@@ -156,18 +145,7 @@ def _named_users(given: list[str], all_users: bool, missing_ok: bool) -> list[st
         raise InvalidInput(
             "name the users (EMAIL_OR_ID..., or - to read them from stdin), or pass --all"
         )
-    if "-" not in given:
-        return given
-    if given != ["-"]:
-        raise InvalidInput("- reads the users from stdin; give it alone")
-    try:
-        text = sys.stdin.read()
-    except UnicodeDecodeError:
-        raise InvalidInput("stdin is not UTF-8 text (one email or id a line)") from None
-    refs = [line.strip() for line in text.splitlines() if line.strip()]
-    if not refs:
-        raise InvalidInput("no users on stdin (one email or id a line)")
-    return refs
+    return read_named(given)
 
 
 def _report(done: Revoked, all_users: bool, dry_run: bool) -> None:

@@ -328,9 +328,14 @@ def import_users(
     Rows need an email and either password (hashed here, on all cores) or hashed_password
     (Argon2 or bcrypt); id, is_active, is_superuser, is_verified and other columns are optional.
     Plaintext passwords must pass the password policy (the app's, with --user-manager), unless
-    --allow-weak-password.
+    --allow-weak-password. Under --on-conflict update, a row without either password field
+    updates only the fields it gives and keeps the user's password (a new user needs one).
+    --dry-run hashes one plaintext password, to check the hashing, not all of them.
 
-    Example: usersctl import-users users.csv --on-conflict skip
+    \b
+    Example:
+      usersctl import-users users.csv --on-conflict skip
+      usersctl import-users users.csv --on-conflict update --dry-run
     """
     settings = settings_of(ctx)
     if hooks and settings.user_manager_path is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import sys
 from collections.abc import Sequence
@@ -10,6 +11,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from usersctl.commands.errors import ExitCode, call, fail, run
+from usersctl.commands.named_users import (
+    MissingOkOption,
+    NamedUsersArgument,
+    find_named,
+    from_stdin,
+    not_found_rows,
+    read_named,
+    say_skipped,
+)
 from usersctl.commands.options import (
     ActiveFilter,
     AllowWeakPasswordOption,
@@ -26,7 +36,6 @@ from usersctl.commands.options import (
     Settings,
     SuperuserFilter,
     UserArgument,
-    UsersArgument,
     VerifiedFilter,
     settings_of,
 )
@@ -34,6 +43,7 @@ from usersctl.commands.password_input import enforce_policy, read_password
 from usersctl.commands.render import OutputFormat, render_rows, say, to_text
 
 if TYPE_CHECKING:
+    from usersctl.passwords import Hashing
     from usersctl.references import DeleteRules
     from usersctl.users import UserContext
 
@@ -371,23 +381,27 @@ def _report_revoked(rows: Sequence[dict[str, Any]], dry_run: bool) -> None:
 
 def _set_active(
     ctx: typer.Context,
-    refs: Sequence[str],
+    given: Sequence[str],
     active: bool,
     force: bool,
     dry_run: bool,
     output: OutputFormat,
+    missing_ok: bool,
     keep_sessions: bool = True,
 ) -> None:
     settings = settings_of(ctx)
+    refs = call(lambda: read_named(given))
+    verb = "activated" if active else "deactivated"
 
-    async def work() -> list[dict[str, Any]]:
+    async def work() -> tuple[list[dict[str, Any]], list[str]]:
         from usersctl import logins, users
 
         async with settings.open_users(write=True) as ctx_users:
-            found, _ = await users.find_users(ctx_users, refs)
+            found, missing = await find_named(
+                ctx_users, refs, missing_ok=missing_ok, nothing=f"nobody was {verb}"
+            )
             changed, _ = await users.set_active(ctx_users, found, active, force=force)
             changed_ids = {user.id for user in changed}
-            verb = "activated" if active else "deactivated"
             done = f"would be {verb}" if dry_run else verb
             already = "already active" if active else "already inactive"
             rows = [
@@ -403,36 +417,42 @@ def _set_active(
                 for row in rows:
                     row["revoked_tokens"] = revoked[row["id"]]
             await _finish(ctx_users, dry_run)
-            return rows
+            return rows, missing
 
-    rows = run(work, settings)
+    rows, missing = run(work, settings)
+    say_skipped(missing)
     columns = (
         [*STATUS_COLUMNS, "revoked_tokens"]
         if rows and "revoked_tokens" in rows[0]
         else STATUS_COLUMNS
     )
-    render_rows(rows, output, columns=columns)
+    render_rows([*rows, *not_found_rows(missing)], output, columns=columns)
     _report_revoked(rows, dry_run)
 
 
 def activate_user(
     ctx: typer.Context,
-    users_: UsersArgument,
+    users_: NamedUsersArgument,
+    missing_ok: MissingOkOption = False,
     dry_run: DryRunOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """Let users log in again. Users already active are reported and left alone.
 
+    Users are named as arguments, or one per line on stdin with -; a user that does not exist
+    is exit 3 with nobody activated, unless --missing-ok.
+
     \b
     Example:
       usersctl activate-user alice@example.com bob@example.com
     """
-    _set_active(ctx, users_, True, False, dry_run, output)
+    _set_active(ctx, users_, True, False, dry_run, output, missing_ok)
 
 
 def deactivate_user(
     ctx: typer.Context,
-    users_: UsersArgument,
+    users_: NamedUsersArgument,
+    missing_ok: MissingOkOption = False,
     keep_sessions: KeepSessionsOption = False,
     force: ForceOption = False,
     dry_run: DryRunOption = False,
@@ -441,21 +461,25 @@ def deactivate_user(
     """Stop users from logging in, keeping their data. Refuses to deactivate the last superuser.
 
     Also revokes their database access tokens (logged-in sessions), unless --keep-sessions.
+    Users are named as arguments, or one per line on stdin with -; a user that does not exist
+    is exit 3 with nobody deactivated, unless --missing-ok.
 
     \b
     Example:
       usersctl deactivate-user mallory@example.com
+      usersctl list-users --unverified -o jsonl | jq -r .id | usersctl deactivate-user -
     """
-    _set_active(ctx, users_, False, force, dry_run, output, keep_sessions)
+    _set_active(ctx, users_, False, force, dry_run, output, missing_ok, keep_sessions)
 
 
 def set_password(
     ctx: typer.Context,
-    user: UserArgument,
+    users_: NamedUsersArgument,
     password_stdin: PasswordStdinOption = False,
     password_file: PasswordFileOption = None,
     generate_password: GeneratePasswordOption = False,
     allow_weak_password: AllowWeakPasswordOption = False,
+    missing_ok: MissingOkOption = False,
     keep_sessions: KeepSessionsOption = False,
     dry_run: DryRunOption = False,
     output: OutputOption = OutputFormat.table,
@@ -464,11 +488,26 @@ def set_password(
     tokens (logged-in sessions), unless --keep-sessions. The password must pass the password
     policy (on a terminal, you may accept a weak one).
 
+    Several users (or - to read them from stdin, one a line) take --generate-password: each
+    gets a password of their own, shown once. A user that does not exist is exit 3 with no
+    password set, unless --missing-ok.
+
     \b
     Example:
       printf '%s\\n' "$NEW_PASSWORD" | usersctl set-password alice@example.com --password-stdin
+      usersctl set-password alice@example.com bob@example.com --generate-password -o csv
     """
+    if len(users_) > 1 or from_stdin(users_):
+        if password_stdin or password_file is not None or not generate_password:
+            fail(
+                "several users get a password each: use --generate-password (a typed, "
+                "--password-stdin or --password-file password is for one user)",
+                ExitCode.USAGE,
+            )
+        _set_generated_passwords(ctx, users_, missing_ok, keep_sessions, dry_run, output)
+        return
     settings = settings_of(ctx)
+    user = users_[0]
     secret = call(
         lambda: read_password(stdin=password_stdin, file=password_file, generate=generate_password)
     )
@@ -477,7 +516,7 @@ def set_password(
     if not (secret.generated or app_rules):
         email = user.strip() if "@" in user else None
         if email is None and not allow_weak_password:  # named by id: the policy needs the email
-            email = run(lambda: _email_of(settings, user), settings)
+            email = run(lambda: _email_of(settings, user, missing_ok), settings)
         call(
             lambda: enforce_policy(
                 secret, email, allow_weak=allow_weak_password, may_ask=not password_stdin
@@ -496,7 +535,14 @@ def set_password(
             settings.open_users(write=True) as ctx_users,
             settings.open_manager(ctx_users) as manager,
         ):
-            found = await users.find_user(ctx_users, user)
+            named, missing = await find_named(
+                ctx_users, [user], missing_ok=missing_ok, nothing="no password was set"
+            )
+            if missing:
+                if pending is not None:
+                    pending.cancel()
+                return not_found_rows(missing)[0]
+            (found,) = named
             if pending is not None:
                 choice = pending.early or await users.choose_hashing(ctx_users, "auto")
                 notes.extend([choice.note] if choice.note else [])
@@ -522,8 +568,12 @@ def set_password(
     row = run(work, settings)
     for note in notes:
         say(note)
-    _report_revoked([row], dry_run)
     columns = list(STATUS_COLUMNS)
+    if row["status"] == "not found":
+        say_skipped([row["email"]])
+        render_rows([row], output, columns=columns, single=True)
+        return
+    _report_revoked([row], dry_run)
     if "revoked_tokens" in row:
         columns.append("revoked_tokens")
     if secret.generated:
@@ -532,13 +582,112 @@ def set_password(
     render_rows([row], output, columns=columns, single=True)
 
 
-async def _email_of(settings: Any, email_or_id: str) -> str:
-    """The email of the user named by id, for the password policy's similarity check."""
-    from usersctl import users
+def _set_generated_passwords(
+    ctx: typer.Context,
+    given: Sequence[str],
+    missing_ok: bool,
+    keep_sessions: bool,
+    dry_run: bool,
+    output: OutputFormat,
+) -> None:
+    """set-password for several users: a generated password each. The users are looked up and
+    the hashing chosen first; the passwords are hashed with no transaction open (no lock held),
+    then set in one transaction (a dry run hashes one, to check the hashing, and sets none)."""
+    settings = settings_of(ctx)
+    refs = call(lambda: read_named(given))
+    helper = call(settings.password_helper)  # refused beside --user-manager
+    nothing = "no password was set"
 
+    async def look() -> tuple[list[Any], Hashing, str | None]:
+        from usersctl import users
+
+        async with (
+            settings.open_users() as ctx_users,
+            settings.open_manager(ctx_users) as manager,
+        ):
+            found, _ = await find_named(ctx_users, refs, missing_ok=missing_ok, nothing=nothing)
+            if manager is not None:  # the app's own password_helper hashes, as its routes do
+                from usersctl.user_manager import manager_hashing
+
+                return (
+                    [u.id for u in found],
+                    manager_hashing(manager, settings.user_manager_path or ""),
+                    None,
+                )
+            choice = await users.choose_hashing(ctx_users, settings.hash_scheme, helper)
+            return [u.id for u in found], choice.hashing, choice.note
+
+    ids, hashing, note = run(look, settings)
+    from usersctl.passwords import generate_password, hash_many, hash_password
+
+    passwords = {user_id: generate_password() for user_id in ids}
+    # A dry run hashes one password, which checks the hashing, and lends its hash to the rest.
+    hashed_ids = ids[:1] if dry_run else ids
+    with contextlib.closing(hash_many([passwords[i] for i in hashed_ids], None, hashing)) as made:
+        hashes: dict[Any, str] = dict(zip(hashed_ids, made, strict=True))
+    sample = next(iter(hashes.values()), None) if dry_run else None
+
+    async def work() -> tuple[list[dict[str, Any]], list[str]]:
+        import asyncio
+
+        from usersctl import logins, users
+
+        async with (
+            settings.open_users(write=True) as ctx_users,
+            settings.open_manager(ctx_users) as manager,
+        ):
+            found, missing = await find_named(
+                ctx_users, refs, missing_ok=missing_ok, nothing=nothing
+            )
+            status = "would set password" if dry_run else "password set"
+            rows = []
+            for each in found:
+                if each.id not in passwords:  # not there a moment ago
+                    passwords[each.id] = generate_password()
+                hashed = hashes.get(each.id, sample)
+                if hashed is None:
+                    hashed = await asyncio.to_thread(hash_password, passwords[each.id], hashing)
+                await users.set_password(ctx_users, each, hashed)
+                rows.append({"id": each.id, "email": each.email, "status": status})
+            revoked = (
+                None if keep_sessions else await logins.revoke_each_users_tokens(ctx_users, found)
+            )
+            if revoked is not None:
+                for row in rows:
+                    row["revoked_tokens"] = revoked[row["id"]]
+            await _finish(ctx_users, dry_run)
+            if manager is not None and not dry_run:
+                for each in found:
+                    await _hook(
+                        manager,
+                        "on_after_reset_password",
+                        each,
+                        done=f"the password of {each.email} was set",
+                    )
+            return rows, missing
+
+    rows, missing = run(work, settings)
+    if note:
+        say(note)
+    say_skipped(missing)
+    _report_revoked(rows, dry_run)
+    columns = list(STATUS_COLUMNS)
+    if rows and "revoked_tokens" in rows[0]:
+        columns.append("revoked_tokens")
+    columns.append("password")
+    for row in rows:
+        row["password"] = passwords[row["id"]]
+    render_rows([*rows, *not_found_rows(missing)], output, columns=columns)
+
+
+async def _email_of(settings: Any, email_or_id: str, missing_ok: bool) -> str | None:
+    """The email of the user named by id, for the password policy's similarity check; None for
+    a user ``missing_ok`` skips."""
     async with settings.open_users() as ctx_users:
-        found = await users.find_user(ctx_users, email_or_id)
-        return str(found.email)
+        found, _ = await find_named(
+            ctx_users, [email_or_id], missing_ok=missing_ok, nothing="no password was set"
+        )
+        return str(found[0].email) if found else None
 
 
 def _related_lines(email: str, related: Sequence[dict[str, Any]], dry_run: bool) -> list[str]:
@@ -558,11 +707,9 @@ def _related_lines(email: str, related: Sequence[dict[str, Any]], dry_run: bool)
 
 def delete_user(
     ctx: typer.Context,
-    users_: UsersArgument,
+    users_: NamedUsersArgument,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    missing_ok: Annotated[
-        bool, typer.Option("--missing-ok", help="Users that do not exist are not an error.")
-    ] = False,
+    missing_ok: MissingOkOption = False,
     reassign_to: Annotated[
         str | None,
         typer.Option(
@@ -597,11 +744,14 @@ def delete_user(
     Rows of other tables that refer to a user go as the database's ON DELETE rules (and with
     --model, the model's relationships) say, and the output says what went. Rows that would
     block the delete are named (exit 4, nothing deleted) unless --reassign-to or --cascade says
-    what to do with them.
+    what to do with them. Users are named as arguments, or one per line on stdin with - (then
+    --yes is needed); a user that does not exist is exit 3 with nobody deleted, unless
+    --missing-ok.
 
     \b
     Example:
       usersctl delete-user mallory@example.com --yes
+      usersctl list-users --inactive -o jsonl | jq -r .id | usersctl delete-user - --yes
       usersctl delete-user mallory@example.com --reassign-to admin@example.com --dry-run
       usersctl delete-user mallory@example.com --cascade --cascade-into item_comment --yes
     """
@@ -616,6 +766,8 @@ def delete_user(
             "refusing to delete without confirmation: no terminal to ask on; pass --yes",
             ExitCode.USAGE,
         )
+    refs = call(lambda: read_named(users_))
+    nothing = "nothing was deleted"
 
     async def rules_for(ctx_users: UserContext) -> DeleteRules:
         from usersctl import users
@@ -628,7 +780,7 @@ def delete_user(
         from usersctl import users
 
         async with settings.open_users() as ctx_users:
-            found, _ = await users.find_users(ctx_users, users_, missing_ok=missing_ok)
+            found, _ = await find_named(ctx_users, refs, missing_ok=missing_ok, nothing=nothing)
             plans = await users.plan_deletes(ctx_users, found, await rules_for(ctx_users))
             return [(plan.user.email, [step.as_dict() for step in plan.walk()]) for plan in plans]
 
@@ -645,14 +797,16 @@ def delete_user(
         if emails and not call(lambda: typer.confirm(question, err=True)):
             fail("aborted; nothing was deleted", ExitCode.FAILURE)
 
-    async def work() -> list[dict[str, Any]]:
+    async def work() -> tuple[list[dict[str, Any]], list[str]]:
         from usersctl import users
 
         async with (
             settings.open_users(write=True) as ctx_users,
             settings.open_manager(ctx_users) as manager,
         ):
-            found, missing = await users.find_users(ctx_users, users_, missing_ok=missing_ok)
+            found, missing = await find_named(
+                ctx_users, refs, missing_ok=missing_ok, nothing=nothing
+            )
             rows = [{"id": u.id, "email": u.email} for u in found]
             if manager is not None:
                 from usersctl.user_manager import run_hook
@@ -671,9 +825,11 @@ def delete_user(
             return [
                 {**row, "status": status, "related": [step.as_dict() for step in plan.walk()]}
                 for row, plan in zip(rows, plans, strict=True)
-            ] + [{"id": None, "email": ref, "status": "not found"} for ref in missing]
+            ], missing
 
-    rows = run(work, settings)
+    deleted, missing = run(work, settings)
+    say_skipped(missing)
+    rows = [*deleted, *not_found_rows(missing)]
     for row in rows:
         for line in _related_lines(row["email"], row.get("related") or [], dry_run):
             say(line)
