@@ -35,7 +35,15 @@ from usersctl.fields import Converter, converter_for, encodes_as_utf8
 from usersctl.models import InsertContext, UserModel, python_column_defaults
 from usersctl.password_policy import WeakPassword
 from usersctl.passwords import ARGON2, Hashing, hash_cost_problem, hash_many, is_known_hash
-from usersctl.users import UserContext, active_superusers, choose_hashing
+from usersctl.users import (
+    NextIds,
+    UserContext,
+    active_superusers,
+    choose_hashing,
+    overriding_system_value,
+    peek_next_ids,
+    with_overriding,
+)
 
 FORMATS = ("jsonl", "csv", "json")
 CONFLICT_RULES = ("fail", "skip", "update")
@@ -678,16 +686,18 @@ async def write_rows(
     keep_sessions: bool = False,
     hashing: Hashing = ARGON2,
     created: list[str] | None = None,
+    stand_ins: NextIds | None = None,
 ) -> None:
     """Decide each row against the database and write them, in the caller's transaction.
-    The emails of the users created are added to ``created``, when it is given.
+    The emails of the users created are added to ``created``, when it is given. In a dry run,
+    ``stand_ins`` gives the new users without an id theirs (see ``_with_stand_ins``).
 
     Updates that would leave no active superuser are refused (``LastSuperuser``) unless
     ``force``, as update-user and deactivate-user refuse them. An updated user whose password
     changes or who is deactivated loses their database access tokens, as with set-password and
     deactivate-user, unless ``keep_sessions``."""
     await _lock_table(ctx)
-    if on_conflict == "fail" and await _insert_all_or_nothing(ctx, rows, progress):
+    if on_conflict == "fail" and await _insert_all_or_nothing(ctx, rows, progress, stand_ins):
         summary.created += len(rows)
         if created is not None:
             created.extend(row.values["email"] for row in rows)
@@ -707,7 +717,7 @@ async def write_rows(
     total = len(inserts) + len(updates)
     for start in range(0, len(inserts), WRITE_BATCH):
         batch = inserts[start : start + WRITE_BATCH]
-        await _insert(ctx, batch)
+        await _insert(ctx, batch, stand_ins)
         if progress:
             progress("writing", start + len(batch), total)
     superusers = await active_superusers(ctx) if updates and not force else []
@@ -848,7 +858,7 @@ async def _sessions_to_end(ctx: UserContext, updates: list[dict[str, Any]]) -> l
 
 
 async def _insert_all_or_nothing(
-    ctx: UserContext, rows: list[Row], progress: Progress | None
+    ctx: UserContext, rows: list[Row], progress: Progress | None, stand_ins: NextIds | None
 ) -> bool:
     """Insert every row, trusting the unique indexes to catch conflicts; False (and nothing
     inserted) when one is hit, so that the caller can look the conflicts up and report them.
@@ -859,7 +869,7 @@ async def _insert_all_or_nothing(
     try:
         for start in range(0, len(rows), WRITE_BATCH):
             batch = rows[start : start + WRITE_BATCH]
-            await _insert(ctx, [row.values for row in batch])
+            await _insert(ctx, [row.values for row in batch], stand_ins)
             if progress:
                 progress("writing", start + len(batch), len(rows))
     except IntegrityError:
@@ -997,20 +1007,68 @@ def _sqlite_multi_row(statement: PreparedInsert, limit: int) -> Iterator[tuple[s
         yield f"{head} VALUES {values}", tuple(itertools.chain.from_iterable(chunk))
 
 
-async def _insert(ctx: UserContext, batch: list[dict[str, Any]]) -> None:
+async def _insert(
+    ctx: UserContext, batch: list[dict[str, Any]], stand_ins: NextIds | None = None
+) -> None:
     """Insert rows through the driver's executemany (see ``prepare_inserts``)."""
     if ctx.model.parent_tables:
-        await _insert_through_mapper(ctx, batch)
+        await _insert_through_mapper(ctx, batch, stand_ins)
         return
     dialect = ctx.session.bind.dialect
-    prepared = prepare_inserts(ctx.model.table, dialect, batch, ctx.model.insert_defaults())
+    defaults = ctx.model.insert_defaults()
+    prepared = _prepare_batch(ctx.model.table, dialect, batch, defaults, stand_ins)
     await _execute_inserts(ctx, prepared)
 
 
-async def _insert_through_mapper(ctx: UserContext, batch: list[dict[str, Any]]) -> None:
+def _with_stand_ins(
+    batch: list[dict[str, Any]], stand_ins: NextIds
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A dry run's batch as the rows that give their id and the rows that do not, these with
+    the ids PostgreSQL's sequence would give them, read without taking them (``NextIds``:
+    ``nextval`` is not rolled back, so a dry run that drew ids would move the sequence)."""
+    given = [row for row in batch if row.get("id") is not None]
+    new = [{**row, "id": stand_ins.take()} for row in batch if row.get("id") is None]
+    return given, new
+
+
+def _prepare_batch(
+    table: Any,
+    dialect: Dialect,
+    batch: list[dict[str, Any]],
+    defaults: Mapping[str, Callable[[Any], Any]],
+    stand_ins: NextIds | None,
+) -> list[PreparedInsert]:
+    """``prepare_inserts`` for a batch; in a dry run, see ``_with_stand_ins``: the rows given
+    an id here are inserted on their own, over a ``GENERATED ALWAYS`` id too."""
+    if stand_ins is None:
+        return prepare_inserts(table, dialect, batch, defaults)
+    given, new = _with_stand_ins(batch, stand_ins)
+    prepared = prepare_inserts(table, dialect, given, defaults) if given else []
+    for statement in prepare_inserts(table, dialect, new, defaults) if new else []:
+        if stand_ins.always:
+            statement = PreparedInsert(with_overriding(statement.sql), statement.params)
+        prepared.append(statement)
+    return prepared
+
+
+async def _insert_through_mapper(
+    ctx: UserContext, batch: list[dict[str, Any]], stand_ins: NextIds | None
+) -> None:
     """Insert the users of a joined-table subclass through the app's mapper, as the app does:
     each user's row in every parent table first (its defaults filled, the discriminator set),
-    then in the user table, in the caller's transaction."""
+    then in the user table, in the caller's transaction. In a dry run, see ``_with_stand_ins``."""
+    if stand_ins is None:
+        await _add_through_mapper(ctx, batch)
+        return
+    given, new = _with_stand_ins(batch, stand_ins)
+    await _add_through_mapper(ctx, given)
+    connection = await ctx.session.connection()
+    overriding = overriding_system_value(connection.sync_connection, stand_ins.table)
+    with overriding if stand_ins.always else contextlib.nullcontext():
+        await _add_through_mapper(ctx, new)
+
+
+async def _add_through_mapper(ctx: UserContext, batch: list[dict[str, Any]]) -> None:
     model = ctx.model
     keys: dict[str, str] = {}
     users = []
@@ -1143,10 +1201,12 @@ async def _import(
             password_policy=None if allow_weak_passwords or manager else password_problems,
         )
         records = read_records(stream, fmt)
+        # A dry run takes no id from PostgreSQL's sequence: see _with_stand_ins.
+        stand_ins = await peek_next_ids(ctx) if dry_run else None
         # Writing while reading suits a file; a pipe may be slow, and its writer must not hold
         # the database's lock while it waits for the other end.
         fast = on_conflict == "fail" and _is_regular_file(stream) and not ctx.model.parent_tables
-        if fast and await _stream_rows(ctx, check, records, progress):
+        if fast and await _stream_rows(ctx, check, records, progress, stand_ins):
             summary.created = len(check.rows)
             if created is not None:
                 created.extend(row.values["email"] for row in check.rows.values())
@@ -1186,6 +1246,7 @@ async def _import(
                     keep_sessions=keep_sessions,
                     hashing=hashing,
                     created=created,
+                    stand_ins=stand_ins,
                 )
             except IntegrityError as exc:
                 # SQLite names no foreign key, nor a unique index: usersctl finds which.
@@ -1243,6 +1304,7 @@ async def _stream_rows(
     check: FileCheck,
     records: Iterator[tuple[int, dict[str, Any]]],
     progress: Progress | None,
+    stand_ins: NextIds | None,
 ) -> bool:
     """The fast path for a file of hashes under ``--on-conflict fail``: each batch is written
     while the next one is being checked, inside the one transaction the caller commits.
@@ -1264,7 +1326,7 @@ async def _stream_rows(
         accepted = check.add(batch)
         if not check.clean or check.plaintext:
             return []
-        return prepare_inserts(table, dialect, [row.values for row in accepted], defaults)
+        return _prepare_batch(table, dialect, [row.values for row in accepted], defaults, stand_ins)
 
     # A batch is checked in a thread while the previous one is written: by the server process
     # on PostgreSQL; on SQLite by aiosqlite's thread, which holds the GIL only to bind a batch's

@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, Table, func, select
 from sqlalchemy.exc import IntegrityError, MultipleResultsFound
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -384,62 +384,124 @@ async def create_user(
         **(extra or {}),
     }
     id_key = ctx.model.attribute("id")
-    if dry_run and values.get(id_key) is None:
-        next_id = await _peek_next_id(ctx)
-        if next_id is not None:
-            values[id_key] = next_id
+    upcoming = await peek_next_ids(ctx) if dry_run and values.get(id_key) is None else None
+    if upcoming is not None:
+        values[id_key] = upcoming.take()
     user = ctx.model.new_user(values)  # its constructor fills the app's defaults
     ctx.session.add(user)
-    await _flush(ctx, email, user)
+    if upcoming is not None and upcoming.always:
+        connection = await ctx.session.connection()
+        with overriding_system_value(connection.sync_connection, upcoming.table):
+            await _flush(ctx, email, user)
+    else:
+        await _flush(ctx, email, user)
     await ctx.session.refresh(user)
     return Created(user, created=True)
 
 
-async def _peek_next_id(ctx: UserContext) -> int | None:
-    """The id PostgreSQL's sequence will give the next user, read without taking it.
+@dataclass
+class NextIds:
+    """The ids PostgreSQL's sequence will give the next new users, read without taking any:
+    ``nextval`` is never rolled back, so a dry run that let the database draw ids would take them
+    from the app. A dry run inserts with these instead, which are what a real run would get (also
+    when one is taken already, so it fails as the real run would)."""
 
-    ``nextval`` is never rolled back, so a dry run that let the database draw the id would take
-    one from the app; it inserts with this value instead, which is what a real run would get
-    (also when that id is taken already). None when there is no sequence to read: SQLite, ids
-    that are not integers, an identity column ``GENERATED ALWAYS`` (it refuses a given value),
-    or a sequence this role may not read.
-    """
+    next_id: int
+    step: int
+    #: The id is ``GENERATED ALWAYS``: an insert that gives it needs OVERRIDING SYSTEM VALUE.
+    always: bool
+    #: The table whose id the sequence fills: the user table, or the parent table of a
+    #: joined-table subclass, which gives the id to the user table.
+    table: Table
+
+    def take(self) -> int:
+        taken = self.next_id
+        self.next_id += self.step
+        return taken
+
+
+async def peek_next_ids(ctx: UserContext) -> NextIds | None:
+    """Where the id's sequence stands (see ``NextIds``); None when no sequence gives the ids
+    (SQLite, whose counter a rollback undoes; ids that are not integers) or it cannot be read.
+
+    The sequence is read directly, else (a role with USAGE on it but not SELECT) through
+    ``pg_sequence_last_value``, with its increment and start from the catalogue."""
     from sqlalchemy import Integer
     from sqlalchemy import text as sql_text
     from sqlalchemy.exc import DBAPIError
 
     dialect = ctx.session.bind.dialect
-    column = ctx.model.table.c.id
-    if dialect.name != "postgresql" or not isinstance(column.type, Integer):
+    owner = (*ctx.model.parent_tables, ctx.model.table)[0]  # the root of a hierarchy
+    column = next(iter(owner.primary_key.columns), None)
+    if dialect.name != "postgresql" or column is None or not isinstance(column.type, Integer):
         return None
-    table = dialect.identifier_preparer.format_table(ctx.model.table)
+    table = dialect.identifier_preparer.format_table(owner)
     try:
         async with ctx.session.begin_nested():
             sequence, identity = (
                 await ctx.session.execute(
                     sql_text(
-                        "SELECT pg_get_serial_sequence(:table, :column), a.attidentity "
+                        "SELECT pg_get_serial_sequence(:table, :column), CAST(a.attidentity AS text) "
                         "FROM pg_attribute a WHERE a.attrelid = CAST(:table AS regclass) "
                         "AND a.attname = :column"
                     ),
                     {"table": table, "column": column.name},
                 )
             ).one()
-            if sequence is None or identity == "a":
+            if sequence is None:
                 return None
-            # The name comes from the catalogue, quoted as it needs to be.
-            last, called, step = (
+            step, start, last = (
                 await ctx.session.execute(
                     sql_text(
-                        f"SELECT s.last_value, s.is_called, p.seqincrement FROM {sequence} s, "
-                        "pg_sequence p WHERE p.seqrelid = CAST(:sequence AS regclass)"
+                        "SELECT seqincrement, seqstart, pg_sequence_last_value(seqrelid) "
+                        "FROM pg_sequence WHERE seqrelid = CAST(:sequence AS regclass)"
                     ),
                     {"sequence": sequence},
                 )
             ).one()
     except DBAPIError:
         return None
-    return int(last + step if called else last)
+    next_id = int(start if last is None else last + step)
+    try:
+        async with ctx.session.begin_nested():
+            # The name comes from the catalogue, quoted as it needs to be. Read directly, the
+            # sequence also tells a value set by setval(..., false), which is handed out next.
+            value, called = (
+                await ctx.session.execute(sql_text(f"SELECT last_value, is_called FROM {sequence}"))
+            ).one()
+            next_id = int(value + step if called else value)
+    except DBAPIError:
+        pass  # no SELECT on the sequence: its last value, read above, tells the next
+    return NextIds(next_id, int(step), always=identity == "a", table=owner)
+
+
+@contextlib.contextmanager
+def overriding_system_value(connection: Any, table: Table) -> Iterator[None]:
+    """While inside, the INSERTs into ``table`` on ``connection`` (a sync Connection) give its
+    ``GENERATED ALWAYS`` id themselves: PostgreSQL takes a given value only with ``OVERRIDING
+    SYSTEM VALUE``, which SQLAlchemy does not write."""
+    from sqlalchemy import event
+
+    head = f"INSERT INTO {connection.dialect.identifier_preparer.format_table(table)} ("
+
+    def rewrite(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
+    ) -> tuple[str, Any]:
+        if statement.startswith(head):
+            statement = with_overriding(statement)
+        return statement, parameters
+
+    event.listen(connection, "before_cursor_execute", rewrite, retval=True)
+    try:
+        yield
+    finally:
+        event.remove(connection, "before_cursor_execute", rewrite)
+
+
+def with_overriding(statement: str) -> str:
+    """``INSERT INTO t (columns) VALUES ...`` with ``OVERRIDING SYSTEM VALUE`` before VALUES."""
+    columns, values, rest = statement.partition(") VALUES ")
+    return f"{columns}) OVERRIDING SYSTEM VALUE VALUES {rest}" if values else statement
 
 
 async def active_superusers(ctx: UserContext) -> list[str]:
