@@ -337,7 +337,6 @@ class RowValidator:
         self.keep_unknown_hashes = keep_unknown_hashes
         #: (password, email) -> the reasons to refuse it; None accepts any password.
         self.password_policy = password_policy
-        table = model.table
         self.normalize = EmailNormalizer()
         managed = {"email", "hashed_password", *FLAGS}
         columns = [column for column in model.all_columns if column.name not in managed]
@@ -348,10 +347,13 @@ class RowValidator:
         self.text_converters: dict[str, Converter] = {
             column.name: converter_for(column, quote=False) for column in columns
         }
-        self.flag_converters = {name: converter_for(table.c[name], quote=False) for name in FLAGS}
+        self.flag_converters = {
+            name: converter_for(model.column(name), quote=False) for name in FLAGS
+        }
         # A kept unknown hash is checked as the column's text: length, NUL, valid UTF-8.
-        self.hash_as_text = converter_for(table.c["hashed_password"], quote=False)
-        self.hash_nullable = bool(table.c["hashed_password"].nullable)
+        hash_column = model.column("hashed_password")
+        self.hash_as_text = converter_for(hash_column, quote=False)
+        self.hash_nullable = bool(hash_column.nullable)
         self.allowed = frozenset({*self.converters, *FLAGS, "email", "password", "hashed_password"})
         self.required = model.required_columns
         self.defaulted_forms: dict[tuple[str, ...], tuple[str, ...]] = {}
@@ -604,26 +606,28 @@ async def _existing(
 
     Emails are lowered by the database, so matching follows its idea of case, as its index does.
     """
-    table = ctx.model.table
+    model = ctx.model
     dialect = ctx.session.bind.dialect
-    id_type = table.c.id.type
+    user_id, email = model.table.c.id, model.column("email")
+    id_type = user_id.type
     by_email: dict[str, list[tuple[Any, str]]] = {}
     by_id: dict[Any, str] = {}
-    emails_statement = select(table.c.id, table.c.email).where(
-        func.lower(table.c.email).in_(
+    users = select(user_id, email).select_from(model.selectable)
+    emails_statement = users.where(
+        func.lower(email).in_(
             select(func.lower(_bound_list(dialect, "keys", String()))).scalar_subquery()
         )
     )
-    ids_statement = select(table.c.id, table.c.email).where(
-        table.c.id.in_(select(_bound_list(dialect, "ids", id_type)).scalar_subquery())
+    ids_statement = users.where(
+        user_id.in_(select(_bound_list(dialect, "ids", id_type)).scalar_subquery())
     )
     emails = [row.values["email"] for row in rows]
-    async for user_id, email in _each_match(ctx, emails_statement, "keys", emails, String()):
-        by_email.setdefault(email.lower(), []).append((user_id, email))
-        by_id[user_id] = email.lower()
+    async for found, stored in _each_match(ctx, emails_statement, "keys", emails, String()):
+        by_email.setdefault(stored.lower(), []).append((found, stored))
+        by_id[found] = stored.lower()
     given_ids = [row.values["id"] for row in rows if row.values.get("id") is not None]
-    async for user_id, email in _each_match(ctx, ids_statement, "ids", given_ids, id_type):
-        by_id[user_id] = email.lower()
+    async for found, stored in _each_match(ctx, ids_statement, "ids", given_ids, id_type):
+        by_id[found] = stored.lower()
     return by_email, by_id
 
 
@@ -641,11 +645,13 @@ async def _each_match(
 
 async def _lock_table(ctx: UserContext) -> None:
     """On PostgreSQL, make concurrent inserts wait for this import instead of slipping in
-    between its checks and its writes (on SQLite, BEGIN IMMEDIATE already holds the lock)."""
+    between its checks and its writes (on SQLite, BEGIN IMMEDIATE already holds the lock); a
+    joined-table subclass's parent tables too, parents first, as inserts take them."""
     dialect = ctx.session.bind.dialect
     if dialect.name == "postgresql":
-        table = dialect.identifier_preparer.format_table(ctx.model.table)
-        await ctx.session.execute(sql_text(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"))
+        tables = (*ctx.model.parent_tables, ctx.model.table)
+        names = ", ".join(dialect.identifier_preparer.format_table(table) for table in tables)
+        await ctx.session.execute(sql_text(f"LOCK TABLE {names} IN SHARE ROW EXCLUSIVE MODE"))
 
 
 async def _advance_id_sequence(ctx: UserContext, rows: Iterable[Row]) -> None:
@@ -656,12 +662,13 @@ async def _advance_id_sequence(ctx: UserContext, rows: Iterable[Row]) -> None:
     ids already handed out gives a deleted user's id (and so their still-valid JWTs, whose
     ``sub`` is the id) to the next new user. The caller does not call this for a dry run."""
     dialect = ctx.session.bind.dialect
-    id_column = ctx.model.table.c.id
-    if dialect.name != "postgresql" or not isinstance(id_column.type, Integer):
+    owner = (*ctx.model.parent_tables, ctx.model.table)[0]  # a hierarchy's root gives the ids
+    id_column = next(iter(owner.primary_key.columns), None)
+    if id_column is None or dialect.name != "postgresql" or not isinstance(id_column.type, Integer):
         return
     if not any(row.values.get("id") is not None for row in rows):
         return
-    table = dialect.identifier_preparer.format_table(ctx.model.table)
+    table = dialect.identifier_preparer.format_table(owner)
     column = dialect.identifier_preparer.quote(id_column.name)
     # pg_sequence_last_value is NULL while the sequence has handed out nothing.
     await ctx.session.execute(
@@ -838,15 +845,18 @@ async def _sessions_to_end(ctx: UserContext, updates: list[dict[str, Any]]) -> l
     """The ids of the users these updates give a new password or deactivate (before they run)."""
     if ctx.model.token_table is None:
         return []
-    table = ctx.model.table
+    model = ctx.model
     dialect = ctx.session.bind.dialect
-    statement = select(table.c.id, table.c.hashed_password, table.c.is_active).where(
-        table.c.id.in_(select(_bound_list(dialect, "ids", table.c.id.type)).scalar_subquery())
+    user_id = model.table.c.id
+    statement = (
+        select(user_id, model.column("hashed_password"), model.column("is_active"))
+        .select_from(model.selectable)
+        .where(user_id.in_(select(_bound_list(dialect, "ids", user_id.type)).scalar_subquery()))
     )
     ids = [values["_id"] for values in updates]
     stored: dict[Any, tuple[str, bool]] = {}
-    async for user_id, hashed, active in _each_match(ctx, statement, "ids", ids, table.c.id.type):
-        stored[user_id] = (hashed, active)
+    async for found, hashed, active in _each_match(ctx, statement, "ids", ids, user_id.type):
+        stored[found] = (hashed, active)
     ending = []
     for values in updates:
         hashed, active = stored[values["_id"]]

@@ -41,7 +41,6 @@ from usersctl.models import (
     load_user_model,
     reflect_user_model,
     require_table,
-    require_writable,
 )
 
 if TYPE_CHECKING:
@@ -97,8 +96,6 @@ async def open_users(
                     model = await session.run_sync(
                         lambda s: reflect_user_model(s.connection(), table)
                     )
-                    if write:
-                        await session.run_sync(lambda s: require_writable(s.connection(), model))
                 else:
                     model = loaded
                     await session.run_sync(lambda s: require_table(s.connection(), loaded))
@@ -170,12 +167,14 @@ async def find_by_email(ctx: UserContext, email: str, *, typed: str | None = Non
         return await ctx.db.get_by_email(email)
     except MultipleResultsFound:
         pass
-    table = ctx.model.table
+    model = ctx.model
+    stored = model.column("email")
     rows = (
         await ctx.session.execute(
-            select(table.c.id, table.c.email)
-            .where(func.lower(table.c.email) == func.lower(email))
-            .order_by(table.c.email)
+            select(model.column("id"), stored)
+            .select_from(model.selectable)
+            .where(func.lower(stored) == func.lower(email))
+            .order_by(stored)
         )
     ).all()
     exact = [row.id for row in rows if row.email in (email, typed)]
@@ -216,15 +215,16 @@ class UserFilters:
     search: str | None = None
 
     def apply(self, model: UserModel, statement: Select[Any]) -> Select[Any]:
-        table = model.table
+        """``statement`` (which selects from ``model.selectable``) narrowed to these users."""
         for name in ("is_active", "is_superuser", "is_verified"):
             wanted = getattr(self, name)
             if wanted is not None:
-                statement = statement.where(table.c[name].is_(wanted))
+                statement = statement.where(model.column(name).is_(wanted))
         if self.search:
             escaped = self.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             pattern = func.lower(f"%{escaped}%")
-            statement = statement.where(func.lower(table.c.email).like(pattern, escape="\\"))
+            email = model.column("email")
+            statement = statement.where(func.lower(email).like(pattern, escape="\\"))
         return statement
 
 
@@ -242,7 +242,7 @@ async def list_users(
 ) -> Page:
     """Users in the order of their lowercased email, from just after ``after`` (keyset paging)."""
     table = ctx.model.table
-    key = func.lower(table.c.email)
+    key = func.lower(ctx.model.column("email"))
     if ctx.model.parent_tables:  # a joined-table subclass: the parents' columns too
         fields = select(*(ctx.model.column(name) for name in ctx.model.columns))
         statement = filters.apply(ctx.model, fields.select_from(ctx.model.selectable).order_by(key))
@@ -254,7 +254,8 @@ async def list_users(
     rows = [dict(row._mapping) for row in result]
     more = len(rows) > limit
     rows = rows[:limit]
-    total_query = filters.apply(ctx.model, select(func.count()).select_from(table))
+    counted = select(func.count()).select_from(ctx.model.selectable)
+    total_query = filters.apply(ctx.model, counted)
     total = int((await ctx.session.execute(total_query)).scalar_one())
     visible = [{name: row[name] for name in ctx.model.columns} for row in rows]
     return Page(visible, total, rows[-1]["email"] if more and rows else None)
@@ -511,11 +512,13 @@ async def active_superusers(ctx: UserContext) -> list[str]:
     commands that each remove a different superuser take turns, so the second one counts what
     the first left: they cannot both pass the last-superuser guard.
     """
-    table = ctx.model.table
+    model = ctx.model
+    email = model.column("email")
     statement = (
-        select(table.c.email)
-        .where(table.c.is_superuser.is_(True), table.c.is_active.is_(True))
-        .order_by(table.c.email)
+        select(email)
+        .select_from(model.selectable)
+        .where(model.column("is_superuser").is_(True), model.column("is_active").is_(True))
+        .order_by(email)
         .with_for_update()
     )
     return list((await ctx.session.execute(statement)).scalars())
@@ -700,7 +703,7 @@ async def _holds_hash_like(ctx: UserContext, pattern: str) -> bool:
     """Whether a stored password hash matches the LIKE ``pattern`` (stops at the first)."""
     from sqlalchemy import exists
 
-    column = ctx.model.table.c.hashed_password
+    column = ctx.model.column("hashed_password")
     return bool(await ctx.session.scalar(select(exists().where(column.like(pattern)))))
 
 
@@ -757,7 +760,7 @@ async def _decoy_hash(ctx: UserContext, hashing: Hashing, sample: int = 100) -> 
     real user (bcrypt where the table's hashes are bcrypt), so timing does not tell them apart."""
     from collections import Counter
 
-    column = ctx.model.table.c.hashed_password
+    column = ctx.model.column("hashed_password")
     rows = await ctx.session.execute(select(column).where(column.is_not(None)).limit(sample))
     known = [
         hashed
