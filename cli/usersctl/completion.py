@@ -33,9 +33,10 @@ async def _emails(url: str, prefix: str, model_path: str | None, table: str | No
     async with open_users(
         url, connect_timeout=COMPLETION_TIMEOUT, model_path=model_path, table=table
     ) as ctx:
-        email = ctx.model.table.c.email
+        email = ctx.model.column("email")
         statement = (
             select(email)
+            .select_from(ctx.model.selectable)
             .where(case_key(email).like(case_key(escaped + "%"), escape="\\"))
             .order_by(func.lower(email))
             .limit(MAX_COMPLETIONS)

@@ -196,14 +196,18 @@ def _compare_table(
     user_id_family: str | None,
     role: str,
     schema: str | None = None,
+    inherited: Sequence[Table] = (),
 ) -> tuple[list[str], list[str]]:
     """Problems with the database's table ``name`` (in ``schema``) against ``expected`` (a model's
     table) or, without one, against the columns FastAPI Users needs in a table of that ``role``
-    (``user``, ``oauth``, ``token``); and the columns found only in the database."""
+    (``user``, ``oauth``, ``token``); and the columns found only in the database. The columns of
+    the ``inherited`` tables (a joined-table subclass's parents) count as the table's own."""
     dialect = connection.dialect
-    found = {
-        column["name"]: column for column in inspect(connection).get_columns(name, schema=schema)
-    }
+    inspector = inspect(connection)
+    found = {column["name"]: column for column in inspector.get_columns(name, schema=schema)}
+    for parent in inherited:
+        for column in inspector.get_columns(parent.name, schema=parent.schema):
+            found.setdefault(column["name"], column)
     problems: list[str] = []
     if expected is not None:
         wanted = {column.name: {type_family(column.type, dialect)} for column in expected.columns}
@@ -280,8 +284,14 @@ def _structure(
         return state
     state.tables.add(user.fullname)
     expected = user if model.source != "database" else None
-    problems, extra = _compare_table(connection, expected, user.name, None, "user", user.schema)
+    parents = model.parent_tables if expected is None else []
+    problems, extra = _compare_table(
+        connection, expected, user.name, None, "user", user.schema, inherited=parents
+    )
     detail = f"{user.fullname!r} has FastAPI Users' columns"
+    if parents:
+        inherits = ", ".join(repr(parent.fullname) for parent in reversed(parents))
+        detail = f"{user.fullname!r} (with {inherits}, which it inherits from) has FastAPI Users' columns"
     if expected is None and extra:
         detail += f", and {', '.join(extra)}"
     elif extra:
@@ -341,7 +351,7 @@ def _references_user_table(inspector: Any, name: str, user: Table) -> bool:
 def _index_and_duplicates(
     connection: Connection, model: UserModel, alembic: bool, apply_anyway: bool
 ) -> list[CheckResult]:
-    table = model.table
+    table = model.email_table  # a joined-table subclass's parent may hold the email
     # lower(email); on SQLite also for letters beyond ASCII, which its lower() leaves alone.
     key = case_key(table.c.email)
     shared = select(key.label("key")).group_by(key).having(func.count() > 1).subquery()
@@ -462,7 +472,7 @@ async def _hashes(
     costly: Counter[str] = Counter()  # cost parameters far beyond what a login can verify
     bcrypt_only = helper is None and app_verifies_argon2() is False
     result = await connection.stream(
-        select(model.table.c.hashed_password), execution_options={"yield_per": HASH_BATCH}
+        select(model.column("hashed_password")), execution_options={"yield_per": HASH_BATCH}
     )
     async for batch in result.partitions(HASH_BATCH):
         for (hashed,) in batch:
@@ -568,9 +578,10 @@ async def _run_checks(
 
 async def _create_email_index(engine: AsyncEngine, model: UserModel) -> str:
     """Build the unique lower(email) index; on PostgreSQL concurrently, so writes go on."""
-    name = email_lower_index_name(model.table.name)
+    email_table = model.email_table  # a joined-table subclass's parent may hold the email
+    name = email_lower_index_name(email_table.name)
     # A bare table of the same name: the index must not join the app's own metadata.
-    table = Table(model.table.name, MetaData(), Column("email", String), schema=model.table.schema)
+    table = Table(email_table.name, MetaData(), Column("email", String), schema=email_table.schema)
     if engine.dialect.name == "postgresql":
         await build_email_index_concurrently(engine, table.name, table.schema)
         return f"created unique index {name} on lower(email) concurrently"
@@ -646,7 +657,7 @@ async def _index_advice(
         model = loaded
         if model is None:
             model = await connection.run_sync(reflect_user_model, table_name)
-        table = model.table
+        table = model.email_table
         advice = email_index_advice(table.name, engine.dialect.name, schema=table.schema)
         if check.failed:
             return advice, False

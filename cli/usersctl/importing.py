@@ -44,7 +44,15 @@ from usersctl.fields import (
 from usersctl.models import InsertContext, UserModel, python_column_defaults
 from usersctl.password_policy import WeakPassword
 from usersctl.passwords import ARGON2, Hashing, hash_cost_problem, hash_many, is_known_hash
-from usersctl.users import UserContext, active_superusers, choose_hashing
+from usersctl.users import (
+    NextIds,
+    UserContext,
+    active_superusers,
+    choose_hashing,
+    overriding_system_value,
+    peek_next_ids,
+    with_overriding,
+)
 
 FORMATS = ("jsonl", "csv", "json")
 CONFLICT_RULES = ("fail", "skip", "update")
@@ -479,7 +487,6 @@ class RowValidator:
         self.passwordless = passwordless
         #: (password, email) -> the reasons to refuse it; None accepts any password.
         self.password_policy = password_policy
-        table = model.table
         self.normalize = EmailNormalizer()
         managed = {"email", "hashed_password", *FLAGS}
         columns = [column for column in model.all_columns if column.name not in managed]
@@ -490,10 +497,13 @@ class RowValidator:
         self.text_converters: dict[str, Converter] = {
             column.name: converter_for(column, quote=False) for column in columns
         }
-        self.flag_converters = {name: converter_for(table.c[name], quote=False) for name in FLAGS}
+        self.flag_converters = {
+            name: converter_for(model.column(name), quote=False) for name in FLAGS
+        }
         # A kept unknown hash is checked as the column's text: length, NUL, valid UTF-8.
-        self.hash_as_text = converter_for(table.c["hashed_password"], quote=False)
-        self.hash_nullable = bool(table.c["hashed_password"].nullable)
+        hash_column = model.column("hashed_password")
+        self.hash_as_text = converter_for(hash_column, quote=False)
+        self.hash_nullable = bool(hash_column.nullable)
         self.allowed = frozenset({*self.converters, *FLAGS, "email", "password", "hashed_password"})
         self.required = model.required_columns
         self.defaulted_forms: dict[tuple[str, ...], tuple[str, ...]] = {}
@@ -752,18 +762,20 @@ async def _existing(
     on SQLite, whose lower() folds ASCII letters only, rows with other letters are also matched
     with usersctl's own function (one scan of the table, only when there are such rows).
     """
-    table = ctx.model.table
+    model = ctx.model
     dialect = ctx.session.bind.dialect
-    id_type = table.c.id.type
+    user_id, email = model.table.c.id, model.column("email")
+    id_type = user_id.type
     by_email: dict[str, list[tuple[Any, str]]] = {}
     by_id: dict[Any, str] = {}
-    emails_statement = select(table.c.id, table.c.email).where(
-        func.lower(table.c.email).in_(
+    users = select(user_id, email).select_from(model.selectable)
+    emails_statement = users.where(
+        func.lower(email).in_(
             select(func.lower(_bound_list(dialect, "keys", String()))).scalar_subquery()
         )
     )
-    ids_statement = select(table.c.id, table.c.email).where(
-        table.c.id.in_(select(_bound_list(dialect, "ids", id_type)).scalar_subquery())
+    ids_statement = users.where(
+        user_id.in_(select(_bound_list(dialect, "ids", id_type)).scalar_subquery())
     )
 
     def found(user_id: Any, email: str) -> None:
@@ -809,8 +821,12 @@ async def _matches_beyond_ascii(ctx: UserContext, rows: list[Row]) -> AsyncItera
     keys = _keys_beyond_ascii(ctx, rows)
     if not keys:
         return
-    table = ctx.model.table
-    statement = select(table.c.id, table.c.email).where(_key_among(ctx, "keys"))
+    model = ctx.model
+    statement = (
+        select(model.column("id"), model.column("email"))
+        .select_from(model.selectable)
+        .where(_key_among(ctx, "keys"))
+    )
     for row in await ctx.session.execute(statement, {"keys": _bind_keys(ctx, keys)}):
         yield row
 
@@ -822,9 +838,14 @@ async def _clash_beyond_ascii(ctx: UserContext, rows: Iterable[Row]) -> bool:
     keys = _keys_beyond_ascii(ctx, rows)
     if not keys:
         return False
-    key = case_key(ctx.model.table.c.email)
+    key = case_key(ctx.model.column("email"))
     statement = (
-        select(key).where(_key_among(ctx, "keys")).group_by(key).having(func.count() > 1).limit(1)
+        select(key)
+        .select_from(ctx.model.selectable)
+        .where(_key_among(ctx, "keys"))
+        .group_by(key)
+        .having(func.count() > 1)
+        .limit(1)
     )
     shared = await ctx.session.execute(statement, {"keys": _bind_keys(ctx, keys)})
     return shared.first() is not None
@@ -833,7 +854,7 @@ async def _clash_beyond_ascii(ctx: UserContext, rows: Iterable[Row]) -> bool:
 def _key_among(ctx: UserContext, name: str) -> Any:
     """The condition that a user's ``case_key(email)`` is one of the keys bound as ``name``."""
     bound = _bound_list(ctx.session.bind.dialect, name, String())
-    return case_key(ctx.model.table.c.email).in_(select(bound).scalar_subquery())
+    return case_key(ctx.model.column("email")).in_(select(bound).scalar_subquery())
 
 
 def _bind_keys(ctx: UserContext, keys: list[str]) -> Any:
@@ -843,11 +864,13 @@ def _bind_keys(ctx: UserContext, keys: list[str]) -> Any:
 
 async def _lock_table(ctx: UserContext) -> None:
     """On PostgreSQL, make concurrent inserts wait for this import instead of slipping in
-    between its checks and its writes (on SQLite, BEGIN IMMEDIATE already holds the lock)."""
+    between its checks and its writes (on SQLite, BEGIN IMMEDIATE already holds the lock); a
+    joined-table subclass's parent tables too, parents first, as inserts take them."""
     dialect = ctx.session.bind.dialect
     if dialect.name == "postgresql":
-        table = dialect.identifier_preparer.format_table(ctx.model.table)
-        await ctx.session.execute(sql_text(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"))
+        tables = (*ctx.model.parent_tables, ctx.model.table)
+        names = ", ".join(dialect.identifier_preparer.format_table(table) for table in tables)
+        await ctx.session.execute(sql_text(f"LOCK TABLE {names} IN SHARE ROW EXCLUSIVE MODE"))
 
 
 async def _advance_id_sequence(ctx: UserContext, rows: Iterable[Row]) -> None:
@@ -858,12 +881,13 @@ async def _advance_id_sequence(ctx: UserContext, rows: Iterable[Row]) -> None:
     ids already handed out gives a deleted user's id (and so their still-valid JWTs, whose
     ``sub`` is the id) to the next new user. The caller does not call this for a dry run."""
     dialect = ctx.session.bind.dialect
-    id_column = ctx.model.table.c.id
-    if dialect.name != "postgresql" or not isinstance(id_column.type, Integer):
+    owner = (*ctx.model.parent_tables, ctx.model.table)[0]  # a hierarchy's root gives the ids
+    id_column = next(iter(owner.primary_key.columns), None)
+    if id_column is None or dialect.name != "postgresql" or not isinstance(id_column.type, Integer):
         return
     if not any(row.values.get("id") is not None for row in rows):
         return
-    table = dialect.identifier_preparer.format_table(ctx.model.table)
+    table = dialect.identifier_preparer.format_table(owner)
     column = dialect.identifier_preparer.quote(id_column.name)
     # pg_sequence_last_value is NULL while the sequence has handed out nothing.
     await ctx.session.execute(
@@ -888,16 +912,18 @@ async def write_rows(
     keep_sessions: bool = False,
     hashing: Hashing = ARGON2,
     created: list[str] | None = None,
+    stand_ins: NextIds | None = None,
 ) -> None:
     """Decide each row against the database and write them, in the caller's transaction.
-    The emails of the users created are added to ``created``, when it is given.
+    The emails of the users created are added to ``created``, when it is given. In a dry run,
+    ``stand_ins`` gives the new users without an id theirs (see ``_with_stand_ins``).
 
     Updates that would leave no active superuser are refused (``LastSuperuser``) unless
     ``force``, as update-user and deactivate-user refuse them. An updated user whose password
     changes or who is deactivated loses their database access tokens, as with set-password and
     deactivate-user, unless ``keep_sessions``."""
     await _lock_table(ctx)
-    if on_conflict == "fail" and await _insert_all_or_nothing(ctx, rows, progress):
+    if on_conflict == "fail" and await _insert_all_or_nothing(ctx, rows, progress, stand_ins):
         summary.created += len(rows)
         if created is not None:
             created.extend(row.values["email"] for row in rows)
@@ -919,7 +945,7 @@ async def write_rows(
     total = len(inserts) + len(updates)
     for start in range(0, len(inserts), WRITE_BATCH):
         batch = inserts[start : start + WRITE_BATCH]
-        await _insert(ctx, batch)
+        await _insert(ctx, batch, stand_ins)
         if progress:
             progress("writing", start + len(batch), total)
     superusers = await active_superusers(ctx) if updates and not force else []
@@ -1047,15 +1073,18 @@ async def _sessions_to_end(ctx: UserContext, updates: list[dict[str, Any]]) -> l
     """The ids of the users these updates give a new password or deactivate (before they run)."""
     if ctx.model.token_table is None:
         return []
-    table = ctx.model.table
+    model = ctx.model
     dialect = ctx.session.bind.dialect
-    statement = select(table.c.id, table.c.hashed_password, table.c.is_active).where(
-        table.c.id.in_(select(_bound_list(dialect, "ids", table.c.id.type)).scalar_subquery())
+    user_id = model.table.c.id
+    statement = (
+        select(user_id, model.column("hashed_password"), model.column("is_active"))
+        .select_from(model.selectable)
+        .where(user_id.in_(select(_bound_list(dialect, "ids", user_id.type)).scalar_subquery()))
     )
     ids = [values["_id"] for values in updates]
     stored: dict[Any, tuple[str, bool]] = {}
-    async for user_id, hashed, active in _each_match(ctx, statement, "ids", ids, table.c.id.type):
-        stored[user_id] = (hashed, active)
+    async for found, hashed, active in _each_match(ctx, statement, "ids", ids, user_id.type):
+        stored[found] = (hashed, active)
     ending = []
     for values in updates:
         hashed, active = stored[values["_id"]]
@@ -1067,7 +1096,7 @@ async def _sessions_to_end(ctx: UserContext, updates: list[dict[str, Any]]) -> l
 
 
 async def _insert_all_or_nothing(
-    ctx: UserContext, rows: list[Row], progress: Progress | None
+    ctx: UserContext, rows: list[Row], progress: Progress | None, stand_ins: NextIds | None
 ) -> bool:
     """Insert every row, trusting the unique indexes to catch conflicts (and on SQLite, a look
     at the rows with letters beyond ASCII, which its index does not fold); False (and nothing
@@ -1079,7 +1108,7 @@ async def _insert_all_or_nothing(
     try:
         for start in range(0, len(rows), WRITE_BATCH):
             batch = rows[start : start + WRITE_BATCH]
-            await _insert(ctx, [row.values for row in batch])
+            await _insert(ctx, [row.values for row in batch], stand_ins)
             if progress:
                 progress("writing", start + len(batch), len(rows))
         clash = await _clash_beyond_ascii(ctx, rows)
@@ -1220,20 +1249,68 @@ def _sqlite_multi_row(statement: PreparedInsert, limit: int) -> Iterator[tuple[s
         yield f"{head} VALUES {values}", tuple(itertools.chain.from_iterable(chunk))
 
 
-async def _insert(ctx: UserContext, batch: list[dict[str, Any]]) -> None:
+async def _insert(
+    ctx: UserContext, batch: list[dict[str, Any]], stand_ins: NextIds | None = None
+) -> None:
     """Insert rows through the driver's executemany (see ``prepare_inserts``)."""
     if ctx.model.parent_tables:
-        await _insert_through_mapper(ctx, batch)
+        await _insert_through_mapper(ctx, batch, stand_ins)
         return
     dialect = ctx.session.bind.dialect
-    prepared = prepare_inserts(ctx.model.table, dialect, batch, ctx.model.insert_defaults())
+    defaults = ctx.model.insert_defaults()
+    prepared = _prepare_batch(ctx.model.table, dialect, batch, defaults, stand_ins)
     await _execute_inserts(ctx, prepared)
 
 
-async def _insert_through_mapper(ctx: UserContext, batch: list[dict[str, Any]]) -> None:
+def _with_stand_ins(
+    batch: list[dict[str, Any]], stand_ins: NextIds
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A dry run's batch as the rows that give their id and the rows that do not, these with
+    the ids PostgreSQL's sequence would give them, read without taking them (``NextIds``:
+    ``nextval`` is not rolled back, so a dry run that drew ids would move the sequence)."""
+    given = [row for row in batch if row.get("id") is not None]
+    new = [{**row, "id": stand_ins.take()} for row in batch if row.get("id") is None]
+    return given, new
+
+
+def _prepare_batch(
+    table: Any,
+    dialect: Dialect,
+    batch: list[dict[str, Any]],
+    defaults: Mapping[str, Callable[[Any], Any]],
+    stand_ins: NextIds | None,
+) -> list[PreparedInsert]:
+    """``prepare_inserts`` for a batch; in a dry run, see ``_with_stand_ins``: the rows given
+    an id here are inserted on their own, over a ``GENERATED ALWAYS`` id too."""
+    if stand_ins is None:
+        return prepare_inserts(table, dialect, batch, defaults)
+    given, new = _with_stand_ins(batch, stand_ins)
+    prepared = prepare_inserts(table, dialect, given, defaults) if given else []
+    for statement in prepare_inserts(table, dialect, new, defaults) if new else []:
+        if stand_ins.always:
+            statement = PreparedInsert(with_overriding(statement.sql), statement.params)
+        prepared.append(statement)
+    return prepared
+
+
+async def _insert_through_mapper(
+    ctx: UserContext, batch: list[dict[str, Any]], stand_ins: NextIds | None
+) -> None:
     """Insert the users of a joined-table subclass through the app's mapper, as the app does:
     each user's row in every parent table first (its defaults filled, the discriminator set),
-    then in the user table, in the caller's transaction."""
+    then in the user table, in the caller's transaction. In a dry run, see ``_with_stand_ins``."""
+    if stand_ins is None:
+        await _add_through_mapper(ctx, batch)
+        return
+    given, new = _with_stand_ins(batch, stand_ins)
+    await _add_through_mapper(ctx, given)
+    connection = await ctx.session.connection()
+    overriding = overriding_system_value(connection.sync_connection, stand_ins.table)
+    with overriding if stand_ins.always else contextlib.nullcontext():
+        await _add_through_mapper(ctx, new)
+
+
+async def _add_through_mapper(ctx: UserContext, batch: list[dict[str, Any]]) -> None:
     model = ctx.model
     keys: dict[str, str] = {}
     users = []
@@ -1370,10 +1447,12 @@ async def _import(
             password_policy=None if allow_weak_passwords or manager else password_problems,
         )
         records = read_records(stream, fmt, raw_csv=raw_csv)
+        # A dry run takes no id from PostgreSQL's sequence: see _with_stand_ins.
+        stand_ins = await peek_next_ids(ctx) if dry_run else None
         # Writing while reading suits a file; a pipe may be slow, and its writer must not hold
         # the database's lock while it waits for the other end.
         fast = on_conflict == "fail" and _is_regular_file(stream) and not ctx.model.parent_tables
-        if fast and await _stream_rows(ctx, check, records, progress):
+        if fast and await _stream_rows(ctx, check, records, progress, stand_ins):
             summary.created = len(check.rows)
             if created is not None:
                 created.extend(row.values["email"] for row in check.rows.values())
@@ -1420,6 +1499,7 @@ async def _import(
                     keep_sessions=keep_sessions,
                     hashing=hashing,
                     created=created,
+                    stand_ins=stand_ins,
                 )
             except IntegrityError as exc:
                 # SQLite names no foreign key, nor a unique index: usersctl finds which.
@@ -1477,6 +1557,7 @@ async def _stream_rows(
     check: FileCheck,
     records: Iterator[tuple[int, dict[str, Any]]],
     progress: Progress | None,
+    stand_ins: NextIds | None,
 ) -> bool:
     """The fast path for a file of hashes under ``--on-conflict fail``: each batch is written
     while the next one is being checked, inside the one transaction the caller commits.
@@ -1498,7 +1579,7 @@ async def _stream_rows(
         accepted = check.add(batch)
         if not check.clean or check.plaintext:
             return []
-        return prepare_inserts(table, dialect, [row.values for row in accepted], defaults)
+        return _prepare_batch(table, dialect, [row.values for row in accepted], defaults, stand_ins)
 
     # A batch is checked in a thread while the previous one is written: by the server process
     # on PostgreSQL; on SQLite by aiosqlite's thread, which holds the GIL only to bind a batch's

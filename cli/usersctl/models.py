@@ -96,6 +96,9 @@ class UserModel:
         text = (
             f"{where.get(self.source, self.source + ' (--model)')}; table {self.table.fullname!r}"
         )
+        if self.parent_tables:
+            parents = ", ".join(repr(table.fullname) for table in reversed(self.parent_tables))
+            text += f" (inheriting from {parents})"
         text += f", {kind} ids"
         if self.extra_columns:
             text += f", extra columns {', '.join(self.extra_columns)}"
@@ -122,6 +125,14 @@ class UserModel:
                 column: Column[Any] = table.c[name]
                 return column
         raise KeyError(name)
+
+    @property
+    def email_table(self) -> Table:
+        """The table holding the email: the user table, or the parent table that holds it for a
+        joined-table subclass (where its unique ``lower(email)`` index belongs)."""
+        table = self.column("email").table
+        assert isinstance(table, Table)
+        return table
 
     def has_column(self, name: str) -> bool:
         return any(name in table.c for table in (self.table, *self.parent_tables))
@@ -370,7 +381,14 @@ def reflect_user_model(connection: Connection, table_name: str | None = None) ->
     The user table is the one ``table_name`` (``--table``) names, else the one table with FastAPI
     Users' user columns, whatever its name (``usersctl.user_tables``); the OAuth account and
     access token tables are those whose ``user_id`` references it and that have their columns.
+    A user table whose ``id`` references another table's ``id`` is a joined-table subclass (the
+    app's ``class User(Account)``): it is mapped as one, each user being a row in every table of
+    the chain under the same id, the root's id default giving it.
     """
+    import warnings
+
+    from sqlalchemy.exc import SAWarning
+
     from usersctl.user_tables import (
         find_user_table,
         parse_table_name,
@@ -381,23 +399,46 @@ def reflect_user_model(connection: Connection, table_name: str | None = None) ->
     wanted = parse_table_name(table_name, postgresql=postgresql) if table_name else None
     catalog = read_catalog(connection)
     found = find_user_table(catalog, wanted)
+    chain = [*reversed(catalog.parents(found)), found]  # the root first
     inspector = inspect(connection)
-    columns = {
-        column["name"]: column for column in inspector.get_columns(found.name, schema=found.schema)
-    }
     metadata = MetaData()
-    overrides: list[Column[Any]] = []
-    id_column = columns["id"]
-    id_type = _uuid_type(id_column, connection.dialect.name)
-    if id_type is not None:
-        overrides.append(Column("id", id_type, primary_key=True, default=uuid.uuid4))
-    elif isinstance(id_column["type"], Integer):
-        overrides.append(Column("id", id_column["type"], primary_key=True, autoincrement=True))
-    primary_key = (
-        inspector.get_pk_constraint(found.name, schema=found.schema)["constrained_columns"] or ()
-    )
-    table = _user_table(metadata, columns, primary_key, overrides, found.name, found.schema)
-    add_email_lower_index(table)
+    id_type: TypeEngine[Any] | None = None
+    tables: list[Table] = []
+    for name in chain:
+        columns = {
+            column["name"]: column
+            for column in inspector.get_columns(name.name, schema=name.schema)
+        }
+        overrides: list[Column[Any]] = []
+        if not tables:
+            id_column = columns["id"]
+            id_type = _uuid_type(id_column, connection.dialect.name)
+            if id_type is not None:
+                overrides.append(Column("id", id_type, primary_key=True, default=uuid.uuid4))
+            elif isinstance(id_column["type"], Integer):
+                overrides.append(
+                    Column("id", id_column["type"], primary_key=True, autoincrement=True)
+                )
+        else:  # the parent's row gives the id
+            own_type = id_type if id_type is not None else columns["id"]["type"]
+            overrides.append(
+                Column(
+                    "id",
+                    own_type,
+                    ForeignKey(tables[-1].c.id),
+                    primary_key=True,
+                    autoincrement=False,
+                )
+            )
+        primary_key = (
+            inspector.get_pk_constraint(name.name, schema=name.schema)["constrained_columns"] or ()
+        )
+        tables.append(
+            _user_table(metadata, columns, primary_key, overrides, name.name, name.schema)
+        )
+    table = tables[-1]
+    add_email_lower_index(next(each for each in reversed(tables) if "email" in each.c))
+    id_kind = id_type if id_type is not None else table.c.id.type
     related_tables: dict[str, Table] = {}
     for kind, wanted_columns, preferred in (
         ("oauth", OAUTH_COLUMNS, OAUTH_TABLE),
@@ -414,7 +455,7 @@ def reflect_user_model(connection: Connection, table_name: str | None = None) ->
         # user_id compares and binds as the user table's id does.
         user_id = Column(
             "user_id",
-            id_type if id_type is not None else id_column["type"],
+            id_kind,
             ForeignKey(table.c.id),
             nullable=related_columns["user_id"].get("nullable", True),
         )
@@ -428,16 +469,29 @@ def reflect_user_model(connection: Connection, table_name: str | None = None) ->
         )
 
     mapper_registry = registry(metadata=metadata)
-    user_class = type("User", (), {"__doc__": "The user table as found in the database."})
-    mapper_registry.map_imperatively(user_class, table)
+    mapped: type[Any] | None = None
+    for each in tables:
+        bases = (mapped,) if mapped is not None else ()
+        doc = "The user table as found in the database."
+        if each is not table:
+            doc = f"The {each.name!r} table, which the user table inherits from."
+        cls = type("User" if each is table else "UserParent", bases, {"__doc__": doc})
+        with warnings.catch_warnings():
+            # A column of the same name in a parent and in its child: one attribute writes both.
+            warnings.simplefilter("ignore", SAWarning)
+            mapper_registry.map_imperatively(cls, each, inherits=mapped)
+        mapped = cls
+    assert mapped is not None
     oauth_class = None
     oauth_table = related_tables.get("oauth")
     if oauth_table is not None and oauth_table.primary_key.columns:
         oauth_class = type("OAuthAccount", (), {})
         mapper_registry.map_imperatively(oauth_class, oauth_table)
-    extra = tuple(name for name in columns if name not in BASE_COLUMNS)
+    extra = tuple(
+        column.name for column in _all_columns(inspect(mapped)) if column.name not in BASE_COLUMNS
+    )
     return UserModel(
-        user_class=user_class,
+        user_class=mapped,
         source="database",
         oauth_class=oauth_class,
         token_table=related_tables.get("token"),
@@ -608,22 +662,6 @@ def _referenced_tables(model: UserModel, table: Table) -> list[Table]:
         if isinstance(referenced, Table) and referenced is not table:
             found.append(referenced)
     return found
-
-
-def require_writable(connection: Connection, model: UserModel) -> None:
-    """Raise ``InvalidInput`` when a user table read from the database takes its id from a parent
-    table (a joined-table subclass of the app's, such as ``class User(Principal)``): a user is
-    then a row in each table, which only the app's model can write together."""
-    if model.source != "database":
-        return
-    table = model.table
-    for fk in inspect(connection).get_foreign_keys(table.name, schema=table.schema):
-        if fk["constrained_columns"] == ["id"] and fk["referred_table"] != table.name:
-            raise InvalidInput(
-                f"the {table.name!r} table takes its ids from the {fk['referred_table']!r} table "
-                "(the app's user class inherits from another): writing users needs the app's "
-                "model, --model module.path:ClassName, so that both rows are written"
-            )
 
 
 def require_table(connection: Connection, model: UserModel) -> None:

@@ -140,6 +140,9 @@ class InitReport:
     concurrent_indexes: list[str] = field(default_factory=list)
     alembic: bool = False
     index_advice: IndexAdvice | None = None
+    #: The table (name, schema) of each index created, where it is not the one given: the
+    #: parent table holding the email of a user table that inherits from it.
+    index_tables: dict[str, tuple[str, str | None]] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
@@ -194,12 +197,12 @@ def _init(
     # The user table that existed before (its name is the model's: "user" unless --model says
     # otherwise) gets the index now, unless case duplicates stand in the way.
     for table in tables:
-        name = table.name
         if "email" not in table.c or "hashed_password" not in table.c:
             continue  # not a user table (a referenced table may have an email column)
         if table.fullname not in existing:
             continue  # created above, with its indexes
-        state, invalid = email_index_state(connection, name, table.schema)
+        name, schema = _email_holder(connection, table)
+        state, invalid = email_index_state(connection, name, schema)
         if state == "ok":
             continue
         from sqlalchemy import Index, MetaData, literal
@@ -208,7 +211,7 @@ def _init(
             # An expression index (lower(email), or an impostor under its name) is not
             # reflected, and is not needed here.
             warnings.filterwarnings("ignore", "Skipped unsupported reflection", SAWarning)
-            reflected = Table(name, MetaData(), schema=table.schema, autoload_with=connection)
+            reflected = Table(name, MetaData(), schema=schema, autoload_with=connection)
         duplicates = count_case_duplicates(connection, reflected)
         if duplicates:
             raise Conflict(
@@ -217,6 +220,8 @@ def _init(
             )
         index_name = email_lower_index_name(name)
         report.created_indexes.append(index_name)
+        if (name, schema) != (table.name, table.schema):
+            report.index_tables[index_name] = (name, schema)
         if connection.dialect.name == "postgresql":
             has_rows = select(literal(1)).select_from(reflected).limit(1)
             if connection.execute(has_rows).first() is not None:
@@ -226,19 +231,51 @@ def _init(
         if dry_run:
             continue
         quote = connection.dialect.identifier_preparer.quote
-        prefix = f"{quote(table.schema)}." if table.schema else ""
+        prefix = f"{quote(schema)}." if schema else ""
         # A failed concurrent build, or an index of another shape under usersctl's name: it
         # holds the name and does not keep case duplicates out.
         for leftover in invalid:
             connection.execute(text(f"DROP INDEX {prefix}{quote(leftover)}"))
         Index(index_name, func.lower(reflected.c.email), unique=True).create(connection)
     if alembic:  # the index is in now, and the app's models must declare it
-        for table in tables:
-            if email_lower_index_name(table.name) in report.created_indexes:
+        for index_name in report.created_indexes:
+            target = _index_table(report, tables, index_name)
+            if target is not None:
                 report.index_advice = email_index_advice(
-                    table.name, connection.dialect.name, schema=table.schema
+                    target[0], connection.dialect.name, schema=target[1]
                 )
     return report
+
+
+def _index_table(
+    report: InitReport, tables: list[Table], index_name: str
+) -> tuple[str, str | None] | None:
+    """The table (name, schema) of the ``lower(email)`` index ``index_name``: the parent table
+    that holds the email of a user table that inherits from it, else the table it is named
+    after; None for another index."""
+    if index_name in report.index_tables:
+        return report.index_tables[index_name]
+    for table in tables:
+        if email_lower_index_name(table.name) == index_name:
+            return table.name, table.schema
+    return None
+
+
+def _email_holder(connection: Connection, table: Table) -> tuple[str, str | None]:
+    """The table (name, schema) that holds the email of the existing user table ``table``: the
+    table itself, or for one that inherits from another (its ``id`` references the parent's) the
+    parent that has it, where the unique ``lower(email)`` index belongs. ``TablesMissing`` when
+    none has it."""
+    from usersctl.user_tables import TableName, read_catalog
+
+    catalog = read_catalog(connection)
+    found = catalog.find(TableName(table.name, table.schema))
+    if found is None or "email" in catalog.columns[found]:
+        return table.name, table.schema
+    for parent in catalog.parents(found):
+        if "email" in catalog.columns[parent]:
+            return parent.name, parent.schema
+    raise TablesMissing(f"table {table.fullname!r} lacks the column email that FastAPI Users needs")
 
 
 async def init_database(
@@ -271,9 +308,10 @@ async def init_database(
                 # Nothing to commit: Ctrl-C stays free to stop a long concurrent build below.
                 await transaction.rollback()
         if not dry_run:
-            for table in tables:
-                if email_lower_index_name(table.name) in report.concurrent_indexes:
-                    await build_email_index_concurrently(engine, table.name, table.schema)
+            for index_name in report.concurrent_indexes:
+                target = _index_table(report, tables, index_name)
+                if target is not None:
+                    await build_email_index_concurrently(engine, *target)
         return report
     finally:
         await engine.dispose()

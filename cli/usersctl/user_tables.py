@@ -58,11 +58,14 @@ def parse_table_name(raw: str, *, postgresql: bool) -> TableName:
 @dataclass
 class Catalog:
     """What one look at the database's catalog found: every table, the FastAPI Users columns
-    each has, and the tables its ``user_id`` column references (by their ``id``)."""
+    each has, the tables its ``user_id`` column references (by their ``id``), and the table its
+    own ``id`` references, if any: the parent table of a joined-table subclass, which holds the
+    rest of each row (the app's ``class User(Account)``)."""
 
     tables: list[TableName] = field(default_factory=list)
     columns: dict[TableName, set[str]] = field(default_factory=dict)
     user_id_targets: dict[TableName, set[TableName]] = field(default_factory=dict)
+    id_targets: dict[TableName, set[TableName]] = field(default_factory=dict)
     #: PostgreSQL: the schema of each table, also of those its bare name reaches.
     schemas: dict[TableName, str] = field(default_factory=dict)
     #: PostgreSQL: the tables in schemas outside the search path (only ``--table`` reaches them).
@@ -77,17 +80,47 @@ class Catalog:
         if column is not None:
             self.columns[name].add(column)
 
+    def targets(self, column: str) -> dict[TableName, set[TableName]]:
+        """Where the foreign keys on ``column`` (``user_id`` or ``id``) of each table point."""
+        return self.id_targets if column == "id" else self.user_id_targets
+
     def in_path(self) -> list[TableName]:
         """The tables a bare name, or the search path, reaches."""
         return [name for name in self.tables if name not in self.outside]
 
+    def parents(self, name: TableName) -> list[TableName]:
+        """The tables ``name`` inherits from, nearest first: the one its ``id`` references by
+        its ``id`` (a foreign key to one table only), then that one's, and so on."""
+        found: list[TableName] = []
+        while True:
+            targets = self.id_targets.get(name, set()) - {name}
+            if len(targets) != 1:
+                return found
+            (name,) = targets
+            if name in found or name not in self.columns:
+                return found
+            found.append(name)
+
+    def all_columns(self, name: TableName) -> set[str]:
+        """The FastAPI Users columns of ``name`` and of the tables it inherits from."""
+        return set().union(self.columns[name], *(self.columns[p] for p in self.parents(name)))
+
+    def is_user_table(self, name: TableName) -> bool:
+        """Whether ``name`` has every column of FastAPI Users' user table, itself or with the
+        tables it inherits from (an ``email`` in the parent table), while its parent has not:
+        a subclass of a whole user table (``class Admin(User)``) is not another user table."""
+        if not self.all_columns(name) >= set(BASE_COLUMNS):
+            return False
+        parents = self.parents(name)
+        return not parents or not self.all_columns(parents[0]) >= set(BASE_COLUMNS)
+
     def user_tables(self, *, anywhere: bool = False) -> list[TableName]:
         """The tables (of the search path, or ``anywhere``) that have every column of FastAPI
-        Users' user table."""
+        Users' user table (see ``is_user_table``)."""
         return [
             name
             for name in (self.tables if anywhere else self.in_path())
-            if self.columns[name] >= set(BASE_COLUMNS)
+            if self.is_user_table(name)
         ]
 
     def find(self, wanted: TableName) -> TableName | None:
@@ -105,12 +138,13 @@ class Catalog:
     def related(
         self, user_table: TableName, columns: frozenset[str], preferred: str
     ) -> TableName | None:
-        """The table with ``columns`` whose ``user_id`` references ``user_table`` (FastAPI Users'
-        own name first, when several do)."""
+        """The table with ``columns`` whose ``user_id`` references ``user_table``, or a table it
+        inherits from (FastAPI Users' own name first, when several do)."""
+        owners = {user_table, *self.parents(user_table)}
         found = [
             name
             for name in self.tables
-            if self.columns[name] >= columns and user_table in self.user_id_targets.get(name, ())
+            if self.columns[name] >= columns and owners & self.user_id_targets.get(name, set())
         ]
         for name in found:
             if name.name == preferred:
@@ -125,13 +159,15 @@ SELECT m.name, c.name, f."table"
 FROM sqlite_master AS m
 LEFT JOIN pragma_table_info(m.name) AS c ON c.name IN ({_LISTED_COLUMNS})
 LEFT JOIN pragma_foreign_key_list(m.name) AS f
-       ON c.name = 'user_id' AND f."from" = 'user_id' AND coalesce(f."to", 'id') = 'id'
+       ON c.name IN ('user_id', 'id') AND f."from" = c.name AND coalesce(f."to", 'id') = 'id'
+      AND NOT EXISTS (SELECT 1 FROM pragma_foreign_key_list(m.name) AS g
+                      WHERE g.id = f.id AND g.seq > 0)
 WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\'
 """
 
 # The tables of every schema but the system's, with their FastAPI Users columns and the table a
-# one-column foreign key on user_id references by its id; and whether their schema is on the
-# search path. pg_table_is_visible says whether a table's bare name reaches it: it is the first
+# one-column foreign key on user_id (or on id: a parent table) references by its id; and whether
+# their schema is on the search path. pg_table_is_visible says whether a table's bare name reaches it: it is the first
 # of its name along the search path.
 _POSTGRESQL_CATALOG = f"""
 SELECT c.relname, n.nspname, pg_table_is_visible(c.oid),
@@ -141,7 +177,7 @@ FROM pg_class AS c
 JOIN pg_namespace AS n ON n.oid = c.relnamespace
 LEFT JOIN pg_attribute AS a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
      AND a.attname IN ({_LISTED_COLUMNS})
-LEFT JOIN pg_constraint AS k ON a.attname = 'user_id' AND k.conrelid = c.oid
+LEFT JOIN pg_constraint AS k ON a.attname IN ('user_id', 'id') AND k.conrelid = c.oid
      AND k.contype = 'f' AND k.conkey = ARRAY[a.attnum]
 LEFT JOIN pg_attribute AS ra ON ra.attrelid = k.confrelid AND k.confkey = ARRAY[ra.attnum]
 LEFT JOIN pg_class AS r ON r.oid = k.confrelid AND ra.attname = 'id'
@@ -167,19 +203,19 @@ def read_catalog(connection: Connection) -> Catalog:
                 catalog.outside.add(name)
             if target is not None:
                 referenced = TableName(target, None if reached else target_namespace)
-                catalog.user_id_targets.setdefault(name, set()).add(referenced)
+                catalog.targets(column).setdefault(name, set()).add(referenced)
     else:
         catalog.any_case = True
-        targets: list[tuple[TableName, str]] = []
+        targets: list[tuple[TableName, str, str]] = []
         for table, column, target in connection.execute(text(_SQLITE_CATALOG)):
             catalog.add(TableName(table), column)
             if target is not None:
-                targets.append((TableName(table), target))
+                targets.append((TableName(table), column, target))
         # SQLite matches table names in any case, as a foreign key may write them.
         by_lower = {name.name.lower(): name for name in catalog.tables}
-        for name, target in targets:
+        for name, column, target in targets:
             referenced = by_lower.get(target.lower(), TableName(target))
-            catalog.user_id_targets.setdefault(name, set()).add(referenced)
+            catalog.targets(column).setdefault(name, set()).add(referenced)
     catalog.tables.sort()
     return catalog
 
@@ -213,7 +249,7 @@ def find_user_table(catalog: Catalog, wanted: TableName | None = None) -> TableN
             else:
                 found_hint = f"; run `usersctl --table {wanted} init-db` to create it"
             raise TablesMissing(f"the database has no table {str(wanted)!r} (--table){found_hint}")
-        missing = [name for name in BASE_COLUMNS if name not in catalog.columns[found]]
+        missing = [name for name in BASE_COLUMNS if name not in catalog.all_columns(found)]
         if missing:
             raise TablesMissing(
                 f"table {str(found)!r} lacks the column(s) {', '.join(missing)} that FastAPI "
@@ -233,9 +269,10 @@ def find_user_table(catalog: Catalog, wanted: TableName | None = None) -> TableN
     if not tables:
         raise TablesMissing(f"the database has no table in the search path{hint}")
     near = [
-        f"{name} lacks {', '.join(c for c in BASE_COLUMNS if c not in catalog.columns[name])}"
+        f"{name} lacks {', '.join(c for c in BASE_COLUMNS if c not in catalog.all_columns(name))}"
         for name in tables
-        if "email" in catalog.columns[name]
+        if "email" in catalog.all_columns(name)
+        and not catalog.all_columns(name) >= set(BASE_COLUMNS)
     ]
     raise TablesMissing(
         "no FastAPI Users user table found: no table has all of "

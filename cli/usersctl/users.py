@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, Table, func, select
 from sqlalchemy.exc import IntegrityError, MultipleResultsFound
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -42,7 +42,6 @@ from usersctl.models import (
     load_user_model,
     reflect_user_model,
     require_table,
-    require_writable,
 )
 
 if TYPE_CHECKING:
@@ -98,8 +97,6 @@ async def open_users(
                     model = await session.run_sync(
                         lambda s: reflect_user_model(s.connection(), table)
                     )
-                    if write:
-                        await session.run_sync(lambda s: require_writable(s.connection(), model))
                 else:
                     model = loaded
                     await session.run_sync(lambda s: require_table(s.connection(), loaded))
@@ -168,7 +165,8 @@ async def find_by_email(ctx: UserContext, email: str, *, typed: str | None = Non
     case of other letters); then the one stored exactly as given (``email``, or ``typed``, the
     address before normalising lowercased its domain) is meant, and with none such,
     ``AmbiguousUser`` names them all with their ids."""
-    table = ctx.model.table
+    model = ctx.model
+    stored = model.column("email")
     rows: Sequence[Any]
     if folds_beyond_ascii(ctx.session.get_bind().dialect.name, email):
         rows = await _spelled_alike(ctx, email)
@@ -179,9 +177,10 @@ async def find_by_email(ctx: UserContext, email: str, *, typed: str | None = Non
             pass
         rows = (
             await ctx.session.execute(
-                select(table.c.id, table.c.email)
-                .where(func.lower(table.c.email) == func.lower(email))
-                .order_by(table.c.email)
+                select(model.column("id"), stored)
+                .select_from(model.selectable)
+                .where(func.lower(stored) == func.lower(email))
+                .order_by(stored)
             )
         ).all()
     if len(rows) <= 1:
@@ -200,15 +199,19 @@ async def _spelled_alike(ctx: UserContext, email: str) -> list[Any]:
     """On SQLite, the users whose address equals ``email`` under ``fold_case`` (letters beyond
     ASCII in any case): no index serves that, so the table is scanned, by a LIKE that keeps
     only the few candidates without calling into Python for each row."""
-    table = ctx.model.table
+    model = ctx.model
+    stored = model.column("email")
     pattern = spelling_pattern(email)
     narrowed = (
-        table.c.email.like(pattern, escape="\\")
+        stored.like(pattern, escape="\\")
         if pattern is not None
-        else func.length(table.c.email) == len(email)
+        else func.length(stored) == len(email)
     )
     candidates = await ctx.session.execute(
-        select(table.c.id, table.c.email).where(narrowed).order_by(table.c.email)
+        select(model.column("id").label("id"), stored.label("email"))
+        .select_from(model.selectable)
+        .where(narrowed)
+        .order_by(stored)
     )
     key = fold_case(email)
     return [row for row in candidates if isinstance(row.email, str) and fold_case(row.email) == key]
@@ -242,16 +245,17 @@ class UserFilters:
     search: str | None = None
 
     def apply(self, model: UserModel, statement: Select[Any]) -> Select[Any]:
-        table = model.table
+        """``statement`` (which selects from ``model.selectable``) narrowed to these users."""
         for name in ("is_active", "is_superuser", "is_verified"):
             wanted = getattr(self, name)
             if wanted is not None:
-                statement = statement.where(table.c[name].is_(wanted))
+                statement = statement.where(model.column(name).is_(wanted))
         if self.search:
             escaped = self.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             # case_key: lower(); on SQLite, for letters beyond ASCII too (as PostgreSQL's).
             pattern = case_key(f"%{escaped}%")
-            statement = statement.where(case_key(table.c.email).like(pattern, escape="\\"))
+            email = model.column("email")
+            statement = statement.where(case_key(email).like(pattern, escape="\\"))
         return statement
 
 
@@ -269,7 +273,7 @@ async def list_users(
 ) -> Page:
     """Users in the order of their lowercased email, from just after ``after`` (keyset paging)."""
     table = ctx.model.table
-    key = func.lower(table.c.email)
+    key = func.lower(ctx.model.column("email"))
     if ctx.model.parent_tables:  # a joined-table subclass: the parents' columns too
         fields = select(*(ctx.model.column(name) for name in ctx.model.columns))
         statement = filters.apply(ctx.model, fields.select_from(ctx.model.selectable).order_by(key))
@@ -281,7 +285,8 @@ async def list_users(
     rows = [dict(row._mapping) for row in result]
     more = len(rows) > limit
     rows = rows[:limit]
-    total_query = filters.apply(ctx.model, select(func.count()).select_from(table))
+    counted = select(func.count()).select_from(ctx.model.selectable)
+    total_query = filters.apply(ctx.model, counted)
     total = int((await ctx.session.execute(total_query)).scalar_one())
     visible = [{name: row[name] for name in ctx.model.columns} for row in rows]
     return Page(visible, total, rows[-1]["email"] if more and rows else None)
@@ -411,62 +416,124 @@ async def create_user(
         **(extra or {}),
     }
     id_key = ctx.model.attribute("id")
-    if dry_run and values.get(id_key) is None:
-        next_id = await _peek_next_id(ctx)
-        if next_id is not None:
-            values[id_key] = next_id
+    upcoming = await peek_next_ids(ctx) if dry_run and values.get(id_key) is None else None
+    if upcoming is not None:
+        values[id_key] = upcoming.take()
     user = ctx.model.new_user(values)  # its constructor fills the app's defaults
     ctx.session.add(user)
-    await _flush(ctx, email, user)
+    if upcoming is not None and upcoming.always:
+        connection = await ctx.session.connection()
+        with overriding_system_value(connection.sync_connection, upcoming.table):
+            await _flush(ctx, email, user)
+    else:
+        await _flush(ctx, email, user)
     await ctx.session.refresh(user)
     return Created(user, created=True)
 
 
-async def _peek_next_id(ctx: UserContext) -> int | None:
-    """The id PostgreSQL's sequence will give the next user, read without taking it.
+@dataclass
+class NextIds:
+    """The ids PostgreSQL's sequence will give the next new users, read without taking any:
+    ``nextval`` is never rolled back, so a dry run that let the database draw ids would take them
+    from the app. A dry run inserts with these instead, which are what a real run would get (also
+    when one is taken already, so it fails as the real run would)."""
 
-    ``nextval`` is never rolled back, so a dry run that let the database draw the id would take
-    one from the app; it inserts with this value instead, which is what a real run would get
-    (also when that id is taken already). None when there is no sequence to read: SQLite, ids
-    that are not integers, an identity column ``GENERATED ALWAYS`` (it refuses a given value),
-    or a sequence this role may not read.
-    """
+    next_id: int
+    step: int
+    #: The id is ``GENERATED ALWAYS``: an insert that gives it needs OVERRIDING SYSTEM VALUE.
+    always: bool
+    #: The table whose id the sequence fills: the user table, or the parent table of a
+    #: joined-table subclass, which gives the id to the user table.
+    table: Table
+
+    def take(self) -> int:
+        taken = self.next_id
+        self.next_id += self.step
+        return taken
+
+
+async def peek_next_ids(ctx: UserContext) -> NextIds | None:
+    """Where the id's sequence stands (see ``NextIds``); None when no sequence gives the ids
+    (SQLite, whose counter a rollback undoes; ids that are not integers) or it cannot be read.
+
+    The sequence is read directly, else (a role with USAGE on it but not SELECT) through
+    ``pg_sequence_last_value``, with its increment and start from the catalogue."""
     from sqlalchemy import Integer
     from sqlalchemy import text as sql_text
     from sqlalchemy.exc import DBAPIError
 
     dialect = ctx.session.bind.dialect
-    column = ctx.model.table.c.id
-    if dialect.name != "postgresql" or not isinstance(column.type, Integer):
+    owner = (*ctx.model.parent_tables, ctx.model.table)[0]  # the root of a hierarchy
+    column = next(iter(owner.primary_key.columns), None)
+    if dialect.name != "postgresql" or column is None or not isinstance(column.type, Integer):
         return None
-    table = dialect.identifier_preparer.format_table(ctx.model.table)
+    table = dialect.identifier_preparer.format_table(owner)
     try:
         async with ctx.session.begin_nested():
             sequence, identity = (
                 await ctx.session.execute(
                     sql_text(
-                        "SELECT pg_get_serial_sequence(:table, :column), a.attidentity "
+                        "SELECT pg_get_serial_sequence(:table, :column), CAST(a.attidentity AS text) "
                         "FROM pg_attribute a WHERE a.attrelid = CAST(:table AS regclass) "
                         "AND a.attname = :column"
                     ),
                     {"table": table, "column": column.name},
                 )
             ).one()
-            if sequence is None or identity == "a":
+            if sequence is None:
                 return None
-            # The name comes from the catalogue, quoted as it needs to be.
-            last, called, step = (
+            step, start, last = (
                 await ctx.session.execute(
                     sql_text(
-                        f"SELECT s.last_value, s.is_called, p.seqincrement FROM {sequence} s, "
-                        "pg_sequence p WHERE p.seqrelid = CAST(:sequence AS regclass)"
+                        "SELECT seqincrement, seqstart, pg_sequence_last_value(seqrelid) "
+                        "FROM pg_sequence WHERE seqrelid = CAST(:sequence AS regclass)"
                     ),
                     {"sequence": sequence},
                 )
             ).one()
     except DBAPIError:
         return None
-    return int(last + step if called else last)
+    next_id = int(start if last is None else last + step)
+    try:
+        async with ctx.session.begin_nested():
+            # The name comes from the catalogue, quoted as it needs to be. Read directly, the
+            # sequence also tells a value set by setval(..., false), which is handed out next.
+            value, called = (
+                await ctx.session.execute(sql_text(f"SELECT last_value, is_called FROM {sequence}"))
+            ).one()
+            next_id = int(value + step if called else value)
+    except DBAPIError:
+        pass  # no SELECT on the sequence: its last value, read above, tells the next
+    return NextIds(next_id, int(step), always=identity == "a", table=owner)
+
+
+@contextlib.contextmanager
+def overriding_system_value(connection: Any, table: Table) -> Iterator[None]:
+    """While inside, the INSERTs into ``table`` on ``connection`` (a sync Connection) give its
+    ``GENERATED ALWAYS`` id themselves: PostgreSQL takes a given value only with ``OVERRIDING
+    SYSTEM VALUE``, which SQLAlchemy does not write."""
+    from sqlalchemy import event
+
+    head = f"INSERT INTO {connection.dialect.identifier_preparer.format_table(table)} ("
+
+    def rewrite(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
+    ) -> tuple[str, Any]:
+        if statement.startswith(head):
+            statement = with_overriding(statement)
+        return statement, parameters
+
+    event.listen(connection, "before_cursor_execute", rewrite, retval=True)
+    try:
+        yield
+    finally:
+        event.remove(connection, "before_cursor_execute", rewrite)
+
+
+def with_overriding(statement: str) -> str:
+    """``INSERT INTO t (columns) VALUES ...`` with ``OVERRIDING SYSTEM VALUE`` before VALUES."""
+    columns, values, rest = statement.partition(") VALUES ")
+    return f"{columns}) OVERRIDING SYSTEM VALUE VALUES {rest}" if values else statement
 
 
 async def active_superusers(ctx: UserContext) -> list[str]:
@@ -476,11 +543,13 @@ async def active_superusers(ctx: UserContext) -> list[str]:
     commands that each remove a different superuser take turns, so the second one counts what
     the first left: they cannot both pass the last-superuser guard.
     """
-    table = ctx.model.table
+    model = ctx.model
+    email = model.column("email")
     statement = (
-        select(table.c.email)
-        .where(table.c.is_superuser.is_(True), table.c.is_active.is_(True))
-        .order_by(table.c.email)
+        select(email)
+        .select_from(model.selectable)
+        .where(model.column("is_superuser").is_(True), model.column("is_active").is_(True))
+        .order_by(email)
         .with_for_update()
     )
     return list((await ctx.session.execute(statement)).scalars())
@@ -665,7 +734,7 @@ async def _holds_hash_like(ctx: UserContext, pattern: str) -> bool:
     """Whether a stored password hash matches the LIKE ``pattern`` (stops at the first)."""
     from sqlalchemy import exists
 
-    column = ctx.model.table.c.hashed_password
+    column = ctx.model.column("hashed_password")
     return bool(await ctx.session.scalar(select(exists().where(column.like(pattern)))))
 
 
@@ -722,7 +791,7 @@ async def _decoy_hash(ctx: UserContext, hashing: Hashing, sample: int = 100) -> 
     real user (bcrypt where the table's hashes are bcrypt), so timing does not tell them apart."""
     from collections import Counter
 
-    column = ctx.model.table.c.hashed_password
+    column = ctx.model.column("hashed_password")
     rows = await ctx.session.execute(select(column).where(column.is_not(None)).limit(sample))
     known = [
         hashed

@@ -599,11 +599,10 @@ def test_the_question_comes_after_what_would_go(
     assert counts(database_url) == {**UNTOUCHED, "user": 2, "note": 0}
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # schemas are PostgreSQL's
 def test_a_key_from_another_schema_is_still_a_named_conflict(
     usersctl: Any, database_url: str
 ) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("schemas are PostgreSQL's")
     usersctl.ok("init-db")
     ids = build(database_url)
 

@@ -490,15 +490,14 @@ def test_with_the_app_model_the_decoy_is_left_alone_too(
 @pytest.fixture
 def app_schema(database_url: str) -> Iterator[str]:
     """The app's tables in a schema of their own, ``app`` (dropped after: the PostgreSQL
-    database outlives the test)."""
-    if database_url.startswith("sqlite"):
-        pytest.skip("schemas are PostgreSQL's")
+    database outlives the test). Schemas are PostgreSQL's: its tests run there only."""
     sql(database_url, "CREATE SCHEMA app", *app_tables(database_url, "app"))
     yield "app"
     database = make_url(database_url).database
     sql(database_url, f'ALTER DATABASE "{database}" RESET search_path', "DROP SCHEMA app CASCADE")
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_user_table_in_a_schema_is_named_with_table(
     usersctl: Usersctl, database_url: str, app_schema: str
 ) -> None:
