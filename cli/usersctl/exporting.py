@@ -190,7 +190,8 @@ async def export_users(
         columns = export_columns(ctx.model, include_hashes=include_hashes)
         total = 0
         if progress:
-            counting = filters.apply(ctx.model, select(func.count()).select_from(ctx.model.table))
+            counting = select(func.count()).select_from(ctx.model.selectable)
+            counting = filters.apply(ctx.model, counting)
             total = int((await ctx.session.execute(counting)).scalar_one())
         forms = None
         if not renders_in_database(ctx.model, columns, dialect):

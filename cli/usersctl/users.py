@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Column, Select, func, or_, select
 from sqlalchemy.exc import IntegrityError, MultipleResultsFound
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,7 +35,7 @@ from usersctl.errors import (
     UserAlreadyExists,
     UserNotFound,
 )
-from usersctl.fields import INT64
+from usersctl.fields import INT64, type_name
 from usersctl.models import (
     UserModel,
     load_user_model,
@@ -206,14 +206,65 @@ async def find_users(
     return list(found.values()), missing
 
 
+#: The names a column recording when a user was created goes by (a date-and-time column).
+CREATION_COLUMNS = ("created_at", "created", "date_joined", "created_on")
+
+
+def creation_column(model: UserModel) -> Column[Any]:
+    """The user table's creation time: its one date-and-time column named as in
+    ``CREATION_COLUMNS``; raises ``InvalidInput`` when it has none, or several."""
+    from sqlalchemy.types import DateTime, TypeDecorator
+
+    named = [column for column in model.all_columns if column.name in CREATION_COLUMNS]
+    timed = []
+    for column in named:
+        kind = column.type
+        while isinstance(kind, TypeDecorator):
+            kind = kind.impl_instance
+        if isinstance(kind, DateTime):
+            timed.append(column)
+    if len(timed) == 1:
+        return timed[0]
+    if timed:
+        names = ", ".join(column.name for column in timed)
+        raise InvalidInput(
+            f"the user table has several creation time columns ({names}); "
+            "--created-after/--created-before cannot tell which one to use"
+        )
+    others = "".join(
+        f"; {column.name} is {type_name(column.type)}, not a date and time" for column in named
+    )
+    raise InvalidInput(
+        "the user table has no creation time column (a date-and-time column named "
+        f"{', '.join(CREATION_COLUMNS)}){others}"
+    )
+
+
+def _like_literal(text: str) -> str:
+    """``text`` with LIKE's wildcards escaped (escape character ``\\``)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 @dataclass(frozen=True)
 class UserFilters:
-    """What ``list-users`` and ``export-users`` select; ``None`` means either."""
+    """What ``list-users`` and ``export-users`` select, every condition given at once (AND);
+    ``None`` or empty means any. Made with ``user_filters``, which checks what needs no
+    database; ``apply`` checks the rest (ids and times, against the table's types)."""
 
     is_active: bool | None = None
     is_superuser: bool | None = None
     is_verified: bool | None = None
+    #: A substring of the email, in any case.
     search: str | None = None
+    #: Exact addresses, in any case (the lower(email) rule of lookups).
+    emails: tuple[str, ...] = ()
+    #: The domain of the address, normalised, and its ASCII (IDNA) form.
+    email_domain: tuple[str, str] | None = None
+    #: User ids, as given (parsed by ``apply`` as the id column's type).
+    ids: tuple[str, ...] = ()
+    #: ISO 8601 dates or times: created at or after ``created_after``, before ``created_before``.
+    created_after: str | None = None
+    created_before: str | None = None
 
     def apply(self, model: UserModel, statement: Select[Any]) -> Select[Any]:
         table = model.table
@@ -225,7 +276,93 @@ class UserFilters:
             escaped = self.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             pattern = func.lower(f"%{escaped}%")
             statement = statement.where(func.lower(table.c.email).like(pattern, escape="\\"))
+        key = func.lower(table.c.email)
+        if self.emails:
+            # lower(email) = lower(given) for each: the lower(email) index finds them.
+            statement = statement.where(key.in_([func.lower(email) for email in self.emails]))
+        if self.email_domain is not None:
+            # Ends with @domain: a scan (no index serves a suffix), after the other conditions.
+            statement = statement.where(
+                or_(
+                    *(
+                        key.like(f"%@{_like_literal(domain)}", escape="\\")
+                        for domain in dict.fromkeys(self.email_domain)
+                    )
+                )
+            )
+        if self.ids:
+            ids = [_filter_id(model, raw) for raw in self.ids]
+            statement = statement.where(model.column("id").in_(ids))
+        if self.created_after is not None or self.created_before is not None:
+            column = creation_column(model)
+            if self.created_after is not None:
+                since = _moment(column, "--created-after", self.created_after)
+                statement = statement.where(column >= since)
+            if self.created_before is not None:
+                until = _moment(column, "--created-before", self.created_before)
+                statement = statement.where(column < until)
         return statement
+
+
+def _filter_id(model: UserModel, raw: str) -> Any:
+    try:
+        return parse_user_id(model, raw)
+    except InvalidInput:
+        kind = "UUID" if model.id_is_uuid else "integer"
+        raise InvalidInput(f"--id {raw.strip()!r}: not a valid {kind} id") from None
+
+
+def _moment(column: Column[Any], option: str, text: str) -> Any:
+    """An ISO 8601 date or date and time as ``column`` compares it."""
+    from usersctl.fields import converter_for
+
+    try:
+        return converter_for(column, textual=False)(text)
+    except InvalidInput as exc:
+        reason = str(exc).removeprefix(f"field {column.name!r}: ")
+        raise InvalidInput(
+            f"{option} {text!r}: not an ISO 8601 date or date and time for {column.name} ({reason})"
+        ) from None
+
+
+def user_filters(
+    *,
+    is_active: bool | None = None,
+    is_superuser: bool | None = None,
+    is_verified: bool | None = None,
+    search: str | None = None,
+    emails: Sequence[str] = (),
+    email_domain: str | None = None,
+    ids: Sequence[str] = (),
+    created_after: str | None = None,
+    created_before: str | None = None,
+) -> UserFilters:
+    """``UserFilters`` from what a person typed: the domain normalised as addresses are, each
+    address as lookups take it; raises ``InvalidInput`` for a domain no address could have."""
+    from usersctl.emails import normalize_domain
+
+    return UserFilters(
+        is_active=is_active,
+        is_superuser=is_superuser,
+        is_verified=is_verified,
+        search=search,
+        emails=tuple(_lookup_form(email) for email in emails),
+        email_domain=normalize_domain(email_domain) if email_domain is not None else None,
+        ids=tuple(ids),
+        created_after=created_after,
+        created_before=created_before,
+    )
+
+
+def _lookup_form(email: str) -> str:
+    """An address as ``find_user`` looks it up: stripped, and normalised when not ASCII."""
+    value = email.strip()
+    if "@" not in value:
+        raise InvalidInput(f"--email {value!r}: not an email address")
+    if not value.isascii():
+        with contextlib.suppress(InvalidEmail):
+            value = normalize_email(value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -254,7 +391,8 @@ async def list_users(
     rows = [dict(row._mapping) for row in result]
     more = len(rows) > limit
     rows = rows[:limit]
-    total_query = filters.apply(ctx.model, select(func.count()).select_from(table))
+    counting = select(func.count()).select_from(ctx.model.selectable)
+    total_query = filters.apply(ctx.model, counting)
     total = int((await ctx.session.execute(total_query)).scalar_one())
     visible = [{name: row[name] for name in ctx.model.columns} for row in rows]
     return Page(visible, total, rows[-1]["email"] if more and rows else None)

@@ -250,3 +250,53 @@ SearchOption = Annotated[
         metavar="TEXT",
     ),
 ]
+EmailFilter = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--email",
+        metavar="ADDRESS",
+        help="Only this address, in any case (repeatable: any of them), e.g. "
+        "--email alice@example.com --email bob@example.com.",
+        show_default=False,
+    ),
+]
+EmailDomainFilter = Annotated[
+    str | None,
+    typer.Option(
+        "--email-domain",
+        metavar="DOMAIN",
+        help="Only addresses at exactly this domain, in any case (IDNA-normalised; not its "
+        "subdomains), e.g. --email-domain old-corp.net.",
+        show_default=False,
+    ),
+]
+IdFilter = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--id",
+        metavar="ID",
+        help="Only the user with this id (repeatable: any of them), e.g. --id 7 --id 9.",
+        show_default=False,
+    ),
+]
+CreatedAfterFilter = Annotated[
+    str | None,
+    typer.Option(
+        "--created-after",
+        metavar="WHEN",
+        help="Only users created at or after this ISO 8601 date or time, e.g. "
+        "--created-after 2024-01-01 (the table's created_at, created, date_joined or "
+        "created_on column).",
+        show_default=False,
+    ),
+]
+CreatedBeforeFilter = Annotated[
+    str | None,
+    typer.Option(
+        "--created-before",
+        metavar="WHEN",
+        help="Only users created before this ISO 8601 date or time, e.g. "
+        "--created-before 2024-02-01T12:00:00.",
+        show_default=False,
+    ),
+]

@@ -17,8 +17,13 @@ from usersctl.commands.errors import ExitCode, call, fail, run
 from usersctl.commands.options import (
     ActiveFilter,
     AllowWeakPasswordOption,
+    CreatedAfterFilter,
+    CreatedBeforeFilter,
     DryRunOption,
+    EmailDomainFilter,
+    EmailFilter,
     ForceOption,
+    IdFilter,
     KeepSessionsOption,
     SearchOption,
     SuperuserFilter,
@@ -90,6 +95,11 @@ def export_users(
     superuser: SuperuserFilter = None,
     verified: VerifiedFilter = None,
     search: SearchOption = None,
+    emails: EmailFilter = None,
+    email_domain: EmailDomainFilter = None,
+    ids: IdFilter = None,
+    created_after: CreatedAfterFilter = None,
+    created_before: CreatedBeforeFilter = None,
     include_hashes: Annotated[
         bool,
         typer.Option(
@@ -100,7 +110,12 @@ def export_users(
 ) -> None:
     """Stream users to a file or stdout, in flat memory; no hash leaves without --include-hashes.
 
-    Example: usersctl export-users users.jsonl --include-hashes
+    Takes the filters of list-users; users come in its order.
+
+    \b
+    Example:
+      usersctl export-users users.jsonl --include-hashes
+      usersctl export-users old-corp.csv --email-domain old-corp.net
     """
     settings = settings_of(ctx)
     from usersctl.importing import format_for
@@ -109,9 +124,19 @@ def export_users(
 
     async def work() -> int:
         from usersctl.exporting import export_users as export
-        from usersctl.users import UserFilters
+        from usersctl.users import user_filters
 
-        filters = UserFilters(active, superuser, verified, search)
+        filters = user_filters(
+            is_active=active,
+            is_superuser=superuser,
+            is_verified=verified,
+            search=search,
+            emails=emails or (),
+            email_domain=email_domain,
+            ids=ids or (),
+            created_after=created_after,
+            created_before=created_before,
+        )
         with (
             _open_output(file, private=include_hashes) as out,
             progress_bar("exporting") as progress,

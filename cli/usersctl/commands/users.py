@@ -13,9 +13,14 @@ from usersctl.commands.errors import ExitCode, call, fail, run
 from usersctl.commands.options import (
     ActiveFilter,
     AllowWeakPasswordOption,
+    CreatedAfterFilter,
+    CreatedBeforeFilter,
     DryRunOption,
+    EmailDomainFilter,
+    EmailFilter,
     ForceOption,
     GeneratePasswordOption,
+    IdFilter,
     KeepSessionsOption,
     OutputOption,
     PasswordFileOption,
@@ -203,6 +208,11 @@ def list_users(
     superuser: SuperuserFilter = None,
     verified: VerifiedFilter = None,
     search: SearchOption = None,
+    emails: EmailFilter = None,
+    email_domain: EmailDomainFilter = None,
+    ids: IdFilter = None,
+    created_after: CreatedAfterFilter = None,
+    created_before: CreatedBeforeFilter = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=10000, help="Users per page.")] = 50,
     after: Annotated[
         str | None,
@@ -212,11 +222,12 @@ def list_users(
     ] = None,
     output: OutputOption = OutputFormat.table,
 ) -> None:
-    """List users in email order, a page at a time.
+    """List users in email order, a page at a time. Filters combine: a user must match all.
 
     \b
     Example:
       usersctl list-users --superuser --search example.com -o json
+      usersctl list-users --email-domain old-corp.net --created-before 2024-01-01
     """
     settings = settings_of(ctx)
 
@@ -224,7 +235,17 @@ def list_users(
         from usersctl import users
         from usersctl.fields import forms_for
 
-        filters = users.UserFilters(active, superuser, verified, search)
+        filters = users.user_filters(
+            is_active=active,
+            is_superuser=superuser,
+            is_verified=verified,
+            search=search,
+            emails=emails or (),
+            email_domain=email_domain,
+            ids=ids or (),
+            created_after=created_after,
+            created_before=created_before,
+        )
         async with settings.open_users() as ctx_users:
             page = await users.list_users(ctx_users, filters, limit=limit, after=after)
             return ctx_users.model.columns, page, forms_for(ctx_users.model.table)
