@@ -24,12 +24,13 @@ from sqlalchemy import (
     literal,
     literal_column,
     select,
+    true,
 )
 from sqlalchemy.types import Boolean, Enum, Integer, TypeDecorator
 
 from usersctl.fields import ValueForm, form_for
 from usersctl.models import UserModel, is_uuid_type
-from usersctl.users import UserFilters, open_users
+from usersctl.users import UserFilters, has_unique_email_key, open_users, user_order
 
 BATCH = 10_000
 Progress = Callable[[int, int], None]  # (done, total)
@@ -127,28 +128,43 @@ def _text_value(column: Column[Any], dialect: str) -> ColumnElement[Any]:
 
 
 def json_rows_statement(
-    model: UserModel, columns: list[str], dialect: str, filters: UserFilters
+    model: UserModel,
+    columns: list[str],
+    dialect: str,
+    filters: UserFilters,
+    order: Sequence[Any] = (),
 ) -> Any:
     """One text column: each user matching ``filters`` as a JSON object, rendered by the
     database, compact and with the fields in ``columns`` order on both databases (for the
-    columns ``renders_in_database`` accepts)."""
+    columns ``renders_in_database`` accepts), in ``order`` (``usersctl.users.user_order``)."""
     source = model.selectable  # the user table, joined to its parents for a subclass
     if dialect == "sqlite":
         pairs: list[Any] = []
         for name in columns:
             pairs += [literal(name), _json_value(model.column(name), dialect)]
-        return filters.apply(model, select(func.json_object(*pairs)).select_from(source))
-    # json_build_object spaces its output ({"id" : ...}); row_to_json of a row does not. The row
-    # is named "u.*", not "u", which a column called u would shadow.
+        statement = select(func.json_object(*pairs)).select_from(source)
+        return filters.apply(model, statement).order_by(*order)
+    # json_build_object spaces its output ({"id" : ...}); row_to_json of a row does not. Each
+    # user's row is a LATERAL subquery of its own fields, so the order is the outer query's (on
+    # columns that need not be exported), which the planner serves from the lower(email) index.
+    # The row is named "u.*", not "u", which a column called u would shadow.
     fields = select(*(_json_value(model.column(name), dialect).label(name) for name in columns))
-    row = filters.apply(model, fields.select_from(source)).subquery("u")
-    return select(cast(func.row_to_json(literal_column("u.*")), String)).select_from(row)
+    row = fields.correlate(model.table, *model.parent_tables).lateral("u")
+    statement = select(cast(func.row_to_json(literal_column("u.*")), String)).select_from(
+        source.join(row, true())
+    )
+    return filters.apply(model, statement).order_by(*order)
 
 
 def csv_rows_statement(
-    model: UserModel, columns: list[str], dialect: str, filters: UserFilters
+    model: UserModel,
+    columns: list[str],
+    dialect: str,
+    filters: UserFilters,
+    order: Sequence[Any] = (),
 ) -> Any:
-    """One text column per field, as the CSV should show it, for the users matching ``filters``.
+    """One text column per field, as the CSV should show it, for the users matching ``filters``,
+    in ``order``.
 
     An empty cell means "not given" to ``import-users``; a user without a password (NULL
     ``hashed_password``, who logs in through OAuth only) is written ``null`` instead, which
@@ -163,7 +179,7 @@ def csv_rows_statement(
             for name in columns
         )
     )
-    return filters.apply(model, fields.select_from(model.selectable))
+    return filters.apply(model, fields.select_from(model.selectable)).order_by(*order)
 
 
 async def export_users(
@@ -193,16 +209,19 @@ async def export_users(
             counting = select(func.count()).select_from(ctx.model.selectable)
             counting = filters.apply(ctx.model, counting)
             total = int((await ctx.session.execute(counting)).scalar_one())
+        # list-users' order, so that two exports of the same users are the same bytes.
+        order = user_order(ctx.model, unique_key=await has_unique_email_key(ctx))
         forms = None
         if not renders_in_database(ctx.model, columns, dialect):
             forms = {name: form_for(ctx.model.column(name).type) for name in columns}
         if forms is not None:
             fields = select(*(ctx.model.column(name) for name in columns))
             statement = filters.apply(ctx.model, fields.select_from(ctx.model.selectable))
+            statement = statement.order_by(*order)
         elif fmt == "csv":
-            statement = csv_rows_statement(ctx.model, columns, dialect, filters)
+            statement = csv_rows_statement(ctx.model, columns, dialect, filters, order)
         else:
-            statement = json_rows_statement(ctx.model, columns, dialect, filters)
+            statement = json_rows_statement(ctx.model, columns, dialect, filters, order)
         result = await ctx.session.stream(statement, execution_options={"yield_per": BATCH})
         written = 0
         writer = CsvRows(out) if fmt == "csv" else None

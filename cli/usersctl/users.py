@@ -374,28 +374,70 @@ class Page:
     next_after: str | None
 
 
+def user_order(model: UserModel, *, unique_key: bool = False) -> list[Any]:
+    """The order users are listed and exported in: the lowercased email, then the id, for
+    addresses that differ only in case (in a table without the unique ``lower(email)`` index).
+    ``unique_key`` says the table has that index: the id is left out, and the index alone
+    serves the order (with the id, SQLite sorts each run of equal keys in a temporary B-tree).
+    """
+    key = func.lower(model.table.c.email)
+    return [key] if unique_key else [key, model.column("id")]
+
+
+async def has_unique_email_key(ctx: UserContext) -> bool:
+    """Whether the user table has a valid unique index on ``lower(email)``."""
+    from usersctl.schema import email_index_state
+
+    table = ctx.model.table
+    state = await ctx.session.run_sync(
+        lambda s: email_index_state(s.connection(), table.name, table.schema)[0]
+    )
+    return bool(state == "ok")
+
+
+#: The label of the order key in list_users' rows (a name no column has).
+ORDER_KEY = "_usersctl_order_key"
+
+
 async def list_users(
     ctx: UserContext, filters: UserFilters, *, limit: int, after: str | None = None
 ) -> Page:
-    """Users in the order of their lowercased email, from just after ``after`` (keyset paging)."""
+    """Users in ``user_order``, from just after the email ``after`` (keyset paging).
+
+    A page never ends between users whose addresses differ only in case (the cursor, an email,
+    could not say where in such a run the next page starts): it ends before the run, or, when
+    the run fills the page, takes the whole run."""
     table = ctx.model.table
     key = func.lower(table.c.email)
+    order = user_order(ctx.model)
     if ctx.model.parent_tables:  # a joined-table subclass: the parents' columns too
-        fields = select(*(ctx.model.column(name) for name in ctx.model.columns))
-        statement = filters.apply(ctx.model, fields.select_from(ctx.model.selectable).order_by(key))
+        fields = select(
+            *(ctx.model.column(name) for name in ctx.model.columns), key.label(ORDER_KEY)
+        )
+        statement = filters.apply(ctx.model, fields.select_from(ctx.model.selectable))
     else:
-        statement = filters.apply(ctx.model, select(table).order_by(key))
+        statement = filters.apply(ctx.model, select(table, key.label(ORDER_KEY)))
     if after:
         statement = statement.where(key > func.lower(after))
-    result = await ctx.session.execute(statement.limit(limit + 1))
-    rows = [dict(row._mapping) for row in result]
+    statement = statement.order_by(*order)
+    rows = [dict(row._mapping) for row in await ctx.session.execute(statement.limit(limit + 1))]
     more = len(rows) > limit
-    rows = rows[:limit]
+    page = rows[:limit]
+    if more and page[-1][ORDER_KEY] == rows[limit][ORDER_KEY]:
+        run_key = page[-1][ORDER_KEY]
+        before_run = [row for row in page if row[ORDER_KEY] != run_key]
+        if before_run:
+            page = before_run
+        else:
+            run = await ctx.session.execute(statement.where(key == run_key))
+            page = [dict(row._mapping) for row in run]
+            rest = await ctx.session.execute(statement.where(key > run_key).limit(1))
+            more = rest.first() is not None
     counting = select(func.count()).select_from(ctx.model.selectable)
     total_query = filters.apply(ctx.model, counting)
     total = int((await ctx.session.execute(total_query)).scalar_one())
-    visible = [{name: row[name] for name in ctx.model.columns} for row in rows]
-    return Page(visible, total, rows[-1]["email"] if more and rows else None)
+    visible = [{name: row[name] for name in ctx.model.columns} for row in page]
+    return Page(visible, total, page[-1]["email"] if more and page else None)
 
 
 # Writing -------------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ import datetime as dt
 import json
 from typing import TYPE_CHECKING
 
+import pytest
+
 from harness import is_sqlite
 
 if TYPE_CHECKING:
@@ -27,9 +29,10 @@ def exported(usersctl: Usersctl, *args: str) -> list[str]:
 
 
 def both(usersctl: Usersctl, *args: str) -> list[str]:
-    """What list-users and export-users select with the same filters: the same users."""
+    """What list-users and export-users select with the same filters: the same users, in the
+    same order."""
     shown = listed(usersctl, *args)
-    assert sorted(exported(usersctl, *args)) == sorted(shown), args
+    assert exported(usersctl, *args) == shown, args
     return shown
 
 
@@ -152,3 +155,66 @@ def test_created_filters_need_one_creation_time_column(usersctl: Usersctl, db: D
     ), error
     # Without those filters, such a table lists as ever.
     assert listed(usersctl) == ["ann@example.com"]
+
+
+SCRAMBLED = [f"{name}{n}@example.com" for n in (3, 1, 2) for name in ("zed", "Amy", "bo", "Cy")]
+
+
+def test_exports_come_in_list_users_order_and_repeat_byte_for_byte(
+    usersctl: Usersctl, db: Database
+) -> None:
+    db.seed(*SCRAMBLED)  # stored in an order that is not the email's
+    db.execute("UPDATE \"user\" SET is_verified = true WHERE email LIKE 'bo%'")  # moves rows (PG)
+    order = sorted(SCRAMBLED, key=str.lower)
+    assert listed(usersctl) == order
+    for fmt in ("jsonl", "json", "csv"):
+        first = usersctl.ok("export-users", "-", "-o", fmt).stdout
+        assert usersctl.ok("export-users", "-", "-o", fmt).stdout == first, fmt
+        if fmt == "jsonl":
+            assert [json.loads(line)["email"] for line in first.splitlines()] == order
+        elif fmt == "json":
+            assert [row["email"] for row in json.loads(first)] == order
+        else:
+            assert [line.split(",")[1] for line in first.splitlines()[1:]] == order
+
+
+def test_python_rendered_exports_keep_the_order_too(usersctl: Usersctl, db: Database) -> None:
+    """A column the database does not render in its form (a time) is written by Python."""
+    add_column(db, "created_at", "TIMESTAMP")
+    for index, email in enumerate(SCRAMBLED):
+        db.seed(email, created_at=dt.datetime(2024, 1, 1 + index))
+    order = sorted(SCRAMBLED, key=str.lower)
+    for fmt in ("jsonl", "csv"):
+        first = usersctl.ok("export-users", "-", "-o", fmt, "--include-hashes").stdout
+        assert usersctl.ok("export-users", "-", "-o", fmt, "--include-hashes").stdout == first
+    assert exported(usersctl, "--created-after", "2024-01-02") == [
+        email for email in order if email != SCRAMBLED[0]
+    ]
+    assert exported(usersctl) == order
+
+
+@pytest.mark.parametrize("limit", ["1", "3"])
+def test_addresses_differing_only_in_case_keep_one_order_and_every_page(
+    usersctl: Usersctl, db: Database, limit: str
+) -> None:
+    """In a table without the unique lower(email) index, users whose addresses differ only in
+    case come in id order, and a page never ends inside such a run: paging sees them all."""
+    db.execute("DROP INDEX ix_user_email_lower")
+    seeded = db.seed("b@example.com", "Dup@example.com", "DUP@example.com", "dup@example.com")
+    db.seed("a@example.com", "e@example.com")
+    runs = sorted(
+        (row for row in seeded if row["email"].lower() == "dup@example.com"),
+        key=lambda row: str(row["id"]),
+    )
+    order = ["a@example.com", "b@example.com", *(row["email"] for row in runs), "e@example.com"]
+    assert listed(usersctl) == order
+    assert exported(usersctl) == order
+    seen: list[str] = []
+    after: list[str] = []
+    for _ in range(10):
+        result = usersctl.ok("list-users", "--limit", limit, *after, "-o", "json")
+        seen += [row["email"] for row in json.loads(result.stdout)]
+        if "Next page: --after " not in result.stderr:
+            break
+        after = ["--after", result.stderr.split("Next page: --after ")[1].strip().strip("'")]
+    assert seen == order
