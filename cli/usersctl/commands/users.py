@@ -220,6 +220,14 @@ def list_users(
             "--after", metavar="CURSOR", help="Start after this email (the footer gives it)."
         ),
     ] = None,
+    page_info: Annotated[
+        bool,
+        typer.Option(
+            "--page-info",
+            help='With -o json: print {"users": [...], "next_after": CURSOR}, the --after value '
+            "of the next page, or null after the last, e.g. list-users -o json --page-info.",
+        ),
+    ] = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """List users in email order, a page at a time. Filters combine: a user must match all.
@@ -228,8 +236,11 @@ def list_users(
     Example:
       usersctl list-users --superuser --search example.com -o json
       usersctl list-users --email-domain old-corp.net --created-before 2024-01-01
+      usersctl list-users --limit 500 --after "$CURSOR" -o json --page-info
     """
     settings = settings_of(ctx)
+    if page_info and output is not OutputFormat.json:
+        fail("--page-info needs -o json", ExitCode.USAGE)
 
     async def work() -> tuple[list[str], Any, Any]:
         from usersctl import users
@@ -251,7 +262,17 @@ def list_users(
             return ctx_users.model.columns, page, forms_for(ctx_users.model.table)
 
     columns, page, forms = run(work, settings)
-    render_rows(page.users, output, columns=columns, forms=forms)
+    if page_info:
+        import io
+        import json
+
+        users_json = io.StringIO()
+        render_rows(page.users, output, columns=columns, forms=forms, stream=users_json)
+        document = {"users": json.loads(users_json.getvalue()), "next_after": page.next_after}
+        sys.stdout.write(json.dumps(document, ensure_ascii=False, indent=2) + "\n")
+        sys.stdout.flush()
+    else:
+        render_rows(page.users, output, columns=columns, forms=forms)
     shown = len(page.users)
     footer = f"{shown} shown of {page.total} matching user{'s' if page.total != 1 else ''}."
     if page.next_after is not None:
