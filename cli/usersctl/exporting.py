@@ -28,9 +28,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import Boolean, Enum, Integer, TypeDecorator
 
+from usersctl.errors import InvalidInput
 from usersctl.fields import ValueForm, form_for
 from usersctl.models import UserModel, is_uuid_type
-from usersctl.users import UserFilters, has_unique_email_key, open_users, user_order
+from usersctl.users import (
+    UserFilters,
+    choose_columns,
+    has_unique_email_key,
+    open_users,
+    user_order,
+)
 
 BATCH = 10_000
 Progress = Callable[[int, int], None]  # (done, total)
@@ -189,6 +196,7 @@ async def export_users(
     fmt: str = "jsonl",
     filters: UserFilters | None = None,
     include_hashes: bool = False,
+    columns: Sequence[str] | None = None,
     connect_timeout: float = 10.0,
     progress: Progress | None = None,
     model_path: str | None = None,
@@ -196,14 +204,18 @@ async def export_users(
 ) -> int:
     """Write the users matching ``filters`` to ``out``; return how many were written.
 
-    Without ``include_hashes`` no password hash leaves the database.
+    ``columns`` chooses the fields, in their order (``--columns``); without ``include_hashes``
+    no password hash leaves the database.
     """
     filters = filters or UserFilters()
     async with open_users(
         url, connect_timeout=connect_timeout, model_path=model_path, table=table
     ) as ctx:
         dialect = ctx.session.bind.dialect.name
-        columns = export_columns(ctx.model, include_hashes=include_hashes)
+        if columns is not None and "hashed_password" in columns and not include_hashes:
+            raise InvalidInput("--columns: hashed_password is exported only with --include-hashes")
+        available = export_columns(ctx.model, include_hashes=include_hashes)
+        chosen = choose_columns(columns, available)
         total = 0
         if progress:
             counting = select(func.count()).select_from(ctx.model.selectable)
@@ -212,25 +224,25 @@ async def export_users(
         # list-users' order, so that two exports of the same users are the same bytes.
         order = user_order(ctx.model, unique_key=await has_unique_email_key(ctx))
         forms = None
-        if not renders_in_database(ctx.model, columns, dialect):
-            forms = {name: form_for(ctx.model.column(name).type) for name in columns}
+        if not renders_in_database(ctx.model, chosen, dialect):
+            forms = {name: form_for(ctx.model.column(name).type) for name in chosen}
         if forms is not None:
-            fields = select(*(ctx.model.column(name) for name in columns))
+            fields = select(*(ctx.model.column(name) for name in chosen))
             statement = filters.apply(ctx.model, fields.select_from(ctx.model.selectable))
             statement = statement.order_by(*order)
         elif fmt == "csv":
-            statement = csv_rows_statement(ctx.model, columns, dialect, filters, order)
+            statement = csv_rows_statement(ctx.model, chosen, dialect, filters, order)
         else:
-            statement = json_rows_statement(ctx.model, columns, dialect, filters, order)
+            statement = json_rows_statement(ctx.model, chosen, dialect, filters, order)
         result = await ctx.session.stream(statement, execution_options={"yield_per": BATCH})
         written = 0
         writer = CsvRows(out) if fmt == "csv" else None
         if writer is not None:
-            writer.writerows([columns])
+            writer.writerows([chosen])
         elif fmt == "json":
             out.write("[")
         async for rows in result.partitions(BATCH):
-            batch = rows if forms is None else _rendered_in_python(rows, columns, forms, fmt)
+            batch = rows if forms is None else _rendered_in_python(rows, chosen, forms, fmt)
             if writer is not None:
                 writer.writerows(batch)
             elif fmt == "json":

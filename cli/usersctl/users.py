@@ -116,6 +116,21 @@ async def open_users(
 # Reading -------------------------------------------------------------------------------------
 
 
+def choose_columns(names: Sequence[str] | None, available: Sequence[str]) -> list[str]:
+    """The fields ``names`` (``--columns``) chooses, in its order; all of ``available`` for
+    None. An unknown or repeated name raises ``InvalidInput``, naming the fields there are."""
+    if names is None:
+        return list(available)
+    listed = ", ".join(available)
+    for index, name in enumerate(names):
+        if name not in available:
+            what = f"unknown column {name!r}" if name else "an empty column name"
+            raise InvalidInput(f"--columns: {what}; the columns are {listed}")
+        if name in names[:index]:
+            raise InvalidInput(f"--columns: {name!r} is named twice")
+    return list(names)
+
+
 def user_row(model: UserModel, user: Any) -> dict[str, Any]:
     """The user's columns as a dict, without ``hashed_password``."""
     return {name: getattr(user, model.attribute(name)) for name in model.columns}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -300,3 +301,23 @@ CreatedBeforeFilter = Annotated[
         show_default=False,
     ),
 ]
+ColumnsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--columns",
+        metavar="NAME,...",
+        help="Only these fields, in this order, in every output format, e.g. "
+        "--columns id,email,is_active.",
+        show_default=False,
+    ),
+]
+
+
+def column_names(given: str | None) -> list[str] | None:
+    """The names ``--columns`` lists (``usersctl.users.choose_columns`` checks them)."""
+    return None if given is None else [name.strip() for name in given.split(",")]
+
+
+def only(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[dict[str, Any]]:
+    """Each row with just ``columns``, in that order (what JSON and JSON lines print)."""
+    return [{name: row.get(name) for name in columns} for row in rows]

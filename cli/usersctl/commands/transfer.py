@@ -17,6 +17,7 @@ from usersctl.commands.errors import ExitCode, call, fail, run
 from usersctl.commands.options import (
     ActiveFilter,
     AllowWeakPasswordOption,
+    ColumnsOption,
     CreatedAfterFilter,
     CreatedBeforeFilter,
     DryRunOption,
@@ -28,6 +29,7 @@ from usersctl.commands.options import (
     SearchOption,
     SuperuserFilter,
     VerifiedFilter,
+    column_names,
     settings_of,
 )
 from usersctl.commands.render import OutputFormat, render_rows, say
@@ -107,6 +109,7 @@ def export_users(
             help="Export hashed_password as stored (for moving users between databases).",
         ),
     ] = False,
+    columns: ColumnsOption = None,
 ) -> None:
     """Stream users to a file or stdout, in flat memory; no hash leaves without --include-hashes.
 
@@ -116,6 +119,7 @@ def export_users(
     Example:
       usersctl export-users users.jsonl --include-hashes
       usersctl export-users old-corp.csv --email-domain old-corp.net
+      usersctl export-users - -o csv --columns email,is_active
     """
     settings = settings_of(ctx)
     from usersctl.importing import format_for
@@ -147,6 +151,7 @@ def export_users(
                 fmt=fmt,
                 filters=filters,
                 include_hashes=include_hashes,
+                columns=column_names(columns),
                 connect_timeout=settings.connect_timeout,
                 progress=progress,
                 model_path=settings.model_path,

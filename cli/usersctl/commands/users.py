@@ -13,6 +13,7 @@ from usersctl.commands.errors import ExitCode, call, fail, run
 from usersctl.commands.options import (
     ActiveFilter,
     AllowWeakPasswordOption,
+    ColumnsOption,
     CreatedAfterFilter,
     CreatedBeforeFilter,
     DryRunOption,
@@ -32,6 +33,8 @@ from usersctl.commands.options import (
     UserArgument,
     UsersArgument,
     VerifiedFilter,
+    column_names,
+    only,
     settings_of,
 )
 from usersctl.commands.password_input import enforce_policy, read_password
@@ -228,6 +231,7 @@ def list_users(
             "of the next page, or null after the last, e.g. list-users -o json --page-info.",
         ),
     ] = False,
+    columns: ColumnsOption = None,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """List users in email order, a page at a time. Filters combine: a user must match all.
@@ -237,6 +241,7 @@ def list_users(
       usersctl list-users --superuser --search example.com -o json
       usersctl list-users --email-domain old-corp.net --created-before 2024-01-01
       usersctl list-users --limit 500 --after "$CURSOR" -o json --page-info
+      usersctl list-users --columns email,id -o csv
     """
     settings = settings_of(ctx)
     if page_info and output is not OutputFormat.json:
@@ -258,21 +263,23 @@ def list_users(
             created_before=created_before,
         )
         async with settings.open_users() as ctx_users:
+            chosen = users.choose_columns(column_names(columns), ctx_users.model.columns)
             page = await users.list_users(ctx_users, filters, limit=limit, after=after)
-            return ctx_users.model.columns, page, forms_for(ctx_users.model.table)
+            return chosen, page, forms_for(ctx_users.model.table)
 
-    columns, page, forms = run(work, settings)
+    chosen, page, forms = run(work, settings)
+    rows = only(page.users, chosen)
     if page_info:
         import io
         import json
 
         users_json = io.StringIO()
-        render_rows(page.users, output, columns=columns, forms=forms, stream=users_json)
+        render_rows(rows, output, columns=chosen, forms=forms, stream=users_json)
         document = {"users": json.loads(users_json.getvalue()), "next_after": page.next_after}
         sys.stdout.write(json.dumps(document, ensure_ascii=False, indent=2) + "\n")
         sys.stdout.flush()
     else:
-        render_rows(page.users, output, columns=columns, forms=forms)
+        render_rows(rows, output, columns=chosen, forms=forms)
     shown = len(page.users)
     footer = f"{shown} shown of {page.total} matching user{'s' if page.total != 1 else ''}."
     if page.next_after is not None:
@@ -283,6 +290,7 @@ def list_users(
 def show_user(
     ctx: typer.Context,
     user: UserArgument,
+    columns: ColumnsOption = None,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """Show one user, with their OAuth accounts and how many access tokens they hold.
@@ -292,6 +300,7 @@ def show_user(
     \b
     Example:
       usersctl show-user admin@example.com -o json
+      usersctl show-user admin@example.com --columns id,email,is_active
     """
     settings = settings_of(ctx)
 
@@ -313,11 +322,13 @@ def show_user(
                 )
             if tokens is not None:
                 row["access_tokens"] = tokens
-            return ctx_users.model.columns, row, forms_for(ctx_users.model.table)
+            extra = [name for name in ("oauth_accounts", "access_tokens") if name in row]
+            available = [*ctx_users.model.columns, *extra]
+            chosen = users.choose_columns(column_names(columns), available)
+            return chosen, row, forms_for(ctx_users.model.table)
 
-    columns, row, forms = run(work, settings)
-    extra = [name for name in ("oauth_accounts", "access_tokens") if name in row]
-    render_rows([row], output, columns=[*columns, *extra], single=True, forms=forms)
+    chosen, row, forms = run(work, settings)
+    render_rows(only([row], chosen), output, columns=chosen, single=True, forms=forms)
 
 
 def update_user(
