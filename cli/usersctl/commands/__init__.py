@@ -16,6 +16,7 @@ from typer.core import TyperGroup
 from usersctl import DEFAULT_DATABASE_URL, __version__
 from usersctl.commands.errors import EXIT_CODE_HELP, ExitCode, stdout_closed
 from usersctl.commands.options import Settings
+from usersctl.commands.render import QUIET
 
 #: Every command, in the order ``--help`` lists them, and the module and function that make it.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -233,6 +234,16 @@ def root(
             show_default=False,
         ),
     ] = None,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            envvar="USERSCTL_QUIET",
+            help="Print no informational messages on stderr (what changed, revoked tokens, "
+            "footers, progress); errors, warnings and a generated password are still printed.",
+        ),
+    ] = False,
     version: Annotated[
         bool | None,
         typer.Option(
@@ -254,8 +265,11 @@ def root(
         hash_scheme=hash_scheme.value,
         password_helper_path=password_helper or None,
         user_manager_path=user_manager or None,
+        quiet=quiet,
     )
     ctx.call_on_close(ctx.obj.commit_guard.release)  # after the command has printed its output
+    quiet_now = QUIET.set(ctx.obj.quiet)  # the one switch of say(), for this invocation
+    ctx.call_on_close(lambda: QUIET.reset(quiet_now))
 
 
 def main() -> None:

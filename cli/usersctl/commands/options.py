@@ -39,6 +39,9 @@ class Settings:
     password_helper_path: str | None = None
     #: ``module.path:attribute`` of the app's user manager (``--user-manager``), or None.
     user_manager_path: str | None = None
+    #: ``-q/--quiet``: no informational messages on stderr (``render.say``), errors and
+    #: warnings all the same.
+    quiet: bool = False
 
     def checked_url(self) -> str:
         """The database URL, refused when it is the built-in default and its file is missing."""

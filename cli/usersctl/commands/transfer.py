@@ -32,7 +32,7 @@ from usersctl.commands.options import (
     column_names,
     settings_of,
 )
-from usersctl.commands.render import OutputFormat, render_rows, say
+from usersctl.commands.render import QUIET, OutputFormat, render_rows, say, warn
 
 
 class FileFormat(str, enum.Enum):
@@ -53,8 +53,9 @@ class OnConflict(str, enum.Enum):
 
 @contextmanager
 def progress_bar(label: str) -> Iterator[Callable[..., None] | None]:
-    """A progress bar on stderr when stderr is a terminal; otherwise nothing is drawn."""
-    if not sys.stderr.isatty():
+    """A progress bar on stderr when stderr is a terminal (and not ``-q``); otherwise nothing is
+    drawn."""
+    if not sys.stderr.isatty() or QUIET.get():
         yield None
         return
     from rich.console import Console
@@ -401,7 +402,7 @@ def import_users(
     summary = run(work, settings)
     render_rows([summary], output, columns=columns, single=True)
     if allow_weak_password:
-        say("Warning: plaintext passwords were not checked against the password policy.")
+        warn("Warning: plaintext passwords were not checked against the password policy.")
     if dry_run:
         say("Dry run: nothing was written.")
 

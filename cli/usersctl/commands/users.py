@@ -38,7 +38,7 @@ from usersctl.commands.options import (
     settings_of,
 )
 from usersctl.commands.password_input import enforce_policy, read_password
-from usersctl.commands.render import OutputFormat, render_rows, say, to_text
+from usersctl.commands.render import OutputFormat, render_rows, say, to_text, warn
 
 if TYPE_CHECKING:
     from usersctl.references import DeleteRules
@@ -191,7 +191,7 @@ async def _app_hash(
     from usersctl.user_manager import manager_hashing, validate_password
 
     if allow_weak and not secret.generated:
-        say("Warning: the app's validate_password was not run (--allow-weak-password).")
+        warn("Warning: the app's validate_password was not run (--allow-weak-password).")
     elif not secret.generated:
         await validate_password(manager, secret.password, user)
     hashing = manager_hashing(manager, settings.user_manager_path or "")
