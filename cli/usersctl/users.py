@@ -221,6 +221,16 @@ async def find_users(
     return list(found.values()), missing
 
 
+async def find_every_user(ctx: UserContext, refs: Sequence[str]) -> list[Any]:
+    """The users named by ``refs`` (each once, in order); raises ``UserNotFound`` naming every
+    ref that matched nobody."""
+    found, missing = await find_users(ctx, refs, missing_ok=True)
+    if missing:
+        names = ", ".join(repr(ref.strip()) for ref in missing)
+        raise UserNotFound(f"no user {names}" if len(missing) == 1 else f"no users {names}")
+    return found
+
+
 #: The names a column recording when a user was created goes by (a date-and-time column).
 CREATION_COLUMNS = ("created_at", "created", "date_joined", "created_on")
 

@@ -287,55 +287,82 @@ def list_users(
     say(footer)
 
 
+def _render_users(
+    rows: Sequence[dict[str, Any]],
+    output: OutputFormat,
+    columns: Sequence[str],
+    forms: Any,
+    *,
+    several: bool,
+) -> None:
+    """One user as ever (a field/value table, one JSON object); several users each as their own
+    field/value table, a blank line between, or as a list: a JSON array, JSON lines, CSV rows."""
+    if not several:
+        render_rows(rows, output, columns=columns, single=True, forms=forms)
+    elif output is OutputFormat.table:
+        for index, row in enumerate(rows):
+            if index:
+                sys.stdout.write("\n")
+            render_rows([row], output, columns=columns, single=True, forms=forms)
+    else:
+        render_rows(rows, output, columns=columns, forms=forms)
+
+
 def show_user(
     ctx: typer.Context,
-    user: UserArgument,
+    users_: UsersArgument,
     columns: ColumnsOption = None,
     output: OutputOption = OutputFormat.table,
 ) -> None:
-    """Show one user, with their OAuth accounts and how many access tokens they hold.
+    """Show users, with their OAuth accounts and how many access tokens they hold.
 
-    OAuth accounts show provider, account id and account email, never their tokens.
+    OAuth accounts show provider, account id and account email, never their tokens. Several
+    users are shown one after the other; -o json prints one object for one user, as ever, and
+    a list for several. A user not found is exit 3, naming each one.
 
     \b
     Example:
       usersctl show-user admin@example.com -o json
-      usersctl show-user admin@example.com --columns id,email,is_active
+      usersctl show-user admin@example.com 7 ops@example.com --columns id,email,is_active
     """
     settings = settings_of(ctx)
 
-    async def work() -> tuple[list[str], dict[str, Any], Any]:
+    async def work() -> tuple[list[str], list[dict[str, Any]], Any]:
         from usersctl import logins, users
         from usersctl.fields import forms_for
 
         async with settings.open_users() as ctx_users:
-            found = await users.find_user(ctx_users, user)
-            row = users.user_row(ctx_users.model, found)
-            links = await logins.oauth_links(ctx_users, found)
-            tokens = await logins.count_access_tokens(ctx_users, found)
-            if links is not None:
-                structured = output in (OutputFormat.json, OutputFormat.jsonl)
-                row["oauth_accounts"] = (
-                    [link.as_dict() for link in links]
-                    if structured
-                    else ", ".join(str(link) for link in links)
-                )
-            if tokens is not None:
-                row["access_tokens"] = tokens
-            extra = [name for name in ("oauth_accounts", "access_tokens") if name in row]
+            found = await users.find_every_user(ctx_users, users_)
+            rows = []
+            for each in found:
+                row = users.user_row(ctx_users.model, each)
+                links = await logins.oauth_links(ctx_users, each)
+                tokens = await logins.count_access_tokens(ctx_users, each)
+                if links is not None:
+                    structured = output in (OutputFormat.json, OutputFormat.jsonl)
+                    row["oauth_accounts"] = (
+                        [link.as_dict() for link in links]
+                        if structured
+                        else ", ".join(str(link) for link in links)
+                    )
+                if tokens is not None:
+                    row["access_tokens"] = tokens
+                rows.append(row)
+            extra = [name for name in ("oauth_accounts", "access_tokens") if name in rows[0]]
             available = [*ctx_users.model.columns, *extra]
             chosen = users.choose_columns(column_names(columns), available)
-            return chosen, row, forms_for(ctx_users.model.table)
+            return chosen, rows, forms_for(ctx_users.model.table)
 
-    chosen, row, forms = run(work, settings)
-    render_rows(only([row], chosen), output, columns=chosen, single=True, forms=forms)
+    chosen, rows, forms = run(work, settings)
+    _render_users(only(rows, chosen), output, chosen, forms, several=len(users_) > 1)
 
 
 def update_user(
     ctx: typer.Context,
-    user: UserArgument,
+    users_: UsersArgument,
     email: Annotated[
-        str | None, typer.Option("--email", metavar="NEW", help="New email address.")
+        str | None,
+        typer.Option("--email", metavar="NEW", help="New email address (of one user only)."),
     ] = None,
     superuser: Annotated[
         bool | None,
@@ -358,17 +385,24 @@ def update_user(
     dry_run: DryRunOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
-    """Change a user's email, flags or other columns (--set). A new email makes the user
+    """Change users' email, flags or other columns (--set). A new email makes the user
     unverified unless --verified.
+
+    Several users are changed alike in one transaction: all of them, or (a user not found, exit
+    3; a refused change) none. Output as show-user's.
 
     \b
     Example:
       usersctl update-user old@example.com --email new@example.com --verified
       usersctl update-user alice@example.com --set first_name=Alice --set tenant_id=null
+      usersctl update-user alice@example.com bob@example.com --verified --set tenant_id=3
     """
     settings = settings_of(ctx)
+    several = len(users_) > 1
+    if several and email is not None:
+        fail("--email gives one user a new address: name one user", ExitCode.USAGE)
 
-    async def work() -> tuple[list[str], dict[str, Any], dict[str, Any], Any]:
+    async def work() -> tuple[list[str], list[dict[str, Any]], list[dict[str, Any]], Any]:
         from usersctl import users
         from usersctl.fields import forms_for
         from usersctl.models import field_values
@@ -377,38 +411,44 @@ def update_user(
             settings.open_users(write=True) as ctx_users,
             settings.open_manager(ctx_users) as manager,
         ):
-            found = await users.find_user(ctx_users, user)
+            found = await users.find_every_user(ctx_users, users_)
             extra = field_values(ctx_users.model, fields or [], creating=False)
-            changes = await users.update_user(
-                ctx_users,
-                found,
-                email=email,
-                is_superuser=superuser,
-                is_verified=verified,
-                is_active=active,
-                extra=extra,
-                force=force,
-            )
-            row = users.user_row(ctx_users.model, found)
+            every_change = []
+            for each in found:
+                changes = await users.update_user(
+                    ctx_users,
+                    each,
+                    email=email,
+                    is_superuser=superuser,
+                    is_verified=verified,
+                    is_active=active,
+                    extra=extra,
+                    force=force,
+                )
+                every_change.append(changes)
+            rows = [users.user_row(ctx_users.model, each) for each in found]
             await _finish(ctx_users, dry_run)
-            if manager is not None and changes and not dry_run:
-                # As the app's PATCH /users routes: the fields given, then the verification.
-                updated = {name: new for name, (_, new) in changes.items()}
-                await _hook(manager, "on_after_update", found, updated, done="the user was updated")
-                if updated.get("is_verified") is True:
-                    await _hook(manager, "on_after_verify", found, done="the user was updated")
-            return ctx_users.model.columns, row, changes, forms_for(ctx_users.model.table)
+            for each, changes in zip(found, every_change, strict=True):
+                if manager is not None and changes and not dry_run:
+                    # As the app's PATCH /users routes: the fields given, then the verification.
+                    updated = {name: new for name, (_, new) in changes.items()}
+                    done = f"{each.email} was updated"
+                    await _hook(manager, "on_after_update", each, updated, done=done)
+                    if updated.get("is_verified") is True:
+                        await _hook(manager, "on_after_verify", each, done=done)
+            return ctx_users.model.columns, rows, every_change, forms_for(ctx_users.model.table)
 
-    columns, row, changes, forms = run(work, settings)
-    if not changes:
-        status = "unchanged"
-    else:
-        status = "would update" if dry_run else "updated"
+    columns, rows, every_change, forms = run(work, settings)
+    for row, changes in zip(rows, every_change, strict=True):
+        if not changes:
+            row["status"] = "unchanged"
+            continue
+        row["status"] = "would update" if dry_run else "updated"
+        whose = f"{row['email']}: " if several else ""
         for name, (old, new) in changes.items():
-            say(f"{name}: {_shown(old, forms.get(name))} -> {_shown(new, forms.get(name))}")
-    render_rows(
-        [{**row, "status": status}], output, columns=[*columns, "status"], single=True, forms=forms
-    )
+            old_text, new_text = _shown(old, forms.get(name)), _shown(new, forms.get(name))
+            say(f"{whose}{name}: {old_text} -> {new_text}")
+    _render_users(rows, output, [*columns, "status"], forms, several=several)
 
 
 async def _revoke_sessions(ctx_users: Any, found: Sequence[Any]) -> dict[Any, int] | None:
