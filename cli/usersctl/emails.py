@@ -104,3 +104,23 @@ class EmailNormalizer:
         if len(self._domains) < 100_000:
             self._domains[domain] = result
         return result
+
+
+def normalize_domain(raw: str) -> tuple[str, str]:
+    """An address's domain (``old-corp.net``, or ``@old-corp.net``) as ``normalize_email`` writes
+    it in an address (lowercased, IDNA-normalised: ``Bücher.DE`` is ``bücher.de``), and its
+    ASCII form (``xn--bcher-kva.de``; the same for an ASCII domain).
+
+    Raises ``InvalidEmail`` when no address could have it."""
+    from email_validator import EmailNotValidError, validate_email
+
+    domain = raw.strip()
+    domain = domain[1:] if domain.startswith("@") else domain
+    if not domain or "@" in domain or any(ch in domain for ch in "\r\n\x00"):
+        raise InvalidEmail(f"invalid email domain {raw.strip()!r}")
+    try:
+        result = validate_email(f"a@{domain}", check_deliverability=False)
+    except EmailNotValidError as exc:
+        reason = str(exc).rstrip(".")
+        raise InvalidEmail(f"invalid email domain {raw.strip()!r}: {reason}") from None
+    return str(result.domain), str(result.ascii_domain)

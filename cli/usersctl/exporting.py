@@ -25,13 +25,21 @@ from sqlalchemy import (
     literal,
     literal_column,
     select,
+    true,
 )
 from sqlalchemy.types import Boolean, Enum, Integer, TypeDecorator
 
 from usersctl.csv_cells import formula_safe, formula_safe_sql
+from usersctl.errors import InvalidInput
 from usersctl.fields import ValueForm, form_for, is_text_type
 from usersctl.models import UserModel, is_uuid_type
-from usersctl.users import UserFilters, open_users
+from usersctl.users import (
+    UserFilters,
+    choose_columns,
+    has_unique_email_key,
+    open_users,
+    user_order,
+)
 
 BATCH = 10_000
 Progress = Callable[[int, int], None]  # (done, total)
@@ -144,22 +152,32 @@ def _text_value(column: Column[Any], dialect: str, raw_csv: bool) -> ColumnEleme
 
 
 def json_rows_statement(
-    model: UserModel, columns: list[str], dialect: str, filters: UserFilters
+    model: UserModel,
+    columns: list[str],
+    dialect: str,
+    filters: UserFilters,
+    order: Sequence[Any] = (),
 ) -> Any:
     """One text column: each user matching ``filters`` as a JSON object, rendered by the
     database, compact and with the fields in ``columns`` order on both databases (for the
-    columns ``renders_in_database`` accepts)."""
+    columns ``renders_in_database`` accepts), in ``order`` (``usersctl.users.user_order``)."""
     source = model.selectable  # the user table, joined to its parents for a subclass
     if dialect == "sqlite":
         pairs: list[Any] = []
         for name in columns:
             pairs += [literal(name), _json_value(model.column(name), dialect)]
-        return filters.apply(model, select(func.json_object(*pairs)).select_from(source))
-    # json_build_object spaces its output ({"id" : ...}); row_to_json of a row does not. The row
-    # is named "u.*", not "u", which a column called u would shadow.
+        statement = select(func.json_object(*pairs)).select_from(source)
+        return filters.apply(model, statement).order_by(*order)
+    # json_build_object spaces its output ({"id" : ...}); row_to_json of a row does not. Each
+    # user's row is a LATERAL subquery of its own fields, so the order is the outer query's (on
+    # columns that need not be exported), which the planner serves from the lower(email) index.
+    # The row is named "u.*", not "u", which a column called u would shadow.
     fields = select(*(_json_value(model.column(name), dialect).label(name) for name in columns))
-    row = filters.apply(model, fields.select_from(source)).subquery("u")
-    return select(cast(func.row_to_json(literal_column("u.*")), String)).select_from(row)
+    row = fields.correlate(model.table, *model.parent_tables).lateral("u")
+    statement = select(cast(func.row_to_json(literal_column("u.*")), String)).select_from(
+        source.join(row, true())
+    )
+    return filters.apply(model, statement).order_by(*order)
 
 
 def csv_rows_statement(
@@ -167,11 +185,12 @@ def csv_rows_statement(
     columns: list[str],
     dialect: str,
     filters: UserFilters,
+    order: Sequence[Any] = (),
     *,
     raw_csv: bool = False,
 ) -> Any:
-    """One text column per field, as the CSV should show it, for the users matching ``filters``:
-    text formula-safe, unless ``raw_csv``.
+    """One text column per field, as the CSV should show it, for the users matching ``filters``,
+    in ``order``: text formula-safe, unless ``raw_csv``.
 
     An empty cell means "not given" to ``import-users``; a user without a password (NULL
     ``hashed_password``, who logs in through OAuth only) is written ``null`` instead, which
@@ -186,7 +205,7 @@ def csv_rows_statement(
             for name in columns
         )
     )
-    return filters.apply(model, fields.select_from(model.selectable))
+    return filters.apply(model, fields.select_from(model.selectable)).order_by(*order)
 
 
 async def export_users(
@@ -196,6 +215,7 @@ async def export_users(
     fmt: str = "jsonl",
     filters: UserFilters | None = None,
     include_hashes: bool = False,
+    columns: Sequence[str] | None = None,
     connect_timeout: float = 10.0,
     progress: Progress | None = None,
     model_path: str | None = None,
@@ -204,40 +224,49 @@ async def export_users(
 ) -> int:
     """Write the users matching ``filters`` to ``out``; return how many were written.
 
-    Without ``include_hashes`` no password hash leaves the database. CSV cells of text are
-    formula-safe (``usersctl.csv_cells``) unless ``raw_csv``.
+    ``columns`` chooses the fields, in their order (``--columns``); without ``include_hashes``
+    no password hash leaves the database. CSV cells of text are formula-safe
+    (``usersctl.csv_cells``) unless ``raw_csv``.
     """
     filters = filters or UserFilters()
     async with open_users(
         url, connect_timeout=connect_timeout, model_path=model_path, table=table
     ) as ctx:
         dialect = ctx.session.bind.dialect.name
-        columns = export_columns(ctx.model, include_hashes=include_hashes)
+        if columns is not None and "hashed_password" in columns and not include_hashes:
+            raise InvalidInput("--columns: hashed_password is exported only with --include-hashes")
+        available = export_columns(ctx.model, include_hashes=include_hashes)
+        chosen = choose_columns(columns, available)
         total = 0
         if progress:
-            counted = select(func.count()).select_from(ctx.model.selectable)
-            counting = filters.apply(ctx.model, counted)
+            counting = select(func.count()).select_from(ctx.model.selectable)
+            counting = filters.apply(ctx.model, counting)
             total = int((await ctx.session.execute(counting)).scalar_one())
+        # list-users' order, so that two exports of the same users are the same bytes.
+        order = user_order(ctx.model, unique_key=await has_unique_email_key(ctx))
         forms = None
-        if not renders_in_database(ctx.model, columns, dialect):
-            forms = {name: form_for(ctx.model.column(name).type) for name in columns}
+        if not renders_in_database(ctx.model, chosen, dialect):
+            forms = {name: form_for(ctx.model.column(name).type) for name in chosen}
         if forms is not None:
-            fields = select(*(ctx.model.column(name) for name in columns))
+            fields = select(*(ctx.model.column(name) for name in chosen))
             statement = filters.apply(ctx.model, fields.select_from(ctx.model.selectable))
+            statement = statement.order_by(*order)
         elif fmt == "csv":
-            statement = csv_rows_statement(ctx.model, columns, dialect, filters, raw_csv=raw_csv)
+            statement = csv_rows_statement(
+                ctx.model, chosen, dialect, filters, order, raw_csv=raw_csv
+            )
         else:
-            statement = json_rows_statement(ctx.model, columns, dialect, filters)
+            statement = json_rows_statement(ctx.model, chosen, dialect, filters, order)
         result = await ctx.session.stream(statement, execution_options={"yield_per": BATCH})
         written = 0
         writer = CsvRows(out) if fmt == "csv" else None
         if writer is not None:
-            writer.writerows([columns])
+            writer.writerows([chosen])
         elif fmt == "json":
             out.write("[")
         async for rows in result.partitions(BATCH):
             batch = (
-                rows if forms is None else _rendered_in_python(rows, columns, forms, fmt, raw_csv)
+                rows if forms is None else _rendered_in_python(rows, chosen, forms, fmt, raw_csv)
             )
             if writer is not None:
                 writer.writerows(batch)

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, Table, func, select
+from sqlalchemy import Column, Select, Table, func, or_, select
 from sqlalchemy.exc import IntegrityError, MultipleResultsFound
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,7 +36,7 @@ from usersctl.errors import (
     UserAlreadyExists,
     UserNotFound,
 )
-from usersctl.fields import INT64
+from usersctl.fields import INT64, type_name
 from usersctl.models import (
     UserModel,
     load_user_model,
@@ -112,6 +112,21 @@ async def open_users(
 
 
 # Reading -------------------------------------------------------------------------------------
+
+
+def choose_columns(names: Sequence[str] | None, available: Sequence[str]) -> list[str]:
+    """The fields ``names`` (``--columns``) chooses, in its order; all of ``available`` for
+    None. An unknown or repeated name raises ``InvalidInput``, naming the fields there are."""
+    if names is None:
+        return list(available)
+    listed = ", ".join(available)
+    for index, name in enumerate(names):
+        if name not in available:
+            what = f"unknown column {name!r}" if name else "an empty column name"
+            raise InvalidInput(f"--columns: {what}; the columns are {listed}")
+        if name in names[:index]:
+            raise InvalidInput(f"--columns: {name!r} is named twice")
+    return list(names)
 
 
 def user_row(model: UserModel, user: Any) -> dict[str, Any]:
@@ -235,17 +250,79 @@ async def find_users(
     return list(found.values()), missing
 
 
+async def find_every_user(ctx: UserContext, refs: Sequence[str]) -> list[Any]:
+    """The users named by ``refs`` (each once, in order); raises ``UserNotFound`` naming every
+    ref that matched nobody."""
+    found, missing = await find_users(ctx, refs, missing_ok=True)
+    if missing:
+        names = ", ".join(repr(ref.strip()) for ref in missing)
+        raise UserNotFound(f"no user {names}" if len(missing) == 1 else f"no users {names}")
+    return found
+
+
+#: The names a column recording when a user was created goes by (a date-and-time column).
+CREATION_COLUMNS = ("created_at", "created", "date_joined", "created_on")
+
+
+def creation_column(model: UserModel) -> Column[Any]:
+    """The user table's creation time: its one date-and-time column named as in
+    ``CREATION_COLUMNS``; raises ``InvalidInput`` when it has none, or several."""
+    from sqlalchemy.types import DateTime, TypeDecorator
+
+    named = [column for column in model.all_columns if column.name in CREATION_COLUMNS]
+    timed = []
+    for column in named:
+        kind = column.type
+        while isinstance(kind, TypeDecorator):
+            kind = kind.impl_instance
+        if isinstance(kind, DateTime):
+            timed.append(column)
+    if len(timed) == 1:
+        return timed[0]
+    if timed:
+        names = ", ".join(column.name for column in timed)
+        raise InvalidInput(
+            f"the user table has several creation time columns ({names}); "
+            "--created-after/--created-before cannot tell which one to use"
+        )
+    others = "".join(
+        f"; {column.name} is {type_name(column.type)}, not a date and time" for column in named
+    )
+    raise InvalidInput(
+        "the user table has no creation time column (a date-and-time column named "
+        f"{', '.join(CREATION_COLUMNS)}){others}"
+    )
+
+
+def _like_literal(text: str) -> str:
+    """``text`` with LIKE's wildcards escaped (escape character ``\\``)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 @dataclass(frozen=True)
 class UserFilters:
-    """What ``list-users`` and ``export-users`` select; ``None`` means either."""
+    """What ``list-users`` and ``export-users`` select, every condition given at once (AND);
+    ``None`` or empty means any. Made with ``user_filters``, which checks what needs no
+    database; ``apply`` checks the rest (ids and times, against the table's types)."""
 
     is_active: bool | None = None
     is_superuser: bool | None = None
     is_verified: bool | None = None
+    #: A substring of the email, in any case.
     search: str | None = None
+    #: Exact addresses, in any case (the lower(email) rule of lookups).
+    emails: tuple[str, ...] = ()
+    #: The domain of the address, normalised, and its ASCII (IDNA) form.
+    email_domain: tuple[str, str] | None = None
+    #: User ids, as given (parsed by ``apply`` as the id column's type).
+    ids: tuple[str, ...] = ()
+    #: ISO 8601 dates or times: created at or after ``created_after``, before ``created_before``.
+    created_after: str | None = None
+    created_before: str | None = None
 
     def apply(self, model: UserModel, statement: Select[Any]) -> Select[Any]:
         """``statement`` (which selects from ``model.selectable``) narrowed to these users."""
+        email = model.column("email")
         for name in ("is_active", "is_superuser", "is_verified"):
             wanted = getattr(self, name)
             if wanted is not None:
@@ -254,9 +331,100 @@ class UserFilters:
             escaped = self.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             # case_key: lower(); on SQLite, for letters beyond ASCII too (as PostgreSQL's).
             pattern = case_key(f"%{escaped}%")
-            email = model.column("email")
             statement = statement.where(case_key(email).like(pattern, escape="\\"))
+        key = func.lower(email)
+        if self.emails:
+            # lower(email) = lower(given) for each: the lower(email) index finds them. An
+            # address beyond ASCII is compared by case_key, as lookups do (on SQLite, a scan).
+            plain = [given for given in self.emails if given.isascii()]
+            other = [given for given in self.emails if not given.isascii()]
+            conditions = [key.in_([func.lower(given) for given in plain])] if plain else []
+            if other:
+                conditions.append(case_key(email).in_([case_key(given) for given in other]))
+            statement = statement.where(or_(*conditions))
+        if self.email_domain is not None:
+            # Ends with @domain: a scan (no index serves a suffix), after the other conditions.
+            statement = statement.where(
+                or_(
+                    *(
+                        case_key(email).like(f"%@{_like_literal(domain)}", escape="\\")
+                        for domain in dict.fromkeys(self.email_domain)
+                    )
+                )
+            )
+        if self.ids:
+            ids = [_filter_id(model, raw) for raw in self.ids]
+            statement = statement.where(model.column("id").in_(ids))
+        if self.created_after is not None or self.created_before is not None:
+            column = creation_column(model)
+            if self.created_after is not None:
+                since = _moment(column, "--created-after", self.created_after)
+                statement = statement.where(column >= since)
+            if self.created_before is not None:
+                until = _moment(column, "--created-before", self.created_before)
+                statement = statement.where(column < until)
         return statement
+
+
+def _filter_id(model: UserModel, raw: str) -> Any:
+    try:
+        return parse_user_id(model, raw)
+    except InvalidInput:
+        kind = "UUID" if model.id_is_uuid else "integer"
+        raise InvalidInput(f"--id {raw.strip()!r}: not a valid {kind} id") from None
+
+
+def _moment(column: Column[Any], option: str, text: str) -> Any:
+    """An ISO 8601 date or date and time as ``column`` compares it."""
+    from usersctl.fields import converter_for
+
+    try:
+        return converter_for(column, textual=False)(text)
+    except InvalidInput as exc:
+        reason = str(exc).removeprefix(f"field {column.name!r}: ")
+        raise InvalidInput(
+            f"{option} {text!r}: not an ISO 8601 date or date and time for {column.name} ({reason})"
+        ) from None
+
+
+def user_filters(
+    *,
+    is_active: bool | None = None,
+    is_superuser: bool | None = None,
+    is_verified: bool | None = None,
+    search: str | None = None,
+    emails: Sequence[str] = (),
+    email_domain: str | None = None,
+    ids: Sequence[str] = (),
+    created_after: str | None = None,
+    created_before: str | None = None,
+) -> UserFilters:
+    """``UserFilters`` from what a person typed: the domain normalised as addresses are, each
+    address as lookups take it; raises ``InvalidInput`` for a domain no address could have."""
+    from usersctl.emails import normalize_domain
+
+    return UserFilters(
+        is_active=is_active,
+        is_superuser=is_superuser,
+        is_verified=is_verified,
+        search=search,
+        emails=tuple(_lookup_form(email) for email in emails),
+        email_domain=normalize_domain(email_domain) if email_domain is not None else None,
+        ids=tuple(ids),
+        created_after=created_after,
+        created_before=created_before,
+    )
+
+
+def _lookup_form(email: str) -> str:
+    """An address as ``find_user`` looks it up: stripped, and normalised when not ASCII."""
+    value = email.strip()
+    if "@" not in value:
+        raise InvalidInput(f"--email {value!r}: not an email address")
+    if not value.isascii():
+        with contextlib.suppress(InvalidEmail):
+            value = normalize_email(value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -268,28 +436,70 @@ class Page:
     next_after: str | None
 
 
+def user_order(model: UserModel, *, unique_key: bool = False) -> list[Any]:
+    """The order users are listed and exported in: the lowercased email, then the id, for
+    addresses that differ only in case (in a table without the unique ``lower(email)`` index).
+    ``unique_key`` says the table has that index: the id is left out, and the index alone
+    serves the order (with the id, SQLite sorts each run of equal keys in a temporary B-tree).
+    """
+    key = func.lower(model.column("email"))
+    return [key] if unique_key else [key, model.column("id")]
+
+
+async def has_unique_email_key(ctx: UserContext) -> bool:
+    """Whether the user table has a valid unique index on ``lower(email)``."""
+    from usersctl.schema import email_index_state
+
+    table = ctx.model.table
+    state = await ctx.session.run_sync(
+        lambda s: email_index_state(s.connection(), table.name, table.schema)[0]
+    )
+    return bool(state == "ok")
+
+
+#: The label of the order key in list_users' rows (a name no column has).
+ORDER_KEY = "_usersctl_order_key"
+
+
 async def list_users(
     ctx: UserContext, filters: UserFilters, *, limit: int, after: str | None = None
 ) -> Page:
-    """Users in the order of their lowercased email, from just after ``after`` (keyset paging)."""
+    """Users in ``user_order``, from just after the email ``after`` (keyset paging).
+
+    A page never ends between users whose addresses differ only in case (the cursor, an email,
+    could not say where in such a run the next page starts): it ends before the run, or, when
+    the run fills the page, takes the whole run."""
     table = ctx.model.table
     key = func.lower(ctx.model.column("email"))
+    order = user_order(ctx.model)
     if ctx.model.parent_tables:  # a joined-table subclass: the parents' columns too
-        fields = select(*(ctx.model.column(name) for name in ctx.model.columns))
-        statement = filters.apply(ctx.model, fields.select_from(ctx.model.selectable).order_by(key))
+        fields = select(
+            *(ctx.model.column(name) for name in ctx.model.columns), key.label(ORDER_KEY)
+        )
+        statement = filters.apply(ctx.model, fields.select_from(ctx.model.selectable))
     else:
-        statement = filters.apply(ctx.model, select(table).order_by(key))
+        statement = filters.apply(ctx.model, select(table, key.label(ORDER_KEY)))
     if after:
         statement = statement.where(key > func.lower(after))
-    result = await ctx.session.execute(statement.limit(limit + 1))
-    rows = [dict(row._mapping) for row in result]
+    statement = statement.order_by(*order)
+    rows = [dict(row._mapping) for row in await ctx.session.execute(statement.limit(limit + 1))]
     more = len(rows) > limit
-    rows = rows[:limit]
-    counted = select(func.count()).select_from(ctx.model.selectable)
-    total_query = filters.apply(ctx.model, counted)
+    page = rows[:limit]
+    if more and page[-1][ORDER_KEY] == rows[limit][ORDER_KEY]:
+        run_key = page[-1][ORDER_KEY]
+        before_run = [row for row in page if row[ORDER_KEY] != run_key]
+        if before_run:
+            page = before_run
+        else:
+            run = await ctx.session.execute(statement.where(key == run_key))
+            page = [dict(row._mapping) for row in run]
+            rest = await ctx.session.execute(statement.where(key > run_key).limit(1))
+            more = rest.first() is not None
+    counting = select(func.count()).select_from(ctx.model.selectable)
+    total_query = filters.apply(ctx.model, counting)
     total = int((await ctx.session.execute(total_query)).scalar_one())
-    visible = [{name: row[name] for name in ctx.model.columns} for row in rows]
-    return Page(visible, total, rows[-1]["email"] if more and rows else None)
+    visible = [{name: row[name] for name in ctx.model.columns} for row in page]
+    return Page(visible, total, page[-1]["email"] if more and page else None)
 
 
 # Writing -------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typer.core import TyperCommand, TyperGroup
 from usersctl import DEFAULT_DATABASE_URL, __version__
 from usersctl.commands.errors import EXIT_CODE_HELP, ExitCode, fail, stdout_closed
 from usersctl.commands.options import Settings
+from usersctl.commands.render import QUIET
 
 #: Every command, in the order ``--help`` lists them, and the module and function that make it.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -146,6 +147,46 @@ class LazyCommands(Utf8Arguments, TyperGroup):
     def list_commands(self, ctx: Any) -> list[str]:
         return list(COMMANDS)  # the names alone, without building every command
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, self.root_options_first(ctx, args))
+
+    def root_options_first(self, ctx: Any, args: list[str]) -> list[str]:
+        """``args`` with the root options that follow the command name (``usersctl list-users
+        -d URL``, as gh and kubectl take them) moved just before it, values and all.
+
+        The command's own options, with their values, stay where they are, whatever the values
+        look like (``--search -d``); so does everything after ``--``. No command has an option
+        of a root option's name (a test walks them all), so nothing is ambiguous."""
+        help_names = tuple(ctx.help_option_names)
+        root = _option_values(self.params, help_names)
+        index = 0
+        while index < len(args) and args[index].startswith("-") and args[index] not in ("-", "--"):
+            index += 1 + _values_after(args[index], root)  # a root option before the command
+        if index >= len(args) or args[index] not in COMMANDS:
+            return args
+        own = _option_values(build_command(args[index]).params, ())
+        own.update(dict.fromkeys(help_names, 0))
+        moved: list[str] = []
+        kept: list[str] = []
+        at = index + 1
+        while at < len(args):
+            token = args[at]
+            if token == "--":
+                kept += args[at:]
+                break
+            for options, taken in ((own, kept), (root, moved)):
+                if _names(token, options):
+                    step = 1 + _values_after(token, options)
+                    if at + step > len(args) and taken is moved and not ctx.resilient_parsing:
+                        ctx.fail(f"Option {token!r} requires an argument.")  # not the command name
+                    taken += args[at : at + step]
+                    at += step
+                    break
+            else:
+                kept.append(token)
+                at += 1
+        return [*args[:index], *moved, args[index], *kept]
+
     # Ctrl-C outside a command's database work (parsing, loading the command's module, reading
     # a file, printing a dry run's result) reaches these two; Click would exit 130 without a
     # word. Once a commit has begun, the command's CommitGuard holds Ctrl-C off, so nothing was
@@ -157,6 +198,35 @@ class LazyCommands(Utf8Arguments, TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         with _interrupt_is_one_line():
             return super().invoke(ctx)
+
+
+def _option_values(params: list[Any], extra: tuple[str, ...]) -> dict[str, int]:
+    """How many values follow each option name of ``params`` (0 for a flag)."""
+    found = dict.fromkeys(extra, 0)
+    for param in params:
+        if getattr(param, "param_type_name", "") != "option":
+            continue
+        count = 0 if param.is_flag or param.count else max(param.nargs, 1)
+        for name in (*param.opts, *param.secondary_opts):
+            found[name] = count
+    return found
+
+
+def _names(token: str, options: Mapping[str, int]) -> bool:
+    """Whether ``token`` is one of ``options``: ``--name``, ``--name=VALUE``, ``-n``, or ``-nVALUE``
+    for a short option that takes a value."""
+    if token.startswith("--"):
+        return token.partition("=")[0] in options
+    if token in options:
+        return True
+    return len(token) > 2 and token[0] == "-" and options.get(token[:2], 0) > 0
+
+
+def _values_after(token: str, options: Mapping[str, int]) -> int:
+    """How many of the following arguments are the values of the option ``token``."""
+    if token in options:
+        return options[token]
+    return 0  # --name=VALUE, -nVALUE, or an unknown option (the parser will say so)
 
 
 @contextlib.contextmanager
@@ -201,6 +271,7 @@ app = typer.Typer(
     help=(
         "Administer the users of a FastAPI Users SQL database: create the first superuser, "
         "lock out an account, list, import and export users.\n\n"
+        "The options below may also follow the command name (usersctl list-users -d URL).\n\n"
         f"{EXIT_CODE_HELP}"
     ),
     no_args_is_help=True,
@@ -333,6 +404,16 @@ def root(
             show_default=False,
         ),
     ] = None,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            envvar="USERSCTL_QUIET",
+            help="Print no informational messages on stderr (what changed, revoked tokens, "
+            "footers, progress); errors, warnings and a generated password are still printed.",
+        ),
+    ] = False,
     version: Annotated[
         bool | None,
         typer.Option(
@@ -354,8 +435,11 @@ def root(
         hash_scheme=hash_scheme.value,
         password_helper_path=password_helper or None,
         user_manager_path=user_manager or None,
+        quiet=quiet,
     )
     ctx.call_on_close(ctx.obj.commit_guard.release)  # after the command has printed its output
+    quiet_now = QUIET.set(ctx.obj.quiet)  # the one switch of say(), for this invocation
+    ctx.call_on_close(lambda: QUIET.reset(quiet_now))
 
 
 def main() -> None:

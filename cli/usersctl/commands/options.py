@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,9 @@ class Settings:
     password_helper_path: str | None = None
     #: ``module.path:attribute`` of the app's user manager (``--user-manager``), or None.
     user_manager_path: str | None = None
+    #: ``-q/--quiet``: no informational messages on stderr (``render.say``), errors and
+    #: warnings all the same.
+    quiet: bool = False
 
     def checked_url(self) -> str:
         """The database URL, refused when it is the built-in default and its file is missing."""
@@ -258,3 +262,73 @@ SearchOption = Annotated[
         metavar="TEXT",
     ),
 ]
+EmailFilter = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--email",
+        metavar="ADDRESS",
+        help="Only this address, in any case (repeatable: any of them), e.g. "
+        "--email alice@example.com --email bob@example.com.",
+        show_default=False,
+    ),
+]
+EmailDomainFilter = Annotated[
+    str | None,
+    typer.Option(
+        "--email-domain",
+        metavar="DOMAIN",
+        help="Only addresses at exactly this domain, in any case (IDNA-normalised; not its "
+        "subdomains), e.g. --email-domain old-corp.net.",
+        show_default=False,
+    ),
+]
+IdFilter = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--id",
+        metavar="ID",
+        help="Only the user with this id (repeatable: any of them), e.g. --id 7 --id 9.",
+        show_default=False,
+    ),
+]
+CreatedAfterFilter = Annotated[
+    str | None,
+    typer.Option(
+        "--created-after",
+        metavar="WHEN",
+        help="Only users created at or after this ISO 8601 date or time, e.g. "
+        "--created-after 2024-01-01 (the table's created_at, created, date_joined or "
+        "created_on column).",
+        show_default=False,
+    ),
+]
+CreatedBeforeFilter = Annotated[
+    str | None,
+    typer.Option(
+        "--created-before",
+        metavar="WHEN",
+        help="Only users created before this ISO 8601 date or time, e.g. "
+        "--created-before 2024-02-01T12:00:00.",
+        show_default=False,
+    ),
+]
+ColumnsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--columns",
+        metavar="NAME,...",
+        help="Only these fields, in this order, in every output format, e.g. "
+        "--columns id,email,is_active.",
+        show_default=False,
+    ),
+]
+
+
+def column_names(given: str | None) -> list[str] | None:
+    """The names ``--columns`` lists (``usersctl.users.choose_columns`` checks them)."""
+    return None if given is None else [name.strip() for name in given.split(",")]
+
+
+def only(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[dict[str, Any]]:
+    """Each row with just ``columns``, in that order (what JSON and JSON lines print)."""
+    return [{name: row.get(name) for name in columns} for row in rows]

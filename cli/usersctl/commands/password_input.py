@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from usersctl.commands.render import say
+from usersctl.commands.render import warn
 from usersctl.errors import InvalidInput
 
 SOURCES_HINT = "--password-stdin, --password-file PATH or --generate-password"
@@ -93,13 +93,13 @@ def enforce_policy(
     if not reasons:
         return
     if allow_weak:
-        say(f"Warning: weak password accepted (--allow-weak-password): {' '.join(reasons)}")
+        warn(f"Warning: weak password accepted (--allow-weak-password): {' '.join(reasons)}")
         return
     if may_ask and sys.stdin.isatty():
         for reason in reasons:
-            say(reason)
+            warn(reason)
         if typer.confirm("Bypass password validation and use it anyway?", err=True):
-            say("Warning: weak password accepted at the prompt.")
+            warn("Warning: weak password accepted at the prompt.")
             return
     raise WeakPassword(reasons)
 
@@ -117,8 +117,8 @@ def _read_file(path: Path) -> str:
     except OSError as exc:
         raise InvalidInput(f"cannot read password file {path}: {exc.strerror}") from None
     if mode & (stat.S_IRGRP | stat.S_IROTH):
-        say(f"Warning: password file {path} is readable by other users; chmod 600 it")
+        warn(f"Warning: password file {path} is readable by other users; chmod 600 it")
     elif mode & (stat.S_IWGRP | stat.S_IWOTH):
         # Others cannot read it, but they can replace the password before it is read.
-        say(f"Warning: password file {path} is writable by other users; chmod 600 it")
+        warn(f"Warning: password file {path} is writable by other users; chmod 600 it")
     return strip_newline(text)

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any, TextIO
 
 import typer
@@ -48,8 +49,20 @@ def for_terminal(text: str) -> str:
     return text.translate(_TERMINAL_ESCAPES)
 
 
+#: ``-q/--quiet`` (or ``USERSCTL_QUIET``) for this invocation: set by the root command from its
+#: ``Settings``, reset when the command ends.
+QUIET: ContextVar[bool] = ContextVar("usersctl_quiet", default=False)
+
+
 def say(message: str) -> None:
-    """A message for the person running the command, on stderr, one line."""
+    """A message for the person running the command, on stderr, one line: what changed, counts,
+    footers. ``-q/--quiet`` silences it; ``warn`` and errors are never silenced."""
+    if not QUIET.get():
+        warn(message)
+
+
+def warn(message: str) -> None:
+    """A warning, or what a question asks about, on stderr, one line, also with ``-q``."""
     typer.echo(for_terminal(message), err=True)
 
 

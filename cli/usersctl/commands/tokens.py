@@ -14,7 +14,7 @@ import typer
 from usersctl.commands.errors import ExitCode, call, fail, run
 from usersctl.commands.options import OutputOption, UserArgument, settings_of
 from usersctl.commands.password_input import strip_newline
-from usersctl.commands.render import OutputFormat, for_terminal, render_rows, say
+from usersctl.commands.render import OutputFormat, for_terminal, render_rows, say, warn
 from usersctl.errors import InvalidInput
 
 SecretEnvOption = Annotated[
@@ -79,7 +79,7 @@ def read_secret(env: str | None, file: Path | None) -> str:
     if not secret:
         raise InvalidInput("the secret is empty")
     if len(secret.encode("utf-8")) < 32:
-        say("Warning: the secret is shorter than 32 bytes, the least RFC 7518 advises for HS256.")
+        warn("Warning: the secret is shorter than 32 bytes, the least RFC 7518 advises for HS256.")
     return secret
 
 
@@ -209,7 +209,7 @@ def reset_link(
                 force=force,
             )
             if not found.is_active:
-                say(f"Warning: {found.email} is inactive; the app refuses the reset until then.")
+                warn(f"Warning: {found.email} is inactive; the app refuses the reset until then.")
             return {**row, "token": token, "lifetime": lasts}
 
     row = run(work, settings)

@@ -17,16 +17,23 @@ from usersctl.commands.errors import ExitCode, call, fail, run
 from usersctl.commands.options import (
     ActiveFilter,
     AllowWeakPasswordOption,
+    ColumnsOption,
+    CreatedAfterFilter,
+    CreatedBeforeFilter,
     DryRunOption,
+    EmailDomainFilter,
+    EmailFilter,
     ForceOption,
+    IdFilter,
     KeepSessionsOption,
     RawCsvOption,
     SearchOption,
     SuperuserFilter,
     VerifiedFilter,
+    column_names,
     settings_of,
 )
-from usersctl.commands.render import OutputFormat, render_rows, say
+from usersctl.commands.render import QUIET, OutputFormat, render_rows, say, warn
 
 
 class FileFormat(str, enum.Enum):
@@ -47,8 +54,9 @@ class OnConflict(str, enum.Enum):
 
 @contextmanager
 def progress_bar(label: str) -> Iterator[Callable[..., None] | None]:
-    """A progress bar on stderr when stderr is a terminal; otherwise nothing is drawn."""
-    if not sys.stderr.isatty():
+    """A progress bar on stderr when stderr is a terminal (and not ``-q``); otherwise nothing is
+    drawn."""
+    if not sys.stderr.isatty() or QUIET.get():
         yield None
         return
     from rich.console import Console
@@ -91,6 +99,11 @@ def export_users(
     superuser: SuperuserFilter = None,
     verified: VerifiedFilter = None,
     search: SearchOption = None,
+    emails: EmailFilter = None,
+    email_domain: EmailDomainFilter = None,
+    ids: IdFilter = None,
+    created_after: CreatedAfterFilter = None,
+    created_before: CreatedBeforeFilter = None,
     include_hashes: Annotated[
         bool,
         typer.Option(
@@ -99,10 +112,17 @@ def export_users(
         ),
     ] = False,
     raw_csv: RawCsvOption = False,
+    columns: ColumnsOption = None,
 ) -> None:
     """Stream users to a file or stdout, in flat memory; no hash leaves without --include-hashes.
 
-    Example: usersctl export-users users.jsonl --include-hashes
+    Takes the filters of list-users; users come in its order.
+
+    \b
+    Example:
+      usersctl export-users users.jsonl --include-hashes
+      usersctl export-users old-corp.csv --email-domain old-corp.net
+      usersctl export-users - -o csv --columns email,is_active
     """
     settings = settings_of(ctx)
     from usersctl.importing import format_for
@@ -111,9 +131,19 @@ def export_users(
 
     async def work() -> int:
         from usersctl.exporting import export_users as export
-        from usersctl.users import UserFilters
+        from usersctl.users import user_filters
 
-        filters = UserFilters(active, superuser, verified, search)
+        filters = user_filters(
+            is_active=active,
+            is_superuser=superuser,
+            is_verified=verified,
+            search=search,
+            emails=emails or (),
+            email_domain=email_domain,
+            ids=ids or (),
+            created_after=created_after,
+            created_before=created_before,
+        )
         with (
             _open_output(file, private=include_hashes) as out,
             progress_bar("exporting") as progress,
@@ -124,6 +154,7 @@ def export_users(
                 fmt=fmt,
                 filters=filters,
                 include_hashes=include_hashes,
+                columns=column_names(columns),
                 connect_timeout=settings.connect_timeout,
                 progress=progress,
                 model_path=settings.model_path,
@@ -389,7 +420,7 @@ def import_users(
     summary = run(work, settings)
     render_rows([summary], output, columns=columns, single=True)
     if allow_weak_password:
-        say("Warning: plaintext passwords were not checked against the password policy.")
+        warn("Warning: plaintext passwords were not checked against the password policy.")
     if dry_run:
         say("Dry run: nothing was written.")
 

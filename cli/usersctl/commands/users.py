@@ -23,9 +23,15 @@ from usersctl.commands.named_users import (
 from usersctl.commands.options import (
     ActiveFilter,
     AllowWeakPasswordOption,
+    ColumnsOption,
+    CreatedAfterFilter,
+    CreatedBeforeFilter,
     DryRunOption,
+    EmailDomainFilter,
+    EmailFilter,
     ForceOption,
     GeneratePasswordOption,
+    IdFilter,
     KeepSessionsOption,
     OutputOption,
     PasswordFileOption,
@@ -36,11 +42,14 @@ from usersctl.commands.options import (
     Settings,
     SuperuserFilter,
     UserArgument,
+    UsersArgument,
     VerifiedFilter,
+    column_names,
+    only,
     settings_of,
 )
 from usersctl.commands.password_input import enforce_policy, read_password
-from usersctl.commands.render import OutputFormat, render_rows, say, to_text
+from usersctl.commands.render import OutputFormat, render_rows, say, to_text, warn
 
 if TYPE_CHECKING:
     from usersctl.passwords import Hashing
@@ -194,7 +203,7 @@ async def _app_hash(
     from usersctl.user_manager import manager_hashing, validate_password
 
     if allow_weak and not secret.generated:
-        say("Warning: the app's validate_password was not run (--allow-weak-password).")
+        warn("Warning: the app's validate_password was not run (--allow-weak-password).")
     elif not secret.generated:
         await validate_password(manager, secret.password, user)
     hashing = manager_hashing(manager, settings.user_manager_path or "")
@@ -214,6 +223,11 @@ def list_users(
     superuser: SuperuserFilter = None,
     verified: VerifiedFilter = None,
     search: SearchOption = None,
+    emails: EmailFilter = None,
+    email_domain: EmailDomainFilter = None,
+    ids: IdFilter = None,
+    created_after: CreatedAfterFilter = None,
+    created_before: CreatedBeforeFilter = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=10000, help="Users per page.")] = 50,
     after: Annotated[
         str | None,
@@ -221,28 +235,64 @@ def list_users(
             "--after", metavar="CURSOR", help="Start after this email (the footer gives it)."
         ),
     ] = None,
+    page_info: Annotated[
+        bool,
+        typer.Option(
+            "--page-info",
+            help='With -o json: print {"users": [...], "next_after": CURSOR}, the --after value '
+            "of the next page, or null after the last, e.g. list-users -o json --page-info.",
+        ),
+    ] = False,
+    columns: ColumnsOption = None,
     output: OutputOption = OutputFormat.table,
     raw_csv: RawCsvOption = False,
 ) -> None:
-    """List users in email order, a page at a time.
+    """List users in email order, a page at a time. Filters combine: a user must match all.
 
     \b
     Example:
       usersctl list-users --superuser --search example.com -o json
+      usersctl list-users --email-domain old-corp.net --created-before 2024-01-01
+      usersctl list-users --limit 500 --after "$CURSOR" -o json --page-info
+      usersctl list-users --columns email,id -o csv
     """
     settings = settings_of(ctx)
+    if page_info and output is not OutputFormat.json:
+        fail("--page-info needs -o json", ExitCode.USAGE)
 
     async def work() -> tuple[list[str], Any, Any]:
         from usersctl import users
         from usersctl.fields import forms_for
 
-        filters = users.UserFilters(active, superuser, verified, search)
+        filters = users.user_filters(
+            is_active=active,
+            is_superuser=superuser,
+            is_verified=verified,
+            search=search,
+            emails=emails or (),
+            email_domain=email_domain,
+            ids=ids or (),
+            created_after=created_after,
+            created_before=created_before,
+        )
         async with settings.open_users() as ctx_users:
+            chosen = users.choose_columns(column_names(columns), ctx_users.model.columns)
             page = await users.list_users(ctx_users, filters, limit=limit, after=after)
-            return ctx_users.model.columns, page, forms_for(ctx_users.model.table)
+            return chosen, page, forms_for(ctx_users.model.table)
 
-    columns, page, forms = run(work, settings)
-    render_rows(page.users, output, columns=columns, forms=forms, raw_csv=raw_csv)
+    chosen, page, forms = run(work, settings)
+    rows = only(page.users, chosen)
+    if page_info:
+        import io
+        import json
+
+        users_json = io.StringIO()
+        render_rows(rows, output, columns=chosen, forms=forms, stream=users_json)
+        document = {"users": json.loads(users_json.getvalue()), "next_after": page.next_after}
+        sys.stdout.write(json.dumps(document, ensure_ascii=False, indent=2) + "\n")
+        sys.stdout.flush()
+    else:
+        render_rows(rows, output, columns=chosen, forms=forms, raw_csv=raw_csv)
     shown = len(page.users)
     footer = f"{shown} shown of {page.total} matching user{'s' if page.total != 1 else ''}."
     if page.next_after is not None:
@@ -250,51 +300,82 @@ def list_users(
     say(footer)
 
 
+def _render_users(
+    rows: Sequence[dict[str, Any]],
+    output: OutputFormat,
+    columns: Sequence[str],
+    forms: Any,
+    *,
+    several: bool,
+) -> None:
+    """One user as ever (a field/value table, one JSON object); several users each as their own
+    field/value table, a blank line between, or as a list: a JSON array, JSON lines, CSV rows."""
+    if not several:
+        render_rows(rows, output, columns=columns, single=True, forms=forms)
+    elif output is OutputFormat.table:
+        for index, row in enumerate(rows):
+            if index:
+                sys.stdout.write("\n")
+            render_rows([row], output, columns=columns, single=True, forms=forms)
+    else:
+        render_rows(rows, output, columns=columns, forms=forms)
+
+
 def show_user(
     ctx: typer.Context,
-    user: UserArgument,
+    users_: UsersArgument,
+    columns: ColumnsOption = None,
     output: OutputOption = OutputFormat.table,
 ) -> None:
-    """Show one user, with their OAuth accounts and how many access tokens they hold.
+    """Show users, with their OAuth accounts and how many access tokens they hold.
 
-    OAuth accounts show provider, account id and account email, never their tokens.
+    OAuth accounts show provider, account id and account email, never their tokens. Several
+    users are shown one after the other; -o json prints one object for one user, as ever, and
+    a list for several. A user not found is exit 3, naming each one.
 
     \b
     Example:
       usersctl show-user admin@example.com -o json
+      usersctl show-user admin@example.com 7 ops@example.com --columns id,email,is_active
     """
     settings = settings_of(ctx)
 
-    async def work() -> tuple[list[str], dict[str, Any], Any]:
+    async def work() -> tuple[list[str], list[dict[str, Any]], Any]:
         from usersctl import logins, users
         from usersctl.fields import forms_for
 
         async with settings.open_users() as ctx_users:
-            found = await users.find_user(ctx_users, user)
-            row = users.user_row(ctx_users.model, found)
-            links = await logins.oauth_links(ctx_users, found)
-            tokens = await logins.count_access_tokens(ctx_users, found)
-            if links is not None:
-                structured = output in (OutputFormat.json, OutputFormat.jsonl)
-                row["oauth_accounts"] = (
-                    [link.as_dict() for link in links]
-                    if structured
-                    else ", ".join(str(link) for link in links)
-                )
-            if tokens is not None:
-                row["access_tokens"] = tokens
-            return ctx_users.model.columns, row, forms_for(ctx_users.model.table)
+            found = await users.find_every_user(ctx_users, users_)
+            rows = []
+            for each in found:
+                row = users.user_row(ctx_users.model, each)
+                links = await logins.oauth_links(ctx_users, each)
+                tokens = await logins.count_access_tokens(ctx_users, each)
+                if links is not None:
+                    structured = output in (OutputFormat.json, OutputFormat.jsonl)
+                    row["oauth_accounts"] = (
+                        [link.as_dict() for link in links]
+                        if structured
+                        else ", ".join(str(link) for link in links)
+                    )
+                if tokens is not None:
+                    row["access_tokens"] = tokens
+                rows.append(row)
+            extra = [name for name in ("oauth_accounts", "access_tokens") if name in rows[0]]
+            available = [*ctx_users.model.columns, *extra]
+            chosen = users.choose_columns(column_names(columns), available)
+            return chosen, rows, forms_for(ctx_users.model.table)
 
-    columns, row, forms = run(work, settings)
-    extra = [name for name in ("oauth_accounts", "access_tokens") if name in row]
-    render_rows([row], output, columns=[*columns, *extra], single=True, forms=forms)
+    chosen, rows, forms = run(work, settings)
+    _render_users(only(rows, chosen), output, chosen, forms, several=len(users_) > 1)
 
 
 def update_user(
     ctx: typer.Context,
-    user: UserArgument,
+    users_: UsersArgument,
     email: Annotated[
-        str | None, typer.Option("--email", metavar="NEW", help="New email address.")
+        str | None,
+        typer.Option("--email", metavar="NEW", help="New email address (of one user only)."),
     ] = None,
     superuser: Annotated[
         bool | None,
@@ -317,17 +398,24 @@ def update_user(
     dry_run: DryRunOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
-    """Change a user's email, flags or other columns (--set). A new email makes the user
+    """Change users' email, flags or other columns (--set). A new email makes the user
     unverified unless --verified.
+
+    Several users are changed alike in one transaction: all of them, or (a user not found, exit
+    3; a refused change) none. Output as show-user's.
 
     \b
     Example:
       usersctl update-user old@example.com --email new@example.com --verified
       usersctl update-user alice@example.com --set first_name=Alice --set tenant_id=null
+      usersctl update-user alice@example.com bob@example.com --verified --set tenant_id=3
     """
     settings = settings_of(ctx)
+    several = len(users_) > 1
+    if several and email is not None:
+        fail("--email gives one user a new address: name one user", ExitCode.USAGE)
 
-    async def work() -> tuple[list[str], dict[str, Any], dict[str, Any], Any]:
+    async def work() -> tuple[list[str], list[dict[str, Any]], list[dict[str, Any]], Any]:
         from usersctl import users
         from usersctl.fields import forms_for
         from usersctl.models import field_values
@@ -336,38 +424,44 @@ def update_user(
             settings.open_users(write=True) as ctx_users,
             settings.open_manager(ctx_users) as manager,
         ):
-            found = await users.find_user(ctx_users, user)
+            found = await users.find_every_user(ctx_users, users_)
             extra = field_values(ctx_users.model, fields or [], creating=False)
-            changes = await users.update_user(
-                ctx_users,
-                found,
-                email=email,
-                is_superuser=superuser,
-                is_verified=verified,
-                is_active=active,
-                extra=extra,
-                force=force,
-            )
-            row = users.user_row(ctx_users.model, found)
+            every_change = []
+            for each in found:
+                changes = await users.update_user(
+                    ctx_users,
+                    each,
+                    email=email,
+                    is_superuser=superuser,
+                    is_verified=verified,
+                    is_active=active,
+                    extra=extra,
+                    force=force,
+                )
+                every_change.append(changes)
+            rows = [users.user_row(ctx_users.model, each) for each in found]
             await _finish(ctx_users, dry_run)
-            if manager is not None and changes and not dry_run:
-                # As the app's PATCH /users routes: the fields given, then the verification.
-                updated = {name: new for name, (_, new) in changes.items()}
-                await _hook(manager, "on_after_update", found, updated, done="the user was updated")
-                if updated.get("is_verified") is True:
-                    await _hook(manager, "on_after_verify", found, done="the user was updated")
-            return ctx_users.model.columns, row, changes, forms_for(ctx_users.model.table)
+            for each, changes in zip(found, every_change, strict=True):
+                if manager is not None and changes and not dry_run:
+                    # As the app's PATCH /users routes: the fields given, then the verification.
+                    updated = {name: new for name, (_, new) in changes.items()}
+                    done = f"{each.email} was updated"
+                    await _hook(manager, "on_after_update", each, updated, done=done)
+                    if updated.get("is_verified") is True:
+                        await _hook(manager, "on_after_verify", each, done=done)
+            return ctx_users.model.columns, rows, every_change, forms_for(ctx_users.model.table)
 
-    columns, row, changes, forms = run(work, settings)
-    if not changes:
-        status = "unchanged"
-    else:
-        status = "would update" if dry_run else "updated"
+    columns, rows, every_change, forms = run(work, settings)
+    for row, changes in zip(rows, every_change, strict=True):
+        if not changes:
+            row["status"] = "unchanged"
+            continue
+        row["status"] = "would update" if dry_run else "updated"
+        whose = f"{row['email']}: " if several else ""
         for name, (old, new) in changes.items():
-            say(f"{name}: {_shown(old, forms.get(name))} -> {_shown(new, forms.get(name))}")
-    render_rows(
-        [{**row, "status": status}], output, columns=[*columns, "status"], single=True, forms=forms
-    )
+            old_text, new_text = _shown(old, forms.get(name)), _shown(new, forms.get(name))
+            say(f"{whose}{name}: {old_text} -> {new_text}")
+    _render_users(rows, output, [*columns, "status"], forms, several=several)
 
 
 def _report_revoked(rows: Sequence[dict[str, Any]], dry_run: bool) -> None:
