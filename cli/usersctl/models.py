@@ -664,6 +664,21 @@ def _referenced_tables(model: UserModel, table: Table) -> list[Table]:
     return found
 
 
+def require_writable(model: UserModel) -> None:
+    """Raise ``InvalidInput`` when a user table read from the database takes its id from a parent
+    table (a joined-table subclass of the app's, such as ``class User(Principal)``): a user is
+    then a row in each table, and what the app's mapper and code fill there (the discriminator,
+    ``onupdate`` times) only the app's model knows. Reading such a table needs no model."""
+    if model.source != "database" or not model.parent_tables:
+        return
+    parent = model.parent_tables[-1]  # the table the user table's id references
+    raise InvalidInput(
+        f"the {model.table.name!r} table takes its ids from the {parent.name!r} table (the app's "
+        "user class inherits from another): writing users needs the app's model, --model "
+        "module.path:ClassName, so that both rows are written as the app writes them"
+    )
+
+
 def require_table(connection: Connection, model: UserModel) -> None:
     """Raise ``TablesMissing`` when the database lacks the user table of an imported model."""
     if not inspect(connection).has_table(model.table.name, schema=model.table.schema):

@@ -42,6 +42,7 @@ from usersctl.models import (
     load_user_model,
     reflect_user_model,
     require_table,
+    require_writable,
 )
 
 if TYPE_CHECKING:
@@ -97,6 +98,8 @@ async def open_users(
                     model = await session.run_sync(
                         lambda s: reflect_user_model(s.connection(), table)
                     )
+                    if write:
+                        require_writable(model)
                 else:
                     model = loaded
                     await session.run_sync(lambda s: require_table(s.connection(), loaded))
