@@ -104,12 +104,19 @@ def expected_export(table: dict[str, Any], cells: list[str], formula_email: str)
     email that starts with ``=`` as ``formula_email``."""
     ids, extra = table["ids"], table["extra"]
     header = ["id", "email", "hashed_password", "is_active", "is_superuser", "is_verified"]
-    lines = [csv_line(*header, "nickname", "logins", *(["born"] if extra else []))]
     flags = [seed_hash(), "true", "false", "false"]
-    for i, cell in enumerate(cells):
-        lines.append(csv_line(ids[email(i)], email(i), *flags, cell, "-5", *extra))
-    lines.append(csv_line(ids[FORMULA_EMAIL], formula_email, *flags, "", "", *extra))
-    return "".join(lines).encode()
+    users = [
+        (email(i), csv_line(ids[email(i)], email(i), *flags, cell, "-5", *extra))
+        for i, cell in enumerate(cells)
+    ]
+    users.append(
+        (FORMULA_EMAIL, csv_line(ids[FORMULA_EMAIL], formula_email, *flags, "", "", *extra))
+    )
+    # In list-users' order: the lowercased email ("=cmd@" before "user00@")
+    lines = [line for _, line in sorted(users, key=lambda user: user[0].lower())]
+    return (
+        csv_line(*header, "nickname", "logins", *(["born"] if extra else [])) + "".join(lines)
+    ).encode()
 
 
 def stored_values(db: Any) -> list[tuple[str, str | None, int | None]]:

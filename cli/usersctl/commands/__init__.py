@@ -73,7 +73,7 @@ def _shown_name(param: Any) -> str:
     opts = [str(opt) for opt in getattr(param, "opts", ())]
     if getattr(param, "param_type_name", "") == "option" and opts:
         return next((opt for opt in opts if opt.startswith("--")), opts[0])
-    return str(param.human_readable_name)
+    return str(param.human_readable_name).removesuffix("...")  # EMAIL_OR_ID... takes several
 
 
 def refuse_undecodable(command: Any, ctx: Any, args: list[str]) -> None:
