@@ -5,9 +5,15 @@ module on two cores).
     python benchmarks/mutation.py                          # every core module
     python benchmarks/mutation.py emails.py passwords.py   # some of them (paths under cli/usersctl)
     python benchmarks/mutation.py --max-children 1 --tests tests/test_emails.py emails.py
+    python benchmarks/mutation.py --workdir /tmp/m --tests tests/test_emails.py emails.py  # again:
+        # the same folder refreshes the copy, reruns what changed and every survivor
 
 It writes ``benchmarks/mutation-score.md``: the kill rate per module and overall, and every
-surviving mutant as a diff. Why mutmut rather than cosmic-ray: mutmut 3 compiles every mutant of a
+surviving mutant as a diff. Each module's figures are kept in ``benchmarks/mutation-results.json``
+until a run of that module replaces them, so modules run one at a time add up to one table. A
+survivor that the README's "Mutation score" section names (``usersctl.fields.x_f__mutmut_3``,
+one line each saying why it behaves the same) counts as equivalent: the score leaves it out of
+the mutants it counts. Why mutmut rather than cosmic-ray: mutmut 3 compiles every mutant of a
 module into one copy (a trampoline picks the live one) and runs, for each mutant, only the tests
 that reached the mutated function, in a process forked from a warm pytest; cosmic-ray rewrites the
 file and starts the whole test command again per mutant, several times slower here.
@@ -34,12 +40,14 @@ try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
     sys.exit("benchmarks/mutation.py needs Python 3.11 or newer (tomllib)")
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "cli" / "usersctl"
 SCORE_FILE = Path(__file__).resolve().parent / "mutation-score.md"
+RESULTS_FILE = Path(__file__).resolve().parent / "mutation-results.json"
+README = ROOT / "README.md"
 
 #: The issue's core modules: the operations, import/export machinery, db/, passwords, emails,
 #: engine and fields.
@@ -54,6 +62,7 @@ CORE = (
     "emails.py",
     "engine.py",
     "fields.py",
+    "csv_cells.py",
 )
 
 #: Tests that cannot run from the copy: they build virtual environments from PyPI (slow marker),
@@ -62,11 +71,16 @@ NOT_IN_COPY = ("tests/test_fastapi_users_versions.py", "tests/test_readme.py")
 
 
 def workspace(folder: Path, modules: list[str], tests: list[str]) -> None:
-    """The copy mutmut works on, with the project's pytest settings and mutmut's."""
-    shutil.copytree(
-        PACKAGE, folder / "src" / "usersctl", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    shutil.copytree(ROOT / "tests", folder / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    """The copy mutmut works on, with the project's pytest settings and mutmut's. In a folder of
+    an earlier run, the package and the tests are copied over again: mutmut reruns the mutants of
+    the functions that changed and collects coverage for the new tests."""
+    for source, target in (
+        (PACKAGE, folder / "src" / "usersctl"),
+        (ROOT / "tests", folder / "tests"),
+    ):
+        shutil.copytree(
+            source, target, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True
+        )
     for name in NOT_IN_COPY:
         (folder / name).unlink(missing_ok=True)
     pytest_settings = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"][
@@ -85,7 +99,7 @@ def workspace(folder: Path, modules: list[str], tests: list[str]) -> None:
     (folder / "pyproject.toml").write_text("\n".join(lines) + "\n")
     # It must exist before Python starts: a PYTHONPATH entry that is missing at start-up is
     # remembered as unusable, and the tests would import the unmutated package.
-    (folder / "mutants" / "src").mkdir(parents=True)
+    (folder / "mutants" / "src").mkdir(parents=True, exist_ok=True)
 
 
 def mutmut(folder: Path, *args: str, capture: bool = False) -> str:
@@ -109,47 +123,102 @@ def module_of(mutant: str) -> str:
     return dotted.replace(".", "/") + ".py"
 
 
-def report(folder: Path, modules: list[str], tests: list[str]) -> str:
-    """The score file's text, from mutmut's results."""
-    statuses: dict[str, str] = {}
+def statuses(folder: Path) -> dict[str, str]:
+    """mutmut's verdict on every mutant of the run in ``folder``."""
+    found: dict[str, str] = {}
     for line in mutmut(folder, "results", "--all", "true", capture=True).splitlines():
         name, _, status = line.strip().rpartition(": ")
         if name:
-            statuses[name] = status
-    counts: dict[str, Counter[str]] = defaultdict(Counter)
-    for name, status in statuses.items():
-        counts[module_of(name)][status] += 1
+            found[name] = status
+    return found
+
+
+def equivalents() -> dict[str, str]:
+    """The mutants the README's "Mutation score" section calls equivalent, with its line."""
+    text = README.read_text()
+    section = re.search(r"^### Mutation score\n(.*?)(?=^#)", text + "\n#", re.S | re.M)
+    found: dict[str, str] = {}
+    for line in (section.group(1) if section else "").splitlines():
+        for name in re.findall(r"usersctl\.[\w.]+__mutmut_\d+", line):
+            found[name] = line.strip()
+    return found
+
+
+def record(folder: Path, modules: list[str], tests: list[str]) -> None:
+    """This run's figures for ``modules``, replacing theirs in the results file."""
+    found = statuses(folder)
+    results = json.loads(RESULTS_FILE.read_text()) if RESULTS_FILE.exists() else {}
+    command = f"python benchmarks/mutation.py {' '.join(sys.argv[1:])}".rstrip()
+    for module in modules:
+        mine = {name: status for name, status in found.items() if module_of(name) == module}
+        results[module] = {
+            "command": command,
+            "tests": tests,
+            "counts": dict(Counter(mine.values())),
+            "survivors": {
+                name: mutmut(folder, "show", name, capture=True).strip()
+                for name in sorted(mine)
+                if mine[name] == "survived"
+            },
+        }
+    RESULTS_FILE.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+
+
+def report() -> str:
+    """The score file's text, from the results file and the README's equivalents."""
+    results = json.loads(RESULTS_FILE.read_text())
+    equivalent = equivalents()
     total: Counter[str] = Counter()
     lines = [
         "# Mutation score",
         "",
-        f"Command: `python benchmarks/mutation.py {' '.join(sys.argv[1:])}`".rstrip() + "  ",
-        f"Tests: {', '.join(tests)}",
+        "Written by `benchmarks/mutation.py` (see its docstring); a survivor that the README's",
+        '"Mutation score" section explains as equivalent is left out of the score.',
         "",
-        "| module | killed | survived | timeout | no tests | other | kill rate |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| module | killed | survived | equivalent | timeout | no tests | other | score |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for module in modules:
-        c = counts.get(module, Counter())
+    ordered = [m for m in CORE if m in results] + sorted(set(results) - set(CORE))
+    for module in ordered:
+        c = Counter(results[module]["counts"])
+        c["equivalent"] = sum(name in equivalent for name in results[module]["survivors"])
+        c["survived"] -= c["equivalent"]
         total.update(c)
         lines.append(row(module, c))
     lines.append(row("**all**", total))
-    survivors = sorted(name for name, status in statuses.items() if status == "survived")
+    lines += ["", "## Commands", ""]
+    for module in ordered:
+        tests = ", ".join(results[module]["tests"])
+        lines.append(f"- {module}: `{results[module]['command']}` (tests: {tests})")
+    survivors = {
+        name: diff
+        for module in ordered
+        for name, diff in results[module]["survivors"].items()
+        if name not in equivalent
+    }
     lines += ["", f"## Surviving mutants ({len(survivors)})", ""]
-    for name in survivors:
-        diff = mutmut(folder, "show", name, capture=True).strip()
+    for name, diff in survivors.items():
         lines += [f"### {name}", "", "```diff", diff, "```", ""]
-    return "\n".join(lines) + "\n"
+    listed = {name for module in ordered for name in results[module]["survivors"]}
+    stale = sorted(name for name in equivalent if name not in listed)
+    if stale:
+        lines += ["## Listed as equivalent in the README but not surviving", ""]
+        lines += [f"- {name}" for name in stale] + [""]
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def row(label: str, c: Counter[str]) -> str:
-    killed, survived = c["killed"], c["survived"]
+    killed, survived, equivalent = c["killed"], c["survived"], c["equivalent"]
     timeout, untested = c["timeout"], c["no tests"]
-    other = sum(c.values()) - killed - survived - timeout - untested
+    other = sum(c.values()) - killed - survived - equivalent - timeout - untested
     # A timeout is a mutant the tests noticed (it made them hang); an untested one was not.
+    # An equivalent one behaves as the code does: no test could kill it.
     tried = killed + timeout + survived + untested
     rate = f"{(killed + timeout) / tried:.1%}" if tried else "-"
-    return f"| {label} | {killed} | {survived} | {timeout} | {untested} | {other} | {rate} |"
+    return (
+        f"| {label} | {killed} | {survived} | {equivalent} | {timeout} | {untested} | {other} "
+        f"| {rate} |"
+    )
 
 
 def main() -> None:
@@ -162,25 +231,55 @@ def main() -> None:
     )
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 1)
     parser.add_argument(
-        "--workdir", type=Path, help="keep the copy here (default: a temporary one)"
+        "--workdir",
+        type=Path,
+        help="keep the copy here (default: a temporary one); a folder of an earlier run of the "
+        "same modules is refreshed and run again: the changed functions' mutants, every "
+        "survivor and every mutant no test reached",
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: write the score file again from the results file and the README",
     )
     args = parser.parse_args()
+    if args.report_only:
+        SCORE_FILE.write_text(report())
+        print(summary())
+        return
     args.tests = args.tests or ["tests"]
     unknown = [m for m in args.modules if not (PACKAGE / m).is_file()]
     if unknown:
         parser.error(f"not a module under cli/usersctl: {', '.join(unknown)}")
     folder = args.workdir or Path(tempfile.mkdtemp(prefix="usersctl-mutation-"))
-    if folder.exists() and any(folder.iterdir()):
-        parser.error(f"{folder} is not empty")
+    again = (folder / "mutants").is_dir()
+    if folder.exists() and any(folder.iterdir()) and not again:
+        parser.error(f"{folder} is neither empty nor the folder of an earlier run")
     try:
         workspace(folder, args.modules, args.tests)
-        mutmut(folder, "run", "--max-children", str(args.max_children))
-        SCORE_FILE.write_text(report(folder, args.modules, args.tests))
+        children = ("--max-children", str(args.max_children))
+        mutmut(folder, "run", *children)
+        if again:
+            # mutmut keeps a verdict unless the function changed: a new test must be tried on
+            # the survivors (and the mutants no test reached) by name.
+            again_names = [
+                name
+                for name, status in statuses(folder).items()
+                if status in ("survived", "no tests")
+            ]
+            if again_names:
+                mutmut(folder, "run", *children, *again_names)
+        record(folder, args.modules, args.tests)
+        SCORE_FILE.write_text(report())
     finally:
         if args.workdir is None:
             shutil.rmtree(folder, ignore_errors=True)
-    summary = re.search(r"\| \*\*all\*\* \|.*", SCORE_FILE.read_text())
-    print(f"{SCORE_FILE}: {summary.group(0) if summary else ''}")
+    print(summary())
+
+
+def summary() -> str:
+    found = re.search(r"\| \*\*all\*\* \|.*", SCORE_FILE.read_text())
+    return f"{SCORE_FILE}: {found.group(0) if found else ''}"
 
 
 if __name__ == "__main__":
