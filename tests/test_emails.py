@@ -159,3 +159,121 @@ def test_the_bulk_normaliser_agrees_with_normalize_email(raw: str) -> None:
     from usersctl.emails import EmailNormalizer
 
     assert _outcome(EmailNormalizer(), raw) == _outcome(normalize_email, raw)
+
+
+# Exact words: a command prints them as they are -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        ("", "email address is empty"),
+        ("a\nb@example.com", "email address contains a line break or NUL character"),
+        ("a" * 309 + "@example.com", "email address is longer than 320 characters"),
+        (
+            "alice@example",
+            "invalid email address 'alice@example': "
+            "The part after the @-sign is not valid. It should have a period",
+        ),
+    ],
+)
+def test_the_message_is_exactly_this(typed: str, message: str) -> None:
+    with pytest.raises(InvalidEmail) as error:
+        normalize_email(typed)
+    assert str(error.value) == message
+
+
+def test_the_reason_names_the_problem_without_the_value() -> None:
+    with pytest.raises(InvalidEmail) as error:
+        normalize_email("secret-password")
+    assert error.value.reason == "not a valid email address (An email address must have an @-sign)"
+    with pytest.raises(InvalidEmail) as error:
+        normalize_email("  ")
+    assert error.value.reason == "email address is empty"  # no reason of its own: the message
+
+
+def test_an_address_of_exactly_320_characters_is_judged_by_email_validator() -> None:
+    typed = "a" * 308 + "@example.com"
+    assert len(typed) == 320
+    with pytest.raises(InvalidEmail, match=r"too long \(66 characters too many\)$"):
+        normalize_email(typed)
+
+
+# The bulk normaliser asks email-validator once per domain of a plain ASCII address -----------
+
+_LONG_DOMAIN = "b" * 63 + "." + "c" * 63 + "." + "d" * 57 + ".com"  # 189 characters
+
+
+@pytest.mark.parametrize(
+    ("raw", "cached"),
+    [
+        ("Foo.Bar@ExAmple.COM", {"ExAmple.COM": "example.com"}),
+        ("a" * 64 + "@example.com", {"example.com": "example.com"}),  # the longest local part
+        ("a" * 64 + "@" + _LONG_DOMAIN, {_LONG_DOMAIN: _LONG_DOMAIN}),  # 254: the longest
+        ("a" * 64 + "@" + _LONG_DOMAIN + "x", {}),  # too long: the canonical path says so
+        ("a" * 65 + "@example.com", {}),  # a local part too long
+        ("ñ@example.com", {}),
+        ("x@münchen.de", {}),
+        ("PostMaster@example.com", {}),  # lowercased by email-validator
+        ("no-at-sign", {}),
+    ],
+)
+def test_the_bulk_normaliser_remembers_the_domains_of_plain_addresses(
+    raw: str, cached: dict[str, str | None]
+) -> None:
+    from usersctl.emails import EmailNormalizer
+
+    normalizer = EmailNormalizer()
+    assert _outcome(normalizer, raw) == _outcome(normalize_email, raw)
+    assert normalizer._domains == cached
+
+
+def test_the_bulk_normaliser_answers_a_known_domain_from_memory() -> None:
+    from usersctl.emails import EmailNormalizer
+
+    normalizer = EmailNormalizer()
+    assert normalizer("a@Example.COM") == "a@example.com"
+    assert normalizer("PostMaster@Example.COM") == "postmaster@example.com"
+    normalizer._domains["Example.COM"] = "remembered.example"
+    assert normalizer("b@Example.COM") == "b@remembered.example"
+
+
+# Domains, as --email-domain takes them ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("typed", "normal"),
+    [
+        ("old-corp.net", ("old-corp.net", "old-corp.net")),
+        ("  @Bücher.DE ", ("bücher.de", "xn--bcher-kva.de")),
+        ("XN--BCHER-KVA.de", ("bücher.de", "xn--bcher-kva.de")),
+    ],
+)
+def test_a_domain_is_normalised_as_in_an_address(typed: str, normal: tuple[str, str]) -> None:
+    from usersctl.emails import normalize_domain
+
+    assert normalize_domain(typed) == normal
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        ("", "invalid email domain ''"),
+        (" @ ", "invalid email domain '@'"),
+        ("a@b.com", "invalid email domain 'a@b.com'"),
+        ("x\r.com", "invalid email domain 'x\\r.com'"),
+        ("x\n.com", "invalid email domain 'x\\n.com'"),
+        ("x\x00.com", "invalid email domain 'x\\x00.com'"),
+        (
+            " example ",
+            "invalid email domain 'example': "
+            "The part after the @-sign is not valid. It should have a period",
+        ),
+    ],
+)
+def test_an_invalid_domain_is_refused_in_these_words(typed: str, message: str) -> None:
+    from usersctl.emails import normalize_domain
+
+    with pytest.raises(InvalidEmail) as error:
+        normalize_domain(typed)
+    assert str(error.value) == message
