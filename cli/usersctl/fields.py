@@ -137,7 +137,7 @@ def _to_int(value: Any) -> int:
     else:
         text = str(value).strip()
         digits = text[1:] if text[:1] in ("+", "-") else text
-        if not digits.isdigit():
+        if not digits.isdecimal():  # isdigit() takes "²", which int() refuses
             raise ValueError(f"{value!r} is not an integer")
         if len(digits) > 19:  # int() would refuse thousands of digits, with a message of its own
             raise ValueError(
@@ -145,7 +145,7 @@ def _to_int(value: Any) -> int:
             )
         number = int(text)
     if number not in INT64:
-        raise ValueError(f"{number} is out of range for a 64-bit integer")
+        raise ValueError(f"{value!r} is out of range for a 64-bit integer")
     return number
 
 
