@@ -344,13 +344,14 @@ def _from_json_text(value: Any) -> Any:
     if not isinstance(value, str):
         return check_nesting(value)
     try:
-        return check_nesting(json.loads(value))
+        parsed = json.loads(value)
     except json.JSONDecodeError as exc:
         raise InvalidJSON(f"not valid JSON ({exc.msg})") from None
     except RecursionError:
         raise ValueError(NESTING_TOO_DEEP) from None
     except ValueError as exc:  # int()'s limit on digits, for a number thousands of digits long
         raise ValueError(f"number has too many digits ({exc})") from None
+    return check_nesting(parsed)  # outside: its error is not about digits
 
 
 def _unwrapped(kind: TypeEngine[Any]) -> TypeEngine[Any]:
