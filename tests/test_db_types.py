@@ -21,6 +21,7 @@ from sqlalchemy.schema import CreateTable
 
 import usersctl.db as ours
 from fastapi_users_tutorial import TheirBase
+from usersctl.db.types import GUID, TIMESTAMPAware, now_utc, to_uuid
 from usersctl.engine import create_engine, session_factory
 
 # FastAPI Users' SQLAlchemy tutorial (with OAuth and the database token strategy) on usersctl.db,
@@ -298,3 +299,96 @@ async def test_timestamps_come_back_aware_and_keep_the_instant(engine: AsyncEngi
                 text("SELECT created_at FROM accesstoken WHERE token = 'kolkata'")
             )
             assert raw == "2024-01-01 06:30:00.000000"
+
+
+# The types' conversions, dialect by dialect, without a database -------------------------------
+
+SQLITE, POSTGRESQL = sqlite.dialect(), postgresql.dialect()
+AN_ID = uuid.UUID("0123abcd-0000-4000-8000-0000000000ff")
+
+
+class DriverUUID(uuid.UUID):
+    """What asyncpg hands back: a subclass of ``uuid.UUID``."""
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        AN_ID,
+        DriverUUID(str(AN_ID)),
+        AN_ID.bytes,
+        str(AN_ID).upper(),
+        f" {AN_ID.hex}\n",
+        f"urn:uuid:{AN_ID}",
+    ],
+)
+def test_to_uuid_gives_a_plain_uuid(given: object) -> None:
+    value = to_uuid(given)
+    assert value == AN_ID and type(value) is uuid.UUID
+
+
+def test_to_uuid_refuses_what_is_no_uuid() -> None:
+    for given in (AN_ID.bytes[:15], AN_ID.bytes + b"\x00", "", 5):
+        with pytest.raises(ValueError):
+            to_uuid(given)
+
+
+def test_guid_binds_native_uuids_on_postgresql_and_text_elsewhere() -> None:
+    guid = GUID()
+    bound = guid.process_bind_param(str(AN_ID).upper(), POSTGRESQL)
+    assert bound == AN_ID and type(bound) is uuid.UUID
+    assert guid.process_bind_param(DriverUUID(str(AN_ID)), SQLITE) == str(AN_ID)
+    assert guid.process_bind_param(None, SQLITE) is None
+    assert guid.process_bind_param(None, POSTGRESQL) is None
+    assert guid.process_result_value(None, SQLITE) is None
+    read = guid.process_result_value(DriverUUID(str(AN_ID)), POSTGRESQL)
+    assert read == AN_ID and type(read) is uuid.UUID
+    assert guid.process_result_value(str(AN_ID), SQLITE) == AN_ID
+
+
+def test_guid_is_char_36_except_on_postgresql() -> None:
+    assert GUID().dialect_impl(SQLITE).compile(dialect=SQLITE) == "CHAR(36)"
+    assert GUID().dialect_impl(POSTGRESQL).compile(dialect=POSTGRESQL) == "UUID"
+    assert GUID().compile(dialect=SQLITE) == "CHAR(36)"
+
+
+def test_timestamps_are_bound_as_utc_without_offset_except_on_postgresql() -> None:
+    stamp = TIMESTAMPAware()
+    kolkata = timezone(timedelta(hours=5, minutes=30))
+    noon = datetime(2024, 1, 1, 12, tzinfo=kolkata)
+    assert stamp.process_bind_param(noon, SQLITE) == datetime(2024, 1, 1, 6, 30)
+    assert stamp.process_bind_param(noon, POSTGRESQL) is noon
+    naive = datetime(2024, 1, 1, 12)
+    assert stamp.process_bind_param(naive, SQLITE) is naive
+    assert stamp.process_bind_param("2024-01-01", SQLITE) == "2024-01-01"
+    assert stamp.process_bind_param(None, SQLITE) is None
+
+
+@pytest.mark.parametrize(
+    ("stored", "read"),
+    [
+        (None, None),
+        ("2024-01-01 06:30:00.000000", datetime(2024, 1, 1, 6, 30, tzinfo=timezone.utc)),
+        (datetime(2024, 1, 1, 6, 30), datetime(2024, 1, 1, 6, 30, tzinfo=timezone.utc)),
+        (
+            datetime(2024, 1, 1, 12, tzinfo=timezone(timedelta(hours=1))),
+            datetime(2024, 1, 1, 12, tzinfo=timezone(timedelta(hours=1))),
+        ),
+        (
+            "2024-01-01T12:00:00+01:00",
+            datetime(2024, 1, 1, 12, tzinfo=timezone(timedelta(hours=1))),
+        ),
+    ],
+)
+def test_timestamps_come_back_aware(stored: object, read: datetime | None) -> None:
+    value = TIMESTAMPAware().process_result_value(stored, SQLITE)
+    assert value == read
+    if read is not None:
+        assert value is not None and value.utcoffset() == read.utcoffset()
+
+
+def test_now_utc_is_aware_and_now() -> None:
+    before = datetime.now(timezone.utc)
+    now = now_utc()
+    assert now.tzinfo is timezone.utc
+    assert before <= now <= datetime.now(timezone.utc)

@@ -242,3 +242,95 @@ def test_generated_passwords_are_distinct_and_256_bits() -> None:
         assert len(base64.urlsafe_b64decode(password + "=")) == 32
     # Drawn from the whole alphabet, not a few characters of it
     assert len(set("".join(passwords))) == 64
+
+
+# What a stored hash costs to verify: refused beyond FastAPI Users' own costs -------------------
+
+_SALT_AND_DIGEST = "$c2FsdHNhbHQ$aGFzaGhhc2g"
+_BCRYPT_TAIL = "$" + "a" * 53
+
+
+def _argon2(memory: int | str, time_cost: int | str, parallelism: int | str) -> str:
+    return f"$argon2id$v=19$m={memory},t={time_cost},p={parallelism}{_SALT_AND_DIGEST}"
+
+
+@pytest.mark.parametrize(
+    ("hashed", "problem"),
+    [
+        ("$2b$04" + _BCRYPT_TAIL, None),
+        ("$2b$16" + _BCRYPT_TAIL, None),
+        ("$2b$03" + _BCRYPT_TAIL, "bcrypt cost 3 is outside 4-16"),
+        ("$2b$17" + _BCRYPT_TAIL, "bcrypt cost 17 is outside 4-16"),
+        ("$2b$31" + _BCRYPT_TAIL, "bcrypt cost 31 is outside 4-16"),
+        (_argon2(65536, 3, 4), None),
+        (_argon2(8, 1, 1), None),  # the least Argon2 allows
+        (_argon2(16 * 64, 1, 64), None),
+        (_argon2(1 << 20, 0, 1), "Argon2 time cost 0 is outside 1-16"),
+        (
+            _argon2(65536, 16, 1),
+            "Argon2 memory 65536 KiB times 16 passes is over 983040 "
+            "(five times FastAPI Users' cost)",
+        ),
+        (_argon2(61440, 16, 1), None),  # 983040 exactly
+        (
+            _argon2(61441, 16, 1),
+            "Argon2 memory 61441 KiB times 16 passes is over 983040 "
+            "(five times FastAPI Users' cost)",
+        ),
+        (_argon2(1 << 20, 17, 1), "Argon2 time cost 17 is outside 1-16"),
+        (_argon2((1 << 20) + 1, 1, 1), "Argon2 memory 1048577 KiB is outside 8-1048576"),
+        (
+            _argon2(1 << 20, 1, 1),
+            "Argon2 memory 1048576 KiB times 1 passes is over 983040 "
+            "(five times FastAPI Users' cost)",
+        ),
+        (_argon2(31, 1, 4), "Argon2 memory 31 KiB is outside 32-1048576"),
+        (_argon2(32, 1, 4), None),
+        (_argon2(512, 1, 0), "Argon2 parallelism 0 is outside 1-64"),
+        (_argon2(8 * 65, 1, 65), "Argon2 parallelism 65 is outside 1-64"),
+        (_argon2("1" * 12, 1, 1), "Argon2 memory 111111111111 KiB is outside 8-1048576"),
+        (_argon2("1" * 13, 1, 1), "an Argon2 cost parameter has too many digits"),
+        (_argon2(8, "1" * 13, 1), "an Argon2 cost parameter has too many digits"),
+        (_argon2(8, 1, "1" * 13), "an Argon2 cost parameter has too many digits"),
+        ("plain text", None),  # not a hash this judges
+    ],
+)
+def test_hash_cost_problem_names_what_is_out_of_bounds(hashed: str, problem: str | None) -> None:
+    assert passwords.hash_cost_problem(hashed) == problem
+
+
+def test_outdated_asks_the_helper_hasher_that_identifies_the_hash(
+    our_hash: str, outdated_argon2_hash: str, bcrypt_hash: str
+) -> None:
+    from pwdlib import PasswordHash
+    from pwdlib.hashers.argon2 import Argon2Hasher
+    from pwdlib.hashers.bcrypt import BcryptHasher
+
+    app = passwords.Hashing("app", PasswordHash((Argon2Hasher(), BcryptHasher())), "app:hash")
+    assert app.outdated(our_hash) is False
+    assert app.outdated(outdated_argon2_hash) is True
+    assert app.outdated(bcrypt_hash) is True  # 4 rounds, the hasher's own are 12
+    bcrypt_only = passwords.Hashing("app", PasswordHash((BcryptHasher(),)), "app:hash")
+    assert bcrypt_only.outdated(our_hash) is None  # no hasher of its identifies it
+    assert passwords.ARGON2.outdated(our_hash) is None  # no helper
+    # The app's own costs decide: its parameters are the outdated hash's
+    slow = Argon2Hasher(time_cost=2, memory_cost=19456, parallelism=1)
+    assert (
+        passwords.hash_scheme(outdated_argon2_hash, passwords.Hashing("app", PasswordHash((slow,))))
+        == "argon2"
+    )
+    assert passwords.hash_scheme(our_hash, passwords.Hashing("app", PasswordHash((slow,)))) == (
+        "argon2-outdated"
+    )
+
+
+def test_hashing_in_the_background_gives_a_hash_of_the_password() -> None:
+    future = passwords.hash_password_in_background(PASSWORD, passwords.BCRYPT)
+    hashed = future.result(timeout=30)
+    assert hashed.startswith("$2b$12$") and bcrypt.checkpw(PASSWORD.encode(), hashed.encode())
+
+
+def test_hashing_in_the_background_hands_over_the_error() -> None:
+    future = passwords.hash_password_in_background("x" * 100, passwords.BCRYPT)
+    with pytest.raises(ValueError):  # bcrypt refuses a password over 72 bytes
+        future.result(timeout=30)
