@@ -3,21 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import multiprocessing
+import re
 import socket
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase
 
 from usersctl.db import SQLAlchemyBaseUserTableUUID, SQLAlchemyUserDatabase
-from usersctl.engine import create_engine, mask_url, normalize_url, session_factory
-from usersctl.errors import InvalidInput
+from usersctl.engine import (
+    _postgres_connect_args,
+    _unique_statement_name,
+    behind_pooler,
+    check_sqlite_file,
+    create_engine,
+    is_secret_parameter,
+    mask_url,
+    normalize_url,
+    session_factory,
+    sqlite_path,
+)
+from usersctl.errors import DatabaseProblem, InvalidInput
 
 
 class Base(DeclarativeBase):
@@ -292,3 +306,289 @@ async def test_postgres_connect_is_bounded_by_connect_timeout() -> None:
         finally:
             await engine.dispose()
         assert time.monotonic() - started < 5
+
+
+# URLs refused before anything connects, in these words ----------------------------------------
+
+_PORT_RANGE = "is out of range: a port is a number from 1 to 65535"
+_ASYNCPG_TAKES = (
+    "it takes application_name, command_timeout, database, direct_tls, gsslib, host, "
+    "krbsrvname, max_cacheable_statement_size, max_cached_statement_lifetime, passfile, "
+    "password, port, prepared_statement_cache_size, service, servicefile, ssl, "
+    "statement_cache_size, target_session_attrs, timeout, user (and sslmode)"
+)
+_SQLITE_TAKES = (
+    "it takes cached_statements, check_same_thread, detect_types, isolation_level, timeout, "
+    "uri, and with ?uri=true SQLite's own (cache, immutable, mode, modeof, nolock, psow, vfs)"
+)
+
+
+@pytest.mark.parametrize(
+    ("pasted", "message"),
+    [
+        ("postgresql://u@h:0/db", f"the database URL's port 0 {_PORT_RANGE}"),
+        ("postgresql://u@h:65536/db", f"the database URL's port 65536 {_PORT_RANGE}"),
+        ("postgresql://u@h:100000/db", f"the database URL's port 100000 {_PORT_RANGE}"),
+        ("postgresql://h/db?port=5432,70000", f"the database URL's ?port= 70000 {_PORT_RANGE}"),
+        ("postgresql://h/db?port=x", f"the database URL's ?port= {_PORT_RANGE}"),
+        ("postgresql://h/db?port=" + "9" * 21, f"the database URL's ?port= {_PORT_RANGE}"),
+        (
+            "postgresql://h/db?port=" + "9" * 20,
+            f"the database URL's ?port= {'9' * 20} {_PORT_RANGE}",
+        ),
+        (
+            "postgresql://h/db?host=a:1,b:65536",
+            f"the database URL's ?host= port 65536 {_PORT_RANGE}",
+        ),
+        ("postgresql://h/db?host=a:x", f"the database URL's ?host= port {_PORT_RANGE}"),
+        (
+            "postgresql://h/db?foo=1",
+            f"the database URL has a parameter asyncpg does not take: ?foo; {_ASYNCPG_TAKES}",
+        ),
+        (
+            "postgresql://h/db?foo=1&apiKey=s3cret&bar=2",
+            "the database URL has parameters asyncpg does not take: ?(a parameter), ?bar, ?foo; "
+            + _ASYNCPG_TAKES,
+        ),
+        ("sqlite:///u.db?uri=maybe", "the database URL's ?uri= must be true or false"),
+        (
+            "sqlite:///u.db?check_same_thread=2",
+            "the database URL's ?check_same_thread= must be true or false",
+        ),
+        (
+            "sqlite:///u.db?mode=ro",
+            f"the database URL has a parameter SQLite does not take: ?mode; {_SQLITE_TAKES}",
+        ),
+        (
+            "sqlite:///u.db?uri=false&mode=ro",
+            f"the database URL has a parameter SQLite does not take: ?mode; {_SQLITE_TAKES}",
+        ),
+        ("sqlite:///u.db?timeout=x", "the database URL's ?timeout= is not a number (float)"),
+        ("sqlite:///u.db?timeout=inf", "the database URL's ?timeout= must be a finite number >= 0"),
+        (
+            "sqlite:///u.db?detect_types=1.0",
+            "the database URL's ?detect_types= is not a number (int)",
+        ),
+        (
+            "sqlite:///u.db?cached_statements=-1",
+            "the database URL's ?cached_statements= must be a finite number >= 0",
+        ),
+        ("mysql://h/db", "unsupported database 'mysql'; use a sqlite:// or postgresql:// URL"),
+        (
+            "postgresql+psycopg3://h/db",
+            "unsupported database 'postgresql+psycopg3'; use a sqlite:// or postgresql:// URL",
+        ),
+        (
+            "sqlite+pysqlcipher:///u.db",
+            "unsupported database 'sqlite+pysqlcipher'; use a sqlite:// or postgresql:// URL",
+        ),
+    ],
+)
+def test_a_url_is_refused_in_these_words(pasted: str, message: str) -> None:
+    with pytest.raises(InvalidInput) as error:
+        normalize_url(pasted)
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize(
+    ("pasted", "normal"),
+    [
+        ("  postgres://u@h:1/db \n", "postgresql+asyncpg://u@h:1/db"),
+        ("postgresql+pg8000://u@h:65535/db", "postgresql+asyncpg://u@h:65535/db"),
+        (
+            "postgresql+psycopg://h/db?host=a:,b:5432&port=1,",
+            "postgresql+asyncpg://h/db?host=a%3A%2Cb%3A5432&port=1%2C",
+        ),
+        ("postgresql://h/db?sslmode=require", "postgresql+asyncpg://h/db?ssl=require"),
+        ("postgresql://h/db?ssl=disable&sslmode=require", "postgresql+asyncpg://h/db?ssl=disable"),
+        ("sqlite+pysqlite:///u.db?uri=TRUE&mode=ro", "sqlite+aiosqlite:///u.db?mode=ro&uri=TRUE"),
+        (
+            "sqlite:///u.db?check_same_thread=no&timeout=0",
+            "sqlite+aiosqlite:///u.db?check_same_thread=no&timeout=0",
+        ),
+        ("sqlite+aiosqlite://", "sqlite+aiosqlite://"),
+    ],
+)
+def test_urls_that_pass_and_what_they_become(pasted: str, normal: str) -> None:
+    assert normalize_url(pasted).render_as_string(hide_password=False) == normal
+    assert normalize_url(make_url(pasted.strip())) == normalize_url(pasted)
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("password", True),
+        ("sslPassword", True),
+        ("PASSWD", True),
+        ("pwd", True),
+        ("client_secret", True),
+        ("token", True),
+        ("apikey", True),
+        ("user", False),
+        ("ssl", False),
+    ],
+)
+def test_which_parameters_may_hold_a_secret(name: str, secret: bool) -> None:
+    assert is_secret_parameter(name) is secret
+
+
+def test_mask_url_hides_secret_parameters_and_the_password_after_an_unencoded_at() -> None:
+    assert mask_url("postgresql://u:p@ss@h/db") == "postgresql://u:***@h/db"
+    assert mask_url("postgresql://u@h/db?sslpassword=x&user=v") == (
+        "postgresql://u@h/db?sslpassword=***&user=v"
+    )
+    assert mask_url(make_url("sqlite:///u.db")) == "sqlite:///u.db"
+
+
+def test_sqlite_path_is_the_file_behind_a_sqlite_url(tmp_path: Path) -> None:
+    assert sqlite_path(make_url("sqlite+aiosqlite:///u.db")) == Path("u.db")
+    for url in (
+        "sqlite+aiosqlite://",
+        "sqlite:///:memory:",
+        "sqlite:///file:u.db?uri=true",
+        "postgresql+asyncpg://h/u.db",
+    ):
+        assert sqlite_path(make_url(url)) is None, url
+    check_sqlite_file(make_url("sqlite:///:memory:"))  # nothing to check
+    with pytest.raises(DatabaseProblem) as error:
+        check_sqlite_file(make_url(f"sqlite:///{tmp_path}"))
+    assert str(error.value) == f"{tmp_path} is a directory, not a SQLite database file"
+    missing = tmp_path / "missing.db"
+    with pytest.raises(DatabaseProblem) as error:
+        check_sqlite_file(make_url(f"sqlite:///{missing}"))
+    assert str(error.value) == (
+        f"database file {missing} does not exist; run `usersctl init-db` to create it"
+    )
+    missing.touch()
+    check_sqlite_file(make_url(f"sqlite:///{missing}"))
+
+
+@pytest.mark.parametrize(
+    ("pasted", "message"),
+    [
+        ("postgresql://h/db?timeout=soon", "the database URL's ?timeout= is not a number (float)"),
+        (
+            "postgresql://h/db?statement_cache_size=1.5",
+            "the database URL's ?statement_cache_size= is not a number (int)",
+        ),
+        (
+            "postgresql://h/db?timeout=-1",
+            "the database URL's ?timeout= must be a finite number >= 0",
+        ),
+        (
+            "postgresql://h/db?timeout=nan",
+            "the database URL's ?timeout= must be a finite number >= 0",
+        ),
+    ],
+)
+def test_numbers_in_a_postgresql_url_are_refused_when_the_engine_is_made(
+    pasted: str, message: str
+) -> None:
+    normalize_url(pasted)  # a parameter asyncpg takes
+    with pytest.raises(InvalidInput) as error:
+        create_engine(pasted)
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize("timeout", [0, -1, math.inf, math.nan, "10", None])
+def test_the_connect_timeout_is_a_finite_number_above_0(timeout: Any) -> None:
+    with pytest.raises(InvalidInput) as error:
+        create_engine("sqlite:///u.db", connect_timeout=timeout)
+    assert str(error.value) == "the connect timeout must be a finite number of seconds above 0"
+
+
+# What reaches asyncpg --------------------------------------------------------------------------
+
+
+def test_numbers_and_the_application_name_move_from_the_url_into_connect_arguments() -> None:
+    url = normalize_url(
+        "postgresql://h/db?timeout=2.5&command_timeout=7&statement_cache_size=5"
+        "&max_cached_statement_lifetime=0&max_cacheable_statement_size=1024"
+        "&application_name=tool&ssl=require"
+    )
+    connect_args: dict[str, Any] = {"command_timeout": 1.0, "server_settings": {"jit": "off"}}
+    left = _postgres_connect_args(url, connect_args)
+    assert dict(left.query) == {"ssl": "require"}
+    assert connect_args == {
+        "timeout": 2.5,
+        "command_timeout": 1.0,  # what the caller gave wins
+        "statement_cache_size": 5,
+        "max_cached_statement_lifetime": 0.0,
+        "max_cacheable_statement_size": 1024,
+        "server_settings": {"jit": "off", "application_name": "tool"},
+    }
+    assert type(connect_args["statement_cache_size"]) is int
+    assert type(connect_args["timeout"]) is float
+    plain = normalize_url("postgresql://h/db")
+    nothing: dict[str, Any] = {}
+    assert _postgres_connect_args(plain, nothing) is plain and nothing == {}
+
+
+@pytest.mark.parametrize(
+    ("query", "pooled"),
+    [
+        ("prepared_statement_cache_size=0", True),
+        ("statement_cache_size= 0", True),
+        ("statement_cache_size=100", False),
+        ("prepared_statement_cache_size=00", False),
+        ("", False),
+    ],
+)
+def test_a_pooler_is_recognised_by_a_statement_cache_turned_off(query: str, pooled: bool) -> None:
+    url = make_url(f"postgresql+asyncpg://h/db?{query}")
+    assert behind_pooler(url) is pooled
+    connect_args: dict[str, Any] = {}
+    left = _postgres_connect_args(url, connect_args)
+    if pooled:
+        assert connect_args["prepared_statement_name_func"] is _unique_statement_name
+        assert connect_args.get("statement_cache_size", 0) == 0
+        assert left.query["prepared_statement_cache_size"] == "0"
+    else:
+        assert "prepared_statement_name_func" not in connect_args
+
+
+def test_statement_names_are_unique() -> None:
+    names = {_unique_statement_name() for _ in range(100)}
+    assert len(names) == 100
+    assert all(re.fullmatch(r"__usersctl_[0-9a-f]{32}__", name) for name in names)
+
+
+# SQLite's settings on every connection ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("connect_timeout", "wal", "busy", "journal"),
+    [(10.0, True, 30_000, "wal"), (45.5, False, 45_500, "delete")],
+)
+async def test_sqlite_connections_get_the_busy_timeout_and_the_journal_asked_for(
+    tmp_path: Path, connect_timeout: float, wal: bool, busy: int, journal: str
+) -> None:
+    engine = create_engine(
+        f"sqlite:///{tmp_path / 'users.db'}", connect_timeout=connect_timeout, sqlite_wal=wal
+    )
+    try:
+        async with engine.connect() as connection:
+            assert await connection.scalar(text("PRAGMA busy_timeout")) == busy
+            assert await connection.scalar(text("PRAGMA journal_mode")) == journal
+            assert await connection.scalar(text("PRAGMA synchronous")) == 1  # NORMAL
+            assert await connection.scalar(text("PRAGMA foreign_keys")) == 1
+            assert await connection.scalar(text("SELECT usersctl_lower('ÄB')")) == "äb"
+            await connection.execute(text("CREATE TABLE t (id UUID)"))
+            reflected = await connection.run_sync(
+                lambda sync: sqlalchemy.inspect(sync).get_columns("t")
+            )
+            assert isinstance(reflected[0]["type"], sqlalchemy.Uuid)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_file_that_is_no_database_fails_to_connect_and_is_closed(tmp_path: Path) -> None:
+    path = tmp_path / "not.db"
+    path.write_bytes(b"this is not a database" * 100)
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        with pytest.raises(DatabaseError):
+            async with engine.connect():
+                pass
+    finally:
+        await engine.dispose()
