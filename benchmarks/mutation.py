@@ -70,6 +70,21 @@ CORE = (
 NOT_IN_COPY = ("tests/test_fastapi_users_versions.py", "tests/test_readme.py")
 
 
+#: Appended to the copy's tests/conftest.py. A failing example is enough to kill a mutant:
+#: Hypothesis's shrinking of it, with real password hashes, took minutes per mutant. Examples
+#: are derived from the test, so a rerun tries the same ones.
+HYPOTHESIS_PROFILE = """
+
+from hypothesis import Phase as _Phase
+from hypothesis import settings as _settings
+
+_settings.register_profile(
+    "mutation", phases=[_Phase.explicit, _Phase.generate], derandomize=True, database=None
+)
+_settings.load_profile("mutation")
+"""
+
+
 def workspace(folder: Path, modules: list[str], tests: list[str]) -> None:
     """The copy mutmut works on, with the project's pytest settings and mutmut's. In a folder of
     an earlier run, the package and the tests are copied over again: mutmut reruns the mutants of
@@ -83,6 +98,8 @@ def workspace(folder: Path, modules: list[str], tests: list[str]) -> None:
         )
     for name in NOT_IN_COPY:
         (folder / name).unlink(missing_ok=True)
+    with (folder / "tests" / "conftest.py").open("a") as conftest:
+        conftest.write(HYPOTHESIS_PROFILE)
     pytest_settings = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"][
         "ini_options"
     ]

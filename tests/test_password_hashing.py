@@ -334,3 +334,75 @@ def test_hashing_in_the_background_hands_over_the_error() -> None:
     future = passwords.hash_password_in_background("x" * 100, passwords.BCRYPT)
     with pytest.raises(ValueError):  # bcrypt refuses a password over 72 bytes
         future.result(timeout=30)
+
+
+class _RecordingHash:
+    """pwdlib's bcrypt (8 rounds) that notes which thread made each hash, and when it ended."""
+
+    def __init__(self) -> None:
+        import threading
+
+        from pwdlib import PasswordHash
+        from pwdlib.hashers.bcrypt import BcryptHasher
+
+        self.inner = PasswordHash((BcryptHasher(rounds=8),))
+        self.lock = threading.Lock()
+        self.threads: list[str] = []
+
+    def hash(self, password: str) -> str:
+        import threading
+
+        hashed = self.inner.hash(password)
+        with self.lock:
+            self.threads.append(threading.current_thread().name)
+        return hashed
+
+
+def test_bulk_hashing_runs_on_one_named_thread_per_core() -> None:
+    import os
+
+    helper = _RecordingHash()
+    hashing = passwords.Hashing("app", helper, "tests:recording")
+    hashes = list(hash_many([f"pw-{n}" for n in range(8)], hashing=hashing))
+    assert [bcrypt.checkpw(f"pw-{n}".encode(), h.encode()) for n, h in enumerate(hashes)] == [
+        True
+    ] * 8
+    assert all(name.startswith("usersctl-hash") for name in helper.threads)
+    assert len(set(helper.threads)) == min(8, os.cpu_count() or 1)
+
+
+def test_bulk_hashing_stopped_early_cancels_what_has_not_started_and_waits_for_the_rest() -> None:
+    import time
+
+    helper = _RecordingHash()
+    hashing = passwords.Hashing("app", helper, "tests:recording")
+    hashes = hash_many([f"pw-{n}" for n in range(40)], hashing=hashing)
+    next(hashes)
+    hashes.close()  # the consumer stops: no new hash starts, a running one ends first
+    done = len(helper.threads)
+    assert done < 40
+    time.sleep(0.3)
+    assert len(helper.threads) == done
+
+
+def test_an_argon2_error_is_raised_in_argon2s_words() -> None:
+    from argon2.exceptions import HashingError
+
+    too_small = argon2.Parameters(
+        type=argon2.Type.ID,
+        version=19,
+        salt_len=16,
+        hash_len=32,
+        time_cost=1,
+        memory_cost=1,
+        parallelism=1,
+    )
+    with pytest.raises(HashingError) as error:
+        passwords._Argon2Memory(too_small).hash(PASSWORD)
+    assert str(error.value) == "Memory cost is too small"
+
+
+def test_a_helper_with_no_hashers_to_ask_identifies_nothing(our_hash: str) -> None:
+    # Neither pwdlib's hashers nor passlib's context: usersctl cannot tell, and says so.
+    assert passwords.Hashing("app", object(), "app:helper").identifies(our_hash) is None
+    assert passwords.Hashing("app", object(), "app:helper").outdated(our_hash) is None
