@@ -392,3 +392,34 @@ def test_now_utc_is_aware_and_now() -> None:
     now = now_utc()
     assert now.tzinfo is timezone.utc
     assert before <= now <= datetime.now(timezone.utc)
+
+
+def test_the_lower_email_index_is_added_once_and_only_to_tables_with_an_email() -> None:
+    from sqlalchemy import Index, String, func
+
+    from usersctl.db import add_email_lower_index, email_lower_index_name
+
+    assert email_lower_index_name("members") == "ix_members_email_lower"
+
+    class OwnBase(DeclarativeBase):
+        pass
+
+    class Member(ours.SQLAlchemyBaseUserTableUUID, OwnBase):
+        __tablename__ = "members"
+        __table_args__ = (Index("ix_members_email_lower", func.lower("email"), unique=True),)
+
+    table = Member.__table__
+    assert isinstance(table, Table)
+    (index,) = [i for i in table.indexes if i.name == "ix_members_email_lower"]
+    assert add_email_lower_index(table) is index  # the app's own, not a second one
+    assert [i.name for i in table.indexes].count("ix_members_email_lower") == 1
+
+    class NoEmail(ours.SQLAlchemyBaseUserTable[int], OwnBase):
+        __tablename__ = "no_email"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True)
+        email = None  # type: ignore[assignment]
+        handle: Mapped[str] = mapped_column(String(20))
+
+    no_email = NoEmail.__table__
+    assert isinstance(no_email, Table)
+    assert "email" not in no_email.c and not no_email.indexes

@@ -348,6 +348,7 @@ class _RecordingHash:
         self.inner = PasswordHash((BcryptHasher(rounds=8),))
         self.lock = threading.Lock()
         self.threads: list[str] = []
+        self.daemons: list[bool] = []
 
     def hash(self, password: str) -> str:
         import threading
@@ -355,6 +356,7 @@ class _RecordingHash:
         hashed = self.inner.hash(password)
         with self.lock:
             self.threads.append(threading.current_thread().name)
+            self.daemons.append(threading.current_thread().daemon)
         return hashed
 
 
@@ -388,17 +390,8 @@ def test_bulk_hashing_stopped_early_cancels_what_has_not_started_and_waits_for_t
 def test_an_argon2_error_is_raised_in_argon2s_words() -> None:
     from argon2.exceptions import HashingError
 
-    too_small = argon2.Parameters(
-        type=argon2.Type.ID,
-        version=19,
-        salt_len=16,
-        hash_len=32,
-        time_cost=1,
-        memory_cost=1,
-        parallelism=1,
-    )
     with pytest.raises(HashingError) as error:
-        passwords._Argon2Memory(too_small).hash(PASSWORD)
+        passwords._Argon2Memory(_parameters(1)).hash(PASSWORD)
     assert str(error.value) == "Memory cost is too small"
 
 
@@ -406,3 +399,46 @@ def test_a_helper_with_no_hashers_to_ask_identifies_nothing(our_hash: str) -> No
     # Neither pwdlib's hashers nor passlib's context: usersctl cannot tell, and says so.
     assert passwords.Hashing("app", object(), "app:helper").identifies(our_hash) is None
     assert passwords.Hashing("app", object(), "app:helper").outdated(our_hash) is None
+
+
+def test_hashing_in_the_background_runs_on_a_named_daemon_thread() -> None:
+    helper = _RecordingHash()
+    hashing = passwords.Hashing("app", helper, "tests:recording")
+    hashed = passwords.hash_password_in_background(PASSWORD, hashing).result(timeout=30)
+    assert bcrypt.checkpw(PASSWORD.encode(), hashed.encode())
+    # A daemon: a command that fails meanwhile exits without waiting for the hash.
+    assert (helper.threads, helper.daemons) == (["usersctl-hash"], [True])
+
+
+def _parameters(memory_cost: int) -> argon2.Parameters:
+    return argon2.Parameters(
+        type=argon2.Type.ID,
+        version=19,
+        salt_len=16,
+        hash_len=32,
+        time_cost=1,
+        memory_cost=memory_cost,
+        parallelism=1,
+    )
+
+
+def test_memory_that_cannot_be_had_is_argon2s_allocation_error_without_a_traceback(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    from argon2.exceptions import HashingError
+
+    with pytest.raises(HashingError) as error:
+        passwords._Argon2Memory(_parameters(2**32 - 1)).hash(PASSWORD)  # 4 TiB
+    assert str(error.value) == "Memory allocation error"
+    assert capfd.readouterr() == ("", "")
+
+
+def test_hashing_memory_works_again_after_its_release() -> None:
+    memory = passwords._Argon2Memory(_parameters(1024))
+    first = memory.hash(PASSWORD)
+    memory.release()
+    second = memory.hash(PASSWORD)
+    assert first != second  # salts differ
+    assert argon2.PasswordHasher().verify(second, PASSWORD)
+    assert len(memory.blocks) == 1
+    memory.release()
