@@ -423,3 +423,21 @@ def test_the_lower_email_index_is_added_once_and_only_to_tables_with_an_email() 
     no_email = NoEmail.__table__
     assert isinstance(no_email, Table)
     assert "email" not in no_email.c and not no_email.indexes
+
+
+def test_timestamps_are_bound_as_utc_whatever_the_local_time_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    monkeypatch.setenv("TZ", "America/St_Johns")  # -03:30 or -02:30, never UTC
+    time.tzset()
+    try:
+        kolkata = timezone(timedelta(hours=5, minutes=30))
+        bound = TIMESTAMPAware().process_bind_param(
+            datetime(2024, 7, 1, 12, tzinfo=kolkata), SQLITE
+        )
+        assert bound == datetime(2024, 7, 1, 6, 30)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
