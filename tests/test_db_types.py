@@ -424,6 +424,16 @@ def test_the_lower_email_index_is_added_once_and_only_to_tables_with_an_email() 
     assert isinstance(no_email, Table)
     assert "email" not in no_email.c and not no_email.indexes
 
+    # Made when the class is declared (here, not at import: the mutation run forks after that)
+    class Account(ours.SQLAlchemyBaseUserTableUUID, OwnBase):
+        __tablename__ = "accounts"
+
+    accounts = Account.__table__
+    assert isinstance(accounts, Table)
+    assert {i for i in _indexes(accounts) if i[0] == "ix_accounts_email_lower"} == {
+        ("ix_accounts_email_lower", True, ("lower(accounts.email)",))
+    }
+
 
 def test_timestamps_are_bound_as_utc_whatever_the_local_time_zone(
     monkeypatch: pytest.MonkeyPatch,
