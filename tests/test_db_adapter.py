@@ -8,7 +8,7 @@ from typing import Any
 
 import fastapi_users_db_sqlalchemy as theirs
 import pytest
-from sqlalchemy import Integer, MetaData, String, literal_column, text
+from sqlalchemy import Integer, MetaData, String, literal_column, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -22,6 +22,7 @@ from usersctl.db import (
     SQLAlchemyBaseUserTableUUID,
     SQLAlchemyUserDatabase,
 )
+from usersctl.db.adapter import cascading_tables
 from usersctl.engine import create_engine
 
 
@@ -405,3 +406,124 @@ async def test_integer_id_user_table(
     await user_db.delete(first)
     assert await user_db.get(first.id) is None
     assert await count(outside, 'SELECT count(*) FROM "user"') == 1
+
+
+# The cascade is usersctl's, not only the database's ------------------------------------------
+
+
+def test_cascading_tables_are_those_whose_key_to_the_user_table_cascades() -> None:
+    from sqlalchemy import Column, ForeignKey, Table
+    from sqlalchemy import Uuid as PlainUuid
+
+    metadata = MetaData()
+    users = Table(
+        "user",
+        metadata,
+        Column("id", PlainUuid, primary_key=True),
+        Column("invited_by", PlainUuid, ForeignKey("user.id", ondelete="CASCADE")),
+    )
+    other = Table("other", metadata, Column("id", Integer, primary_key=True))
+
+    def dependent(name: str, *keys: tuple[str, str | None]) -> Table:
+        columns = [
+            Column(f"{target}_{number}", ForeignKey(f"{target}.id", ondelete=ondelete))
+            for number, (target, ondelete) in enumerate(keys)
+        ]
+        return Table(name, metadata, Column("pk", Integer, primary_key=True), *columns)
+
+    shouting = dependent("shouting", ("user", "CASCADE"))
+    dependent("two", ("user", "cascade"), ("user", None), ("user", "cascade"))
+    dependent("restricting", ("user", "RESTRICT"))
+    dependent("plain", ("user", None))
+    dependent("elsewhere", ("other", "cascade"))
+
+    found = {
+        table.name: sorted(column.name for column in columns)
+        for table, columns in cascading_tables(users)
+    }
+    assert found == {"shouting": ["user_0"], "two": ["user_0", "user_2"]}
+    assert cascading_tables(other) == [
+        (metadata.tables["elsewhere"], [metadata.tables["elsewhere"].c.other_0])
+    ]
+    assert shouting in metadata.tables.values()
+
+
+async def test_delete_removes_the_rows_of_a_database_that_does_not_cascade(
+    engine: AsyncEngine, outside: AsyncEngine, session: AsyncSession
+) -> None:
+    from sqlalchemy.schema import CreateTable
+
+    # The app's migrations made the tables without their foreign keys: nothing in the database
+    # deletes an account with its user.
+    async with engine.begin() as connection:
+        await connection.execute(CreateTable(UserOAuth.__table__))
+        for table in (OAuthAccount.__table__, AccessToken.__table__):
+            await connection.execute(CreateTable(table, include_foreign_key_constraints=[]))
+    arthur = await _user_with_accounts_and_tokens(
+        session, UserOAuth, OAuthAccount, AccessToken, "arthur@camelot.bt"
+    )
+    merlin = await _user_with_accounts_and_tokens(
+        session, UserOAuth, OAuthAccount, AccessToken, "merlin@camelot.bt"
+    )
+    arthur_id, merlin_id = arthur.id, merlin.id
+    user_db = SQLAlchemyUserDatabase(session, UserOAuth, OAuthAccount)
+    # Every token loaded and held, as an app's request holds what it read
+    held = (await session.execute(select(AccessToken))).scalars().all()
+    assert len(held) == 4 and len(list(session.identity_map.values())) == 10
+
+    await user_db.delete(arthur)
+
+    assert await counts(outside) == {"users": 1, "oauth accounts": 2, "access tokens": 2}
+    assert await count(outside, "SELECT count(*) FROM accesstoken WHERE token LIKE 'merlin%'") == 2
+    # What went is gone from the session too; what stays is still there
+    assert arthur not in session
+    left = [
+        (type(obj).__name__, obj.user_id)
+        for obj in session.identity_map.values()
+        if isinstance(obj, (OAuthAccount, AccessToken))
+    ]
+    assert sorted(left) == sorted(
+        [("AccessToken", merlin_id)] * 2 + [("OAuthAccount", merlin_id)] * 2
+    )
+    assert arthur_id not in [user_id for _, user_id in left]
+
+
+async def test_delete_of_a_user_detached_after_a_rollback(
+    engine: AsyncEngine, outside: AsyncEngine, session: AsyncSession
+) -> None:
+    await create_tables(engine, OAuthBase.metadata)
+    user = await _user_with_accounts_and_tokens(
+        session, UserOAuth, OAuthAccount, AccessToken, "kay@camelot.bt"
+    )
+    await session.rollback()  # expires the user...
+    session.expunge(user)  # ...which then cannot load its id any more
+    await SQLAlchemyUserDatabase(session, UserOAuth, OAuthAccount).delete(user)
+    assert await counts(outside) == {"users": 0, "oauth accounts": 0, "access tokens": 0}
+
+
+async def test_delete_of_a_new_object_carrying_a_stored_users_id(
+    engine: AsyncEngine, outside: AsyncEngine, session: AsyncSession
+) -> None:
+    await create_tables(engine, OAuthBase.metadata)
+    user = await _user_with_accounts_and_tokens(
+        session, UserOAuth, OAuthAccount, AccessToken, "gawain@camelot.bt"
+    )
+    stand_in = UserOAuth(id=user.id, email="gawain@camelot.bt", hashed_password="x")
+    await SQLAlchemyUserDatabase(session, UserOAuth, OAuthAccount).delete(stand_in)
+    assert await counts(outside) == {"users": 0, "oauth accounts": 0, "access tokens": 0}
+
+
+async def test_a_token_exactly_max_age_old_is_still_valid(
+    engine: AsyncEngine, session: AsyncSession
+) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    await create_tables(engine, OAuthBase.metadata)
+    user = await SQLAlchemyUserDatabase(session, UserOAuth).create(
+        {"email": "tok@camelot.bt", "hashed_password": "x"}
+    )
+    created = datetime(2024, 1, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
+    tokens = SQLAlchemyAccessTokenDatabase(session, AccessToken)
+    await tokens.create({"token": "exact", "user_id": user.id, "created_at": created})
+    assert await tokens.get_by_token("exact", max_age=created) is not None
+    assert await tokens.get_by_token("exact", max_age=created + timedelta(microseconds=1)) is None
