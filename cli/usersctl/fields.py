@@ -494,8 +494,7 @@ def _json_text(value: Any) -> str:
 
 
 def _plain_text(value: Any) -> str:
-    if value is True or value is False:
-        return "true" if value else "false"
+    # JSON's words for the rest: true, false, numbers as written
     return value if isinstance(value, str) else _json_text(value)
 
 
