@@ -34,7 +34,7 @@ from sqlalchemy import (
     Uuid,
 )
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.types import TypeEngine
+from sqlalchemy.types import TypeEngine, UserDefinedType
 
 from usersctl.db.types import GUID
 from usersctl.errors import InvalidInput
@@ -115,7 +115,7 @@ def refused(kind: TypeEngine[Any], value: Any, *, textual: bool = True) -> str:
 
 AWARE = DateTime(timezone=True)
 KOLKATA = dt.timezone(dt.timedelta(hours=5, minutes=30))
-UID = uuid.UUID("12345678-1234-5678-1234-567812345678")
+UID = uuid.UUID("0123abcd-ef01-4567-89ab-cdef01234567")  # letters: upper case is another text
 
 
 @pytest.mark.parametrize(
@@ -490,3 +490,76 @@ def test_json_kind_names_a_value_without_quoting_it(value: Any, kind: str) -> No
 def test_utf8_text() -> None:
     assert encodes_as_utf8("plain") and encodes_as_utf8("é😀")
     assert not encodes_as_utf8("a\udc80")
+
+
+# More that mutants showed -------------------------------------------------------------------
+
+
+class Unprintable(UserDefinedType[Any]):
+    """A type that only compiles for its own dialect."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        raise NotImplementedError("compiles on its own dialect only")
+
+
+def test_a_type_that_does_not_compile_is_named_by_its_class() -> None:
+    assert type_name(Unprintable()) == "UNPRINTABLE"
+
+
+@pytest.mark.parametrize(
+    ("kind", "typed", "message"),
+    [
+        (
+            AWARE,
+            "2024-01-01T12:00:00z",
+            "'2024-01-01T12:00:00z' is not a date and time in ISO 8601",
+        ),
+        (Time(), "12:00z", "'12:00z' is not a time in ISO 8601"),
+        (LargeBinary(), "aGVs!bG8=", "is not valid base64"),  # not skipped over
+        (LargeBinary(), "aGVs bG8=", "is not valid base64"),
+    ],
+)
+def test_more_refusals(kind: TypeEngine[Any], typed: str, message: str) -> None:
+    assert refused(kind, typed) == message
+
+
+def test_a_json_value_given_to_a_text_reader_is_taken_as_it_is() -> None:
+    assert read(JSON(), {"a": [1]}) == {"a": [1]}
+    assert read(JSON(), 5) == 5
+
+
+def test_times_are_utc_whatever_the_local_time_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.setenv("TZ", "America/St_Johns")  # -03:30 or -02:30, never UTC
+    time.tzset()
+    try:
+        assert read(AWARE, "2024-07-01T12:00:00") == dt.datetime(2024, 7, 1, 12, tzinfo=dt.UTC)
+        assert read(AWARE, "2024-07-01T12:00:00+05:30") == dt.datetime(
+            2024, 7, 1, 6, 30, tzinfo=dt.UTC
+        )
+        assert read(AWARE, "2024-07-01T12:00:00+05:30").utcoffset() == dt.timedelta(0)
+        form = form_for(AWARE)
+        assert form.json(dt.datetime(2024, 7, 1, 12)) == "2024-07-01T12:00:00+00:00"
+        assert form.json(dt.datetime(2024, 7, 1, 12, tzinfo=KOLKATA)) == (
+            "2024-07-01T06:30:00+00:00"
+        )
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_an_array_of_dates_may_hold_nulls() -> None:
+    form = form_for(ARRAY(Date))
+    assert form.json([dt.date(2024, 1, 1), None]) == ["2024-01-01", None]
+    assert form.text([None]) == "[null]"
+
+
+def test_an_enum_stored_by_its_values_is_written_by_them() -> None:
+    kind = Enum(Colour, values_callable=lambda members: [member.value for member in members])
+    form = form_for(kind)
+    assert form.json(Colour.GREEN) == "g"
+    assert form.text(Colour.RED) == "r"
+    assert read(kind, "g") is Colour.GREEN
