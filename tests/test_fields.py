@@ -563,3 +563,19 @@ def test_an_enum_stored_by_its_values_is_written_by_them() -> None:
     assert form.json(Colour.GREEN) == "g"
     assert form.text(Colour.RED) == "r"
     assert read(kind, "g") is Colour.GREEN
+
+
+@pytest.mark.parametrize("kind", [Integer(), String(), ARRAY(Integer), JSON()])
+def test_a_value_too_deep_to_print_is_refused_also_where_values_are_hidden(
+    kind: TypeEngine[Any],
+) -> None:
+    deep: Any = []
+    for _ in range(100_000):
+        deep = [deep]
+    # Hiding the value looked for its repr() in the message, which raised RecursionError.
+    message = refusal(Column("x", kind), deep, textual=False, quote=False)
+    assert message in (
+        "field 'x': must be an integer (got a list)",
+        "field 'x': must be a string (got a list)",
+        f"field 'x': {NESTING_TOO_DEEP}",
+    )

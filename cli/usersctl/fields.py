@@ -464,8 +464,9 @@ def converter_for(column: Column[Any], *, textual: bool = True, quote: bool = Tr
 def _without(reason: str, value: Any) -> str:
     """``reason`` with ``value``, as the converters quote it (``repr``), replaced by words; only
     where it stands alone: the value ``inf`` is not taken out of the word "finite"."""
-    shown = repr(value)
-    if not shown:
+    try:
+        shown = repr(value)
+    except RecursionError:  # nested too deep to print: no message quotes such a value
         return reason
     return re.sub(rf"(?<!\w){re.escape(shown)}(?!\w)", "the value", reason)
 
