@@ -100,9 +100,7 @@ def check_nesting(value: Any) -> Any:
 
 def parse_bool(value: Any) -> bool:
     """``true/false``, ``yes/no``, ``1/0``, ``on/off`` (any case), or a JSON boolean."""
-    if value is True or value is False:
-        return value
-    if isinstance(value, int) and value in (0, 1):
+    if isinstance(value, int) and value in (0, 1):  # True and False among them
         return bool(value)
     if isinstance(value, str):
         word = value.strip().lower()
