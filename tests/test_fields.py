@@ -579,3 +579,26 @@ def test_a_value_too_deep_to_print_is_refused_also_where_values_are_hidden(
         "field 'x': must be a string (got a list)",
         f"field 'x': {NESTING_TOO_DEEP}",
     )
+
+
+@pytest.mark.parametrize(
+    ("typed", "value"), [("+5", 5), ("-5", -5), ("-" + "9" * 18, -int("9" * 18))]
+)
+def test_a_signed_integer_keeps_all_its_digits(typed: str, value: int) -> None:
+    assert read(Integer(), typed) == value
+
+
+def test_a_signed_integer_of_too_many_digits_counts_them_without_the_sign() -> None:
+    assert refused(Integer(), "-" + "1" * 20) == (
+        "number has too many digits (20) for a 64-bit integer (at most 19)"
+    )
+
+
+def test_convert_value_quotes_the_value_it_refuses() -> None:
+    with pytest.raises(InvalidInput) as error:
+        convert_value(Column("n", Integer), "12a")
+    assert str(error.value) == "field 'n': '12a' is not an integer"
+
+
+def test_text_items_of_a_json_array_stay_text() -> None:
+    assert read(ARRAY(JSON), '["{\\"a\\": 1}", 2]') == ['{"a": 1}', 2]
