@@ -255,6 +255,12 @@ def main() -> None:
         "survivor and every mutant no test reached",
     )
     parser.add_argument(
+        "--record-only",
+        action="store_true",
+        help="run nothing: take the verdicts of the run in --workdir as they are (a run stopped "
+        "early leaves the mutants it did not try as 'not checked', counted under other)",
+    )
+    parser.add_argument(
         "--report-only",
         action="store_true",
         help="run nothing: write the score file again from the results file and the README",
@@ -265,6 +271,13 @@ def main() -> None:
         print(summary())
         return
     args.tests = args.tests or ["tests"]
+    if args.record_only:
+        if args.workdir is None or not (args.workdir / "mutants").is_dir():
+            parser.error("--record-only needs the --workdir of an earlier run")
+        record(args.workdir, args.modules, args.tests)
+        SCORE_FILE.write_text(report())
+        print(summary())
+        return
     unknown = [m for m in args.modules if not (PACKAGE / m).is_file()]
     if unknown:
         parser.error(f"not a module under cli/usersctl: {', '.join(unknown)}")
