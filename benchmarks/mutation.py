@@ -165,7 +165,10 @@ def record(folder: Path, modules: list[str], tests: list[str]) -> None:
     """This run's figures for ``modules``, replacing theirs in the results file."""
     found = statuses(folder)
     results = json.loads(RESULTS_FILE.read_text()) if RESULTS_FILE.exists() else {}
-    command = f"python benchmarks/mutation.py {' '.join(sys.argv[1:])}".rstrip()
+    arguments = [a for a in sys.argv[1:] if a != "--record-only"]
+    command = f"python benchmarks/mutation.py {' '.join(arguments)}".rstrip()
+    if "--record-only" in sys.argv:
+        command += "` (recorded with --record-only: not every mutant may have run) `"
     for module in modules:
         mine = {name: status for name, status in found.items() if module_of(name) == module}
         results[module] = {
