@@ -422,6 +422,8 @@ def _parameters(memory_cost: int) -> argon2.Parameters:
     )
 
 
+# cffi hands an exception in a callback to sys.unraisablehook, which prints it: not here
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 def test_memory_that_cannot_be_had_is_argon2s_allocation_error_without_a_traceback(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
