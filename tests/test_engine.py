@@ -25,6 +25,7 @@ from usersctl.engine import (
     behind_pooler,
     check_sqlite_file,
     create_engine,
+    execute_alone,
     is_secret_parameter,
     mask_url,
     normalize_url,
@@ -331,6 +332,8 @@ _SQLITE_TAKES = (
         ("postgresql://u@h:100000/db", f"the database URL's port 100000 {_PORT_RANGE}"),
         ("postgresql://h/db?port=5432,70000", f"the database URL's ?port= 70000 {_PORT_RANGE}"),
         ("postgresql://h/db?port=x", f"the database URL's ?port= {_PORT_RANGE}"),
+        # More than five characters is no port, even zero-padded (and int() never sees a long text)
+        ("postgresql://h/db?port=000080", f"the database URL's ?port= 000080 {_PORT_RANGE}"),
         ("postgresql://h/db?port=" + "9" * 21, f"the database URL's ?port= {_PORT_RANGE}"),
         (
             "postgresql://h/db?port=" + "9" * 20,
@@ -438,6 +441,8 @@ def test_mask_url_hides_secret_parameters_and_the_password_after_an_unencoded_at
         "postgresql://u@h/db?sslpassword=***&user=v"
     )
     assert mask_url(make_url("sqlite:///u.db")) == "sqlite:///u.db"
+    # Several unencoded '@': all but the last belong to the password
+    assert mask_url("postgresql://u:p@ss@w@h:5432/db") == "postgresql://u:***@h:5432/db"
 
 
 def test_sqlite_path_is_the_file_behind_a_sqlite_url(tmp_path: Path) -> None:
@@ -590,5 +595,34 @@ async def test_a_file_that_is_no_database_fails_to_connect_and_is_closed(tmp_pat
         with pytest.raises(DatabaseError):
             async with engine.connect():
                 pass
+    finally:
+        await engine.dispose()
+
+
+# DDL alone, outside a transaction --------------------------------------------------------------
+
+
+async def test_execute_alone_runs_ddl_outside_a_transaction(database_url: str) -> None:
+    from sqlalchemy import Column, Index, Integer, MetaData, Table
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
+    table = Table(
+        "alone", MetaData(), Column("id", Integer, primary_key=True), Column("n", Integer)
+    )
+    index = Index("ix_alone_n", table.c.n, postgresql_concurrently=True)
+    engine = create_engine(database_url)
+    try:
+        # CREATE INDEX CONCURRENTLY refuses to run in a transaction on PostgreSQL
+        await execute_alone(engine, [CreateTable(table), CreateIndex(index)])
+        async with engine.connect() as connection:
+            names = await connection.run_sync(
+                lambda sync: [i["name"] for i in sqlalchemy.inspect(sync).get_indexes("alone")]
+            )
+        assert names == ["ix_alone_n"]
+        with pytest.raises(DBAPIError) as error:
+            await execute_alone(engine, [CreateTable(table)])
+        assert "CREATE TABLE alone" in str(error.value)
+        assert "already exists" in str(error.value)
     finally:
         await engine.dispose()
