@@ -7,6 +7,7 @@ import math
 import multiprocessing
 import re
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -345,6 +346,10 @@ _SQLITE_TAKES = (
         ),
         ("postgresql://h/db?host=a:x", f"the database URL's ?host= port {_PORT_RANGE}"),
         (
+            "postgresql://h/db?host=DB-1.Example.COM:70000",
+            f"the database URL's ?host= port 70000 {_PORT_RANGE}",
+        ),
+        (
             "postgresql://h/db?foo=1",
             f"the database URL has a parameter asyncpg does not take: ?foo; {_ASYNCPG_TAKES}",
         ),
@@ -546,7 +551,10 @@ def test_a_pooler_is_recognised_by_a_statement_cache_turned_off(query: str, pool
     left = _postgres_connect_args(url, connect_args)
     if pooled:
         assert connect_args["prepared_statement_name_func"] is _unique_statement_name
-        assert connect_args.get("statement_cache_size", 0) == 0
+        assert connect_args == {
+            "statement_cache_size": 0,
+            "prepared_statement_name_func": _unique_statement_name,
+        }
         assert left.query["prepared_statement_cache_size"] == "0"
     else:
         assert "prepared_statement_name_func" not in connect_args
@@ -626,3 +634,51 @@ async def test_execute_alone_runs_ddl_outside_a_transaction(database_url: str) -
         assert "already exists" in str(error.value)
     finally:
         await engine.dispose()
+
+
+# aiosqlite's worker threads ---------------------------------------------------------------------
+
+
+def _sqlite_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if "_connection_worker_thread" in t.name}
+
+
+async def test_sqlite_worker_threads_never_hold_up_the_exit(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'users.db'}")
+    before = _sqlite_threads()
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+            started = _sqlite_threads() - before
+            assert started and all(thread.daemon for thread in started)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_sqlite_file_that_cannot_open_leaves_no_thread_behind(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path}")  # a folder
+    before = _sqlite_threads()
+    try:
+        with pytest.raises(OperationalError, match="unable to open database file"):
+            async with engine.connect():
+                pass
+        assert [thread for thread in _sqlite_threads() - before if thread.is_alive()] == []
+    finally:
+        await engine.dispose()
+
+
+async def test_sqlite_uri_parameters_reach_sqlite(tmp_path: Path) -> None:
+    path = tmp_path / "users.db"
+    writable = create_engine(f"sqlite:///{path}")
+    try:
+        async with writable.begin() as connection:
+            await connection.execute(text("CREATE TABLE t (n INTEGER)"))
+    finally:
+        await writable.dispose()
+    read_only = create_engine(f"sqlite:///file:{path}?mode=ro&uri=true", sqlite_wal=False)
+    try:
+        with pytest.raises(OperationalError, match="readonly database"):
+            async with read_only.begin() as connection:
+                await connection.execute(text("INSERT INTO t VALUES (1)"))
+    finally:
+        await read_only.dispose()
