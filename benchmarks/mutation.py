@@ -294,11 +294,12 @@ def main() -> None:
         mutmut(folder, "run", *children)
         if again:
             # mutmut keeps a verdict unless the function changed: a new test must be tried on
-            # the survivors (and the mutants no test reached) by name.
+            # the survivors (and the mutants no test reached) by name, but for the equivalent.
+            equivalent = equivalents()
             again_names = [
                 name
                 for name, status in statuses(folder).items()
-                if status in ("survived", "no tests")
+                if status in ("survived", "no tests") and name not in equivalent
             ]
             if again_names:
                 mutmut(folder, "run", *children, *again_names)
