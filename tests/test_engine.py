@@ -381,6 +381,15 @@ _SQLITE_TAKES = (
             "sqlite:///u.db?cached_statements=-1",
             "the database URL's ?cached_statements= must be a finite number >= 0",
         ),
+        (
+            "postgresql://u@h:port/db",
+            "the database URL is not valid; expected e.g. sqlite:///users.db or "
+            "postgresql://user@host/db",
+        ),
+        (
+            "postgresql://u:p@ss@h/db",
+            "the database URL has more than one '@'; write an '@' in the password as %40",
+        ),
         ("mysql://h/db", "unsupported database 'mysql'; use a sqlite:// or postgresql:// URL"),
         (
             "postgresql+psycopg3://h/db",
@@ -618,7 +627,14 @@ async def test_execute_alone_runs_ddl_outside_a_transaction(database_url: str) -
     table = Table(
         "alone", MetaData(), Column("id", Integer, primary_key=True), Column("n", Integer)
     )
-    index = Index("ix_alone_n", table.c.n, postgresql_concurrently=True)
+    # Compiled for the database: a partial index keeps its WHERE
+    index = Index(
+        "ix_alone_n",
+        table.c.n,
+        postgresql_concurrently=True,
+        postgresql_where=table.c.n > 0,
+        sqlite_where=table.c.n > 0,
+    )
     engine = create_engine(database_url)
     try:
         # CREATE INDEX CONCURRENTLY refuses to run in a transaction on PostgreSQL
@@ -628,6 +644,13 @@ async def test_execute_alone_runs_ddl_outside_a_transaction(database_url: str) -
                 lambda sync: [i["name"] for i in sqlalchemy.inspect(sync).get_indexes("alone")]
             )
         assert names == ["ix_alone_n"]
+        async with engine.connect() as connection:
+            definition = await connection.scalar(
+                text("SELECT sql FROM sqlite_master WHERE name = 'ix_alone_n'")
+                if engine.dialect.name == "sqlite"
+                else text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_alone_n'")
+            )
+        assert "WHERE" in definition and "> 0" in definition
         with pytest.raises(DBAPIError) as error:
             await execute_alone(engine, [CreateTable(table)])
         assert "CREATE TABLE alone" in str(error.value)
@@ -682,3 +705,9 @@ async def test_sqlite_uri_parameters_reach_sqlite(tmp_path: Path) -> None:
                 await connection.execute(text("INSERT INTO t VALUES (1)"))
     finally:
         await read_only.dispose()
+
+
+@pytest.mark.parametrize("url", ["sqlite:///u.db", "postgresql://u@h/db"])
+def test_create_engine_passes_on_sqlalchemys_own_arguments(url: str) -> None:
+    engine = create_engine(url, echo=True, pool_pre_ping=True)
+    assert engine.echo is True and engine.pool._pre_ping is True
