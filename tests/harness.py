@@ -132,20 +132,31 @@ def working_directory(folder: Path) -> Iterator[None]:
 # Running usersctl -------------------------------------------------------------------------------
 
 
+class Ran(Result):
+    """Typer's result of an in-process run, also read as a finished process reads
+    (``returncode``), so a check written for the entry point reads either."""
+
+    @property
+    def returncode(self) -> int:
+        return self.exit_code
+
+
 def invoke(
     argv: Sequence[str],
     *,
     input: str | bytes | None = None,
     env: Mapping[str, str | None] | None = None,
     cwd: Path | None = None,
-) -> Result:
+) -> Ran:
     """usersctl in-process through Typer's ``CliRunner`` (quick: no interpreter start-up)."""
     from usersctl.commands import app
 
     with working_directory(cwd or empty_folder()):
-        return CliRunner().invoke(
+        result = CliRunner().invoke(
             app, list(argv), input=input, env=blank_env(env), prog_name="usersctl"
         )
+    result.__class__ = Ran
+    return result
 
 
 def cli(
@@ -154,7 +165,7 @@ def cli(
     input: str | bytes | None = None,
     env: Mapping[str, str | None] | None = None,
     cwd: Path | None = None,
-) -> Result:
+) -> Ran:
     """:func:`invoke` with ``-d url`` first (none when ``url`` is None)."""
     return invoke(["-d", url, *args] if url else list(args), input=input, env=env, cwd=cwd)
 
@@ -306,7 +317,7 @@ class Cli:
         input: str | bytes | None = None,
         env: Mapping[str, str | None] | None = None,
         url: bool = True,
-    ) -> Result:
+    ) -> Ran:
         return cli(self.url if url else None, *args, input=input, env=env, cwd=self.cwd)
 
     @property
@@ -314,9 +325,15 @@ class Cli:
         """The file of a SQLite test database; None on PostgreSQL."""
         return sqlite_file(self.url)
 
-    def ok(self, *args: str, input: str | bytes | None = None) -> Result:
+    def ok(
+        self,
+        *args: str,
+        input: str | bytes | None = None,
+        env: Mapping[str, str | None] | None = None,
+        url: bool = True,
+    ) -> Ran:
         """Run a command that must succeed."""
-        result = self(*args, input=input)
+        result = self(*args, input=input, env=env, url=url)
         assert result.exit_code == 0, result.output
         return result
 
