@@ -197,12 +197,14 @@ class FileCheck:
         *,
         keep_unknown_hashes: bool = False,
         password_policy: Callable[[str, str], list[str]] | None = None,
+        passwordless: bool | None = None,
     ) -> None:
+        # Rows may leave out the password where they may update a user (see RowValidator).
         self.validate = RowValidator(
             model,
             keep_unknown_hashes=keep_unknown_hashes,
             password_policy=password_policy,
-            passwordless=on_conflict == "update",
+            passwordless=on_conflict == "update" if passwordless is None else passwordless,
         )
         self.on_conflict = on_conflict
         self.rows: dict[str, Row] = {}

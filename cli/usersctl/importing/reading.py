@@ -1,5 +1,6 @@
-"""Reading an import file: JSON lines, CSV (formula-safe cells undone) or a JSON array, as records
-with their line numbers; a BOM, invalid UTF-8, over-long lines and malformed files are refused."""
+"""Reading an import file: JSON lines, CSV (formula-safe cells undone), a JSON array or (for
+apply) a YAML list, as records with their line numbers; a BOM, invalid UTF-8, over-long lines and
+malformed files are refused."""
 
 from __future__ import annotations
 
@@ -106,20 +107,24 @@ def _value_end(text: str, start: int) -> int:
                 return position
 
 
-def format_for(name: str | None, given: str | None) -> str | None:
+def format_for(name: str | None, given: str | None, *, yaml: bool = False) -> str | None:
     """The input format: ``given``, else the file name's ending (``.jsonl``, ``.ndjson``, ``.csv``,
-    ``.json``); ``None`` when it must be guessed from the content."""
+    ``.json``, and with ``yaml`` ``.yaml``/``.yml``); ``None`` when it must be guessed from the
+    content."""
     if given:
         return given
     if not name or name == "-":
         return None
     lowered = name.lower()
-    for ending, kind in (
+    endings: list[tuple[str, str]] = [
         (".jsonl", "jsonl"),
         (".ndjson", "jsonl"),
         (".csv", "csv"),
         (".json", "json"),
-    ):
+    ]
+    if yaml:
+        endings += [(".yaml", "yaml"), (".yml", "yaml")]
+    for ending, kind in endings:
         if lowered.endswith(ending):
             return kind
     return None
@@ -149,7 +154,7 @@ def _lines(stream: IO[bytes]) -> Iterator[tuple[int, str]]:
 def read_records(
     stream: IO[bytes], fmt: str | None, *, raw_csv: bool = False
 ) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Records from a JSON lines, CSV or JSON file, each with its line (or item) number.
+    """Records from a JSON lines, CSV, JSON or YAML file, each with its line (or item) number.
 
     With ``fmt=None`` the first character decides: ``[`` JSON, ``{`` JSON lines, else CSV. A
     CSV cell written formula-safe (``usersctl.csv_cells``) is read back as the text it holds,
@@ -169,6 +174,8 @@ def read_records(
         yield from _read_csv(lines, raw_csv)
     elif fmt == "json":
         yield from _read_json(lines)
+    elif fmt == "yaml":
+        yield from _read_yaml(lines)
     else:
         raise InvalidInput(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
 
@@ -300,3 +307,45 @@ def _read_csv(
             )
     except csv.Error as exc:
         raise ImportRejected([Problem(numbers[0], f"malformed CSV ({exc})")]) from None
+
+
+def _read_yaml(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The items of a YAML list of mappings, each with the line it starts on, read by PyYAML's
+    safe loader only (no tags that build Python objects). Dates and times become ISO 8601 text,
+    as JSON carries them, for the columns' converters."""
+    import yaml
+
+    text = "".join(line for _, line in lines)
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        document = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = mark.line + 1 if mark is not None else 1
+        reason = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise ImportRejected([Problem(where, f"not valid YAML ({reason})")]) from None
+    except RecursionError:
+        raise ImportRejected([Problem(1, NESTING_TOO_DEEP)]) from None
+    finally:
+        loader.dispose()
+    if document is None:
+        return
+    if not isinstance(document, list) or not isinstance(node, yaml.SequenceNode):
+        raise ImportRejected([Problem(1, "expected a YAML list of users")])
+    for item, record in zip(node.value, document, strict=True):
+        line = item.start_mark.line + 1
+        if not isinstance(record, dict):
+            raise ImportRejected([Problem(line, "expected a mapping of field names to values")])
+        if not all(isinstance(key, str) for key in record):
+            raise ImportRejected([Problem(line, "field names must be text")])
+        yield line, {key: _json_like(value) for key, value in record.items()}
+
+
+def _json_like(value: Any) -> Any:
+    """A YAML date or time as ISO 8601 text, as JSON would carry it; other values as they are."""
+    import datetime
+
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()
+    return value

@@ -9,7 +9,7 @@ from typing import Any
 
 from usersctl.errors import Conflict, InvalidInput
 
-FORMATS = ("jsonl", "csv", "json")
+FORMATS = ("jsonl", "csv", "json", "yaml")
 CONFLICT_RULES = ("fail", "skip", "update")
 MAX_LINE_BYTES = 1 << 20  # a longer line is refused rather than read into memory
 MAX_REPORTED = 20  # problems listed in an error message
