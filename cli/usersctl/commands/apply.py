@@ -196,6 +196,8 @@ def apply(
         fail(
             "--require-passwords generates no password to write to --passwords-file", ExitCode.USAGE
         )
+    if passwords_file is not None and (passwords_file.exists() or passwords_file.is_symlink()):
+        _refuse_existing(passwords_file)  # said before the plan; created exclusively after it
     from usersctl.importing.applying import ApplyOptions, refuse_without_prune
     from usersctl.importing.reading import format_for
 
@@ -393,8 +395,12 @@ def _create_private(path: Path) -> Any:
     try:
         descriptor = os.open(path, flags, 0o600)
     except FileExistsError:
-        fail(f"--passwords-file {path} exists; apply writes a new file only", ExitCode.USAGE)
+        _refuse_existing(path)
     except OSError as exc:
         fail(f"cannot write {path}: {exc.strerror}", ExitCode.USAGE)
     os.fchmod(descriptor, 0o600)  # whatever the umask
     return open(descriptor, "w", encoding="utf-8")
+
+
+def _refuse_existing(path: Path) -> None:
+    fail(f"--passwords-file {path} exists; apply writes a new file only", ExitCode.USAGE)
