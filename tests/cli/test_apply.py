@@ -429,3 +429,55 @@ def test_apply_through_the_installed_entry_point(usersctl: Usersctl, db: Databas
         "apply", "-", "--format", "yaml", "--prune", "--dry-run", "--exit-code", input=team
     )
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_a_plan_that_removes_users_asks_on_a_terminal(
+    spawn: Any, db: Database, tmp_path: Any
+) -> None:
+    import pexpect
+
+    db.seed("keep@example.com", "gone@example.com")
+    (tmp_path / "users.yaml").write_text("- email: keep@example.com\n")
+    answers = {"n": (1, ["gone@example.com", "keep@example.com"]), "y": (0, ["keep@example.com"])}
+    for answer, (code, active) in answers.items():
+        child = spawn("apply", "users.yaml", "--prune")
+        child.expect(r"- deactivate gone@example.com")
+        child.expect(r"Apply this plan, deactivating or deleting 1 user\(s\)\? \[y/N\]")
+        child.sendline(answer)
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == code, child.before
+        assert db.emails("is_active") == active
+
+
+def test_a_plan_is_not_written_once_the_users_have_changed(cli: Cli, db: Database) -> None:
+    """The plan is made again under the write lock: a change between the plan (which a person
+    may have confirmed) and the writing refuses the whole plan."""
+    import io
+
+    from usersctl.errors import Conflict
+    from usersctl.importing.applying import ApplyOptions, carry_out, plan_apply, read_desired
+    from usersctl.importing.checking import FileCheck
+    from usersctl.users import open_users
+
+    db.seed("keep@example.com", "gone@example.com")
+    options = ApplyOptions(prune=True)
+
+    async def make_plan() -> Any:
+        async with open_users(db.url) as ctx:
+            check = FileCheck(ctx.model, "fail", passwordless=True)
+            rows = read_desired(io.BytesIO(b'{"email": "keep@example.com"}\n'), None, check)
+            return rows, await plan_apply(ctx, rows, options)
+
+    rows, plan = asyncio.run(make_plan())
+    assert [step.action for step in plan.steps] == ["unchanged", "deactivate"]
+    db.execute("UPDATE \"user\" SET is_verified = true WHERE email = 'gone@example.com'")
+    before = snapshot(db)
+
+    async def write() -> None:
+        async with open_users(db.url, write=True) as ctx:
+            await carry_out(ctx, plan, rows, options)
+
+    with pytest.raises(Conflict, match="the users changed since the plan was made"):
+        asyncio.run(write())
+    assert snapshot(db) == before
