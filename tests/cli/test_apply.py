@@ -347,6 +347,10 @@ def test_prune_deactivates_within_the_filters_and_ends_their_sessions(
         "to ask on; pass --yes\n"
     )
     assert snapshot(db) == before
+    piped = cli("apply", "-", "--format", "yaml", "--prune", input="- email: keep@old-corp.net\n")
+    assert piped.exit_code == 2, piped.output
+    assert "stdin holds the file, not an answer; pass --yes" in piped.stderr
+    assert snapshot(db) == before
 
     result = cli.ok("apply", "old-corp.yaml", "--prune", "--email-domain", "old-corp.net", "-y")
     assert result.stdout.splitlines()[:2] == [

@@ -253,9 +253,10 @@ def apply(
     destructive = the_plan.destructive
     if destructive and not (yes or dry_run):
         if file == "-" or not sys.stdin.isatty():
+            why = "stdin holds the file, not an answer" if file == "-" else "no terminal to ask on"
             fail(
                 f"refusing to deactivate or delete {len(destructive)} user(s) without "
-                "confirmation: no terminal to ask on; pass --yes",
+                f"confirmation: {why}; pass --yes",
                 ExitCode.USAGE,
             )
         question = f"Apply this plan, deactivating or deleting {len(destructive)} user(s)?"
