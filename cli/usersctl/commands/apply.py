@@ -29,7 +29,7 @@ from usersctl.commands.options import (
     settings_of,
 )
 from usersctl.commands.render import for_terminal, say, to_jsonable, to_text, warn
-from usersctl.commands.transfer import _open_input
+from usersctl.commands.transfer import open_input
 
 
 class ApplyFormat(str, enum.Enum):
@@ -237,7 +237,7 @@ def apply(
                 password_policy=None if allow_weak_password else password_problems,
                 passwordless=True,
             )
-            with _open_input(file) as stream:
+            with open_input(file) as stream:
                 rows = read_desired(stream, fmt, check, raw_csv=raw_csv)
             return rows, await plan_apply(ctx_users, rows, options)
 

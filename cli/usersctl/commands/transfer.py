@@ -387,7 +387,7 @@ def import_users(
         from usersctl.importing import import_users as run_import
 
         try:
-            with _open_input(file) as stream, progress_bar("importing") as progress:
+            with open_input(file) as stream, progress_bar("importing") as progress:
                 summary = await run_import(
                     settings.checked_url(),
                     stream,
@@ -426,7 +426,8 @@ def import_users(
 
 
 @contextmanager
-def _open_input(file: str) -> Iterator[IO[bytes]]:
+def open_input(file: str) -> Iterator[IO[bytes]]:
+    """The file import-users or apply reads (``-``: stdin); one that cannot be read is exit 2."""
     if file == "-":
         yield sys.stdin.buffer
         return

@@ -5,7 +5,8 @@ apply share, one module per stage.
 - ``checking``: each record against the user table, duplicates, hashing;
 - ``planning``: which users the rows match in the database, and what to do with each;
 - ``writing``: inserts and updates in the caller's transaction;
-- ``importer``: import-users from end to end.
+- ``importer``: import-users from end to end;
+- ``applying``: apply, which decides by comparing each entry with its user, and prunes.
 
 The names other modules use are importable from here, as when this was one module.
 """

@@ -19,7 +19,7 @@ from typing import IO, Any
 from sqlalchemy import select
 
 from usersctl.email_case import fold_case
-from usersctl.errors import Conflict, InvalidInput, LastSuperuser
+from usersctl.errors import Conflict, InvalidInput
 from usersctl.importing.checking import FileCheck, hash_passwords
 from usersctl.importing.planning import _bound_list, _each_match, _existing
 from usersctl.importing.reading import read_records
@@ -30,6 +30,7 @@ from usersctl.importing.writing import (
     _insert,
     _lock_table,
     _update_statements,
+    refuse_no_superuser_left,
 )
 from usersctl.passwords import ARGON2, Hashing
 from usersctl.users import UserContext, UserFilters
@@ -395,11 +396,7 @@ async def carry_out(
 
         users = [await ctx.db.get(step.id) for step in deleting]
         await delete_users(ctx, [user for user in users if user is not None], force=force)
-    if superusers and not await active_superusers(ctx):
-        raise LastSuperuser(
-            "refusing to leave no active superuser (the plan demotes, deactivates or deletes "
-            f"{', '.join(superusers)}); use --force to do it anyway"
-        )
+    await refuse_no_superuser_left(ctx, superusers, "the plan demotes, deactivates or deletes")
     ending = [step.id for step in plan.steps if step.ends_sessions]
     if ending and not keep_sessions:
         from usersctl.logins import revoke_access_tokens_of

@@ -136,17 +136,24 @@ async def write_rows(
         written += len(batch)
         if progress:
             progress("writing", written, total)
-    if superusers and not await active_superusers(ctx):
-        raise LastSuperuser(
-            "refusing to leave no active superuser (the import demotes or deactivates "
-            f"{', '.join(superusers)}); use --force to do it anyway"
-        )
+    await refuse_no_superuser_left(ctx, superusers, "the import demotes or deactivates")
     if ending:
         from usersctl.logins import revoke_access_tokens_of
 
         summary.revoked_tokens += await revoke_access_tokens_of(ctx, ending) or 0
     summary.created += len(inserts)
     summary.updated += len(updates)
+
+
+async def refuse_no_superuser_left(ctx: UserContext, before: list[str], doing: str) -> None:
+    """After writes that may demote or remove users: ``LastSuperuser`` when there were active
+    superusers (``before``, read with ``active_superusers`` before the writes, which locked them)
+    and none is left. ``doing`` says what the writes did to them, for the message."""
+    if before and not await active_superusers(ctx):
+        raise LastSuperuser(
+            f"refusing to leave no active superuser ({doing} {', '.join(before)}); use --force "
+            "to do it anyway"
+        )
 
 
 def _update_statements(
