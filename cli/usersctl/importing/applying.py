@@ -21,16 +21,16 @@ from sqlalchemy import select
 from usersctl.email_case import fold_case
 from usersctl.errors import Conflict, InvalidInput
 from usersctl.importing.checking import FileCheck, hash_passwords
-from usersctl.importing.planning import _bound_list, _each_match, _existing
+from usersctl.importing.planning import bound_list, each_match, existing_users
 from usersctl.importing.reading import read_records
 from usersctl.importing.rows import ImportConflict, ImportRejected, Problem, Problems, Row
 from usersctl.importing.writing import (
-    _advance_id_sequence,
-    _group_by_columns,
-    _insert,
-    _lock_table,
-    _update_statements,
+    advance_id_sequence,
+    group_by_columns,
+    insert_rows,
+    lock_table,
     refuse_no_superuser_left,
+    update_statements,
 )
 from usersctl.passwords import ARGON2, Hashing
 from usersctl.users import UserContext, UserFilters
@@ -159,7 +159,7 @@ async def _observe(ctx: UserContext, rows: list[Row], options: ApplyOptions) -> 
     and the users pruning would touch (those the filters select and the file does not name:
     active ones for ``--prune``, all for ``--prune-delete``)."""
     model = ctx.model
-    by_email, by_id = await _existing(ctx, rows)
+    by_email, by_id = await existing_users(ctx, rows)
     matches: dict[str, Any] = {}
     conflicts: list[Problem] = []
     for row in rows:
@@ -189,10 +189,10 @@ async def _observe(ctx: UserContext, rows: list[Row], options: ApplyOptions) -> 
     dialect = ctx.session.bind.dialect
     by_ids = users.where(
         user_id_column.in_(
-            select(_bound_list(dialect, "ids", user_id_column.type)).scalar_subquery()
+            select(bound_list(dialect, "ids", user_id_column.type)).scalar_subquery()
         )
     )
-    async for found_row in _each_match(ctx, by_ids, "ids", wanted, user_id_column.type):
+    async for found_row in each_match(ctx, by_ids, "ids", wanted, user_id_column.type):
         state[found_row[names.index("id")]] = tuple(found_row)
     pruned: list[Any] = []
     if options.prune or options.prune_delete:
@@ -212,7 +212,7 @@ async def _observe(ctx: UserContext, rows: list[Row], options: ApplyOptions) -> 
     )
 
 
-def _decide(
+def _decide_steps(
     ctx: UserContext,
     rows: list[Row],
     observed: _Observed,
@@ -318,7 +318,7 @@ async def plan_apply(ctx: UserContext, rows: list[Row], options: ApplyOptions) -
     observed = await _observe(ctx, rows, options)
     await ctx.session.rollback()  # verifying passwords takes a while: hold nothing meanwhile
     matches = await _password_checker(rows, observed, ctx, options)
-    return ApplyPlan(_decide(ctx, rows, observed, options, matches), observed)
+    return ApplyPlan(_decide_steps(ctx, rows, observed, options, matches), observed)
 
 
 async def carry_out(
@@ -351,7 +351,7 @@ async def carry_out(
     for row in to_hash[len(hashed_now) :]:
         row.values["hashed_password"] = hashed_now[0].values["hashed_password"]
         row.password = None
-    await _lock_table(ctx)
+    await lock_table(ctx)
     if await _observe(ctx, rows, options) != plan.observed:
         raise PlanOutdated(
             "the users changed since the plan was made (another command wrote meanwhile); "
@@ -369,7 +369,7 @@ async def carry_out(
         from sqlalchemy.exc import IntegrityError
 
         try:
-            await _insert(ctx, [row.values for row in new_rows], stand_ins)
+            await insert_rows(ctx, [row.values for row in new_rows], stand_ins)
         except IntegrityError as exc:
             from usersctl.users import name_violation
 
@@ -384,8 +384,8 @@ async def carry_out(
         if "hashed_password" in values and step.row is not None:
             values["hashed_password"] = step.row.values["hashed_password"]
         updates.append({**values, "_id": step.id})
-    for columns, batch in _group_by_columns(updates):
-        for statement, names in _update_statements(ctx.model, columns):
+    for columns, batch in group_by_columns(updates):
+        for statement, names in update_statements(ctx.model, columns):
             if len(names) < len(columns):  # a parent table: its own columns only
                 await ctx.session.execute(statement, [{n: v[n] for n in names} for v in batch])
             else:
@@ -403,8 +403,8 @@ async def carry_out(
 
         plan.revoked_tokens = await revoke_access_tokens_of(ctx, ending) or 0
     if new_rows and not dry_run:
-        await _advance_id_sequence(ctx, new_rows)
-        by_email, _ = await _existing(ctx, new_rows)
+        await advance_id_sequence(ctx, new_rows)
+        by_email, _ = await existing_users(ctx, new_rows)
         for step, row in zip(creates, new_rows, strict=True):
             found = by_email.get(row.key)
             if found:

@@ -62,7 +62,7 @@ class RowValidator:
         self.model = model
         self.keep_unknown_hashes = keep_unknown_hashes
         #: A row may leave out both password fields (``--on-conflict update``): an existing
-        #: user keeps its hash; ``_decide`` refuses such a row for a new user.
+        #: user keeps its hash; ``decide_import`` refuses such a row for a new user.
         self.passwordless = passwordless
         #: (password, email) -> the reasons to refuse it; None accepts any password.
         self.password_policy = password_policy

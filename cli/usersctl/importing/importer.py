@@ -19,15 +19,15 @@ from sqlalchemy.exc import IntegrityError
 
 from usersctl.errors import InvalidInput
 from usersctl.importing.checking import FileCheck, check_with_app, hash_passwords
-from usersctl.importing.planning import _clash_beyond_ascii, passwords_worth_hashing
+from usersctl.importing.planning import clash_beyond_ascii, passwords_worth_hashing
 from usersctl.importing.reading import read_records
 from usersctl.importing.rows import CONFLICT_RULES, WRITE_BATCH, ImportSummary, Progress
 from usersctl.importing.writing import (
     PreparedInsert,
-    _advance_id_sequence,
-    _execute_inserts,
-    _lock_table,
-    _prepare_batch,
+    advance_id_sequence,
+    execute_inserts,
+    lock_table,
+    prepare_batch,
     write_rows,
 )
 from usersctl.passwords import ARGON2, Hashing
@@ -159,7 +159,7 @@ async def _import(
             if created is not None:
                 created.extend(row.values["email"] for row in check.rows.values())
             if not dry_run:
-                await _advance_id_sequence(ctx, check.rows.values())
+                await advance_id_sequence(ctx, check.rows.values())
         else:
             # The careful path: the whole file checked, passwords hashed with no transaction
             # open, then conflicts looked up and everything written in one transaction.
@@ -211,7 +211,7 @@ async def _import(
                 await name_violation(ctx, exc, [row.values for row in rows], lines=lines)
                 raise
             if not dry_run:
-                await _advance_id_sequence(ctx, rows)
+                await advance_id_sequence(ctx, rows)
         if dry_run:
             await ctx.session.rollback()
         else:
@@ -272,7 +272,7 @@ async def _stream_rows(
     table = ctx.model.table
     dialect = ctx.session.bind.dialect
     defaults = ctx.model.insert_defaults()
-    await _lock_table(ctx)
+    await lock_table(ctx)
 
     def next_batch() -> list[PreparedInsert] | None:
         batch = list(itertools.islice(records, WRITE_BATCH))
@@ -281,7 +281,7 @@ async def _stream_rows(
         accepted = check.add(batch)
         if not check.clean or check.plaintext:
             return []
-        return _prepare_batch(table, dialect, [row.values for row in accepted], defaults, stand_ins)
+        return prepare_batch(table, dialect, [row.values for row in accepted], defaults, stand_ins)
 
     # A batch is checked in a thread while the previous one is written: by the server process
     # on PostgreSQL; on SQLite by aiosqlite's thread, which holds the GIL only to bind a batch's
@@ -296,10 +296,10 @@ async def _stream_rows(
                 writing = None
             if prepared is None:
                 # SQLite's index lets in what differs in the case of letters beyond ASCII.
-                return not await _clash_beyond_ascii(ctx, check.rows.values())
+                return not await clash_beyond_ascii(ctx, check.rows.values())
             if not check.clean or check.plaintext:
                 return False
-            writing = asyncio.ensure_future(_execute_inserts(ctx, prepared))
+            writing = asyncio.ensure_future(execute_inserts(ctx, prepared))
             written += sum(len(statement.params) for statement in prepared)
             if progress:
                 progress("writing", written, 0)

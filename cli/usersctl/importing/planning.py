@@ -20,7 +20,7 @@ from usersctl.users import (
 )
 
 
-def _bound_list(dialect: Dialect, name: str, element: Any) -> Any:
+def bound_list(dialect: Dialect, name: str, element: Any) -> Any:
     """The elements of the list bound as ``name``, as a one-column subquery.
 
     A whole batch travels as one parameter (a JSON array on SQLite, an array on PostgreSQL), so a
@@ -40,7 +40,7 @@ def _bind(dialect: Dialect, values: list[Any], element: Any) -> Any:
     return json.dumps([process(value) if process else value for value in values])
 
 
-async def _existing(
+async def existing_users(
     ctx: UserContext, rows: list[Row]
 ) -> tuple[dict[str, list[tuple[Any, str]]], dict[Any, str]]:
     """Existing users matching the rows: ``{lowercased email: [(id, stored email), ...]}`` (more
@@ -60,11 +60,11 @@ async def _existing(
     users = select(user_id, email).select_from(model.selectable)
     emails_statement = users.where(
         func.lower(email).in_(
-            select(func.lower(_bound_list(dialect, "keys", String()))).scalar_subquery()
+            select(func.lower(bound_list(dialect, "keys", String()))).scalar_subquery()
         )
     )
     ids_statement = users.where(
-        user_id.in_(select(_bound_list(dialect, "ids", id_type)).scalar_subquery())
+        user_id.in_(select(bound_list(dialect, "ids", id_type)).scalar_subquery())
     )
 
     def found(user_id: Any, email: str) -> None:
@@ -74,21 +74,21 @@ async def _existing(
         by_id[user_id] = fold_case(email)
 
     emails = [row.values["email"] for row in rows]
-    async for user_id, email in _each_match(ctx, emails_statement, "keys", emails, String()):
+    async for user_id, email in each_match(ctx, emails_statement, "keys", emails, String()):
         found(user_id, email)
     async for user_id, email in _matches_beyond_ascii(ctx, rows):
         found(user_id, email)
     given_ids = [row.values["id"] for row in rows if row.values.get("id") is not None]
-    async for user_id, email in _each_match(ctx, ids_statement, "ids", given_ids, id_type):
+    async for user_id, email in each_match(ctx, ids_statement, "ids", given_ids, id_type):
         by_id[user_id] = fold_case(email)
     return by_email, by_id
 
 
-async def _each_match(
+async def each_match(
     ctx: UserContext, statement: Any, name: str, keys: list[Any], element: Any
 ) -> AsyncIterator[Any]:
     """The rows ``statement`` finds for ``keys``, bound as the list parameter ``name`` (see
-    ``_bound_list``), ``LOOKUP_BATCH`` keys per query."""
+    ``bound_list``), ``LOOKUP_BATCH`` keys per query."""
     dialect = ctx.session.bind.dialect
     for start in range(0, len(keys), LOOKUP_BATCH):
         batch = _bind(dialect, keys[start : start + LOOKUP_BATCH], element)
@@ -116,11 +116,11 @@ async def _matches_beyond_ascii(ctx: UserContext, rows: list[Row]) -> AsyncItera
         .select_from(model.selectable)
         .where(_key_among(ctx, "keys"))
     )
-    for row in await ctx.session.execute(statement, {"keys": _bind_keys(ctx, keys)}):
+    for row in await ctx.session.execute(statement, {"keys": bind_keys(ctx, keys)}):
         yield row
 
 
-async def _clash_beyond_ascii(ctx: UserContext, rows: Iterable[Row]) -> bool:
+async def clash_beyond_ascii(ctx: UserContext, rows: Iterable[Row]) -> bool:
     """On SQLite, after inserting ``rows`` on the strength of the ``lower(email)`` index: whether
     one with letters beyond ASCII now shares its address (in other case) with another user,
     which the index, folding ASCII letters only, let in. One scan, only for such rows."""
@@ -136,23 +136,23 @@ async def _clash_beyond_ascii(ctx: UserContext, rows: Iterable[Row]) -> bool:
         .having(func.count() > 1)
         .limit(1)
     )
-    shared = await ctx.session.execute(statement, {"keys": _bind_keys(ctx, keys)})
+    shared = await ctx.session.execute(statement, {"keys": bind_keys(ctx, keys)})
     return shared.first() is not None
 
 
 def _key_among(ctx: UserContext, name: str) -> Any:
     """The condition that a user's ``case_key(email)`` is one of the keys bound as ``name``."""
-    bound = _bound_list(ctx.session.bind.dialect, name, String())
+    bound = bound_list(ctx.session.bind.dialect, name, String())
     return case_key(ctx.model.column("email")).in_(select(bound).scalar_subquery())
 
 
-def _bind_keys(ctx: UserContext, keys: list[str]) -> Any:
+def bind_keys(ctx: UserContext, keys: list[str]) -> Any:
     """``keys`` bound whole, as one parameter (one scan of the table for them all)."""
     return _bind(ctx.session.bind.dialect, keys, String())
 
 
 @dataclass
-class _Plan:
+class ImportPlan:
     """What to do with each row, decided against the users the database holds."""
 
     inserts: list[Row] = field(default_factory=list)
@@ -163,14 +163,14 @@ class _Plan:
     invalid: list[Problem] = field(default_factory=list)
 
 
-def _decide(
+def decide_import(
     rows: list[Row],
     by_email: dict[str, list[tuple[Any, str]]],
     by_id: dict[Any, str],
     on_conflict: str,
-) -> _Plan:
-    """Each row's fate under ``on_conflict``, given the matching users (see ``_existing``)."""
-    plan = _Plan()
+) -> ImportPlan:
+    """Each row's fate under ``on_conflict``, given the matching users (see ``existing_users``)."""
+    plan = ImportPlan()
     for row in rows:
         matches = by_email.get(row.key, [])
         if len(matches) > 1:  # the same rule as for commands: the address stored exactly so
@@ -216,7 +216,7 @@ async def passwords_worth_hashing(ctx: UserContext, rows: list[Row], on_conflict
     if not any(row.password for row in rows):
         return rows
     try:
-        plan = _decide(rows, *await _existing(ctx, rows), on_conflict)
+        plan = decide_import(rows, *await existing_users(ctx, rows), on_conflict)
     finally:
         await ctx.session.rollback()
     if plan.invalid:
@@ -226,7 +226,7 @@ async def passwords_worth_hashing(ctx: UserContext, rows: list[Row], on_conflict
     return rows if on_conflict == "update" else plan.inserts
 
 
-async def _sessions_to_end(ctx: UserContext, updates: list[dict[str, Any]]) -> list[Any]:
+async def sessions_to_end(ctx: UserContext, updates: list[dict[str, Any]]) -> list[Any]:
     """The ids of the users these updates give a new password or deactivate (before they run)."""
     if ctx.model.token_table is None:
         return []
@@ -236,11 +236,11 @@ async def _sessions_to_end(ctx: UserContext, updates: list[dict[str, Any]]) -> l
     statement = (
         select(user_id, model.column("hashed_password"), model.column("is_active"))
         .select_from(model.selectable)
-        .where(user_id.in_(select(_bound_list(dialect, "ids", user_id.type)).scalar_subquery()))
+        .where(user_id.in_(select(bound_list(dialect, "ids", user_id.type)).scalar_subquery()))
     )
     ids = [values["_id"] for values in updates]
     stored: dict[Any, tuple[str, bool]] = {}
-    async for found, hashed, active in _each_match(ctx, statement, "ids", ids, user_id.type):
+    async for found, hashed, active in each_match(ctx, statement, "ids", ids, user_id.type):
         stored[found] = (hashed, active)
     ending = []
     for values in updates:

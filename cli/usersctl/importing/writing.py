@@ -18,7 +18,12 @@ from sqlalchemy.exc import IntegrityError
 
 from usersctl.errors import InvalidInput, LastSuperuser
 from usersctl.importing.checking import hash_passwords
-from usersctl.importing.planning import _clash_beyond_ascii, _decide, _existing, _sessions_to_end
+from usersctl.importing.planning import (
+    clash_beyond_ascii,
+    decide_import,
+    existing_users,
+    sessions_to_end,
+)
 from usersctl.importing.rows import (
     WRITE_BATCH,
     ImportConflict,
@@ -38,7 +43,7 @@ from usersctl.users import (
 )
 
 
-async def _lock_table(ctx: UserContext) -> None:
+async def lock_table(ctx: UserContext) -> None:
     """On PostgreSQL, make concurrent inserts wait for this import instead of slipping in
     between its checks and its writes (on SQLite, BEGIN IMMEDIATE already holds the lock); a
     joined-table subclass's parent tables too, parents first, as inserts take them."""
@@ -49,7 +54,7 @@ async def _lock_table(ctx: UserContext) -> None:
         await ctx.session.execute(sql_text(f"LOCK TABLE {names} IN SHARE ROW EXCLUSIVE MODE"))
 
 
-async def _advance_id_sequence(ctx: UserContext, rows: Iterable[Row]) -> None:
+async def advance_id_sequence(ctx: UserContext, rows: Iterable[Row]) -> None:
     """After rows that brought their own integer ids, move PostgreSQL's id sequence past them,
     so that the app's next insert does not collide with an imported id (SQLite needs nothing).
 
@@ -98,13 +103,13 @@ async def write_rows(
     ``force``, as update-user and deactivate-user refuse them. An updated user whose password
     changes or who is deactivated loses their database access tokens, as with set-password and
     deactivate-user, unless ``keep_sessions``."""
-    await _lock_table(ctx)
+    await lock_table(ctx)
     if on_conflict == "fail" and await _insert_all_or_nothing(ctx, rows, progress, stand_ins):
         summary.created += len(rows)
         if created is not None:
             created.extend(row.values["email"] for row in rows)
         return
-    plan = _decide(rows, *await _existing(ctx, rows), on_conflict)
+    plan = decide_import(rows, *await existing_users(ctx, rows), on_conflict)
     if plan.invalid:
         raise ImportRejected(plan.invalid)
     if plan.conflicts:
@@ -121,14 +126,14 @@ async def write_rows(
     total = len(inserts) + len(updates)
     for start in range(0, len(inserts), WRITE_BATCH):
         batch = inserts[start : start + WRITE_BATCH]
-        await _insert(ctx, batch, stand_ins)
+        await insert_rows(ctx, batch, stand_ins)
         if progress:
             progress("writing", start + len(batch), total)
     superusers = await active_superusers(ctx) if updates and not force else []
-    ending = [] if keep_sessions or not updates else await _sessions_to_end(ctx, updates)
+    ending = [] if keep_sessions or not updates else await sessions_to_end(ctx, updates)
     written = len(inserts)
-    for columns, batch in _group_by_columns(updates):
-        for statement, names in _update_statements(ctx.model, columns):
+    for columns, batch in group_by_columns(updates):
+        for statement, names in update_statements(ctx.model, columns):
             if len(names) < len(columns):  # a parent table: its own columns only
                 await ctx.session.execute(statement, [{n: v[n] for n in names} for v in batch])
             else:
@@ -156,7 +161,7 @@ async def refuse_no_superuser_left(ctx: UserContext, before: list[str], doing: s
         )
 
 
-def _update_statements(
+def update_statements(
     model: UserModel, columns: tuple[str, ...]
 ) -> list[tuple[Any, tuple[str, ...]]]:
     """The UPDATEs that write ``columns`` of the users whose ids are bound as ``_id``, each with
@@ -190,10 +195,10 @@ async def _insert_all_or_nothing(
     try:
         for start in range(0, len(rows), WRITE_BATCH):
             batch = rows[start : start + WRITE_BATCH]
-            await _insert(ctx, [row.values for row in batch], stand_ins)
+            await insert_rows(ctx, [row.values for row in batch], stand_ins)
             if progress:
                 progress("writing", start + len(batch), len(rows))
-        clash = await _clash_beyond_ascii(ctx, rows)
+        clash = await clash_beyond_ascii(ctx, rows)
     except IntegrityError:
         clash = True
     if clash:
@@ -231,7 +236,7 @@ def prepare_inserts(
     if defaults is None:
         defaults = python_column_defaults(table)
     prepared = []
-    for columns, group in _group_by_columns(rows):
+    for columns, group in group_by_columns(rows):
         filled = [name for name in defaults if name not in columns]
         named = (*columns, *filled)
         compiled = (
@@ -285,7 +290,7 @@ def _fill_defaults(
     return made
 
 
-async def _execute_inserts(ctx: UserContext, prepared: list[PreparedInsert]) -> None:
+async def execute_inserts(ctx: UserContext, prepared: list[PreparedInsert]) -> None:
     connection = await ctx.session.connection()
     limit = sqlite_variable_limit() if connection.dialect.name == "sqlite" else 0
     for statement in prepared:
@@ -331,7 +336,7 @@ def _sqlite_multi_row(statement: PreparedInsert, limit: int) -> Iterator[tuple[s
         yield f"{head} VALUES {values}", tuple(itertools.chain.from_iterable(chunk))
 
 
-async def _insert(
+async def insert_rows(
     ctx: UserContext, batch: list[dict[str, Any]], stand_ins: NextIds | None = None
 ) -> None:
     """Insert rows through the driver's executemany (see ``prepare_inserts``)."""
@@ -340,8 +345,8 @@ async def _insert(
         return
     dialect = ctx.session.bind.dialect
     defaults = ctx.model.insert_defaults()
-    prepared = _prepare_batch(ctx.model.table, dialect, batch, defaults, stand_ins)
-    await _execute_inserts(ctx, prepared)
+    prepared = prepare_batch(ctx.model.table, dialect, batch, defaults, stand_ins)
+    await execute_inserts(ctx, prepared)
 
 
 def _with_stand_ins(
@@ -355,7 +360,7 @@ def _with_stand_ins(
     return given, new
 
 
-def _prepare_batch(
+def prepare_batch(
     table: Any,
     dialect: Dialect,
     batch: list[dict[str, Any]],
@@ -406,7 +411,7 @@ async def _add_through_mapper(ctx: UserContext, batch: list[dict[str, Any]]) -> 
         ctx.session.expunge(user)  # a million users must not stay in the session
 
 
-def _group_by_columns(
+def group_by_columns(
     rows: list[dict[str, Any]],
 ) -> Iterator[tuple[tuple[str, ...], list[dict[str, Any]]]]:
     """executemany needs the same keys in every row; rows giving different fields go separately."""
