@@ -53,7 +53,8 @@ EXIT_CODE_HELP = (
     "4 conflict (email taken, last superuser, an address several users share in different "
     "case, a unique or foreign key constraint, rows that still refer to a user to delete); "
     "5 database problem (unreachable, tables missing, read-only); "
-    "6 a check said no (doctor, verify-password); 130 interrupted; "
+    "6 a check said no (doctor, verify-password, apply --dry-run --exit-code with changes to "
+    "make); 130 interrupted; "
     "141 the reader of stdout went away (as with | head)."
 )
 
