@@ -928,6 +928,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.postgres)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """A test module may define ``prepare_in_background(folder)``, a slow preparation (a virtual
+    environment from PyPI, say) that waits on the network more than it works. When one of its
+    tests is selected, it starts here, in a thread, while the other tests run; ``folder`` is one
+    per test run, shared by pytest-xdist's workers (the module makes sure only one prepares)."""
+    modules = {getattr(item, "module", None) for item in session.items}
+    for module in modules:
+        prepare = getattr(module, "prepare_in_background", None)
+        if prepare is not None:
+            threading.Thread(
+                target=prepare, args=(shared_run_folder(session.config),), daemon=True
+            ).start()
+
+
+def shared_run_folder(config: pytest.Config) -> Path:
+    """A folder of this test run that pytest-xdist's workers share (the parent of their own
+    temporary folders), kept and cleaned by pytest with the run's other temporary folders."""
+    base = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    return Path(base.parent if hasattr(config, "workerinput") else base)
+
+
 async def _pg_execute(dsn: str, *statements: str) -> None:
     import asyncpg
 
