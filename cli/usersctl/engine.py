@@ -36,6 +36,7 @@ _MYSQL_PASTED_DRIVERS = {
     "aiomysql": "aiomysql",
 }
 MYSQL_INSTALL = "pip install 'usersctl[mysql]'"
+MYSQL_ANSI_QUOTES = "SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')"
 #: The URL query parameters of a MySQL URL: those SQLAlchemy's MySQL dialects pass on to the
 #: driver's ``connect()`` (the ``ssl_*`` ones gathered into its ``ssl``).
 _MYSQL_NUMBERS = {"connect_timeout": float, "read_timeout": float, "write_timeout": float}
@@ -381,6 +382,10 @@ def _mysql_connect_args(url: URL, connect_args: dict[str, Any], timeout: float) 
         return await asyncio.wait_for(connect(*args, **kwargs), timeout)
 
     connect_args.setdefault("async_creator_fn", connect_within_timeout)
+    # Names quoted as the SQL standard and the other two databases quote them ("user"), so that
+    # usersctl's few statements in plain SQL are the same everywhere; SQLAlchemy notices the mode
+    # and quotes so too. It is this session's alone: the app's connections keep their sql_mode.
+    connect_args.setdefault("init_command", MYSQL_ANSI_QUOTES)
     return url.difference_update_query(["connect_timeout", "read_timeout", "write_timeout"])
 
 

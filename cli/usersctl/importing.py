@@ -31,7 +31,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 
 from usersctl.csv_cells import from_formula_safe
-from usersctl.email_case import case_key, fold_case
+from usersctl.email_case import case_key, fold_case, index_key
 from usersctl.emails import EmailNormalizer, InvalidEmail
 from usersctl.errors import Conflict, InvalidInput, LastSuperuser, UsersctlError
 from usersctl.fields import (
@@ -770,8 +770,8 @@ async def _existing(
     by_id: dict[Any, str] = {}
     users = select(user_id, email).select_from(model.selectable)
     emails_statement = users.where(
-        func.lower(email).in_(
-            select(func.lower(_bound_list(dialect, "keys", String()))).scalar_subquery()
+        index_key(email).in_(
+            select(index_key(_bound_list(dialect, "keys", String()))).scalar_subquery()
         )
     )
     ids_statement = users.where(
