@@ -313,6 +313,7 @@ def create_engine(
     elif url.get_backend_name() == "mysql":
         url = _mysql_connect_args(url, connect_args, connect_timeout)
         engine = _create_async_engine(url, connect_args=connect_args, **kwargs)
+        _configure_mysql(engine)
     else:
         connect_args.setdefault("timeout", max(connect_timeout, 30.0))
         connect_args.setdefault("async_creator_fn", _connect_aiosqlite)
@@ -387,6 +388,22 @@ def _mysql_connect_args(url: URL, connect_args: dict[str, Any], timeout: float) 
     # and quotes so too. It is this session's alone: the app's connections keep their sql_mode.
     connect_args.setdefault("init_command", MYSQL_ANSI_QUOTES)
     return url.difference_update_query(["connect_timeout", "read_timeout", "write_timeout"])
+
+
+def _configure_mysql(engine: AsyncEngine) -> None:
+    """Reflect ``TINYINT(1)``, which is what MySQL makes of ``BOOL``, as a boolean (this
+    engine's only): FastAPI Users' flags are shown and compared as true/false, as elsewhere."""
+    from sqlalchemy.dialects.mysql import TINYINT
+    from sqlalchemy.types import Boolean
+
+    class TinyIntOrBoolean(TINYINT):
+        def __new__(cls, display_width: int | None = None, **kwargs: Any) -> Any:
+            if display_width == 1 and not kwargs.get("unsigned") and not kwargs.get("zerofill"):
+                return Boolean()
+            return super().__new__(cls)
+
+    dialect: Any = engine.sync_engine.dialect
+    dialect.ischema_names = {**dialect.ischema_names, "tinyint": TinyIntOrBoolean}
 
 
 def behind_pooler(url: URL) -> bool:

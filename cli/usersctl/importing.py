@@ -744,6 +744,17 @@ def _bound_list(dialect: Dialect, name: str, element: Any) -> Any:
     return value
 
 
+def _among(dialect: Dialect, key: Any, name: str, element: Any, wrap: Any = None) -> Any:
+    """The condition that ``key`` is one of the elements of the list bound as ``name`` (each
+    passed through ``wrap``, a SQL function, where given). MySQL/MariaDB have neither arrays nor
+    a JSON table function SQLAlchemy knows: there the list is an expanding ``IN`` (its driver
+    writes the values into the statement, so no limit on bound parameters applies)."""
+    if dialect.name == "mysql":
+        return key.in_(bindparam(name, expanding=True, type_=element))
+    value = _bound_list(dialect, name, element)
+    return key.in_(select(wrap(value) if wrap is not None else value).scalar_subquery())
+
+
 def _bind(dialect: Dialect, values: list[Any], element: Any) -> Any:
     if dialect.name != "sqlite":
         return values
@@ -769,14 +780,8 @@ async def _existing(
     by_email: dict[str, list[tuple[Any, str]]] = {}
     by_id: dict[Any, str] = {}
     users = select(user_id, email).select_from(model.selectable)
-    emails_statement = users.where(
-        index_key(email).in_(
-            select(index_key(_bound_list(dialect, "keys", String()))).scalar_subquery()
-        )
-    )
-    ids_statement = users.where(
-        user_id.in_(select(_bound_list(dialect, "ids", id_type)).scalar_subquery())
-    )
+    emails_statement = users.where(_among(dialect, index_key(email), "keys", String(), index_key))
+    ids_statement = users.where(_among(dialect, user_id, "ids", id_type))
 
     def found(user_id: Any, email: str) -> None:
         same = by_email.setdefault(fold_case(email), [])
