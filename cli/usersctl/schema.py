@@ -242,7 +242,12 @@ def _init(
         if table.fullname not in existing:
             table.create(connection)
             report.created_tables.append(table.name)
-            report.created_indexes.extend(index.name or "" for index in table.indexes)
+            report.created_indexes.extend(
+                index.name or ""
+                for index in table.indexes
+                if connection.dialect.name != "mysql"
+                or index.name != email_lower_index_name(table.name)  # not made there
+            )
     # The user table that existed before (its name is the model's: "user" unless --model says
     # otherwise) gets the index now, unless case duplicates stand in the way.
     for table in tables:
