@@ -480,14 +480,15 @@ async def list_users(
     the run fills the page, takes the whole run."""
     table = ctx.model.table
     key = index_key(ctx.model.column("email"))
+    # The run of addresses equal to the database is told apart in Python by their lowercase
+    # (on MySQL/MariaDB, where the key is the email itself, its _ci collation ignores case).
+    label = func.lower(ctx.model.column("email")).label(ORDER_KEY)
     order = user_order(ctx.model)
     if ctx.model.parent_tables:  # a joined-table subclass: the parents' columns too
-        fields = select(
-            *(ctx.model.column(name) for name in ctx.model.columns), key.label(ORDER_KEY)
-        )
+        fields = select(*(ctx.model.column(name) for name in ctx.model.columns), label)
         statement = filters.apply(ctx.model, fields.select_from(ctx.model.selectable))
     else:
-        statement = filters.apply(ctx.model, select(table, key.label(ORDER_KEY)))
+        statement = filters.apply(ctx.model, select(table, label))
     if after:
         statement = statement.where(key > index_key(after))
     statement = statement.order_by(*order)
