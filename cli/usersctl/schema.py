@@ -240,7 +240,10 @@ def _init(
     report = InitReport(alembic=alembic)
     for table in tables:
         if table.fullname not in existing:
-            table.create(connection)
+            # MySQL/MariaDB commit each CREATE at once, whatever the transaction: a dry run
+            # there only lists the table.
+            if not (dry_run and connection.dialect.name == "mysql"):
+                table.create(connection)
             report.created_tables.append(table.name)
             report.created_indexes.extend(
                 index.name or ""
