@@ -21,9 +21,8 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from harness import Cli
+from harness import Cli, sql_engine
 
 APP_MODELS = '''
     import datetime as dt
@@ -94,7 +93,7 @@ APP_MODELS = '''
 
 
 async def _run(url: str, sql: str, params: dict[str, Any] | None, metadata: Any = None) -> Any:
-    engine = create_async_engine(url)
+    engine = sql_engine(url)
     try:
         async with engine.begin() as connection:
             if metadata is not None:

@@ -26,9 +26,8 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from harness import Cli
+from harness import Cli, sql_engine
 from usersctl.db import GUID
 
 # The app's schema, as its own migrations would build it beside the user table -----------------
@@ -72,7 +71,7 @@ ITEM_COMMENT = Table(  # the second level: comments on the items
 
 
 async def _run(url: str, work: Any) -> Any:
-    engine = create_async_engine(url)
+    engine = sql_engine(url)
     try:
         async with engine.begin() as connection:
             if url.startswith("sqlite"):

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from harness import is_sqlite
+from harness import is_mysql, is_sqlite
 
 if TYPE_CHECKING:
     from harness import Cli, Database, Usersctl
@@ -106,8 +106,10 @@ def add_column(db: Database, name: str, sql_type: str) -> None:
 
 
 def test_created_after_and_before_on_the_creation_time_column(cli: Cli, db: Database) -> None:
-    aware = not is_sqlite(db.url)  # PostgreSQL: a timestamptz column; SQLite: a naive one
-    add_column(db, "created_at", "TIMESTAMP WITH TIME ZONE" if aware else "TIMESTAMP")
+    # PostgreSQL: a timestamptz column; SQLite and MariaDB: a naive one (UTC)
+    aware = not is_sqlite(db.url) and not is_mysql(db.url)
+    naive = "DATETIME(6)" if is_mysql(db.url) else "TIMESTAMP"
+    add_column(db, "created_at", "TIMESTAMP WITH TIME ZONE" if aware else naive)
 
     def at(text: str) -> dt.datetime:
         moment = dt.datetime.fromisoformat(text)
@@ -194,7 +196,10 @@ def test_addresses_differing_only_in_case_keep_one_order_and_every_page(
 ) -> None:
     """In a table without the unique lower(email) index, users whose addresses differ only in
     case come in id order, and a page never ends inside such a run: paging sees them all."""
-    db.execute("DROP INDEX ix_user_email_lower")
+    if is_mysql(db.url):  # there the unique index on email, in its _ci collation, is the one
+        db.execute('DROP INDEX ix_user_email ON "user"')
+    else:
+        db.execute("DROP INDEX ix_user_email_lower")
     seeded = db.seed("b@example.com", "Dup@example.com", "DUP@example.com", "dup@example.com")
     db.seed("a@example.com", "e@example.com")
     runs = sorted(

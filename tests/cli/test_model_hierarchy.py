@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from harness import Cli, Usersctl
+from harness import Cli, Usersctl, sql_engine
 
 PRINCIPAL_MODELS = """
     import datetime as dt
@@ -60,7 +59,7 @@ PRINCIPAL_MODELS = """
 
 
 async def _sql(url: str, statement: str) -> Any:
-    engine = create_async_engine(url)
+    engine = sql_engine(url)
     try:
         async with engine.begin() as connection:
             result = await connection.execute(text(statement))

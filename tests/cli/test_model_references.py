@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from harness import Cli
+from harness import Cli, sql_engine
 
 TENANT_MODELS = """
     from fastapi_users_db_sqlalchemy import SQLAlchemyBaseOAuthAccountTable, SQLAlchemyBaseUserTable
@@ -73,7 +72,7 @@ def write_module(folder: Path, source: str) -> str:
 
 
 async def _sql(url: str, *statements: str) -> Any:
-    engine = create_async_engine(url)
+    engine = sql_engine(url)
     try:
         async with engine.begin() as connection:
             result = None

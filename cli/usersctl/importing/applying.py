@@ -21,7 +21,7 @@ from sqlalchemy import select
 from usersctl.email_case import fold_case
 from usersctl.errors import Conflict, InvalidInput
 from usersctl.importing.checking import FileCheck, hash_passwords
-from usersctl.importing.planning import bound_list, each_match, existing_users
+from usersctl.importing.planning import among, each_match, existing_users
 from usersctl.importing.reading import read_records
 from usersctl.importing.rows import ImportConflict, ImportRejected, Problem, Problems, Row
 from usersctl.importing.writing import (
@@ -187,11 +187,7 @@ async def _observe(ctx: UserContext, rows: list[Row], options: ApplyOptions) -> 
     state: dict[Any, tuple[Any, ...]] = {}
     wanted = [user_id for user_id in matches.values() if user_id is not None]
     dialect = ctx.session.bind.dialect
-    by_ids = users.where(
-        user_id_column.in_(
-            select(bound_list(dialect, "ids", user_id_column.type)).scalar_subquery()
-        )
-    )
+    by_ids = users.where(among(dialect, user_id_column, "ids", user_id_column.type))
     async for found_row in each_match(ctx, by_ids, "ids", wanted, user_id_column.type):
         state[found_row[names.index("id")]] = tuple(found_row)
     pruned: list[Any] = []

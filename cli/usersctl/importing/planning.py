@@ -12,7 +12,7 @@ from sqlalchemy import String, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 
-from usersctl.email_case import case_key, fold_case
+from usersctl.email_case import case_key, fold_case, index_key
 from usersctl.importing.checking import NO_PASSWORD_FOR_NEW_USER
 from usersctl.importing.rows import LOOKUP_BATCH, ImportConflict, ImportRejected, Problem, Row
 from usersctl.users import (
@@ -31,6 +31,17 @@ def bound_list(dialect: Dialect, name: str, element: Any) -> Any:
     else:
         value = func.unnest(bindparam(name, type_=ARRAY(element))).column_valued("value")
     return value
+
+
+def among(dialect: Dialect, key: Any, name: str, element: Any, wrap: Any = None) -> Any:
+    """The condition that ``key`` is one of the elements of the list bound as ``name`` (each
+    passed through ``wrap``, a SQL function, where given). MySQL/MariaDB have neither arrays nor
+    a JSON table function SQLAlchemy knows: there the list is an expanding ``IN`` (its driver
+    writes the values into the statement, so no limit on bound parameters applies)."""
+    if dialect.name == "mysql":
+        return key.in_(bindparam(name, expanding=True, type_=element))
+    value = bound_list(dialect, name, element)
+    return key.in_(select(wrap(value) if wrap is not None else value).scalar_subquery())
 
 
 def _bind(dialect: Dialect, values: list[Any], element: Any) -> Any:
@@ -58,14 +69,8 @@ async def existing_users(
     by_email: dict[str, list[tuple[Any, str]]] = {}
     by_id: dict[Any, str] = {}
     users = select(user_id, email).select_from(model.selectable)
-    emails_statement = users.where(
-        func.lower(email).in_(
-            select(func.lower(bound_list(dialect, "keys", String()))).scalar_subquery()
-        )
-    )
-    ids_statement = users.where(
-        user_id.in_(select(bound_list(dialect, "ids", id_type)).scalar_subquery())
-    )
+    emails_statement = users.where(among(dialect, index_key(email), "keys", String(), index_key))
+    ids_statement = users.where(among(dialect, user_id, "ids", id_type))
 
     def found(user_id: Any, email: str) -> None:
         same = by_email.setdefault(fold_case(email), [])
