@@ -53,7 +53,11 @@ README = ROOT / "README.md"
 #: engine and fields.
 CORE = (
     "users.py",
-    "importing.py",
+    "importing/reading.py",
+    "importing/checking.py",
+    "importing/planning.py",
+    "importing/writing.py",
+    "importing/importer.py",
     "exporting.py",
     "db/adapter.py",
     "db/tables.py",

@@ -1,7 +1,8 @@
 """The one harness every test drives usersctl through, registered as a plugin by tests/conftest.py.
 
 - The databases: ``database_url`` gives each test a new SQLite file and a new PostgreSQL database
-  (the PostgreSQL half carries the ``postgres`` marker); ``db`` and :class:`Database` reach the
+  (the PostgreSQL half carries the ``postgres`` marker), and a new MariaDB database where
+  ``USERSCTL_TEST_MARIADB_URL`` names a server (the ``mariadb`` marker); ``db`` and :class:`Database` reach the
   same database with plain SQL, for seeding and for checking what a command did, without going
   through usersctl.
 - usersctl itself: in-process through Typer's public ``CliRunner`` (``cli``, ``empty_cli``,
@@ -56,6 +57,9 @@ POSTGRES_URL = os.environ.get(
     "USERSCTL_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 REQUIRE_POSTGRES = os.environ.get("USERSCTL_REQUIRE_POSTGRES", "") not in ("", "0", "false")
+#: MariaDB (or MySQL): the third half of ``database_url``, only where this names a server.
+MARIADB_URL = os.environ.get("USERSCTL_TEST_MARIADB_URL", "")
+REQUIRE_MARIADB = os.environ.get("USERSCTL_REQUIRE_MARIADB", "") not in ("", "0", "false")
 
 
 # The environment of a run -----------------------------------------------------------------------
@@ -132,20 +136,31 @@ def working_directory(folder: Path) -> Iterator[None]:
 # Running usersctl -------------------------------------------------------------------------------
 
 
+class Ran(Result):
+    """Typer's result of an in-process run, also read as a finished process reads
+    (``returncode``), so a check written for the entry point reads either."""
+
+    @property
+    def returncode(self) -> int:
+        return self.exit_code
+
+
 def invoke(
     argv: Sequence[str],
     *,
     input: str | bytes | None = None,
     env: Mapping[str, str | None] | None = None,
     cwd: Path | None = None,
-) -> Result:
+) -> Ran:
     """usersctl in-process through Typer's ``CliRunner`` (quick: no interpreter start-up)."""
     from usersctl.commands import app
 
     with working_directory(cwd or empty_folder()):
-        return CliRunner().invoke(
+        result = CliRunner().invoke(
             app, list(argv), input=input, env=blank_env(env), prog_name="usersctl"
         )
+    result.__class__ = Ran
+    return result
 
 
 def cli(
@@ -154,7 +169,7 @@ def cli(
     input: str | bytes | None = None,
     env: Mapping[str, str | None] | None = None,
     cwd: Path | None = None,
-) -> Result:
+) -> Ran:
     """:func:`invoke` with ``-d url`` first (none when ``url`` is None)."""
     return invoke(["-d", url, *args] if url else list(args), input=input, env=env, cwd=cwd)
 
@@ -306,7 +321,7 @@ class Cli:
         input: str | bytes | None = None,
         env: Mapping[str, str | None] | None = None,
         url: bool = True,
-    ) -> Result:
+    ) -> Ran:
         return cli(self.url if url else None, *args, input=input, env=env, cwd=self.cwd)
 
     @property
@@ -314,9 +329,15 @@ class Cli:
         """The file of a SQLite test database; None on PostgreSQL."""
         return sqlite_file(self.url)
 
-    def ok(self, *args: str, input: str | bytes | None = None) -> Result:
+    def ok(
+        self,
+        *args: str,
+        input: str | bytes | None = None,
+        env: Mapping[str, str | None] | None = None,
+        url: bool = True,
+    ) -> Ran:
         """Run a command that must succeed."""
-        result = self(*args, input=input)
+        result = self(*args, input=input, env=env, url=url)
         assert result.exit_code == 0, result.output
         return result
 
@@ -394,12 +415,16 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+def is_mysql(url: str) -> bool:
+    return make_url(url).get_backend_name() in ("mysql", "mariadb")
+
+
 def sqlite_path(url: str) -> Path:
     return Path(url.split(":///", 1)[1].split("?", 1)[0])
 
 
 def sqlite_file(url: str) -> Path | None:
-    """The file of a SQLite test URL, or None for PostgreSQL."""
+    """The file of a SQLite test URL, or None for a server's database."""
     return sqlite_path(url) if is_sqlite(url) else None
 
 
@@ -409,11 +434,27 @@ def asyncpg_dsn(url: str, **changes: Any) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+#: On MySQL/MariaDB, the harness's connections quote names as the SQL standard does
+#: (``"user"``), so that the tests' plain SQL is the same on every database.
+MYSQL_ANSI_QUOTES = "SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')"
+
+
+def mysql_url(url: str) -> Any:
+    """A MySQL test URL with an async driver (the one it names, else aiomysql) and utf8mb4."""
+    parsed = make_url(url)
+    driver = parsed.get_driver_name()
+    driver = driver if driver in ("aiomysql", "asyncmy") else "aiomysql"
+    return parsed.set(drivername=f"mysql+{driver}").update_query_dict({"charset": "utf8mb4"})
+
+
 def sql_engine(url: str) -> Any:
-    """A SQLAlchemy engine of its own on ``url`` (aiosqlite or asyncpg), not usersctl's."""
+    """A SQLAlchemy engine of its own on ``url`` (aiosqlite, asyncpg, or a MySQL driver with
+    standard quoting), not usersctl's."""
     from sqlalchemy.ext.asyncio import create_async_engine
 
     parsed = make_url(url)
+    if is_mysql(url):
+        return create_async_engine(mysql_url(url), connect_args={"init_command": MYSQL_ANSI_QUOTES})
     driver = "sqlite+aiosqlite" if parsed.get_backend_name() == "sqlite" else "postgresql+asyncpg"
     return create_async_engine(parsed.set(drivername=driver))
 
@@ -443,6 +484,24 @@ def execute(url: str, *statements: str, foreign_keys: bool = True) -> None:
                 connection.execute(statement)
         finally:
             connection.close()
+        return
+    if is_mysql(url):
+
+        async def run_mysql() -> None:
+            from sqlalchemy import text
+
+            engine = sql_engine(url)
+            try:
+                async with engine.connect() as plain:
+                    connection = await plain.execution_options(isolation_level="AUTOCOMMIT")
+                    if not foreign_keys:
+                        await connection.execute(text("SET SESSION foreign_key_checks = 0"))
+                    for statement in statements:
+                        await connection.exec_driver_sql(statement.replace("%", "%%"))
+            finally:
+                await engine.dispose()
+
+        asyncio.run(run_mysql())
         return
 
     async def run_all() -> None:
@@ -474,7 +533,7 @@ async def _reflect(connection: Any, table_name: str) -> Any:
 
 
 def _bindable(value: Any, dialect: str) -> Any:
-    return str(value) if isinstance(value, uuid.UUID) and dialect == "sqlite" else value
+    return str(value) if isinstance(value, uuid.UUID) and dialect != "postgresql" else value
 
 
 def _as_read(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -585,6 +644,8 @@ def committed_count(url: str) -> int:
     if is_sqlite(url):
         with contextlib.closing(sqlite3.connect(sqlite_path(url), timeout=30)) as connection:
             return int(connection.execute('SELECT count(*) FROM "user"').fetchone()[0])
+    if is_mysql(url):
+        return int(query(url, 'SELECT count(*) AS n FROM "user"')[0]["n"])
     with PgConnection(url) as connection:
         return int(connection.fetchval('SELECT count(*) FROM "user"'))
 
@@ -902,13 +963,77 @@ def _postgres_unusable(reason: str) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test that runs on PostgreSQL carries the ``postgres`` marker: the PostgreSQL half of
-    ``database_url``, and tests that use a PostgreSQL fixture directly."""
+    ``database_url``, and tests that use a PostgreSQL fixture directly; the same for MariaDB and
+    the ``mariadb`` marker."""
     for item in items:
         callspec = getattr(item, "callspec", None)
-        on_postgres = callspec is not None and callspec.params.get("database_url") == "postgresql"
-        direct = {"postgres_database", "private_cluster"} & set(getattr(item, "fixturenames", ()))
-        if (on_postgres or direct) and item.get_closest_marker("postgres") is None:
+        param = callspec.params.get("database_url") if callspec is not None else None
+        fixtures = set(getattr(item, "fixturenames", ()))
+        direct = {"postgres_database", "private_cluster"} & fixtures
+        if (param == "postgresql" or direct) and item.get_closest_marker("postgres") is None:
             item.add_marker(pytest.mark.postgres)
+        on_mariadb = param == "mariadb" or "mariadb_database" in fixtures
+        if on_mariadb and item.get_closest_marker("mariadb") is None:
+            item.add_marker(pytest.mark.mariadb)
+
+
+def _mariadb_unusable(reason: str) -> None:
+    """Skip a MariaDB test that cannot run here, or fail it when MariaDB is required."""
+    if REQUIRE_MARIADB:
+        pytest.fail(f"MariaDB is required (USERSCTL_REQUIRE_MARIADB) but {reason}")
+    pytest.skip(reason)
+
+
+def mysql_run(url: str, *statements: str) -> None:
+    """Run statements on a MySQL server, each committed, with the harness's quoting."""
+    execute(url, *statements)
+
+
+@pytest.fixture(scope="session")
+def mariadb_database() -> Iterator[str]:
+    """A MariaDB database of its own for this test session (for each xdist worker), dropped at
+    the end; what ``USERSCTL_TEST_MARIADB_URL`` names is only the server (and the account)."""
+    if not MARIADB_URL:
+        _mariadb_unusable("USERSCTL_TEST_MARIADB_URL is not set")
+    name = f"usersctl_test_{uuid.uuid4().hex[:12]}"
+    try:
+        mysql_run(MARIADB_URL, f"CREATE DATABASE `{name}`")
+    except Exception as exc:
+        _mariadb_unusable(f"MariaDB is unusable at {MARIADB_URL}: {exc}")
+    yield mysql_url(MARIADB_URL).set(database=name).render_as_string(hide_password=False)
+    mysql_run(MARIADB_URL, f"DROP DATABASE IF EXISTS `{name}`")
+
+
+def _database_params() -> list[Any]:
+    """SQLite and PostgreSQL always; MariaDB where a server is named or required."""
+    params = [
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+    ]
+    if MARIADB_URL or REQUIRE_MARIADB:
+        params.append(pytest.param("mariadb", id="mariadb", marks=pytest.mark.mariadb))
+    return params
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """A test module may define ``prepare_in_background(folder)``, a slow preparation (a virtual
+    environment from PyPI, say) that waits on the network more than it works. When one of its
+    tests is selected, it starts here, in a thread, while the other tests run; ``folder`` is one
+    per test run, shared by pytest-xdist's workers (the module makes sure only one prepares)."""
+    modules = {getattr(item, "module", None) for item in session.items}
+    for module in modules:
+        prepare = getattr(module, "prepare_in_background", None)
+        if prepare is not None:
+            threading.Thread(
+                target=prepare, args=(shared_run_folder(session.config),), daemon=True
+            ).start()
+
+
+def shared_run_folder(config: pytest.Config) -> Path:
+    """A folder of this test run that pytest-xdist's workers share (the parent of their own
+    temporary folders), kept and cleaned by pytest with the run's other temporary folders."""
+    base = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    return Path(base.parent if hasattr(config, "workerinput") else base)
 
 
 async def _pg_execute(dsn: str, *statements: str) -> None:
@@ -941,14 +1066,10 @@ def postgres_database() -> Iterator[str]:
     _pg_run(admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
-    ]
-)
+@pytest.fixture(params=_database_params())
 def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """An empty database: a new SQLite file, or a PostgreSQL database with an empty schema.
+    """An empty database: a new SQLite file, a PostgreSQL database with an empty schema, or a
+    MariaDB database emptied of its tables.
 
     A test that means one database only says so:
     ``@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)``.
@@ -956,6 +1077,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     if request.param == "sqlite":
         path = tmp_path_factory.mktemp("db") / "users.db"
         return f"sqlite+aiosqlite:///{path}"
+    if request.param == "mariadb":
+        mariadb: str = request.getfixturevalue("mariadb_database")
+        name = make_url(mariadb).database
+        # A database dropped and made again is quicker than dropping its tables one by one.
+        mysql_run(mariadb, f"DROP DATABASE `{name}`", f"CREATE DATABASE `{name}`")
+        return mariadb
     url: str = request.getfixturevalue("postgres_database")
     _pg_run(asyncpg_dsn(url), "DROP SCHEMA public CASCADE", "CREATE SCHEMA public")
     return url

@@ -48,12 +48,16 @@ async def fill(engine: AsyncEngine, base: type[DeclarativeBase], user_class: typ
             ],
         )
     async with engine.connect() as connection:
-        await connection.execute(text("ANALYZE"))
+        mysql = engine.dialect.name == "mysql"
+        await connection.execute(text('ANALYZE TABLE "user"' if mysql else "ANALYZE"))
         await connection.commit()
 
 
-async def plan_of_get_by_email(engine: AsyncEngine, user_class: type[Any]) -> str:
-    """The query plan of the very statement ``get_by_email`` sends, as the database reports it."""
+async def plan_of_get_by_email(
+    engine: AsyncEngine, user_class: type[Any], adapter: type[Any] = SQLAlchemyUserDatabase
+) -> str:
+    """The query plan of the very statement ``get_by_email`` sends (usersctl's, or another
+    ``adapter``'s), as the database reports it."""
     sent: list[tuple[str, Any]] = []
 
     def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
@@ -63,9 +67,7 @@ async def plan_of_get_by_email(engine: AsyncEngine, user_class: type[Any]) -> st
     event.listen(engine.sync_engine, "before_cursor_execute", capture)
     try:
         async with session_factory(engine)() as session:
-            found = await SQLAlchemyUserDatabase(session, user_class).get_by_email(
-                "USER1234@example.COM"
-            )
+            found = await adapter(session, user_class).get_by_email("USER1234@example.COM")
             assert found is not None and found.email == "User1234@Example.com"
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", capture)
@@ -74,6 +76,8 @@ async def plan_of_get_by_email(engine: AsyncEngine, user_class: type[Any]) -> st
     async with engine.connect() as connection:
         explain = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN "
         rows = await connection.exec_driver_sql(explain + statement, parameters)
+        if engine.dialect.name == "mysql":  # the access type and the index it reads
+            return "\n".join(f"type={row.type} key={row.key}" for row in rows)
         return "\n".join(str(row[-1]) for row in rows)
 
 
@@ -84,6 +88,9 @@ async def test_lookup_by_email_is_an_index_search(engine: AsyncEngine) -> None:
 
     if engine.dialect.name == "sqlite":
         assert "SEARCH user USING INDEX ix_user_email_lower" in plan, plan
+    elif engine.dialect.name == "mysql":
+        # One row through the unique index on email, whose _ci collation ignores case.
+        assert plan == "type=const key=ix_user_email", plan
     else:
         assert "Index Scan using ix_user_email_lower" in plan, plan
     assert "SCAN user" not in plan and "Seq Scan" not in plan, plan
@@ -98,6 +105,13 @@ async def test_fastapi_users_table_scans_for_the_same_lookup(engine: AsyncEngine
     assert "ix_user_email_lower" not in plan
     if engine.dialect.name == "sqlite":
         assert "SCAN user" in plan, plan
+    elif engine.dialect.name == "mysql":
+        # By design, on MariaDB FastAPI Users' table serves usersctl's lookup: its unique index on
+        # email, in the _ci collation, is the one usersctl makes. FastAPI Users' own lookup,
+        # lower(email) = lower(:x), is what scans: no index serves an expression.
+        assert plan == "type=const key=ix_user_email", plan
+        plan = await plan_of_get_by_email(engine, TheirUser, theirs.SQLAlchemyUserDatabase)
+        assert plan == "type=ALL key=None", plan
     else:
         assert 'Seq Scan on "user"' in plan, plan
 
@@ -110,6 +124,20 @@ async def test_the_index_is_unique_on_lower_email(engine: AsyncEngine) -> None:
                 text("SELECT sql FROM sqlite_master WHERE name = 'ix_user_email_lower'")
             )
             assert definition == "CREATE UNIQUE INDEX ix_user_email_lower ON user (lower(email))"
+        elif engine.dialect.name == "mysql":
+            # No expression index on MariaDB: the unique index on email, in a _ci collation.
+            indexes = await connection.execute(
+                text(
+                    "SELECT s.INDEX_NAME, s.NON_UNIQUE, s.COLUMN_NAME, c.COLLATION_NAME "
+                    "FROM information_schema.STATISTICS s JOIN information_schema.COLUMNS c "
+                    "ON c.TABLE_SCHEMA = s.TABLE_SCHEMA AND c.TABLE_NAME = s.TABLE_NAME "
+                    "AND c.COLUMN_NAME = s.COLUMN_NAME WHERE s.TABLE_SCHEMA = DATABASE() "
+                    "AND s.TABLE_NAME = 'user' AND s.COLUMN_NAME = 'email'"
+                )
+            )
+            ((name, non_unique, column, collation),) = indexes.all()
+            assert (name, non_unique, column) == ("ix_user_email", 0, "email")
+            assert collation.endswith("_ci"), collation
         else:
             definition = await connection.scalar(
                 text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_user_email_lower'")

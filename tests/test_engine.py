@@ -59,6 +59,14 @@ class User(SQLAlchemyBaseUserTableUUID, Base):
         ("  sqlite:///users.db\n", "sqlite+aiosqlite:///users.db"),
         # libpq's sslmode, as hosting providers print it, becomes asyncpg's ssl.
         ("postgres://app@db/app?sslmode=require", "postgresql+asyncpg://app@db/app?ssl=require"),
+        # MySQL and MariaDB: asyncmy unless aiomysql is named, always utf8mb4.
+        ("mysql://app:secret@db/app", "mysql+asyncmy://app:secret@db/app?charset=utf8mb4"),
+        ("mariadb://app@db:3307/app", "mysql+asyncmy://app@db:3307/app?charset=utf8mb4"),
+        ("mysql+pymysql://app@db/app", "mysql+asyncmy://app@db/app?charset=utf8mb4"),
+        ("mysql+asyncmy://app@db/app", "mysql+asyncmy://app@db/app?charset=utf8mb4"),
+        ("mysql+aiomysql://app@db/app", "mysql+aiomysql://app@db/app?charset=utf8mb4"),
+        ("mariadb+aiomysql://app@db/app", "mysql+aiomysql://app@db/app?charset=utf8mb4"),
+        ("mysql://app@db/app?charset=utf8mb4", "mysql+asyncmy://app@db/app?charset=utf8mb4"),
     ],
 )
 def test_normalize_url_gives_an_async_driver(pasted: str, expected: str) -> None:
@@ -82,7 +90,7 @@ def test_normalize_url_keeps_every_part_of_a_postgres_url() -> None:
 @pytest.mark.parametrize(
     "pasted",
     [
-        "mysql://root:hunter2@db/app",
+        "mysql+mysqlx://root:hunter2@db/app",
         "mssql+pyodbc://sa:hunter2@db/app",
         "oracle://scott:hunter2@db/app",
         "sqlite+pysqlcipher://:hunter2@/users.db",
@@ -93,7 +101,7 @@ def test_unsupported_databases_are_invalid_input(pasted: str) -> None:
     with pytest.raises(InvalidInput, match="unsupported database") as error:
         normalize_url(pasted)
 
-    assert "sqlite://" in str(error.value) and "postgresql://" in str(error.value)
+    assert all(kind in str(error.value) for kind in ("sqlite://", "postgresql://", "mysql://"))
     assert "hunter2" not in str(error.value)
 
 
@@ -106,6 +114,19 @@ def test_text_that_is_no_url_is_invalid_input(pasted: str) -> None:
         normalize_url(pasted)
 
     assert "hunter2" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("pasted", "named"),
+    [
+        ("mysql://app@db/app?sslmode=require", "?sslmode"),
+        ("mysql://app@db/app?connect_timeout=soon", "?connect_timeout="),
+        ("mariadb://app@db:70000/app", "port 70000"),
+    ],
+)
+def test_mysql_url_parameters_are_checked_before_connecting(pasted: str, named: str) -> None:
+    with pytest.raises(InvalidInput, match=re.escape(named)):
+        normalize_url(pasted)
 
 
 def test_an_unencoded_at_sign_in_the_password_is_refused_with_the_fix() -> None:
@@ -135,6 +156,8 @@ def test_an_unencoded_at_sign_in_the_password_is_refused_with_the_fix() -> None:
             "postgresql://app@db/app?PassWord=s3cr3t&port=5433",
             "postgresql://app@db/app?PassWord=***&port=5433",
         ),
+        ("mysql+aiomysql://root:s3cr3t@db/app", "mysql+aiomysql://root:***@db/app"),
+        ("mariadb://root:s3cr3t@db/app?ssl_key=/k", "mariadb://root:***@db/app?ssl_key=***"),
     ],
 )
 def test_mask_url_hides_the_password(url: str, shown: str) -> None:

@@ -9,6 +9,7 @@ point, and the users it writes log in through that version's own ``UserManager.a
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from harness import shared_run_folder
 
 pytestmark = pytest.mark.slow
 
@@ -98,24 +101,54 @@ def _make_environment(folder: Path, wheel: Path, requirements: list[str]) -> App
     return AppEnvironment(folder, time.monotonic() - start)
 
 
+def _build(folder: Path) -> dict[str, Any]:
+    """A wheel of this checkout, then both apps' environments side by side (pip waits on the
+    network more than it works); what went wrong, as text, instead of raising."""
+    try:
+        build = subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(folder), str(ROOT)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert build.returncode == 0, build.stdout + build.stderr
+        [wheel] = folder.glob("usersctl-*.whl")
+        with ThreadPoolExecutor(max_workers=len(APPS)) as pool:
+            futures = {
+                version: pool.submit(_make_environment, folder / version, wheel, requirements)
+                for version, requirements in APPS.items()
+            }
+            made = {version: future.result() for version, future in futures.items()}
+        return {"made": {version: env.seconds for version, env in made.items()}}
+    except Exception as error:  # reported by the tests that need the environments
+        return {"error": f"{type(error).__name__}: {error}"}
+
+
+def prepare_in_background(run_folder: Path) -> dict[str, Any]:
+    """Both environments, made once per test run whichever process asks first (the harness asks
+    at the end of collection, so they are made while other tests run); the others wait for it."""
+    folder = run_folder / "fastapi-users-apps"
+    folder.mkdir(exist_ok=True)
+    outcome = folder / "outcome.json"
+    with open(folder / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not outcome.exists():
+            outcome.write_text(json.dumps(_build(folder)))
+        found: dict[str, Any] = json.loads(outcome.read_text())
+        return found
+
+
 @pytest.fixture(scope="session")
-def app_environments(tmp_path_factory: pytest.TempPathFactory) -> dict[str, AppEnvironment]:
-    """Both apps' environments, made side by side (pip waits on the network more than it works)."""
-    folder = tmp_path_factory.mktemp("fastapi-users-apps")
-    build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(folder), str(ROOT)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert build.returncode == 0, build.stdout + build.stderr
-    [wheel] = folder.glob("usersctl-*.whl")
-    with ThreadPoolExecutor(max_workers=len(APPS)) as pool:
-        futures = {
-            version: pool.submit(_make_environment, folder / version, wheel, requirements)
-            for version, requirements in APPS.items()
-        }
-        return {version: future.result() for version, future in futures.items()}
+def app_environments(request: pytest.FixtureRequest) -> dict[str, AppEnvironment]:
+    """Both apps' environments, as :func:`prepare_in_background` made them."""
+    run_folder = shared_run_folder(request.config)
+    outcome = prepare_in_background(run_folder)
+    assert "error" not in outcome, outcome["error"]
+    folder = run_folder / "fastapi-users-apps"
+    return {
+        version: AppEnvironment(folder / version, seconds)
+        for version, seconds in outcome["made"].items()
+    }
 
 
 def test_fastapi_users_13_pins_are_kept(app_environments: dict[str, AppEnvironment]) -> None:

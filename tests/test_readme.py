@@ -9,6 +9,7 @@ The users and files the examples name are made first.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -31,6 +32,10 @@ EXAMPLE_USERS = [
     {"email": "mallory@example.com"},
     {"email": "eve@example.com"},
     {"email": "someone@example.com", "id": "0b3f6a56-2c6e-4e39-9f0b-5b1c1a2d3e4f"},
+    # The domain the offboarding example deactivates, and an address it must leave alone.
+    {"email": "ann@old-corp.net"},
+    {"email": "Bob@OLD-CORP.net"},
+    {"email": "x@old-corp.net.evil.com"},
 ]
 EXAMPLE_ENV = {
     "PASSWORD": "ops password from a vault",
@@ -57,6 +62,30 @@ def shell_lines() -> list[str]:
         for line in block.splitlines()
         if line.strip() and not line.lstrip().startswith("#")
     ]
+
+
+def section(heading: str) -> str:
+    """The README's text from ``heading`` (a whole line) to the next heading of its level."""
+    text = README.read_text()
+    level = heading.split(" ", 1)[0]
+    start = text.index(f"\n{heading}\n")
+    end = text.find(f"\n{level} ", start + len(heading) + 2)
+    return text[start : end if end != -1 else len(text)]
+
+
+#: The section whose scripts run through the installed entry point, as a script runs them.
+WORKED_EXAMPLES = "## Worked examples: ops scripts"
+
+
+def worked_example_lines() -> list[str]:
+    blocks = re.findall(r"^```sh\n(.*?)^```", section(WORKED_EXAMPLES), flags=re.M | re.S)
+    return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
+
+
+def example_files() -> dict[str, str]:
+    """The files the README shows in ```yaml blocks whose first line is ``# NAME``."""
+    blocks = re.findall(r"^```yaml\n# (\S+)\n(.*?)^```", README.read_text(), flags=re.M | re.S)
+    return dict(blocks)
 
 
 def setup_lines() -> list[str]:
@@ -90,11 +119,14 @@ def needs_terminal(words: list[str]) -> bool:
     return False
 
 
-def run_line(line: str, env: dict[str, str], cwd: Path) -> tuple[int, str]:
+def run_line(
+    line: str, env: dict[str, str], cwd: Path, *, installed: bool = False
+) -> tuple[int, str]:
     """Run one example: in-process when it is a plain ``usersctl`` command (quick), else with
-    bash (pipes, variables), on a pseudo-terminal when it asks something."""
+    bash (pipes, variables, or ``installed``: the entry point a script runs), on a
+    pseudo-terminal when it asks something."""
     words = shlex.split(line)
-    plain = words[0] == "usersctl" and not re.search(r"[|&;<>$`]", line)
+    plain = words[0] == "usersctl" and not re.search(r"[|&;<>$`]", line) and not installed
     if plain and not needs_terminal(words):
         result = invoke(words[1:], env=env, cwd=cwd)
         return result.exit_code, result.output + (
@@ -188,11 +220,15 @@ def prepare(url: str, folder: Path) -> None:
     password_file = folder / "new-password.txt"
     password_file.write_text("from the file\n")
     password_file.chmod(0o600)
+    for name, text in example_files().items():
+        (folder / name).write_text(text)
 
 
 def test_the_readme_examples_run(database_url: str, tmp_path: Path) -> None:
     prepare(database_url, tmp_path)
     env = example_env(database_url)
+    worked = worked_example_lines()
+    assert len(worked) >= 5, worked
     ran = 0
     for line in example_lines():
         if re.fullmatch(r"export (USERSCTL_DATABASE_URL|DATABASE_URL)=\S+", line):
@@ -201,7 +237,8 @@ def test_the_readme_examples_run(database_url: str, tmp_path: Path) -> None:
         words = shlex.split(line)
         for name in set(words) & set(IMPORT_FILES) if "import-users" in words else ():
             (tmp_path / name).write_text(IMPORT_FILES[name])
-        code, output = run_line(point_at(line, database_url), env, tmp_path)
+        installed = line in worked
+        code, output = run_line(point_at(line, database_url), env, tmp_path, installed=installed)
         assert code == 0, f"{line}\n{output}"
         assert "Traceback" not in output
         ran += 1
@@ -213,3 +250,30 @@ def test_the_readme_examples_run(database_url: str, tmp_path: Path) -> None:
     emails = {row.split(",")[1] for row in listed.splitlines()[1:] if "," in row}
     assert {"new@example.com", "ops@example.com", "admin@example.com"} <= emails
     assert not {"old@example.com", "mallory@example.com"} & emails
+
+    # The worked examples, as the README says: the team provisioned once (its passwords in an
+    # owner-only file), the domain offboarded exactly, and the rest exported.
+    db = Database(database_url)
+    team = {"admin@example.com", "dev1@example.com", "dev2@example.com"}
+    assert team <= set(db.emails("is_active"))
+    assert db.flag("dev1@example.com", "is_verified") and db.flag(
+        "admin@example.com", "is_superuser"
+    )
+    passwords = tmp_path / "team-passwords.jsonl"
+    assert passwords.stat().st_mode & 0o777 == 0o600
+    assert {"dev1@example.com", "dev2@example.com"} <= {
+        json.loads(line)["email"] for line in passwords.read_text().splitlines()
+    }
+    old_corp = db.emails("lower(email) LIKE '%@old-corp.net'")
+    assert [email.lower() for email in old_corp] == [
+        "ann@old-corp.net",
+        "archive@old-corp.net",
+        "bob@old-corp.net",
+    ]
+    assert db.emails("lower(email) LIKE '%@old-corp.net' AND is_active") == []
+    exported = {
+        json.loads(line)["email"]
+        for line in (tmp_path / "remaining.jsonl").read_text().splitlines()
+    }
+    assert exported == set(db.emails("is_active"))
+    assert "x@old-corp.net.evil.com" in exported

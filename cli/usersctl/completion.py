@@ -24,9 +24,9 @@ def complete_emails(
 
 
 async def _emails(url: str, prefix: str, model_path: str | None, table: str | None) -> list[str]:
-    from sqlalchemy import func, select
+    from sqlalchemy import select
 
-    from usersctl.email_case import case_key
+    from usersctl.email_case import case_key, index_key
     from usersctl.users import open_users
 
     escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -38,7 +38,7 @@ async def _emails(url: str, prefix: str, model_path: str | None, table: str | No
             select(email)
             .select_from(ctx.model.selectable)
             .where(case_key(email).like(case_key(escaped + "%"), escape="\\"))
-            .order_by(func.lower(email))
+            .order_by(index_key(email))
             .limit(MAX_COMPLETIONS)
         )
         return list((await ctx.session.execute(statement)).scalars())

@@ -60,7 +60,12 @@ from usersctl.models import (
     reflect_user_model,
 )
 from usersctl.passwords import Hashing, hash_cost_problem, hash_scheme, is_disabled_marker
-from usersctl.schema import build_email_index_concurrently, email_index_state
+from usersctl.schema import (
+    build_email_index_concurrently,
+    case_sensitive_message,
+    email_collation,
+    email_index_state,
+)
 
 #: The hash schemes counted, in the order they are shown.
 HASH_SCHEMES = ("argon2", "argon2-outdated", "bcrypt", "unknown", "disabled")
@@ -386,8 +391,20 @@ def _index_and_duplicates(
         duplicates = CheckResult("case duplicates", OK, "no two emails differ only in case")
     state, _ = email_index_state(connection, table.name, table.schema)
     name = email_lower_index_name(table.name)
-    if state == "ok":
+    mysql = connection.dialect.name == "mysql"
+    if state == "ok" and mysql:
+        collation = email_collation(connection, table.name)
+        index = CheckResult(
+            "email index",
+            OK,
+            f"unique index on email of {table.name!r}, whose collation {collation} ignores case "
+            "(and accents: rené@ and rene@ are one address to it, to usersctl and to the app; "
+            "and trailing spaces)",
+        )
+    elif state == "ok":
         index = CheckResult("email index", OK, f"unique index on lower(email) of {table.name!r}")
+    elif state == "case-sensitive":
+        index = CheckResult("email index", FAIL, case_sensitive_message(connection, table.name))
     else:
         if state == "invalid":
             what = f"index {name} is invalid (an interrupted concurrent build)"
@@ -398,8 +415,8 @@ def _index_and_duplicates(
             )
         else:
             what = (
-                "no unique index on lower(email): logins scan the table, and addresses "
-                "differing only in case can be created"
+                f"no unique index on {'email' if mysql else 'lower(email)'}: logins scan the "
+                "table, and addresses differing only in case can be created"
             )
         if blocking:
             index = CheckResult(
@@ -585,13 +602,14 @@ async def _create_email_index(engine: AsyncEngine, model: UserModel) -> str:
     if engine.dialect.name == "postgresql":
         await build_email_index_concurrently(engine, table.name, table.schema)
         return f"created unique index {name} on lower(email) concurrently"
-    index = Index(name, func.lower(table.c.email), unique=True)
+    mysql = engine.dialect.name == "mysql"  # no expression index: email in its _ci collation
+    index = Index(name, table.c.email if mysql else func.lower(table.c.email), unique=True)
     async with engine.begin() as connection:
         _, stale_indexes = await connection.run_sync(email_index_state, table.name)
         for stale in stale_indexes:
             await connection.execute(DropIndex(Index(stale, table.c.email)))
         await connection.execute(CreateIndex(index, if_not_exists=True))
-    return f"created unique index {name} on lower(email)"
+    return f"created unique index {name} on {'email' if mysql else 'lower(email)'}"
 
 
 def _existing(connection: Connection, model: UserModel) -> list[str]:

@@ -88,6 +88,12 @@ def _compile_lower(element: case_key, compiler: SQLCompiler, **kw: Any) -> str:
     return f"lower({compiler.process(element.clauses, **kw)})"
 
 
+@compiles(case_key, "mysql")
+def _compile_mysql(element: case_key, compiler: SQLCompiler, **kw: Any) -> str:
+    # The column's collation compares case (and, for _ci collations, accents) away: see index_key.
+    return str(compiler.process(element.clauses, **kw))
+
+
 @compiles(case_key, "sqlite")
 def _compile_sqlite(element: case_key, compiler: SQLCompiler, **kw: Any) -> str:
     (argument,) = element.clauses.clauses
@@ -99,3 +105,25 @@ def _compile_sqlite(element: case_key, compiler: SQLCompiler, **kw: Any) -> str:
         f"CASE WHEN length(CAST({sql} AS BLOB)) = length({sql}) THEN lower({sql}) "
         f"ELSE {FOLD_FUNCTION}({sql}) END"
     )
+
+
+class index_key(FunctionElement[str]):  # named as SQL functions are
+    """The key that the unique email index holds: ``lower(x)`` on SQLite and PostgreSQL, whose
+    index is on ``lower(email)``; on MySQL/MariaDB, which have no expression indexes (MariaDB)
+    or do not use one for a comparison in the column's collation, ``x`` itself: the unique index
+    is on ``email``, and its case-insensitive collation (``utf8mb4_general_ci``...) compares
+    addresses in any case as equal, so ``email = :x`` is that index's search."""
+
+    type = String()
+    inherit_cache = True
+    name = "index_key"
+
+
+@compiles(index_key)
+def _compile_index_key(element: index_key, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"lower({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(index_key, "mysql")
+def _compile_index_key_mysql(element: index_key, compiler: SQLCompiler, **kw: Any) -> str:
+    return str(compiler.process(element.clauses, **kw))

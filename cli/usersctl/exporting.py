@@ -56,7 +56,10 @@ def export_columns(model: UserModel, *, include_hashes: bool) -> list[str]:
 def renders_in_database(model: UserModel, columns: list[str], dialect: str) -> bool:
     """Whether the database writes every column in ``columns`` in its form: booleans, integers,
     text, and UUIDs where they are stored as such (natively, or as hyphenated CHAR(36)) — the
-    columns of FastAPI Users' own table."""
+    columns of FastAPI Users' own table. Not on MySQL/MariaDB, whose JSON_OBJECT spaces its
+    output and writes booleans as 0 and 1: Python renders the rows there."""
+    if dialect == "mysql":
+        return False
     for name in columns:
         kind = model.column(name).type
         if isinstance(kind, (Boolean, Integer)) or (

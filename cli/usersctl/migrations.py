@@ -39,6 +39,14 @@ def database_index_names(connection: Connection, table_name: str) -> list[str]:
             "AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid) "
             "ORDER BY c.relname"
         )
+    elif connection.dialect.name == "mysql":
+        # Every index but the primary key's: a UNIQUE column's is an index there too, and
+        # SQLAlchemy reflects it as one.
+        statement = text(
+            "SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t AND INDEX_NAME <> 'PRIMARY' "
+            "ORDER BY INDEX_NAME"
+        )
     else:
         # Indexes that SQLite makes for constraints (sqlite_autoindex_...) have no SQL.
         statement = text(

@@ -14,6 +14,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from usersctl.builtin_tables import AccessToken, OAuthAccount, User
 from usersctl.db import email_lower_index_name
+from usersctl.email_case import index_key
 from usersctl.engine import (
     DEFAULT_CONNECT_TIMEOUT,
     create_engine,
@@ -21,7 +22,7 @@ from usersctl.engine import (
     normalize_url,
     sqlite_path,
 )
-from usersctl.errors import Conflict, TablesMissing
+from usersctl.errors import Conflict, DatabaseProblem, TablesMissing
 from usersctl.migrations import ALEMBIC_VERSION_TABLE, IndexAdvice, email_index_advice
 
 USER_TABLE = User.__table__
@@ -44,6 +45,8 @@ def schema_sql(url: str, tables: list[Table]) -> str:
     for table in tables:
         statements.append(str(CreateTable(table).compile(dialect=dialect)).strip())
         for index in sorted(table.indexes, key=lambda index: index.name or ""):
+            if dialect.name == "mysql" and index.name == email_lower_index_name(table.name):
+                continue  # the unique index on email serves (see add_email_lower_index)
             statements.append(str(CreateIndex(index).compile(dialect=dialect)).strip())
     return ";\n\n".join(statements) + ";\n"
 
@@ -69,6 +72,8 @@ def email_index_state(
     addresses that differ only in case in. ``schema`` (PostgreSQL) names a table its bare name
     does not reach."""
     rows: list[tuple[Any, ...]]
+    if connection.dialect.name == "mysql":
+        return _mysql_email_index_state(connection, table_name)
     if connection.dialect.name == "postgresql":
         rows = [
             tuple(row)
@@ -114,6 +119,50 @@ def email_index_state(
     return "missing", []
 
 
+def is_case_insensitive(collation: str | None) -> bool:
+    """Whether a MySQL/MariaDB collation compares letters without their case: the ``_ci`` ones
+    (``utf8mb4_general_ci``, ``utf8mb4_unicode_ci``, ``utf8mb4_0900_ai_ci``...); ``_bin`` and
+    ``_cs`` ones tell ``A`` from ``a``."""
+    return bool(collation) and "_ci" in str(collation).lower()
+
+
+def email_collation(connection: Connection, table_name: str) -> str | None:
+    """The collation of a MySQL/MariaDB table's ``email`` column."""
+    return connection.execute(
+        text(
+            "SELECT COLLATION_NAME FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t AND COLUMN_NAME = 'email'"
+        ),
+        {"t": table_name},
+    ).scalar()
+
+
+def _mysql_email_index_state(connection: Connection, table_name: str) -> tuple[str, list[str]]:
+    """MySQL/MariaDB: ``ok`` where a unique index on the whole ``email`` column alone exists and
+    the column's collation is case-insensitive (MariaDB has no index on ``lower(email)``; a _ci
+    collation makes the one on ``email`` refuse addresses differing in case, and serve
+    ``email = :x``); ``case-sensitive`` where the collation tells case apart (no index of usersctl's
+    can keep case duplicates out then); else ``missing``, or ``wrong`` where usersctl's name holds
+    another index."""
+    collation = email_collation(connection, table_name)
+    if collation is not None and not is_case_insensitive(collation):
+        return "case-sensitive", []
+    indexes: dict[str, list[tuple[Any, ...]]] = {}
+    for name, non_unique, column, sub_part in connection.execute(
+        text(
+            "SELECT INDEX_NAME, NON_UNIQUE, COLUMN_NAME, SUB_PART FROM information_schema.STATISTICS "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t"
+        ),
+        {"t": table_name},
+    ):
+        indexes.setdefault(name, []).append((int(non_unique), column, sub_part))
+    for parts in indexes.values():
+        if len(parts) == 1 and parts[0] == (0, "email", None):
+            return "ok", []
+    ours = email_lower_index_name(table_name)
+    return ("wrong", [ours]) if ours in indexes else ("missing", [])
+
+
 def has_email_lower_index(connection: Connection, table_name: str = "user") -> bool:
     """Whether the table has a valid unique index on ``lower(email)``."""
     return email_index_state(connection, table_name)[0] == "ok"
@@ -121,7 +170,7 @@ def has_email_lower_index(connection: Connection, table_name: str = "user") -> b
 
 def count_case_duplicates(connection: Connection, table: Table) -> int:
     """How many lowercased emails are shared by more than one user."""
-    key = func.lower(table.c.email)
+    key = index_key(table.c.email)
     grouped = select(key).group_by(key).having(func.count() > 1).subquery()
     return int(connection.execute(select(func.count()).select_from(grouped)).scalar_one())
 
@@ -191,9 +240,17 @@ def _init(
     report = InitReport(alembic=alembic)
     for table in tables:
         if table.fullname not in existing:
-            table.create(connection)
+            # MySQL/MariaDB commit each CREATE at once, whatever the transaction: a dry run
+            # there only lists the table.
+            if not (dry_run and connection.dialect.name == "mysql"):
+                table.create(connection)
             report.created_tables.append(table.name)
-            report.created_indexes.extend(index.name or "" for index in table.indexes)
+            report.created_indexes.extend(
+                index.name or ""
+                for index in table.indexes
+                if connection.dialect.name != "mysql"
+                or index.name != email_lower_index_name(table.name)  # not made there
+            )
     # The user table that existed before (its name is the model's: "user" unless --model says
     # otherwise) gets the index now, unless case duplicates stand in the way.
     for table in tables:
@@ -205,6 +262,8 @@ def _init(
         state, invalid = email_index_state(connection, name, schema)
         if state == "ok":
             continue
+        if state == "case-sensitive":
+            raise DatabaseProblem(case_sensitive_message(connection, name))
         from sqlalchemy import Index, MetaData, literal
 
         with warnings.catch_warnings():
@@ -236,7 +295,9 @@ def _init(
         # holds the name and does not keep case duplicates out.
         for leftover in invalid:
             connection.execute(text(f"DROP INDEX {prefix}{quote(leftover)}"))
-        Index(index_name, func.lower(reflected.c.email), unique=True).create(connection)
+        Index(index_name, email_index_expression(connection, reflected), unique=True).create(
+            connection
+        )
     if alembic:  # the index is in now, and the app's models must declare it
         for index_name in report.created_indexes:
             target = _index_table(report, tables, index_name)
@@ -245,6 +306,23 @@ def _init(
                     target[0], connection.dialect.name, schema=target[1]
                 )
     return report
+
+
+def email_index_expression(connection: Connection, table: Table) -> Any:
+    """What the unique email index is on: ``lower(email)``; on MySQL/MariaDB ``email`` itself,
+    in its case-insensitive collation (see ``_mysql_email_index_state``)."""
+    return table.c.email if connection.dialect.name == "mysql" else func.lower(table.c.email)
+
+
+def case_sensitive_message(connection: Connection, table_name: str) -> str:
+    """Why a MySQL/MariaDB table whose email collation tells case apart gets no index."""
+    collation = email_collation(connection, table_name)
+    return (
+        f"the email column of {table_name!r} has the case-sensitive collation {collation}: no "
+        "index can keep out addresses that differ only in case, nor serve a lookup in any case; "
+        f"give the column a _ci collation (ALTER TABLE `{table_name}` MODIFY email "
+        "VARCHAR(320) NOT NULL COLLATE utf8mb4_unicode_ci)"
+    )
 
 
 def _index_table(

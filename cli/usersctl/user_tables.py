@@ -187,6 +187,26 @@ WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
 """
 
 
+# MySQL/MariaDB: the tables of the connection's database, with their FastAPI Users columns and
+# the table a one-column foreign key on user_id (or id) references by its id.
+_MYSQL_CATALOG = f"""
+SELECT t.TABLE_NAME, c.COLUMN_NAME, k.REFERENCED_TABLE_NAME
+FROM information_schema.TABLES AS t
+LEFT JOIN information_schema.COLUMNS AS c
+       ON c.TABLE_SCHEMA = t.TABLE_SCHEMA AND c.TABLE_NAME = t.TABLE_NAME
+      AND c.COLUMN_NAME IN ({_LISTED_COLUMNS})
+LEFT JOIN information_schema.KEY_COLUMN_USAGE AS k
+       ON c.COLUMN_NAME IN ('user_id', 'id') AND k.TABLE_SCHEMA = t.TABLE_SCHEMA
+      AND k.TABLE_NAME = t.TABLE_NAME AND k.COLUMN_NAME = c.COLUMN_NAME
+      AND k.REFERENCED_TABLE_SCHEMA = t.TABLE_SCHEMA AND k.REFERENCED_COLUMN_NAME = 'id'
+      AND NOT EXISTS (SELECT 1 FROM information_schema.KEY_COLUMN_USAGE AS g
+                      WHERE g.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA
+                        AND g.TABLE_NAME = k.TABLE_NAME
+                        AND g.CONSTRAINT_NAME = k.CONSTRAINT_NAME AND g.ORDINAL_POSITION > 1)
+WHERE t.TABLE_SCHEMA = DATABASE() AND t.TABLE_TYPE = 'BASE TABLE'
+"""
+
+
 def read_catalog(connection: Connection) -> Catalog:
     """Every table of the database (on PostgreSQL: of every schema, those outside the search
     path marked), in one query, with the FastAPI Users columns it has and where its ``user_id``
@@ -204,6 +224,11 @@ def read_catalog(connection: Connection) -> Catalog:
             if target is not None:
                 referenced = TableName(target, None if reached else target_namespace)
                 catalog.targets(column).setdefault(name, set()).add(referenced)
+    elif connection.dialect.name == "mysql":
+        for table, column, target in connection.execute(text(_MYSQL_CATALOG)):
+            catalog.add(TableName(table), column)
+            if target is not None:
+                catalog.targets(column).setdefault(TableName(table), set()).add(TableName(target))
     else:
         catalog.any_case = True
         targets: list[tuple[TableName, str, str]] = []

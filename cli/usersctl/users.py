@@ -19,7 +19,13 @@ from sqlalchemy.exc import IntegrityError, MultipleResultsFound
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from usersctl.db import SQLAlchemyUserDatabase
-from usersctl.email_case import case_key, fold_case, folds_beyond_ascii, spelling_pattern
+from usersctl.email_case import (
+    case_key,
+    fold_case,
+    folds_beyond_ascii,
+    index_key,
+    spelling_pattern,
+)
 from usersctl.emails import InvalidEmail, normalize_email
 from usersctl.engine import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -197,7 +203,7 @@ async def find_by_email(ctx: UserContext, email: str, *, typed: str | None = Non
             await ctx.session.execute(
                 select(model.column("id"), stored)
                 .select_from(model.selectable)
-                .where(func.lower(stored) == func.lower(email))
+                .where(index_key(stored) == index_key(email))
                 .order_by(stored)
             )
         ).all()
@@ -335,13 +341,13 @@ class UserFilters:
             # case_key: lower(); on SQLite, for letters beyond ASCII too (as PostgreSQL's).
             pattern = case_key(f"%{escaped}%")
             statement = statement.where(case_key(email).like(pattern, escape="\\"))
-        key = func.lower(email)
+        key = index_key(email)
         if self.emails:
             # lower(email) = lower(given) for each: the lower(email) index finds them. An
             # address beyond ASCII is compared by case_key, as lookups do (on SQLite, a scan).
             plain = [given for given in self.emails if given.isascii()]
             other = [given for given in self.emails if not given.isascii()]
-            conditions = [key.in_([func.lower(given) for given in plain])] if plain else []
+            conditions = [key.in_([index_key(given) for given in plain])] if plain else []
             if other:
                 conditions.append(case_key(email).in_([case_key(given) for given in other]))
             statement = statement.where(or_(*conditions))
@@ -445,7 +451,7 @@ def user_order(model: UserModel, *, unique_key: bool = False) -> list[Any]:
     ``unique_key`` says the table has that index: the id is left out, and the index alone
     serves the order (with the id, SQLite sorts each run of equal keys in a temporary B-tree).
     """
-    key = func.lower(model.column("email"))
+    key = index_key(model.column("email"))
     return [key] if unique_key else [key, model.column("id")]
 
 
@@ -473,17 +479,18 @@ async def list_users(
     could not say where in such a run the next page starts): it ends before the run, or, when
     the run fills the page, takes the whole run."""
     table = ctx.model.table
-    key = func.lower(ctx.model.column("email"))
+    key = index_key(ctx.model.column("email"))
+    # The run of addresses equal to the database is told apart in Python by their lowercase
+    # (on MySQL/MariaDB, where the key is the email itself, its _ci collation ignores case).
+    label = func.lower(ctx.model.column("email")).label(ORDER_KEY)
     order = user_order(ctx.model)
     if ctx.model.parent_tables:  # a joined-table subclass: the parents' columns too
-        fields = select(
-            *(ctx.model.column(name) for name in ctx.model.columns), key.label(ORDER_KEY)
-        )
+        fields = select(*(ctx.model.column(name) for name in ctx.model.columns), label)
         statement = filters.apply(ctx.model, fields.select_from(ctx.model.selectable))
     else:
-        statement = filters.apply(ctx.model, select(table, key.label(ORDER_KEY)))
+        statement = filters.apply(ctx.model, select(table, label))
     if after:
-        statement = statement.where(key > func.lower(after))
+        statement = statement.where(key > index_key(after))
     statement = statement.order_by(*order)
     rows = [dict(row._mapping) for row in await ctx.session.execute(statement.limit(limit + 1))]
     more = len(rows) > limit

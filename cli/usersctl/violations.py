@@ -106,9 +106,54 @@ def _sqlite(text: str) -> Violation | None:
     return None
 
 
+def _mysql(number: int, text: str) -> Violation | None:
+    """MySQL/MariaDB: the error number says which kind; the text names the key (a unique one),
+    or the constraint, the tables and the columns (a foreign key), or the column (NOT NULL).
+    A duplicate entry's value is left out, as it may be a secret."""
+    if number in (1062, 1586):  # Duplicate entry 'x' for key 'name'
+        key = re.search(r"for key '([^']+)'", text)
+        named = f" {key.group(1).rpartition('.')[2]}" if key else ""
+        return Violation(UNIQUE, f"unique constraint{named}: another row already has that value")
+    if number in (1451, 1452):
+        found = re.search(
+            r'\(["`](?:[^"`]+)["`]\.["`]([^"`]+)["`], CONSTRAINT ["`]([^"`]+)["`] FOREIGN KEY '
+            r'\(([^)]*)\) REFERENCES ["`]([^"`]+)["`] \(([^)]*)\)',
+            text,
+        )
+        if found is None:
+            return Violation(FOREIGN_KEY, f"foreign key constraint: {text}")
+        table, constraint, columns, target, targets = (
+            part.replace('"', "").replace("`", "") for part in found.groups()
+        )
+        if number == 1451:  # Cannot delete or update a parent row
+            return Violation(
+                FOREIGN_KEY,
+                f"foreign key {constraint}: rows of {table} still refer to the row of {target} "
+                f"being changed or deleted ({target}.{targets})",
+            )
+        return Violation(
+            FOREIGN_KEY,
+            f"foreign key {constraint} on {table}.{columns}: no row of {target} has that value",
+        )
+    if number in (1048, 1364):  # Column 'x' cannot be null / has no default value
+        column = re.search(r"[Ff]ield '([^']+)'|Column '([^']+)'", text)
+        name = (column.group(1) or column.group(2)) if column else "a column"
+        return Violation(NOT_NULL, f"{name} cannot be empty (NOT NULL)")
+    if number in (3819, 4025):  # CHECK constraint 'x' is violated / failed
+        return Violation(CHECK, f"check constraint refused the value ({text})")
+    return None
+
+
 def describe_violation(exc: BaseException) -> Violation | None:
     """The constraint an ``IntegrityError`` reports, in words; None when it is none of these."""
     original = getattr(exc, "orig", None) or exc
+    args: tuple[Any, ...] = tuple(getattr(original, "args", ()))
+    if (
+        type(original).__module__.startswith(("asyncmy", "pymysql"))
+        and len(args) >= 2
+        and isinstance(args[0], int)
+    ):
+        return _mysql(args[0], str(args[1]))
     cause = original.__cause__
     state = getattr(original, "sqlstate", None) or getattr(cause, "sqlstate", None)
     kind = _SQLSTATES.get(str(state or ""))

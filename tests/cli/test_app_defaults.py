@@ -1,4 +1,5 @@
-"""An app's own defaults, and users without a password, through the installed entry point.
+"""An app's own defaults, and users without a password (in-process; one test through the installed
+entry point).
 
 The app here maps its user as a dataclass (``MappedAsDataclass``): a required unique
 ``username``, an ``id`` and a ``created_on`` made by ``default_factory``, a ``handle`` whose
@@ -20,7 +21,8 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+
+from harness import Cli, sql_engine
 
 APP_MODELS = '''
     import datetime as dt
@@ -91,7 +93,7 @@ APP_MODELS = '''
 
 
 async def _run(url: str, sql: str, params: dict[str, Any] | None, metadata: Any = None) -> Any:
-    engine = create_async_engine(url)
+    engine = sql_engine(url)
     try:
         async with engine.begin() as connection:
             if metadata is not None:
@@ -180,24 +182,24 @@ def test_create_user_takes_the_dataclass_defaults_of_the_model(
 
 
 def test_without_model_the_apps_python_defaults_are_required_and_model_is_named(
-    usersctl: Any, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    empty_cli: Cli, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app_database(database_url, tmp_path, monkeypatch)
 
-    message = usersctl.fails(
+    message = empty_cli.fails(
         2, "create-user", "ann@example.com", "--generate-password", "--set", "username=Ann"
     )
     # created_on and handle are NOT NULL with no server default: the app fills them in Python
     assert "not given: created_on, handle (give them with --set FIELD=VALUE)" in message
     assert "--model module.path:ClassName would supply the app's own defaults" in message
     rows = '{"email": "bo@example.com", "hashed_password": null, "username": "Bo"}\n'
-    message = usersctl.fails(2, "import-users", "-", "--format", "jsonl", input=rows)
+    message = empty_cli.fails(2, "import-users", "-", "--format", "jsonl", input=rows)
     assert "line 1: required field(s) with no default not given: created_on" in message
     assert "--model" in message
     assert sql(database_url, 'SELECT count(*) FROM "user"')[0][0] == 0
 
     # Given, they are written as given
-    usersctl.ok(
+    empty_cli.ok(
         "create-user", "ann@example.com", "--generate-password", "--set", "username=Ann",
         "--set", "created_on=2020-05-06T07:08:09+00:00", "--set", "handle=@a",
     )  # fmt: skip
@@ -207,7 +209,7 @@ def test_without_model_the_apps_python_defaults_are_required_and_model_is_named(
 
 
 def test_import_users_fills_the_models_defaults_as_the_app_would(
-    usersctl: Any, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    empty_cli: Cli, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model = app_database(database_url, tmp_path, monkeypatch)
     given_id = uuid.uuid4()
@@ -227,8 +229,8 @@ def test_import_users_fills_the_models_defaults_as_the_app_would(
         f'email,username,hashed_password\ndi@example.com,Di,"{hashed}"\n'
     )
     before = dt.datetime.now(dt.timezone.utc)
-    usersctl.ok("--model", model, "import-users", "users.jsonl")
-    usersctl.ok("--model", model, "import-users", "more.csv")
+    empty_cli.ok("--model", model, "import-users", "users.jsonl")
+    empty_cli.ok("--model", model, "import-users", "more.csv")
     after = dt.datetime.now(dt.timezone.utc)
 
     rows = members(database_url)
@@ -247,7 +249,7 @@ def test_import_users_fills_the_models_defaults_as_the_app_would(
     # An update keeps the user's id and created_on: defaults are for new users only
     kept = rows["ann@example.com"]
     update = json.dumps({"email": "ann@example.com", "hashed_password": hashed, "username": "Anna"})
-    usersctl.ok(
+    empty_cli.ok(
         "--model", model, "import-users", "-", "--on-conflict", "update", input=update + "\n"
     )
     ann = members(database_url)["ann@example.com"]
@@ -264,7 +266,7 @@ def argon2_hash() -> str:
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "json"])
 def test_users_without_a_password_round_trip_exactly(
-    usersctl: Any, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str
+    empty_cli: Cli, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str
 ) -> None:
     model = app_database(database_url, tmp_path, monkeypatch)
     hashed = argon2_hash()
@@ -277,10 +279,10 @@ def test_users_without_a_password_round_trip_exactly(
         for number, password in enumerate([hashed, None, None, hashed, hashed, None, hashed, None])
     ]
     seeded = "".join(json.dumps(seed) + "\n" for seed in seeds)
-    usersctl.ok("--model", model, "import-users", "-", "--format", "jsonl", input=seeded)
+    empty_cli.ok("--model", model, "import-users", "-", "--format", "jsonl", input=seeded)
     before = sorted(tuple(row) for row in sql(database_url, 'SELECT * FROM "user"'))
 
-    usersctl.ok("--model", model, "export-users", f"first.{fmt}", "--include-hashes")
+    empty_cli.ok("--model", model, "export-users", f"first.{fmt}", "--include-hashes")
     exported = (tmp_path / f"first.{fmt}").read_text()
     if fmt == "jsonl":
         assert exported.splitlines()[7].count('"hashed_password":null') == 1  # line 8
@@ -289,38 +291,38 @@ def test_users_without_a_password_round_trip_exactly(
         assert sum(",null," in line for line in exported.splitlines()) == 4
 
     sql(database_url, 'DELETE FROM "user"')
-    usersctl.ok("--model", model, "import-users", f"first.{fmt}")
+    empty_cli.ok("--model", model, "import-users", f"first.{fmt}")
     after = sorted(tuple(row) for row in sql(database_url, 'SELECT * FROM "user"'))
     assert after == before
     assert len([row for row in after if row[2] is None]) == 4
-    usersctl.ok("--model", model, "export-users", f"second.{fmt}", "--include-hashes")
+    empty_cli.ok("--model", model, "export-users", f"second.{fmt}", "--include-hashes")
     assert (tmp_path / f"second.{fmt}").read_text() == exported
 
 
 def test_a_null_hash_where_the_column_forbids_it_is_refused(
-    usersctl: Any, database_url: str
+    empty_cli: Cli, database_url: str
 ) -> None:
-    usersctl.ok("init-db")  # FastAPI Users' table: hashed_password NOT NULL
+    empty_cli.ok("init-db")  # FastAPI Users' table: hashed_password NOT NULL
     rows = '{"email": "ann@example.com", "hashed_password": "$argon2id$x"}\n'
     rows += '{"email": "bo@example.com", "hashed_password": null}\n'
     rows += '{"email": "cy@example.com"}\n'
-    message = usersctl.fails(2, "import-users", "-", "--format", "jsonl", input=rows)
+    message = empty_cli.fails(2, "import-users", "-", "--format", "jsonl", input=rows)
     assert "line 2: hashed_password is null, but the column does not allow NULL" in message
     assert "line 3: password or hashed_password is missing" in message
     # A null hash beside a password: the password is hashed and stored
     row = '{"email": "di@example.com", "hashed_password": null, "password": "pw-of-di-1234"}\n'
-    usersctl.ok("import-users", "-", "--format", "jsonl", input=row)
+    empty_cli.ok("import-users", "-", "--format", "jsonl", input=row)
     [(stored,)] = sql(database_url, 'SELECT hashed_password FROM "user"')
     assert stored.startswith("$argon2id$")
 
 
 def test_doctor_checks_the_apps_own_token_table(
-    usersctl: Any, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    empty_cli: Cli, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model = app_database(database_url, tmp_path, monkeypatch)
 
     def checks(*args: str, code: int) -> dict[str, Any]:
-        result = usersctl(*args, "doctor", "-o", "json")
+        result = empty_cli(*args, "doctor", "-o", "json")
         assert result.returncode == code, result.stdout + result.stderr
         return {check["check"]: check for check in json.loads(result.stdout)["checks"]}
 

@@ -112,14 +112,14 @@ def is_postgres(url: str) -> bool:
 
 
 @pytest.fixture
-def typed(usersctl: Any, tmp_path: Path) -> Any:
-    """usersctl with --model set to this test's model of every type, its tables created by
-    ``init-db --model``."""
+def typed(empty_cli: Any, tmp_path: Path) -> Any:
+    """usersctl (in-process) with --model set to this test's model of every type, its tables
+    created by ``init-db --model``."""
     name = f"typed_models_{uuid.uuid4().hex[:10]}"
-    (tmp_path / f"{name}.py").write_text(model_source(is_postgres(usersctl.url)))
-    usersctl.model = f"{name}:User"
-    usersctl.ok("--model", usersctl.model, "init-db")
-    return usersctl
+    (tmp_path / f"{name}.py").write_text(model_source(is_postgres(empty_cli.url)))
+    empty_cli.model = f"{name}:User"
+    empty_cli.ok("--model", empty_cli.model, "init-db")
+    return empty_cli
 
 
 def texts_for(url: str) -> dict[str, str]:

@@ -10,17 +10,17 @@ import json
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from harness import Database, Usersctl
+    from harness import Cli, Database, Usersctl
 
 AVAILABLE = "id, email, is_active, is_superuser, is_verified"
 
 
 def by_format(
-    usersctl: Usersctl, *args: str
+    cli: Cli | Usersctl, *args: str
 ) -> dict[str, list[list[str]] | list[dict[str, object]]]:
     """What a command prints in each format: JSON and JSON lines as objects (their keys in
     order), CSV and the plain table as rows of cells, the header first."""
-    out = {fmt: usersctl.ok(*args, "-o", fmt).stdout for fmt in ("json", "jsonl", "csv", "table")}
+    out = {fmt: cli.ok(*args, "-o", fmt).stdout for fmt in ("json", "jsonl", "csv", "table")}
     document = json.loads(out["json"])
     return {
         "json": document if isinstance(document, list) else [document],
@@ -30,9 +30,9 @@ def by_format(
     }
 
 
-def test_list_users_prints_the_chosen_fields_in_order(usersctl: Usersctl, db: Database) -> None:
+def test_list_users_prints_the_chosen_fields_in_order(cli: Cli, db: Database) -> None:
     alice, bob = db.seed("alice@example.com", "bob@example.com", is_verified=True)
-    printed = by_format(usersctl, "list-users", "--columns", "is_verified,email, id")
+    printed = by_format(cli, "list-users", "--columns", "is_verified,email, id")
     expected = [
         {"is_verified": True, "email": "alice@example.com", "id": str(alice["id"])},
         {"is_verified": True, "email": "bob@example.com", "id": str(bob["id"])},
@@ -45,13 +45,13 @@ def test_list_users_prints_the_chosen_fields_in_order(usersctl: Usersctl, db: Da
     ]
     assert printed["csv"] == cells
     assert printed["table"] == cells
-    one = usersctl.ok("list-users", "--columns", "email", "-o", "csv").stdout
+    one = cli.ok("list-users", "--columns", "email", "-o", "csv").stdout
     assert one == "email\nalice@example.com\nbob@example.com\n"
 
 
-def test_show_user_prints_the_chosen_fields_in_order(usersctl: Usersctl, db: Database) -> None:
+def test_show_user_prints_the_chosen_fields_in_order(cli: Cli, db: Database) -> None:
     (alice,) = db.seed("alice@example.com")
-    printed = by_format(usersctl, "show-user", "alice@example.com", "--columns", "email,id")
+    printed = by_format(cli, "show-user", "alice@example.com", "--columns", "email,id")
     assert printed["json"] == [{"email": "alice@example.com", "id": str(alice["id"])}]
     assert list(printed["json"][0]) == ["email", "id"]  # type: ignore[arg-type]
     assert printed["jsonl"] == printed["json"]
@@ -79,17 +79,17 @@ def test_export_users_writes_the_chosen_fields_in_order(usersctl: Usersctl, db: 
     assert hashed["hashed_password"] == db.stored_hash("alice@example.com")
 
 
-def test_unknown_or_repeated_columns_are_refused(usersctl: Usersctl, db: Database) -> None:
+def test_unknown_or_repeated_columns_are_refused(cli: Cli, db: Database) -> None:
     db.seed("alice@example.com")
     for command in (["list-users"], ["show-user", "alice@example.com"], ["export-users", "-"]):
-        error = usersctl.fails(2, *command, "--columns", "email,nickname")
+        error = cli.fails(2, *command, "--columns", "email,nickname")
         assert error == f"Error: --columns: unknown column 'nickname'; the columns are {AVAILABLE}"
-        error = usersctl.fails(2, *command, "--columns", "email,id,email")
+        error = cli.fails(2, *command, "--columns", "email,id,email")
         assert error == "Error: --columns: 'email' is named twice"
-        error = usersctl.fails(2, *command, "--columns", "email,")
+        error = cli.fails(2, *command, "--columns", "email,")
         assert error.startswith("Error: --columns: an empty column name; the columns are ")
     # The hash is a field of exports with --include-hashes alone, never of list-users.
-    error = usersctl.fails(2, "export-users", "-", "--columns", "email,hashed_password")
+    error = cli.fails(2, "export-users", "-", "--columns", "email,hashed_password")
     assert error == "Error: --columns: hashed_password is exported only with --include-hashes"
-    error = usersctl.fails(2, "list-users", "--columns", "hashed_password")
+    error = cli.fails(2, "list-users", "--columns", "hashed_password")
     assert "unknown column 'hashed_password'" in error

@@ -1,7 +1,7 @@
 """delete-user on an app whose tables refer to its users: items owned through a foreign key
 without ON DELETE, notes that cascade, reviews set to NULL, comments on items two levels down, and
-(with --model) the model's own relationships. Through the installed entry point, on SQLite and
-PostgreSQL; every effect is checked with plain SQL."""
+(with --model) the model's own relationships. In-process, and two tests through the installed
+entry point, on SQLite and PostgreSQL; every effect is checked with plain SQL."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.ext.asyncio import create_async_engine
 
+from harness import Cli, sql_engine
 from usersctl.db import GUID
 
 # The app's schema, as its own migrations would build it beside the user table -----------------
@@ -71,7 +71,7 @@ ITEM_COMMENT = Table(  # the second level: comments on the items
 
 
 async def _run(url: str, work: Any) -> Any:
-    engine = create_async_engine(url)
+    engine = sql_engine(url)
     try:
         async with engine.begin() as connection:
             if url.startswith("sqlite"):
@@ -206,10 +206,10 @@ def test_rows_that_block_a_delete_are_named_and_nothing_is_deleted(
     assert counts(database_url) == UNTOUCHED
 
 
-def test_dry_runs_show_what_each_way_forward_would_do(usersctl: Any, database_url: str) -> None:
-    usersctl.ok("init-db")
+def test_dry_runs_show_what_each_way_forward_would_do(empty_cli: Cli, database_url: str) -> None:
+    empty_cli.ok("init-db")
     build(database_url)
-    result = usersctl.ok(
+    result = empty_cli.ok(
         "delete-user",
         "mallory@example.com",
         "--reassign-to",
@@ -226,7 +226,7 @@ def test_dry_runs_show_what_each_way_forward_would_do(usersctl: Any, database_ur
         "review.reviewer_id": (1, "set null", "ON DELETE SET NULL"),
     }
     assert "2 rows of item.owner_id would be reassigned" in result.stderr
-    result = usersctl.ok(
+    result = empty_cli.ok(
         "delete-user", "mallory@example.com", "--cascade", "--cascade-into", "item_comment",
         "--dry-run", "-o", "json",
     )  # fmt: skip
@@ -243,11 +243,11 @@ def test_dry_runs_show_what_each_way_forward_would_do(usersctl: Any, database_ur
 
 
 def test_reassign_moves_the_blocking_rows_in_the_same_transaction(
-    usersctl: Any, database_url: str
+    empty_cli: Cli, database_url: str
 ) -> None:
-    usersctl.ok("init-db")
+    empty_cli.ok("init-db")
     ids = build(database_url)
-    result = usersctl.ok(
+    result = empty_cli.ok(
         "delete-user", "mallory@example.com", "--reassign-to", str(ids["admin"]), "--yes"
     )
     assert "mallory@example.com" in result.stdout and "deleted" in result.stdout
@@ -258,11 +258,11 @@ def test_reassign_moves_the_blocking_rows_in_the_same_transaction(
 
 
 def test_cascade_deletes_the_rows_and_those_named_below_them(
-    usersctl: Any, database_url: str
+    empty_cli: Cli, database_url: str
 ) -> None:
-    usersctl.ok("init-db")
+    empty_cli.ok("init-db")
     ids = build(database_url)
-    result = usersctl.ok(
+    result = empty_cli.ok(
         "delete-user", "mallory@example.com", "eve@example.com", "--cascade",
         "--cascade-into", "item_comment", "--yes", "-o", "json",
     )  # fmt: skip
@@ -277,17 +277,17 @@ def test_cascade_deletes_the_rows_and_those_named_below_them(
 
 
 def test_a_user_who_owns_nothing_blocking_is_deleted_with_a_report(
-    usersctl: Any, database_url: str
+    empty_cli: Cli, database_url: str
 ) -> None:
-    usersctl.ok("init-db")
+    empty_cli.ok("init-db")
     build(database_url)
     # Admin owns nothing: deleted outright, and nothing else is said.
-    result = usersctl.ok("delete-user", "admin@example.com", "--yes", "--force")
+    result = empty_cli.ok("delete-user", "admin@example.com", "--yes", "--force")
     assert "admin@example.com" in result.stdout and "deleted" in result.stdout
     assert "related" not in result.stdout
     assert result.stderr == ""
     # Eve's item goes to mallory; the table says what went with eve.
-    result = usersctl.ok(
+    result = empty_cli.ok(
         "delete-user", "eve@example.com", "--reassign-to", "mallory@example.com", "--yes"
     )
     assert "item.owner_id: 1 reassigned" in result.stdout, result.stdout
@@ -444,7 +444,7 @@ def shop_counts(url: str, models: Any) -> dict[str, Any]:
 
 
 def test_model_relationships_delete_and_unset_as_the_app_does(
-    usersctl: Any, database_url: str, app_models: Any
+    empty_cli: Cli, database_url: str, app_models: Any
 ) -> None:
     build_shop(database_url, app_models)
     model = f"{app_models.__name__}:User"
@@ -453,7 +453,7 @@ def test_model_relationships_delete_and_unset_as_the_app_does(
         "users": 3, "items": 2, "item_comments": 1, "tickets": 0, "user_teams": 2,
         "post_authors": [2, 2, 3],
     }  # fmt: skip
-    result = usersctl.ok("--model", model, "delete-user", "2", "--dry-run", "-o", "json")
+    result = empty_cli.ok("--model", model, "delete-user", "2", "--dry-run", "-o", "json")
     [row] = json.loads(result.stdout)
     assert related(row) == {
         "items.owner_id": (2, "deleted", "relationship User.items, cascade delete"),
@@ -462,7 +462,7 @@ def test_model_relationships_delete_and_unset_as_the_app_does(
         "user_teams.user_id": (1, "deleted", "relationship User.teams, many-to-many"),
     }
     assert shop_counts(database_url, app_models) == before
-    usersctl.ok("--model", model, "delete-user", "mallory@example.com", "--yes")
+    empty_cli.ok("--model", model, "delete-user", "mallory@example.com", "--yes")
     assert shop_counts(database_url, app_models) == {
         "users": 2, "items": 0, "item_comments": 0, "tickets": 0, "user_teams": 1,
         "post_authors": [None, None, 3],
@@ -470,7 +470,7 @@ def test_model_relationships_delete_and_unset_as_the_app_does(
 
 
 def test_model_rows_without_a_rule_still_block(
-    usersctl: Any, database_url: str, app_models: Any
+    empty_cli: Cli, database_url: str, app_models: Any
 ) -> None:
     build_shop(database_url, app_models)
     tickets = app_models.Base.metadata.tables["tickets"]
@@ -478,11 +478,11 @@ def test_model_rows_without_a_rule_still_block(
         _run(database_url, lambda c: c.execute(tickets.insert(), [{"id": 1, "user_id": 3}]))
     )
     model = f"{app_models.__name__}:User"
-    message = usersctl.fails(4, "--model", model, "delete-user", "eve@example.com", "--yes")
+    message = empty_cli.fails(4, "--model", model, "delete-user", "eve@example.com", "--yes")
     assert "1 row of tickets.user_id" in message, message
     assert "posts" not in message
     assert shop_counts(database_url, app_models)["users"] == 3
-    usersctl.ok("--model", model, "delete-user", "3", "--reassign-to", "1", "--yes")
+    empty_cli.ok("--model", model, "delete-user", "3", "--reassign-to", "1", "--yes")
     assert shop_counts(database_url, app_models) == {
         "users": 2, "items": 2, "item_comments": 1, "tickets": 1, "user_teams": 1,
         "post_authors": [2, 2, None],
@@ -493,9 +493,9 @@ def test_model_rows_without_a_rule_still_block(
 
 
 def test_unique_and_foreign_key_violations_are_conflicts_named_in_words(
-    usersctl: Any, database_url: str
+    empty_cli: Cli, database_url: str
 ) -> None:
-    usersctl.ok("init-db")
+    empty_cli.ok("init-db")
     build(database_url)
 
     async def extend(connection: Any) -> None:
@@ -508,41 +508,41 @@ def test_unique_and_foreign_key_violations_are_conflicts_named_in_words(
         await connection.execute(text('CREATE UNIQUE INDEX uq_user_username ON "user" (username)'))
 
     asyncio.run(_run(database_url, extend))
-    usersctl.ok("update-user", "eve@example.com", "--set", "username=taken")
-    message = usersctl.fails(4, "update-user", "admin@example.com", "--set", "username=taken")
+    empty_cli.ok("update-user", "eve@example.com", "--set", "username=taken")
+    message = empty_cli.fails(4, "update-user", "admin@example.com", "--set", "username=taken")
     assert "unique constraint" in message and "username" in message, message
     assert "IntegrityError" not in message
     assert "uq_user_username" in message  # on SQLite, found by usersctl: SQLite names the column
-    message = usersctl.fails(4, "update-user", "admin@example.com", "--set", "tenant_id=7")
+    message = empty_cli.fails(4, "update-user", "admin@example.com", "--set", "tenant_id=7")
     assert "foreign key" in message and "tenant_id" in message and "tenant" in message, message
     assert "IntegrityError" not in message
-    usersctl.ok("update-user", "admin@example.com", "--set", "tenant_id=1")
+    empty_cli.ok("update-user", "admin@example.com", "--set", "tenant_id=1")
     # The same on create-user.
-    message = usersctl.fails(
+    message = empty_cli.fails(
         4, "create-user", "new@example.com", "--generate-password", "--set", "tenant_id=9"
     )
     assert "foreign key" in message and "tenant_id" in message, message
     assert counts(database_url)["user"] == 3
     # And on import-users (whose rows SQLite does not name: the constraint's kind is said).
-    rows = usersctl.cwd / "rows.jsonl"
+    rows = empty_cli.cwd / "rows.jsonl"
     rows.write_text('{"email": "new@example.com", "password": "pw-123456", "username": "taken"}\n')
-    message = usersctl.fails(4, "import-users", str(rows))
+    message = empty_cli.fails(4, "import-users", str(rows))
     assert "unique constraint" in message and "username" in message, message
     rows.write_text(
         '{"email": "new@example.com", "password": "pw-123456", "tenant_id": 1}\n'
         '{"email": "newer@example.com", "password": "pw-123456", "tenant_id": 9}\n'
     )
-    message = usersctl.fails(4, "import-users", str(rows))
+    message = empty_cli.fails(4, "import-users", str(rows))
     assert "foreign key" in message and "tenant_id" in message, message
     if database_url.startswith("sqlite"):
-        assert "line 2" in message  # found by usersctl, SQLite does not say
+        assert "line 2" in message  # found by empty_cli, SQLite does not say
     assert counts(database_url)["user"] == 3
 
 
 def test_users_who_refer_to_a_user_are_reassigned_never_cascaded(
-    usersctl: Any, database_url: str
+    empty_cli: Cli, database_url: str
 ) -> None:
-    usersctl.ok("init-db")
+    empty_cli.ok("init-db")
     ids = build(database_url)
     id_type = "UUID" if database_url.startswith("postgresql") else "CHAR(36)"
     invitations = Table(
@@ -560,14 +560,16 @@ def test_users_who_refer_to_a_user_are_reassigned_never_cascaded(
 
     asyncio.run(_run(database_url, extend))
     # Deleting the users who were invited is never what --cascade means.
-    message = usersctl.fails(
+    message = empty_cli.fails(
         4, "delete-user", "mallory@example.com", "--cascade", "--cascade-into", "item_comment",
         "--yes",
     )  # fmt: skip
     assert "2 rows of user.invited_by" in message, message
     assert "--cascade never deletes users" in message
     assert counts(database_url) == UNTOUCHED
-    usersctl.ok("delete-user", "mallory@example.com", "--reassign-to", "admin@example.com", "--yes")
+    empty_cli.ok(
+        "delete-user", "mallory@example.com", "--reassign-to", "admin@example.com", "--yes"
+    )
     assert column_values(database_url, invitations.c.invited_by) == [ids["admin"], ids["admin"]]
     assert counts(database_url)["user"] == 2
 
@@ -601,9 +603,9 @@ def test_the_question_comes_after_what_would_go(
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # schemas are PostgreSQL's
 def test_a_key_from_another_schema_is_still_a_named_conflict(
-    usersctl: Any, database_url: str
+    empty_cli: Cli, database_url: str
 ) -> None:
-    usersctl.ok("init-db")
+    empty_cli.ok("init-db")
     ids = build(database_url)
 
     async def extend(connection: Any) -> None:
@@ -625,7 +627,7 @@ def test_a_key_from_another_schema_is_still_a_named_conflict(
     asyncio.run(_run(database_url, extend))
     try:
         # Only the user table's own schema is searched; the database still refuses, and says why.
-        message = usersctl.fails(
+        message = empty_cli.fails(
             4, "delete-user", "eve@example.com", "--reassign-to", "admin@example.com", "--yes"
         )
         assert "fk_entry_user" in message and "entry" in message, message
@@ -636,9 +638,9 @@ def test_a_key_from_another_schema_is_still_a_named_conflict(
 
 
 def test_replies_go_with_the_comments_they_answer_but_no_cycle_is_followed(
-    usersctl: Any, database_url: str
+    empty_cli: Cli, database_url: str
 ) -> None:
-    usersctl.ok("init-db")
+    empty_cli.ok("init-db")
     build(database_url)
 
     async def add_replies(connection: Any) -> None:
@@ -652,7 +654,7 @@ def test_replies_go_with_the_comments_they_answer_but_no_cycle_is_followed(
     asyncio.run(_run(database_url, add_replies))
     cascade = ("--cascade", "--cascade-into", "item_comment")
     # Comment 2 answers comment 1, and both go: nothing blocks.
-    result = usersctl.ok("delete-user", "mallory@example.com", *cascade, "--dry-run", "-o", "json")
+    result = empty_cli.ok("delete-user", "mallory@example.com", *cascade, "--dry-run", "-o", "json")
     [row] = json.loads(result.stdout)
     assert related(row)["item_comment.item_id"] == (3, "deleted", "--cascade-into")
     assert "item_comment.reply_to" not in related(row)
@@ -664,14 +666,14 @@ def test_replies_go_with_the_comments_they_answer_but_no_cycle_is_followed(
 
     asyncio.run(_run(database_url, answer_from_elsewhere))
     # A reply on eve's item to mallory's comment would point at nothing: refused, and named.
-    message = usersctl.fails(4, "delete-user", "mallory@example.com", *cascade, "--yes")
+    message = empty_cli.fails(4, "delete-user", "mallory@example.com", *cascade, "--yes")
     assert "1 row of item_comment.reply_to" in message, message
     assert "a cycle back to item_comment" in message
     assert counts(database_url) == {**UNTOUCHED, "item_comment": 4}
 
 
 def test_a_key_the_model_declares_counts_where_the_database_lacks_it(
-    usersctl: Any, database_url: str, app_models: Any
+    empty_cli: Cli, database_url: str, app_models: Any
 ) -> None:
     build_shop(database_url, app_models)
 
@@ -685,6 +687,6 @@ def test_a_key_the_model_declares_counts_where_the_database_lacks_it(
     asyncio.run(_run(database_url, without_the_key))
     model = f"{app_models.__name__}:User"
     # The database would let the ticket point at nobody; the model says it is eve's.
-    message = usersctl.fails(4, "--model", model, "delete-user", "eve@example.com", "--yes")
+    message = empty_cli.fails(4, "--model", model, "delete-user", "eve@example.com", "--yes")
     assert "1 row of tickets.user_id" in message, message
     assert shop_counts(database_url, app_models)["users"] == 3

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from harness import Cli
 from usersctl.engine import create_engine
 
 MODEL = """
@@ -47,29 +48,29 @@ async def _fetch(url: str, sql: str) -> Any:
     ["", "Identity(), ", "Identity(always=True), "],
     ids=["serial", "identity", "always"],
 )
-def test_a_dry_run_takes_no_id(usersctl: Any, tmp_path: Path, identity: str) -> None:
+def test_a_dry_run_takes_no_id(empty_cli: Cli, tmp_path: Path, identity: str) -> None:
     name = f"int_models_{uuid.uuid4().hex[:10]}"
     (tmp_path / f"{name}.py").write_text(textwrap.dedent(MODEL.format(identity=identity)))
     model = ("--model", f"{name}:User")
-    usersctl.ok(*model, "init-db")
+    empty_cli.ok(*model, "init-db")
 
     def create(*args: str) -> Any:
-        result = usersctl.ok(*args, "--generate-password", "-o", "json")
+        result = empty_cli.ok(*args, "--generate-password", "-o", "json")
         return json.loads(result.stdout)
 
     for args in (model, ()):  # the app's model, and the table read from the database
         for _ in range(3):
             shown = create(*args, "create-user", "ann@example.com", "--dry-run")
             assert (shown["id"], shown["status"]) == (1, "would create")
-    assert asyncio.run(_fetch(usersctl.url, 'SELECT count(*) FROM "user"')) == [(0,)]
-    if usersctl.url.startswith("postgresql"):
+    assert asyncio.run(_fetch(empty_cli.url, 'SELECT count(*) FROM "user"')) == [(0,)]
+    if empty_cli.url.startswith("postgresql"):
         sequence = "SELECT last_value, is_called FROM user_id_seq"
-        assert asyncio.run(_fetch(usersctl.url, sequence)) == [(1, False)]
+        assert asyncio.run(_fetch(empty_cli.url, sequence)) == [(1, False)]
 
     assert create("create-user", "ann@example.com")["id"] == 1
     assert create(*model, "create-user", "bob@example.com", "--dry-run")["id"] == 2
     assert create("create-user", "bob@example.com")["id"] == 2
-    assert asyncio.run(_fetch(usersctl.url, 'SELECT id, email FROM "user" ORDER BY id')) == [
+    assert asyncio.run(_fetch(empty_cli.url, 'SELECT id, email FROM "user" ORDER BY id')) == [
         (1, "ann@example.com"),
         (2, "bob@example.com"),
     ]
@@ -109,7 +110,7 @@ def _counter(url: str) -> Any:
     indirect=["database_url"],
 )
 def test_an_import_dry_run_takes_no_id(
-    usersctl: Any, database_url: str, tmp_path: Path, kind: str
+    empty_cli: Cli, database_url: str, tmp_path: Path, kind: str
 ) -> None:
     from harness import execute, seed_hash
 
@@ -135,14 +136,14 @@ def test_an_import_dry_run_takes_no_id(
         (("all.jsonl",), 3),  # a password to hash
         (("-", "--format", "jsonl", "--on-conflict", "update"), 3),  # from a pipe
     ):
-        result = usersctl.ok("import-users", *args, "--dry-run", "-o", "json", input=jsonl)
+        result = empty_cli.ok("import-users", *args, "--dry-run", "-o", "json", input=jsonl)
         summary = json.loads(result.stdout)
         assert (summary["created"], summary["dry_run"]) == (created, True), result.stderr
         assert _counter(database_url) == before, args
         assert asyncio.run(_fetch(database_url, 'SELECT count(*) FROM "user"')) == [(1,)]
 
     # The real run takes the ids the dry run left: the next ones.
-    usersctl.ok("import-users", "all.jsonl")
+    empty_cli.ok("import-users", "all.jsonl")
     assert asyncio.run(_fetch(database_url, 'SELECT id, email FROM "user" ORDER BY id')) == [
         (1, "ann@example.com"),
         (2, "bo@example.com"),
@@ -161,9 +162,9 @@ def test_an_import_dry_run_takes_no_id(
         before = _counter(database_url)
         row = json.dumps({"email": "fay@example.com", "hashed_password": hashed})
         skip = ("import-users", "-", "--on-conflict", "skip")
-        dry = usersctl.fails(4, *skip, "--dry-run", input=row)
+        dry = empty_cli.fails(4, *skip, "--dry-run", input=row)
         assert _counter(database_url) == before
-        assert usersctl.fails(4, *skip, input=row) == dry
+        assert empty_cli.fails(4, *skip, input=row) == dry
         assert "unique constraint user_pkey on user.id" in dry, dry
 
 

@@ -43,6 +43,30 @@ def test_unreachable_server_is_exit_5_without_the_password(bare_cli: Cli) -> Non
         assert "cannot connect to the database at 127.0.0.1:1: connection refused" in message
 
 
+@pytest.mark.parametrize("driver", ["mysql", "mysql+aiomysql", "mariadb"])
+def test_an_unreachable_mysql_server_is_exit_5_as_postgresql_is(bare_cli: Cli, driver: str) -> None:
+    message = bare_cli.fails(
+        5, "-d", f"{driver}://root:{SECRET}@127.0.0.1:1/app", "list-users", url=False
+    )
+    assert "cannot connect to the database at 127.0.0.1:1: " in message
+    assert SECRET not in message
+    if driver != "mysql+aiomysql":  # PyMySQL's message does not say why
+        assert "connection refused (no server listening there)" in message
+
+
+def test_a_mysql_url_without_its_driver_is_exit_2_naming_the_install_command(
+    bare_cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "asyncmy", None)  # what import finds when it is not installed
+    message = bare_cli.fails(
+        2, "-d", f"mysql://root:{SECRET}@127.0.0.1/app", "list-users", url=False
+    )
+    assert "asyncmy" in message and "pip install 'usersctl[mysql]'" in message
+    assert SECRET not in message
+
+
 def test_a_host_name_that_does_not_resolve_is_exit_5_naming_it(bare_cli: Cli) -> None:
     # .invalid never resolves (RFC 6761); the resolver's own message does not say which name.
     # (A resolver that never answers makes it a timeout, which names the server too.)
@@ -67,6 +91,13 @@ def test_a_host_name_that_does_not_resolve_is_exit_5_naming_it(bare_cli: Cli) ->
         ("postgresql://u@/app", {}, ""),  # asyncpg tries its default sockets
         ("postgresql://u@/app?host=a,b", {}, ""),  # several hosts
         ("sqlite:///users.db", {}, ""),
+        ("mysql://u:pw@db.internal/app", {}, "db.internal:3306"),
+        ("mariadb+aiomysql://u@db.internal:3307/app", {}, "db.internal:3307"),
+        (
+            "mysql://u@localhost/app?unix_socket=/run/mysqld/mysqld.sock",
+            {},
+            "/run/mysqld/mysqld.sock",
+        ),
     ],
 )
 def test_connection_errors_name_the_server_asyncpg_would_use(
@@ -95,6 +126,12 @@ def test_connecting_gives_up_after_the_connect_timeout(bare_cli: Cli, silent: Si
         ),
         1.5,
     )
+    mysql = f"mysql://root:{SECRET}@127.0.0.1:{silent.port}/nothing"
+    message = silent.timed_out(
+        lambda: bare_cli.fails(5, "-d", mysql, "--connect-timeout", "1.5", "list-users", url=False),
+        1.5,
+    )
+    assert f"timed out connecting to the database at 127.0.0.1:{silent.port}" in message
 
 
 def test_authentication_failure_and_unknown_database_are_exit_5(
@@ -115,9 +152,30 @@ def test_authentication_failure_and_unknown_database_are_exit_5(
     assert SECRET not in message and "no_such_database" in message
 
 
+def test_mysql_authentication_failure_and_unknown_database_are_exit_5(
+    mariadb_database: str, bare_cli: Cli
+) -> None:
+    from sqlalchemy.engine import make_url
+
+    server = make_url(mariadb_database)
+    no_role = server.set(username="no_such_role", password=SECRET)
+    message = bare_cli.fails(
+        5, "-d", no_role.render_as_string(hide_password=False), "list-users", url=False
+    )
+    assert SECRET not in message and "Access denied for user 'no_such_role'" in message
+    no_database = server.set(database="no_such_database")
+    message = bare_cli.fails(
+        5, "-d", no_database.render_as_string(hide_password=False), "list-users", url=False
+    )
+    assert message == (
+        "Error: database error (OperationalError): Unknown database 'no_such_database' "
+        "(database URL from --database-url)"
+    )
+
+
 def test_urls_usersctl_cannot_use_are_usage_errors(bare_cli: Cli) -> None:
     assert "unsupported" in bare_cli.fails(
-        2, "-d", f"mysql://root:{SECRET}@db/app", "list-users", url=False
+        2, "-d", f"mssql://sa:{SECRET}@db/app", "list-users", url=False
     )
     message = bare_cli.fails(2, "-d", "not a url", "list-users", url=False)
     assert "not valid" in message

@@ -1,6 +1,7 @@
 """Exact filters shared by list-users and export-users (--email, --email-domain, --id,
 --created-after/--created-before), and export-users writing users in list-users' order, so two
-exports of the same users are the same bytes. Run through the installed entry point."""
+exports of the same users are the same bytes. In-process, and one test through the installed
+entry point."""
 
 from __future__ import annotations
 
@@ -10,33 +11,33 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from harness import is_sqlite
+from harness import is_mysql, is_sqlite
 
 if TYPE_CHECKING:
-    from harness import Database, Usersctl
+    from harness import Cli, Database, Usersctl
 
 
-def listed(usersctl: Usersctl, *args: str) -> list[str]:
+def listed(cli: Cli | Usersctl, *args: str) -> list[str]:
     """The emails list-users prints, in order."""
-    result = usersctl.ok("list-users", "--limit", "10000", *args, "-o", "json")
+    result = cli.ok("list-users", "--limit", "10000", *args, "-o", "json")
     return [row["email"] for row in json.loads(result.stdout)]
 
 
-def exported(usersctl: Usersctl, *args: str) -> list[str]:
+def exported(cli: Cli | Usersctl, *args: str) -> list[str]:
     """The emails export-users writes, in order."""
-    result = usersctl.ok("export-users", "-", "-o", "jsonl", *args)
+    result = cli.ok("export-users", "-", "-o", "jsonl", *args)
     return [json.loads(line)["email"] for line in result.stdout.splitlines()]
 
 
-def both(usersctl: Usersctl, *args: str) -> list[str]:
+def both(cli: Cli | Usersctl, *args: str) -> list[str]:
     """What list-users and export-users select with the same filters: the same users, in the
     same order."""
-    shown = listed(usersctl, *args)
-    assert exported(usersctl, *args) == shown, args
+    shown = listed(cli, *args)
+    assert exported(cli, *args) == shown, args
     return shown
 
 
-def test_email_domain_is_the_exact_domain_in_any_case(usersctl: Usersctl, db: Database) -> None:
+def test_email_domain_is_the_exact_domain_in_any_case(cli: Cli, db: Database) -> None:
     db.seed(
         "ann@old-corp.net",
         "Bob@Old-Corp.NET",
@@ -48,24 +49,22 @@ def test_email_domain_is_the_exact_domain_in_any_case(usersctl: Usersctl, db: Da
         "carl@xn--bcher-kva.de",  # the same domain, stored in its ASCII form
     )
     expected = ["ann@old-corp.net", "Bob@Old-Corp.NET"]
-    assert both(usersctl, "--email-domain", "old-corp.net") == expected
-    assert both(usersctl, "--email-domain", "OLD-CORP.Net") == expected
-    assert both(usersctl, "--email-domain", "@old-corp.net") == expected
+    assert both(cli, "--email-domain", "old-corp.net") == expected
+    assert both(cli, "--email-domain", "OLD-CORP.Net") == expected
+    assert both(cli, "--email-domain", "@old-corp.net") == expected
     # Normalised as addresses are (IDNA): the Unicode and ASCII forms name one domain.
     for domain in ("bücher.de", "BÜCHER.DE", "xn--bcher-kva.de"):
-        assert both(usersctl, "--email-domain", domain) == [
+        assert both(cli, "--email-domain", domain) == [
             "carl@xn--bcher-kva.de",
             "zoe@bücher.de",
         ]
-    assert both(usersctl, "--email-domain", "corp.net") == []
+    assert both(cli, "--email-domain", "corp.net") == []
     # With the other filters: every condition holds.
-    assert both(usersctl, "--email-domain", "old-corp.net", "--search", "bob") == [
-        "Bob@Old-Corp.NET"
-    ]
+    assert both(cli, "--email-domain", "old-corp.net", "--search", "bob") == ["Bob@Old-Corp.NET"]
     for bad in ("old corp.net", "old-corp.net.", "a@old-corp.net", ""):
-        error = usersctl.fails(2, "list-users", "--email-domain", bad)
+        error = cli.fails(2, "list-users", "--email-domain", bad)
         assert error.startswith("Error: invalid email domain"), error
-        usersctl.fails(2, "export-users", "-", "--email-domain", bad)
+        cli.fails(2, "export-users", "-", "--email-domain", bad)
 
 
 def test_exact_addresses_and_ids_combine_with_the_other_filters(
@@ -106,11 +105,11 @@ def add_column(db: Database, name: str, sql_type: str) -> None:
     db.execute(f'ALTER TABLE "user" ADD COLUMN {name} {sql_type}')
 
 
-def test_created_after_and_before_on_the_creation_time_column(
-    usersctl: Usersctl, db: Database
-) -> None:
-    aware = not is_sqlite(db.url)  # PostgreSQL: a timestamptz column; SQLite: a naive one
-    add_column(db, "created_at", "TIMESTAMP WITH TIME ZONE" if aware else "TIMESTAMP")
+def test_created_after_and_before_on_the_creation_time_column(cli: Cli, db: Database) -> None:
+    # PostgreSQL: a timestamptz column; SQLite and MariaDB: a naive one (UTC)
+    aware = not is_sqlite(db.url) and not is_mysql(db.url)
+    naive = "DATETIME(6)" if is_mysql(db.url) else "TIMESTAMP"
+    add_column(db, "created_at", "TIMESTAMP WITH TIME ZONE" if aware else naive)
 
     def at(text: str) -> dt.datetime:
         moment = dt.datetime.fromisoformat(text)
@@ -126,50 +125,48 @@ def test_created_after_and_before_on_the_creation_time_column(
         db.seed(email, created_at=created)
     # After is inclusive, before exclusive: consecutive ranges neither overlap nor leave gaps.
     january = ["--created-after", "2024-01-01", "--created-before", "2024-02-01"]
-    assert both(usersctl, *january) == ["jan@example.com", "midnight@example.com"]
-    assert both(usersctl, "--created-before", "2024-01-01") == ["dec@example.com"]
-    assert both(usersctl, "--created-after", "2024-02-01T00:00:00Z") == ["feb@example.com"]
-    assert both(usersctl, "--created-after", "2024-01-31T12:00:00.000001") == ["feb@example.com"]
-    assert both(usersctl, *january, "--search", "mid") == ["midnight@example.com"]
-    error = usersctl.fails(2, "list-users", "--created-after", "last week")
+    assert both(cli, *january) == ["jan@example.com", "midnight@example.com"]
+    assert both(cli, "--created-before", "2024-01-01") == ["dec@example.com"]
+    assert both(cli, "--created-after", "2024-02-01T00:00:00Z") == ["feb@example.com"]
+    assert both(cli, "--created-after", "2024-01-31T12:00:00.000001") == ["feb@example.com"]
+    assert both(cli, *january, "--search", "mid") == ["midnight@example.com"]
+    error = cli.fails(2, "list-users", "--created-after", "last week")
     assert error.startswith("Error: --created-after 'last week': not an ISO 8601 date"), error
-    usersctl.fails(2, "export-users", "-", "--created-before", "2024-13-01")
+    cli.fails(2, "export-users", "-", "--created-before", "2024-13-01")
 
 
-def test_created_filters_need_one_creation_time_column(usersctl: Usersctl, db: Database) -> None:
+def test_created_filters_need_one_creation_time_column(cli: Cli, db: Database) -> None:
     db.seed("ann@example.com")
-    error = usersctl.fails(2, "list-users", "--created-after", "2024-01-01")
+    error = cli.fails(2, "list-users", "--created-after", "2024-01-01")
     assert error == (
         "Error: the user table has no creation time column (a date-and-time column named "
         "created_at, created, date_joined, created_on)"
     ), error
     add_column(db, "created", "VARCHAR(20)")
-    error = usersctl.fails(2, "export-users", "-", "--created-before", "2024-01-01")
+    error = cli.fails(2, "export-users", "-", "--created-before", "2024-01-01")
     assert "; created is VARCHAR(20), not a date and time" in error, error
     add_column(db, "created_at", "TIMESTAMP")
     add_column(db, "date_joined", "TIMESTAMP")
-    error = usersctl.fails(2, "list-users", "--created-after", "2024-01-01")
+    error = cli.fails(2, "list-users", "--created-after", "2024-01-01")
     assert error == (
         "Error: the user table has several creation time columns (created_at, date_joined); "
         "--created-after/--created-before cannot tell which one to use"
     ), error
     # Without those filters, such a table lists as ever.
-    assert listed(usersctl) == ["ann@example.com"]
+    assert listed(cli) == ["ann@example.com"]
 
 
 SCRAMBLED = [f"{name}{n}@example.com" for n in (3, 1, 2) for name in ("zed", "Amy", "bo", "Cy")]
 
 
-def test_exports_come_in_list_users_order_and_repeat_byte_for_byte(
-    usersctl: Usersctl, db: Database
-) -> None:
+def test_exports_come_in_list_users_order_and_repeat_byte_for_byte(cli: Cli, db: Database) -> None:
     db.seed(*SCRAMBLED)  # stored in an order that is not the email's
     db.execute("UPDATE \"user\" SET is_verified = true WHERE email LIKE 'bo%'")  # moves rows (PG)
     order = sorted(SCRAMBLED, key=str.lower)
-    assert listed(usersctl) == order
+    assert listed(cli) == order
     for fmt in ("jsonl", "json", "csv"):
-        first = usersctl.ok("export-users", "-", "-o", fmt).stdout
-        assert usersctl.ok("export-users", "-", "-o", fmt).stdout == first, fmt
+        first = cli.ok("export-users", "-", "-o", fmt).stdout
+        assert cli.ok("export-users", "-", "-o", fmt).stdout == first, fmt
         if fmt == "jsonl":
             assert [json.loads(line)["email"] for line in first.splitlines()] == order
         elif fmt == "json":
@@ -178,28 +175,31 @@ def test_exports_come_in_list_users_order_and_repeat_byte_for_byte(
             assert [line.split(",")[1] for line in first.splitlines()[1:]] == order
 
 
-def test_python_rendered_exports_keep_the_order_too(usersctl: Usersctl, db: Database) -> None:
+def test_python_rendered_exports_keep_the_order_too(cli: Cli, db: Database) -> None:
     """A column the database does not render in its form (a time) is written by Python."""
     add_column(db, "created_at", "TIMESTAMP")
     for index, email in enumerate(SCRAMBLED):
         db.seed(email, created_at=dt.datetime(2024, 1, 1 + index))
     order = sorted(SCRAMBLED, key=str.lower)
     for fmt in ("jsonl", "csv"):
-        first = usersctl.ok("export-users", "-", "-o", fmt, "--include-hashes").stdout
-        assert usersctl.ok("export-users", "-", "-o", fmt, "--include-hashes").stdout == first
-    assert exported(usersctl, "--created-after", "2024-01-02") == [
+        first = cli.ok("export-users", "-", "-o", fmt, "--include-hashes").stdout
+        assert cli.ok("export-users", "-", "-o", fmt, "--include-hashes").stdout == first
+    assert exported(cli, "--created-after", "2024-01-02") == [
         email for email in order if email != SCRAMBLED[0]
     ]
-    assert exported(usersctl) == order
+    assert exported(cli) == order
 
 
 @pytest.mark.parametrize("limit", ["1", "3"])
 def test_addresses_differing_only_in_case_keep_one_order_and_every_page(
-    usersctl: Usersctl, db: Database, limit: str
+    cli: Cli, db: Database, limit: str
 ) -> None:
     """In a table without the unique lower(email) index, users whose addresses differ only in
     case come in id order, and a page never ends inside such a run: paging sees them all."""
-    db.execute("DROP INDEX ix_user_email_lower")
+    if is_mysql(db.url):  # there the unique index on email, in its _ci collation, is the one
+        db.execute('DROP INDEX ix_user_email ON "user"')
+    else:
+        db.execute("DROP INDEX ix_user_email_lower")
     seeded = db.seed("b@example.com", "Dup@example.com", "DUP@example.com", "dup@example.com")
     db.seed("a@example.com", "e@example.com")
     runs = sorted(
@@ -207,12 +207,12 @@ def test_addresses_differing_only_in_case_keep_one_order_and_every_page(
         key=lambda row: str(row["id"]),
     )
     order = ["a@example.com", "b@example.com", *(row["email"] for row in runs), "e@example.com"]
-    assert listed(usersctl) == order
-    assert exported(usersctl) == order
+    assert listed(cli) == order
+    assert exported(cli) == order
     seen: list[str] = []
     after: list[str] = []
     for _ in range(10):
-        result = usersctl.ok("list-users", "--limit", limit, *after, "-o", "json")
+        result = cli.ok("list-users", "--limit", limit, *after, "-o", "json")
         seen += [row["email"] for row in json.loads(result.stdout)]
         if "Next page: --after " not in result.stderr:
             break

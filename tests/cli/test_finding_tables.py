@@ -3,8 +3,9 @@
 
 The app modelled here is a common shape: a ``users`` table with integer ids and an extra column,
 and ``user_oauth_accounts`` and ``user_access_tokens`` tables whose ``user_id`` references
-``users.id`` (without ON DELETE CASCADE), as the app's own migrations made them. Every test runs
-the installed entry point, on SQLite and on PostgreSQL, and checks the effects with plain SQL.
+``users.id`` (without ON DELETE CASCADE), as the app's own migrations made them. The tests run usersctl
+in-process, three through the installed entry point, on SQLite and on PostgreSQL, and check the
+effects with plain SQL.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
-from harness import Usersctl
+from harness import Cli, Usersctl
 
 BOOLEANS = "is_active BOOLEAN NOT NULL DEFAULT true, is_superuser BOOLEAN NOT NULL DEFAULT false, is_verified BOOLEAN NOT NULL DEFAULT false"
 
@@ -113,12 +114,12 @@ def references(url: str, table: str) -> set[str]:
 
 
 @pytest.fixture
-def app(usersctl: Usersctl, database_url: str) -> Usersctl:
+def app(empty_cli: Cli, database_url: str) -> Usersctl:
     """usersctl on the app's database: ``users`` and its renamed OAuth and token tables."""
     if database_url.startswith("sqlite"):
         sqlite3.connect(database_url.split(":///", 1)[1]).close()
     sql(database_url, *app_tables(database_url))
-    return usersctl
+    return empty_cli
 
 
 def created(result: Any) -> dict[str, Any]:
@@ -273,7 +274,7 @@ def test_completion_completes_from_the_table_named(
 
 
 def test_without_a_user_table_among_other_tables_the_tables_are_listed_not_init_db(
-    usersctl: Usersctl, database_url: str
+    empty_cli: Cli, database_url: str
 ) -> None:
     if database_url.startswith("sqlite"):
         sqlite3.connect(database_url.split(":///", 1)[1]).close()
@@ -282,12 +283,12 @@ def test_without_a_user_table_among_other_tables_the_tables_are_listed_not_init_
         "CREATE TABLE items (id INTEGER PRIMARY KEY, name VARCHAR(50))",
         "CREATE TABLE accounts (id INTEGER PRIMARY KEY, email VARCHAR(320))",
     )
-    message = usersctl.fails(5, "show-user", "a@example.com")
+    message = empty_cli.fails(5, "show-user", "a@example.com")
     assert "no FastAPI Users user table found" in message
     assert "accounts lacks hashed_password, is_active, is_superuser, is_verified" in message
     assert "the database has: accounts, items" in message
     assert "init-db" not in message
-    result = usersctl("doctor", "-o", "json")
+    result = empty_cli("doctor", "-o", "json")
     assert result.returncode == 6, result.stderr
     checks = {c["check"]: c for c in json.loads(result.stdout)["checks"]}
     assert "no FastAPI Users user table found" in checks["user table"]["detail"]
@@ -312,33 +313,35 @@ def test_init_db_refuses_a_user_table_beside_the_app_one_and_works_on_the_one_na
 
 
 def test_init_db_creates_the_table_named_and_its_tables_reference_it(
-    usersctl: Usersctl, database_url: str
+    empty_cli: Cli, database_url: str
 ) -> None:
-    usersctl.ok("--table", "accounts", "init-db", "--oauth", "--access-tokens")
+    empty_cli.ok("--table", "accounts", "init-db", "--oauth", "--access-tokens")
     assert tables(database_url) == {"accounts", "oauth_account", "accesstoken"}
     assert references(database_url, "oauth_account") == {"accounts"}
     assert references(database_url, "accesstoken") == {"accounts"}
     assert {"ix_accounts_email", "ix_accounts_email_lower"} <= indexes(database_url, "accounts")
-    assert "Nothing to do" in usersctl.ok("--table", "accounts", "init-db").stderr
+    assert "Nothing to do" in empty_cli.ok("--table", "accounts", "init-db").stderr
 
     # Found by its columns from then on, with its OAuth and token tables.
-    made = created(usersctl.ok("create-user", "a@example.com", "--generate-password", "-o", "json"))
+    made = created(
+        empty_cli.ok("create-user", "a@example.com", "--generate-password", "-o", "json")
+    )
     sql(
         database_url,
         "INSERT INTO accesstoken (token, created_at, user_id) "
         f"VALUES ('t-1', CURRENT_TIMESTAMP, '{made['id']}')",
     )
-    assert created(usersctl.ok("show-user", "a@example.com", "-o", "json"))["access_tokens"] == 1
+    assert created(empty_cli.ok("show-user", "a@example.com", "-o", "json"))["access_tokens"] == 1
     assert sql(database_url, "SELECT email FROM accounts") == [("a@example.com",)]
 
 
 def test_init_db_gives_an_app_table_with_integer_ids_oauth_and_token_tables_that_fit(
-    usersctl: Usersctl, database_url: str
+    empty_cli: Cli, database_url: str
 ) -> None:
     if database_url.startswith("sqlite"):
         sqlite3.connect(database_url.split(":///", 1)[1]).close()
     sql(database_url, app_tables(database_url)[0])  # the app's users table alone
-    usersctl.ok("--table", "users", "init-db", "--oauth", "--access-tokens")
+    empty_cli.ok("--table", "users", "init-db", "--oauth", "--access-tokens")
     assert references(database_url, "accesstoken") == {"users"}
     if database_url.startswith("sqlite"):
         query = "SELECT type FROM pragma_table_info('accesstoken') WHERE name = 'user_id'"
@@ -348,13 +351,15 @@ def test_init_db_gives_an_app_table_with_integer_ids_oauth_and_token_tables_that
             "WHERE table_name = 'accesstoken' AND column_name = 'user_id'"
         )
     assert [kind.lower() for (kind,) in sql(database_url, query)] == ["integer"]
-    made = created(usersctl.ok("create-user", "a@example.com", "--generate-password", "-o", "json"))
+    made = created(
+        empty_cli.ok("create-user", "a@example.com", "--generate-password", "-o", "json")
+    )
     sql(
         database_url,
         "INSERT INTO accesstoken (token, created_at, user_id) "
         f"VALUES ('t-1', CURRENT_TIMESTAMP, {made['id']})",
     )
-    assert created(usersctl.ok("show-user", "a@example.com", "-o", "json"))["access_tokens"] == 1
+    assert created(empty_cli.ok("show-user", "a@example.com", "-o", "json"))["access_tokens"] == 1
 
 
 # The token table by its foreign key, not by its name ------------------------------------------
@@ -401,9 +406,9 @@ def test_an_accesstoken_table_that_references_another_table_is_left_alone(
 
 
 def test_without_an_app_token_table_the_decoy_is_not_taken_for_one(
-    usersctl: Usersctl, database_url: str
+    empty_cli: Cli, database_url: str
 ) -> None:
-    usersctl.ok("init-db")
+    empty_cli.ok("init-db")
     sql(
         database_url,
         "CREATE TABLE devices (id INTEGER PRIMARY KEY)",
@@ -412,7 +417,7 @@ def test_without_an_app_token_table_the_decoy_is_not_taken_for_one(
         "INSERT INTO devices (id) VALUES (1)",
         "INSERT INTO accesstoken (token, created_at, user_id) VALUES ('d', CURRENT_TIMESTAMP, 1)",
     )
-    result = usersctl("doctor", "--fix", "-o", "json")
+    result = empty_cli("doctor", "--fix", "-o", "json")
     checks = {c["check"]: c for c in json.loads(result.stdout)["checks"]}
     assert checks["accesstoken table"]["detail"] == (
         "no access token table references 'user' ('accesstoken' does not)"
@@ -499,18 +504,18 @@ def app_schema(database_url: str) -> Iterator[str]:
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_user_table_in_a_schema_is_named_with_table(
-    usersctl: Usersctl, database_url: str, app_schema: str
+    empty_cli: Cli, database_url: str, app_schema: str
 ) -> None:
     # Outside the search path: not found, but named, and init-db does not add a "user" table.
-    message = usersctl.fails(5, "list-users")
+    message = empty_cli.fails(5, "list-users")
     assert "app.users has FastAPI Users' user columns" in message
     assert "--table app.users" in message
     assert "init-db" not in message
-    assert "'app.users'" in usersctl.fails(4, "init-db")
+    assert "'app.users'" in empty_cli.fails(4, "init-db")
 
     named = ["--table", "app.users"]
     made = created(
-        usersctl.ok(*named, "create-user", "a@example.com", "--generate-password", "-o", "json")
+        empty_cli.ok(*named, "create-user", "a@example.com", "--generate-password", "-o", "json")
     )
     sql(
         database_url,
@@ -518,13 +523,13 @@ def test_a_user_table_in_a_schema_is_named_with_table(
         f"VALUES ('t', CURRENT_TIMESTAMP, {made['id']})",
     )
     assert (
-        created(usersctl.ok(*named, "show-user", "a@example.com", "-o", "json"))["access_tokens"]
+        created(empty_cli.ok(*named, "show-user", "a@example.com", "-o", "json"))["access_tokens"]
         == 1
     )
-    usersctl.ok(*named, "deactivate-user", "a@example.com")
+    empty_cli.ok(*named, "deactivate-user", "a@example.com")
     assert sql(database_url, "SELECT email, is_active FROM app.users") == [("a@example.com", False)]
     assert sql(database_url, "SELECT count(*) FROM app.user_access_tokens") == [(0,)]
-    usersctl.ok(*named, "doctor", "--fix")
+    empty_cli.ok(*named, "doctor", "--fix")
     assert "ix_users_email_lower" in indexes(database_url, "app.users")
     assert tables(database_url) == {
         "app.users",
@@ -535,7 +540,7 @@ def test_a_user_table_in_a_schema_is_named_with_table(
     # On the search path, it is found by its columns.
     database = make_url(database_url).database
     sql(database_url, f'ALTER DATABASE "{database}" SET search_path = app, public')
-    listed = json.loads(usersctl.ok("list-users", "-o", "json").stdout)
+    listed = json.loads(empty_cli.ok("list-users", "-o", "json").stdout)
     assert [row["email"] for row in listed] == ["a@example.com"]
 
 

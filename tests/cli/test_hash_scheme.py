@@ -11,6 +11,7 @@ import bcrypt
 import pytest
 from fastapi_users.password import PasswordHelper
 
+from harness import Cli
 from harness import sql as _sql
 
 PASSWORD = "a long enough password"
@@ -45,17 +46,17 @@ def logs_in(hashed: str, password: str = PASSWORD) -> bool:
 
 
 @pytest.fixture
-def bcrypt_table(db: Any, usersctl: Any) -> Any:
+def bcrypt_table(db: Any, cli: Cli) -> Cli:
     """A table whose one user has a bcrypt hash, as an app on FastAPI Users 12 leaves it."""
     db.seed("old@example.com")
-    give_bcrypt_hash(usersctl.url, "old@example.com")
-    return usersctl
+    give_bcrypt_hash(cli.url, "old@example.com")
+    return cli
 
 
-def test_auto_writes_argon2_on_an_empty_table(db: Any, usersctl: Any) -> None:
-    result = usersctl.ok("create-user", "a@example.com", "--password-stdin", input=PASSWORD)
+def test_auto_writes_argon2_on_an_empty_table(db: Any, cli: Cli) -> None:
+    result = cli.ok("create-user", "a@example.com", "--password-stdin", input=PASSWORD)
     assert "bcrypt" not in result.stderr
-    hashed = stored(usersctl.url, "a@example.com")
+    hashed = stored(cli.url, "a@example.com")
     assert hashed.startswith("$argon2id$") and logs_in(hashed)
 
 
@@ -127,14 +128,12 @@ def test_rehash_keeps_bcrypt_in_a_bcrypt_table(bcrypt_table: Any) -> None:
     assert "new bcrypt hash" in result.stderr
 
 
-def test_rehash_writes_argon2_when_the_table_has_argon2(db: Any, usersctl: Any) -> None:
+def test_rehash_writes_argon2_when_the_table_has_argon2(db: Any, cli: Cli) -> None:
     db.seed("argon@example.com", "old@example.com")
-    give_bcrypt_hash(usersctl.url, "old@example.com")
-    result = usersctl.ok("verify-password", "old@example.com", "--password-stdin", input=PASSWORD)
+    give_bcrypt_hash(cli.url, "old@example.com")
+    result = cli.ok("verify-password", "old@example.com", "--password-stdin", input=PASSWORD)
     # FastAPI Users 15 is installed here: its default PasswordHelper does replace bcrypt.
     assert "the app replaces it at the next login, as --rehash does" in result.stderr
-    usersctl.ok(
-        "verify-password", "old@example.com", "--password-stdin", "--rehash", input=PASSWORD
-    )
-    new = stored(usersctl.url, "old@example.com")
+    cli.ok("verify-password", "old@example.com", "--password-stdin", "--rehash", input=PASSWORD)
+    new = stored(cli.url, "old@example.com")
     assert new.startswith("$argon2id$") and logs_in(new)

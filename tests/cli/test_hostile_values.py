@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from harness import PASSWORD, default_sigint, one_error_line, seed_hash
+from harness import PASSWORD, Cli, default_sigint, one_error_line, seed_hash
 from usersctl.engine import create_engine
 from usersctl.errors import InvalidInput
 
@@ -32,7 +32,7 @@ def _rows(fmt: str, rows: list[str]) -> str:
 
 @pytest.mark.parametrize("fmt", ["jsonl", "json"])
 def test_deep_nesting_and_long_numbers_are_problems_of_their_lines_and_the_rest_is_checked(
-    usersctl: Any, db: Any, tmp_path: Path, fmt: str
+    cli: Cli, db: Any, tmp_path: Path, fmt: str
 ) -> None:
     db.seed("alice@example.com")
     rows = tmp_path / f"rows.{fmt}"
@@ -51,7 +51,7 @@ def test_deep_nesting_and_long_numbers_are_problems_of_their_lines_and_the_rest_
             ],
         )
     )
-    message = usersctl.fails(2, "import-users", str(rows))
+    message = cli.fails(2, "import-users", str(rows))
     assert message == (
         "Error: 5 rows are invalid, nothing was written: "
         f"line 2: {NESTED_TOO_DEEP}; "
@@ -72,17 +72,17 @@ def test_deep_nesting_and_long_numbers_are_problems_of_their_lines_and_the_rest_
     ],
 )
 def test_a_file_of_nothing_but_nesting_is_refused_at_its_first_line(
-    usersctl: Any, db: Any, tmp_path: Path, name: str, content: str
+    cli: Cli, db: Any, tmp_path: Path, name: str, content: str
 ) -> None:
     path = tmp_path / name
     path.write_text(content)
-    message = usersctl.fails(2, "import-users", str(path))
+    message = cli.fails(2, "import-users", str(path))
     assert message == f"Error: 1 row is invalid, nothing was written: line 1: {NESTED_TOO_DEEP}"
     assert db.count() == 0
 
 
 def test_a_json_column_nested_deeper_than_it_could_be_read_back_is_refused(
-    usersctl: Any, db: Any, tmp_path: Path
+    cli: Cli, db: Any, tmp_path: Path
 ) -> None:
     """960 levels once went in, and then no export could read the user back."""
     db.execute('ALTER TABLE "user" ADD COLUMN prefs JSON')
@@ -95,25 +95,25 @@ def test_a_json_column_nested_deeper_than_it_could_be_read_back_is_refused(
         + json.dumps({"email": "b@example.com", "password": PASSWORD, "prefs": [[["fine"]]]})
         + "\n"
     )
-    message = usersctl.fails(2, "import-users", str(rows))
+    message = cli.fails(2, "import-users", str(rows))
     assert message.endswith(f"line 1: field 'prefs': {NESTED_TOO_DEEP}")
     csv_rows = tmp_path / "rows.csv"
     csv_rows.write_text(f"email,password,prefs\nc@example.com,{PASSWORD},{'[' * 3000}\n")
-    message = usersctl.fails(2, "import-users", str(csv_rows))
+    message = cli.fails(2, "import-users", str(csv_rows))
     assert message.endswith(f"line 2: field 'prefs': {NESTED_TOO_DEEP}")
     db.seed("d@example.com")
-    message = usersctl.fails(2, "update-user", "d@example.com", "--set", "prefs=" + "[" * 3000)
+    message = cli.fails(2, "update-user", "d@example.com", "--set", "prefs=" + "[" * 3000)
     assert message == f"Error: field 'prefs': {NESTED_TOO_DEEP}"
     assert db.emails() == ["d@example.com"]
 
 
 def test_a_long_number_in_a_csv_cell_or_an_argon2_hash_is_refused(
-    usersctl: Any, db: Any, tmp_path: Path
+    cli: Cli, db: Any, tmp_path: Path
 ) -> None:
     db.execute('ALTER TABLE "user" ADD COLUMN age INTEGER')
     rows = tmp_path / "rows.csv"
     rows.write_text(f"email,password,age\na@example.com,{PASSWORD},{DIGITS}\n")
-    message = usersctl.fails(2, "import-users", str(rows))
+    message = cli.fails(2, "import-users", str(rows))
     assert message.endswith(
         "line 2: field 'age': number has too many digits (5000) for a 64-bit integer (at most 19)"
     )
@@ -121,7 +121,7 @@ def test_a_long_number_in_a_csv_cell_or_an_argon2_hash_is_refused(
     hashed = f"$argon2id$v=19$m={DIGITS},t=3,p=4{salted}"
     rows = tmp_path / "rows.jsonl"
     rows.write_text(json.dumps({"email": "a@example.com", "hashed_password": hashed}) + "\n")
-    message = usersctl.fails(2, "import-users", str(rows))
+    message = cli.fails(2, "import-users", str(rows))
     assert "line 1: hashed_password: an Argon2 cost parameter has too many digits" in message
     assert DIGITS not in message
     assert db.count() == 0
@@ -213,11 +213,11 @@ def test_a_file_name_that_is_not_utf8_is_still_a_file(usersctl: Any, db: Any) ->
     ],
 )
 def test_the_connect_timeout_is_a_finite_number_of_seconds(
-    usersctl: Any, db: Any, given: str, reason: str
+    cli: Cli, db: Any, given: str, reason: str
 ) -> None:
     for result in (
-        usersctl("--connect-timeout", given, "list-users"),
-        usersctl("list-users", env={"USERSCTL_CONNECT_TIMEOUT": given}),
+        cli("--connect-timeout", given, "list-users"),
+        cli("list-users", env={"USERSCTL_CONNECT_TIMEOUT": given}),
     ):
         assert result.returncode == 2, result.stderr
         assert result.stdout == "" and "Traceback" not in result.stderr
@@ -258,19 +258,19 @@ def test_a_url_with_a_port_out_of_range_or_a_parameter_nothing_reads_is_a_usage_
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_the_parameters_sqlite_takes_keep_working(usersctl: Any, db: Any) -> None:
+def test_the_parameters_sqlite_takes_keep_working(cli: Cli, db: Any) -> None:
     db.seed("alice@example.com")
-    path = usersctl.url.split(":///", 1)[1]
+    path = cli.url.split(":///", 1)[1]
     for url in (
         f"sqlite:///{path}?timeout=5",
         f"sqlite:///{path}?check_same_thread=false&cached_statements=10",
         f"sqlite:///file:{path}?uri=true&mode=ro",
     ):
-        listed = usersctl.ok("-d", url, "list-users", "-o", "json", url=False)
+        listed = cli.ok("-d", url, "list-users", "-o", "json", url=False)
         assert [row["email"] for row in json.loads(listed.stdout)] == ["alice@example.com"]
     # mode=ro is SQLite's: the file is read-only through this URL.
     read_only = f"sqlite:///file:{path}?uri=true&mode=ro"
-    message = usersctl.fails(
+    message = cli.fails(
         5, "-d", read_only, "create-user", "bob@example.com", "--generate-password", url=False
     )
     assert "read-only" in message

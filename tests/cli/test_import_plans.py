@@ -173,7 +173,7 @@ def test_update_rows_without_a_password_keep_the_users_hashes(
 
 
 def test_a_new_user_without_a_password_is_still_refused(
-    usersctl: Usersctl, db: Database, tmp_path: Path
+    cli: Cli, db: Database, tmp_path: Path
 ) -> None:
     db.seed("alice@example.com")
     before = users_as_stored(db)
@@ -183,16 +183,16 @@ def test_a_new_user_without_a_password_is_still_refused(
         {"email": "newcomer@example.com", "is_verified": True},
         {"email": "other@example.com", "password": "a good new password"},
     )
-    message = usersctl.fails(2, "import-users", file, "--on-conflict", "update")
+    message = cli.fails(2, "import-users", file, "--on-conflict", "update")
     assert message == (
         "Error: 1 row is invalid, nothing was written: line 2: password or hashed_password is "
         "missing; only a row that updates an existing user may leave them out"
     )
-    assert usersctl.fails(2, "import-users", file, "--on-conflict", "update", "--dry-run")
+    assert cli.fails(2, "import-users", file, "--on-conflict", "update", "--dry-run")
     assert users_as_stored(db) == before
     # Under the other rules, a row without a password is invalid as ever, existing user or not.
     for rule in ("fail", "skip"):
-        message = usersctl.fails(2, "import-users", file, "--on-conflict", rule)
+        message = cli.fails(2, "import-users", file, "--on-conflict", rule)
         assert message.startswith("Error: 2 rows are invalid, nothing was written: line 1: "), (
             message
         )

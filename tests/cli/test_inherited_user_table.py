@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from harness import Usersctl, execute, query, seed_hash
+from harness import Cli, Usersctl, execute, query, seed_hash
 
 BOOLEANS = (
     "is_active BOOLEAN NOT NULL DEFAULT true, is_superuser BOOLEAN NOT NULL DEFAULT false, "
@@ -79,7 +79,7 @@ def test_reads_show_the_parent_tables_columns(usersctl: Usersctl, database_url: 
 
 
 def test_writes_without_the_model_are_refused_naming_the_parent(
-    usersctl: Usersctl, database_url: str
+    empty_cli: Cli, database_url: str
 ) -> None:
     app_tables(database_url)
     before = (accounts(database_url), members(database_url))
@@ -95,20 +95,20 @@ def test_writes_without_the_model_are_refused_naming_the_parent(
         ("delete-user", "ann@example.com", "--yes"),
         ("import-users", "-", "--format", "jsonl"),
     ):
-        message = usersctl.fails(2, *command, input=row)
+        message = empty_cli.fails(2, *command, input=row)
         assert "the 'member' table takes its ids from the 'account' table" in message, command
         assert "--model module.path:ClassName" in message
     assert (accounts(database_url), members(database_url)) == before
 
 
-def test_which_table_is_the_user_table(usersctl: Usersctl, database_url: str) -> None:
+def test_which_table_is_the_user_table(empty_cli: Cli, database_url: str) -> None:
     app_tables(database_url)
     # A subclass of the member table (its id references member.id) is no second user table.
     execute(
         database_url,
         "CREATE TABLE moderator (id INTEGER PRIMARY KEY REFERENCES member (id), area VARCHAR(20))",
     )
-    listed = json.loads(usersctl.ok("list-users", "-o", "json").stdout)
+    listed = json.loads(empty_cli.ok("list-users", "-o", "json").stdout)
     assert [user["email"] for user in listed] == ["ann@example.com"]
 
     # Two tables that make users of accounts: --table says which.
@@ -117,11 +117,11 @@ def test_which_table_is_the_user_table(usersctl: Usersctl, database_url: str) ->
         "CREATE TABLE staff (id INTEGER PRIMARY KEY REFERENCES account (id), "
         f"hashed_password VARCHAR(1024) NOT NULL, {BOOLEANS})",
     )
-    message = usersctl.fails(2, "list-users")
+    message = empty_cli.fails(2, "list-users")
     assert "several tables have FastAPI Users' user columns: member, staff" in message
-    assert json.loads(usersctl.ok("--table", "staff", "list-users", "-o", "json").stdout) == []
+    assert json.loads(empty_cli.ok("--table", "staff", "list-users", "-o", "json").stdout) == []
     # The parent table alone is not a user table.
-    message = usersctl.fails(5, "--table", "account", "list-users")
+    message = empty_cli.fails(5, "--table", "account", "list-users")
     assert "lacks the column(s) hashed_password, is_active, is_superuser, is_verified" in message
 
 
@@ -133,10 +133,10 @@ def indexes(url: str, table: str) -> set[str]:
     return {row["name"] for row in query(url, sql, table=table)}
 
 
-def test_the_email_index_belongs_to_the_parent_table(usersctl: Usersctl, database_url: str) -> None:
+def test_the_email_index_belongs_to_the_parent_table(empty_cli: Cli, database_url: str) -> None:
     app_tables(database_url)
     execute(database_url, "DROP INDEX ix_account_email_lower")
-    failed = usersctl("doctor", "-o", "json")
+    failed = empty_cli("doctor", "-o", "json")
     assert failed.returncode == 6, failed.stderr
     report = json.loads(failed.stdout)
     index = next(check for check in report["checks"] if check["check"] == "email index")
@@ -144,15 +144,15 @@ def test_the_email_index_belongs_to_the_parent_table(usersctl: Usersctl, databas
 
     # init-db on the user table: FastAPI Users' other tables reference it, the index goes on
     # the table that holds the email
-    usersctl.ok("--table", "member", "init-db", "--oauth", "--access-tokens")
+    empty_cli.ok("--table", "member", "init-db", "--oauth", "--access-tokens")
     assert "ix_account_email_lower" in indexes(database_url, "account")
     assert not any("email" in name for name in indexes(database_url, "member"))
-    report = json.loads(usersctl.ok("doctor", "-o", "json").stdout)
+    report = json.loads(empty_cli.ok("doctor", "-o", "json").stdout)
     assert report["passed"] is True, report
     checks = {check["check"]: check["detail"] for check in report["checks"]}
     assert "'accesstoken' has FastAPI Users' columns" in checks["accesstoken table"]
 
     # doctor --fix puts it back there too
     execute(database_url, "DROP INDEX ix_account_email_lower")
-    usersctl.ok("doctor", "--fix")
+    empty_cli.ok("doctor", "--fix")
     assert "ix_account_email_lower" in indexes(database_url, "account")

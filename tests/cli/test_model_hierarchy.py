@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+
+from harness import Cli, Usersctl, sql_engine
 
 PRINCIPAL_MODELS = """
     import datetime as dt
@@ -58,7 +59,7 @@ PRINCIPAL_MODELS = """
 
 
 async def _sql(url: str, statement: str) -> Any:
-    engine = create_async_engine(url)
+    engine = sql_engine(url)
     try:
         async with engine.begin() as connection:
             result = await connection.execute(text(statement))
@@ -87,12 +88,12 @@ def users(url: str) -> dict[str, uuid.UUID]:
     return {row.email: uuid.UUID(str(row.id)) for row in sql(url, 'SELECT id, email FROM "user"')}
 
 
-def app_model(usersctl: Any, tmp_path: Path) -> str:
+def app_model(cli: Cli | Usersctl, tmp_path: Path) -> str:
     """Write the app's models where usersctl runs, and create its tables with init-db."""
     name = f"principal_app_{uuid.uuid4().hex[:10]}"
     (tmp_path / f"{name}.py").write_text(textwrap.dedent(PRINCIPAL_MODELS))
     model = f"{name}:User"
-    created = usersctl.ok("--model", model, "init-db").stderr
+    created = cli.ok("--model", model, "init-db").stderr
     assert created.index("Created table principals") < created.index("Created table user")
     return model
 
@@ -140,16 +141,16 @@ def test_create_update_delete_write_both_rows(
 
 
 def test_import_and_export_through_the_hierarchy(
-    usersctl: Any, database_url: str, tmp_path: Path
+    empty_cli: Cli, database_url: str, tmp_path: Path
 ) -> None:
-    model = app_model(usersctl, tmp_path)
+    model = app_model(empty_cli, tmp_path)
     hashed = argon2_hash()
     rows = [
         {"email": "ann@example.com", "hashed_password": hashed, "nickname": "Ann"},
         {"email": "bo@example.com", "hashed_password": hashed},
     ]
     (tmp_path / "new.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    usersctl.ok("--model", model, "import-users", "new.jsonl")
+    empty_cli.ok("--model", model, "import-users", "new.jsonl")
     ids = users(database_url)
     assert sorted(ids) == ["ann@example.com", "bo@example.com"]
     parents = principals(database_url)
@@ -157,35 +158,35 @@ def test_import_and_export_through_the_hierarchy(
     assert {row.type for row in parents.values()} == {"user"}
 
     # Export includes the parent's columns; the export comes back exactly
-    usersctl.ok("--model", model, "export-users", "all.jsonl", "--include-hashes")
+    empty_cli.ok("--model", model, "export-users", "all.jsonl", "--include-hashes")
     exported = (tmp_path / "all.jsonl").read_text()
     first = json.loads(exported.splitlines()[0])
     assert {"type", "created_at", "updated_at"} <= first.keys()
     sql(database_url, 'DELETE FROM "user"')
     sql(database_url, "DELETE FROM principals")
-    usersctl.ok("--model", model, "import-users", "all.jsonl")
+    empty_cli.ok("--model", model, "import-users", "all.jsonl")
     assert principals(database_url).keys() == parents.keys()
-    usersctl.ok("--model", model, "export-users", "again.jsonl", "--include-hashes")
+    empty_cli.ok("--model", model, "export-users", "again.jsonl", "--include-hashes")
     assert (tmp_path / "again.jsonl").read_text() == exported
 
     # An update by import fills the parent's onupdate column, and keeps created_at
     before = principals(database_url)[ids["bo@example.com"]]
     time.sleep(0.05)
     update = json.dumps({"email": "bo@example.com", "hashed_password": hashed, "nickname": "Bo"})
-    usersctl.ok("--model", model, "import-users", "-", "--on-conflict", "update", input=update)
+    empty_cli.ok("--model", model, "import-users", "-", "--on-conflict", "update", input=update)
     after = principals(database_url)[ids["bo@example.com"]]
     assert moment(after.updated_at) > moment(before.updated_at)
     assert moment(after.created_at) == moment(before.created_at)
 
 
 def test_without_model_the_hierarchy_is_read_but_not_written(
-    usersctl: Any, database_url: str, tmp_path: Path
+    empty_cli: Cli, database_url: str, tmp_path: Path
 ) -> None:
-    model = app_model(usersctl, tmp_path)
-    usersctl.ok("--model", model, "create-user", "ann@example.com", "--generate-password")
+    model = app_model(empty_cli, tmp_path)
+    empty_cli.ok("--model", model, "create-user", "ann@example.com", "--generate-password")
 
     # Reads join the parent table: its columns are shown
-    listed = json.loads(usersctl.ok("list-users", "-o", "json").stdout)
+    listed = json.loads(empty_cli.ok("list-users", "-o", "json").stdout)
     assert [user["email"] for user in listed] == ["ann@example.com"]
     assert listed[0]["type"] == "user"
     assert {"created_at", "updated_at"} <= listed[0].keys()
@@ -198,7 +199,7 @@ def test_without_model_the_hierarchy_is_read_but_not_written(
         ("delete-user", "ann@example.com", "--yes"),
         ("import-users", "-", "--format", "jsonl"),
     ):
-        message = usersctl.fails(2, *command, input='{"email": "cy@example.com"}\n')
+        message = empty_cli.fails(2, *command, input='{"email": "cy@example.com"}\n')
         assert "the 'user' table takes its ids from the 'principals' table" in message
         assert "--model module.path:ClassName" in message
     assert list(users(database_url)) == ["ann@example.com"]

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+
+from harness import Cli, sql_engine
 
 TENANT_MODELS = """
     from fastapi_users_db_sqlalchemy import SQLAlchemyBaseOAuthAccountTable, SQLAlchemyBaseUserTable
@@ -71,7 +72,7 @@ def write_module(folder: Path, source: str) -> str:
 
 
 async def _sql(url: str, *statements: str) -> Any:
-    engine = create_async_engine(url)
+    engine = sql_engine(url)
     try:
         async with engine.begin() as connection:
             result = None
@@ -134,18 +135,18 @@ def test_init_db_creates_the_tables_the_user_table_references_first(
     assert sql(database_url, "SELECT email, tenant_id FROM users") == [("ann@example.com", 3)]
 
 
-def test_init_db_sql_prints_the_referenced_tables_in_order(usersctl: Any, tmp_path: Path) -> None:
+def test_init_db_sql_prints_the_referenced_tables_in_order(empty_cli: Cli, tmp_path: Path) -> None:
     model = f"{write_module(tmp_path, TENANT_MODELS)}:User"
-    ddl = usersctl.ok("--model", model, "init-db", "--sql").stdout
+    ddl = empty_cli.ok("--model", model, "init-db", "--sql").stdout
     positions = [ddl.index(f"CREATE TABLE {name} (") for name in ("regions", "tenants", "users")]
     assert positions == sorted(positions)
 
 
 def test_a_foreign_key_to_a_table_the_model_does_not_define_is_named(
-    usersctl: Any, database_url: str, tmp_path: Path
+    empty_cli: Cli, database_url: str, tmp_path: Path
 ) -> None:
     model = f"{write_module(tmp_path, DANGLING_MODELS)}:User"
-    message = usersctl.fails(2, "--model", model, "init-db")
+    message = empty_cli.fails(2, "--model", model, "init-db")
     assert "users.tenant_id references tenants.id, which the model's metadata does not define" in (
         message
     )
@@ -159,22 +160,22 @@ def test_a_foreign_key_to_a_table_the_model_does_not_define_is_named(
 
 
 def test_a_missing_table_is_named_not_called_the_user_table(
-    usersctl: Any, database_url: str, tmp_path: Path
+    empty_cli: Cli, database_url: str, tmp_path: Path
 ) -> None:
     model = f"{write_module(tmp_path, TENANT_MODELS)}:User"
-    usersctl.ok("--model", model, "init-db")  # without --oauth: no user_oauth_accounts table
+    empty_cli.ok("--model", model, "init-db")  # without --oauth: no user_oauth_accounts table
     sql(
         database_url,
         "INSERT INTO regions (id) VALUES (7)",
         "INSERT INTO tenants VALUES (3, 7, NULL)",
     )
     create = ("create-user", "ann@example.com", "--generate-password", "--set", "tenant_id=3")
-    usersctl.ok("--model", model, *create)
-    message = usersctl.fails(5, "--model", model, "show-user", "ann@example.com")
+    empty_cli.ok("--model", model, *create)
+    message = empty_cli.fails(5, "--model", model, "show-user", "ann@example.com")
     assert "the table 'user_oauth_accounts' does not exist" in message
     assert "the user table does not exist" not in message
     if database_url.startswith("sqlite"):
         # Only SQLite lets the referenced table go while the user table stays
         sql(database_url, "PRAGMA foreign_keys = OFF", "DROP TABLE tenants")
-        message = usersctl.fails(5, "--model", model, *create[:1], "bo@example.com", *create[2:])
+        message = empty_cli.fails(5, "--model", model, *create[:1], "bo@example.com", *create[2:])
         assert "the table 'tenants' does not exist" in message

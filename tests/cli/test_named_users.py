@@ -78,20 +78,20 @@ def changed(db: Database, command: str, before: list[tuple[Any, ...]], email: st
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_a_missing_user_is_exit_3_naming_all_unless_missing_ok(
-    usersctl: Usersctl, db: Database, command: str
+    cli: Cli, db: Database, command: str
 ) -> None:
     extra, nothing = COMMANDS[command]
     people = seed_people(db, command)
     before = state(db)
     named = ["alice@example.com", "gone@example.com", str(people["bob"]["id"]), "lost@example.com"]
-    message = usersctl.fails(3, command, *named, *extra)
+    message = cli.fails(3, command, *named, *extra)
     assert message == (
         f"Error: no user 'gone@example.com', 'lost@example.com'; {nothing} "
         "(--missing-ok skips them)"
     )
     assert state(db) == before
 
-    result = usersctl.ok(command, *named, *extra, "--missing-ok", "-o", "json")
+    result = cli.ok(command, *named, *extra, "--missing-ok", "-o", "json")
     skipped = ["No user 'gone@example.com': skipped.", "No user 'lost@example.com': skipped."]
     assert [line for line in result.stderr.splitlines() if line.startswith("No user")] == skipped
     assert changed(db, command, before, "alice@example.com")
@@ -109,24 +109,24 @@ def test_a_missing_user_is_exit_3_naming_all_unless_missing_ok(
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_users_from_stdin_one_a_line(usersctl: Usersctl, db: Database, command: str) -> None:
+def test_users_from_stdin_one_a_line(cli: Cli, db: Database, command: str) -> None:
     extra, nothing = COMMANDS[command]
     people = seed_people(db, command)
     before = state(db)
     # - alone; nobody on stdin; a missing user on stdin is a missing user: nothing done.
-    assert usersctl.fails(
-        2, command, "alice@example.com", "-", *extra, input="bob@example.com\n"
-    ) == ("Error: - reads the users from stdin; give it alone")
-    assert usersctl.fails(2, command, "-", *extra, input="\n  \n") == (
+    assert cli.fails(2, command, "alice@example.com", "-", *extra, input="bob@example.com\n") == (
+        "Error: - reads the users from stdin; give it alone"
+    )
+    assert cli.fails(2, command, "-", *extra, input="\n  \n") == (
         "Error: no users on stdin (one email or id a line)"
     )
-    assert usersctl.fails(
-        3, command, "-", *extra, input="alice@example.com\nnobody@example.com\n"
-    ) == (f"Error: no user 'nobody@example.com'; {nothing} (--missing-ok skips them)")
+    assert cli.fails(3, command, "-", *extra, input="alice@example.com\nnobody@example.com\n") == (
+        f"Error: no user 'nobody@example.com'; {nothing} (--missing-ok skips them)"
+    )
     assert state(db) == before
 
     lines = f"\n  ALICE@example.com\n\n{people['bob']['id']}  \nnobody@example.com\n"
-    result = usersctl.ok(command, "-", *extra, "--missing-ok", input=lines)
+    result = cli.ok(command, "-", *extra, "--missing-ok", input=lines)
     assert "No user 'nobody@example.com': skipped." in result.stderr.splitlines()
     assert changed(db, command, before, "alice@example.com")
     assert changed(db, command, before, "bob@example.com")
@@ -149,7 +149,7 @@ def test_list_users_piped_into_deactivate_user(usersctl: Usersctl, db: Database)
 
 
 def test_several_users_get_a_generated_password_each(
-    usersctl: Usersctl, db: Database, tmp_path: Path
+    cli: Cli, db: Database, tmp_path: Path
 ) -> None:
     people = seed_people(db, "set-password")
     before = state(db)
@@ -159,16 +159,16 @@ def test_several_users_get_a_generated_password_each(
     password_file.write_text("one password for all\n")
     password_file.chmod(0o600)
     for source in ([], ["--password-stdin"], ["--password-file", str(password_file)]):
-        message = usersctl.fails(
+        message = cli.fails(
             2, "set-password", "alice@example.com", "bob@example.com", *source, input="pw\n"
         )
         assert message.lower().startswith(several), message
-        message = usersctl.fails(2, "set-password", "-", *source, input="alice@example.com\n")
+        message = cli.fails(2, "set-password", "-", *source, input="alice@example.com\n")
         assert message.lower().startswith(several), message
     assert state(db) == before
 
     # A dry run shows all of it and sets nothing.
-    dry = usersctl.ok(
+    dry = cli.ok(
         "set-password",
         "alice@example.com",
         "bob@example.com",
@@ -180,7 +180,7 @@ def test_several_users_get_a_generated_password_each(
     assert [row["status"] for row in json.loads(dry.stdout)] == ["would set password"] * 2
     assert state(db) == before
 
-    result = usersctl.ok(
+    result = cli.ok(
         "set-password", "-", "--generate-password", "-o", "json",
         input=f"alice@example.com\n{people['bob']['id']}\n",
     )  # fmt: skip
@@ -200,12 +200,12 @@ def test_several_users_get_a_generated_password_each(
     ]
 
 
-def test_one_missing_user_with_missing_ok_is_skipped(usersctl: Usersctl, db: Database) -> None:
+def test_one_missing_user_with_missing_ok_is_skipped(cli: Cli, db: Database) -> None:
     """set-password of one user (the password from stdin, so no - then) skips a missing user
     too, and asks for nothing it would not use."""
     db.seed("alice@example.com")
     before = state(db)
-    result = usersctl.ok(
+    result = cli.ok(
         "set-password", "gone@example.com", "--password-stdin", "--missing-ok", "-o", "json",
         input="a new password for nobody\n",
     )  # fmt: skip
@@ -218,10 +218,10 @@ def test_one_missing_user_with_missing_ok_is_skipped(usersctl: Usersctl, db: Dat
     assert state(db) == before
 
 
-def test_delete_user_from_stdin_needs_yes(usersctl: Usersctl, db: Database) -> None:
+def test_delete_user_from_stdin_needs_yes(cli: Cli, db: Database) -> None:
     """stdin holds the users, so no answer can come from it: --yes, or exit 2 before reading."""
     db.seed("mallory@example.com")
-    message = usersctl.fails(2, "delete-user", "-", input="mallory@example.com\ny\n")
+    message = cli.fails(2, "delete-user", "-", input="mallory@example.com\ny\n")
     assert (
         message
         == "Error: refusing to delete without confirmation: no terminal to ask on; pass --yes"

@@ -7,11 +7,11 @@ import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from harness import Database, Usersctl
+    from harness import Cli, Database, Usersctl
 
 
-def page(usersctl: Usersctl, *args: str) -> dict[str, Any]:
-    result = usersctl.ok("list-users", *args, "-o", "json", "--page-info")
+def page(cli: Cli | Usersctl, *args: str) -> dict[str, Any]:
+    result = cli.ok("list-users", *args, "-o", "json", "--page-info")
     document: dict[str, Any] = json.loads(result.stdout)
     return document
 
@@ -41,8 +41,8 @@ def test_pages_follow_next_after_until_null(usersctl: Usersctl, db: Database) ->
     assert page(usersctl, "--search", "nobody") == {"users": [], "next_after": None}
 
 
-def test_page_info_needs_json(usersctl: Usersctl, db: Database) -> None:
+def test_page_info_needs_json(cli: Cli, db: Database) -> None:
     db.seed("a@example.com")
     for fmt in ("table", "jsonl", "csv"):
-        error = usersctl.fails(2, "list-users", "--page-info", "-o", fmt)
+        error = cli.fails(2, "list-users", "--page-info", "-o", fmt)
         assert error == "Error: --page-info needs -o json", error

@@ -88,14 +88,27 @@ def logs_in(hashed: str, password: str = PASSWORD) -> bool:
     return verified
 
 
+def in_app_folder(runner: Any) -> Any:
+    """usersctl run from the app's folder (its module importable)."""
+    Path(runner.cwd, "app_security.py").write_text(APP_SECURITY)
+    return runner
+
+
 @pytest.fixture
-def app(db: Any, usersctl: Any) -> Any:
-    """The installed entry point, run from the app's folder (its module importable)."""
-    Path(usersctl.cwd, "app_security.py").write_text(APP_SECURITY)
-    return usersctl
+def app(db: Any, cli: Any) -> Any:
+    """usersctl in-process, run from the app's folder. The app's modules have one content
+    whatever the test, so one imported by an earlier test is the same module."""
+    return in_app_folder(cli)
 
 
-def test_every_new_hash_comes_from_the_apps_helper(app: Any) -> None:
+@pytest.fixture
+def app_entry_point(db: Any, usersctl: Any) -> Any:
+    """The installed entry point, run from the app's folder."""
+    return in_app_folder(usersctl)
+
+
+def test_every_new_hash_comes_from_the_apps_helper(app_entry_point: Any) -> None:
+    app = app_entry_point
     # Create
     app.ok(
         "--password-helper",
@@ -156,7 +169,8 @@ def test_verify_password_answers_as_the_apps_login(app: Any, db: Any) -> None:
     assert stored(app.url, "good@example.com") == good
 
 
-def test_doctor_fails_naming_the_users_who_cannot_log_in(app: Any, db: Any) -> None:
+def test_doctor_fails_naming_the_users_who_cannot_log_in(app_entry_point: Any, db: Any) -> None:
+    app = app_entry_point  # the real Argon2 cost (in-process tests hash at the lowest)
     db.seed(
         "a1@example.com",
         "a2@example.com",
@@ -322,7 +336,10 @@ def test_doctor_with_user_manager_judges_hashes_as_the_managers_helper(app: Any)
     assert "exclude each other" in app.fails(2, *manager, "--password-helper", HELPER, "doctor")
 
 
-def test_argon2_parameters_of_the_managers_own_are_current_not_outdated(app: Any) -> None:
+def test_argon2_parameters_of_the_managers_own_are_current_not_outdated(
+    app_entry_point: Any,
+) -> None:
+    app = app_entry_point  # the real Argon2 cost (in-process tests hash at the lowest)
     Path(app.cwd, "app_argon2.py").write_text(APP_ARGON2)
     manager = ("--user-manager", "app_argon2:UserManager")
     app.ok(*manager, "create-user", "app@example.com", "--password-stdin", input=PASSWORD)

@@ -8,27 +8,27 @@ import json
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from harness import Database, Usersctl
+    from harness import Cli, Database, Usersctl
 
 
-def test_quiet_silences_what_changed_and_footers(usersctl: Usersctl, db: Database) -> None:
+def test_quiet_silences_what_changed_and_footers(cli: Cli, db: Database) -> None:
     db.seed("admin@example.com", is_superuser=True)
     db.seed("alice@example.com")
-    loud = usersctl.ok("update-user", "alice@example.com", "--verified")
+    loud = cli.ok("update-user", "alice@example.com", "--verified")
     assert loud.stderr == "is_verified: false -> true\n"
-    quiet = usersctl.ok("-q", "update-user", "alice@example.com", "--superuser", "-o", "json")
+    quiet = cli.ok("-q", "update-user", "alice@example.com", "--superuser", "-o", "json")
     assert quiet.stderr == ""
     assert json.loads(quiet.stdout)["is_superuser"] is True
     assert db.flag("alice@example.com", "is_superuser") is True
     for args in (["--quiet", "list-users"], ["-q", "export-users", "-"]):
-        result = usersctl.ok(*args)
+        result = cli.ok(*args)
         assert result.stderr == "", args
         assert "alice@example.com" in result.stdout
     env = {"USERSCTL_QUIET": "1"}
-    assert usersctl.ok("list-users", env=env).stderr == ""
-    assert usersctl.ok("export-users", "-", env=env).stderr == ""
-    assert usersctl.ok("list-users", env={"USERSCTL_QUIET": "0"}).stderr.endswith("users.\n")
-    wrong = usersctl("list-users", env={"USERSCTL_QUIET": "perhaps"})
+    assert cli.ok("list-users", env=env).stderr == ""
+    assert cli.ok("export-users", "-", env=env).stderr == ""
+    assert cli.ok("list-users", env={"USERSCTL_QUIET": "0"}).stderr.endswith("users.\n")
+    wrong = cli("list-users", env={"USERSCTL_QUIET": "perhaps"})
     assert wrong.returncode == 2
     assert "Error: Invalid value for '--quiet' / '-q' (env var: 'USERSCTL_QUIET')" in wrong.stderr
 

@@ -70,10 +70,10 @@ def people(db: Database) -> dict[str, dict[str, Any]]:
 
 
 def test_one_by_email_and_one_by_id_and_again_nothing(
-    usersctl: Usersctl, db: Database, people: dict[str, Any]
+    cli: Cli, db: Database, people: dict[str, Any]
 ) -> None:
     bob_id = str(people["bob"]["id"])
-    result = usersctl.ok("revoke-sessions", "ALICE@example.com", bob_id, "-o", "json")
+    result = cli.ok("revoke-sessions", "ALICE@example.com", bob_id, "-o", "json")
     assert json.loads(result.stdout) == {
         "revoked": 3,
         "all": False,
@@ -93,7 +93,7 @@ def test_one_by_email_and_one_by_id_and_again_nothing(
     assert tokens_by_email(db) == {"carol@example.com": ["carol-1", "carol-2"]}
 
     # Again: nothing left to revoke, and that is success.
-    again = usersctl.ok("revoke-sessions", "alice@example.com", bob_id)
+    again = cli.ok("revoke-sessions", "alice@example.com", bob_id)
     assert again.stdout.split() == [
         "id", "email", "revoked",
         str(people["alice"]["id"]), "alice@example.com", "0",
@@ -104,9 +104,9 @@ def test_one_by_email_and_one_by_id_and_again_nothing(
 
 
 def test_a_dry_run_counts_and_revokes_nothing(
-    usersctl: Usersctl, db: Database, people: dict[str, Any]
+    cli: Cli, db: Database, people: dict[str, Any]
 ) -> None:
-    result = usersctl.ok("revoke-sessions", "alice@example.com", "--dry-run", "-o", "json")
+    result = cli.ok("revoke-sessions", "alice@example.com", "--dry-run", "-o", "json")
     assert json.loads(result.stdout)["revoked"] == 2
     assert json.loads(result.stdout)["dry_run"] is True
     assert result.stderr == "Would revoke 2 sessions of alice@example.com.\n"
@@ -114,17 +114,17 @@ def test_a_dry_run_counts_and_revokes_nothing(
 
 
 def test_a_missing_user_revokes_nothing_unless_missing_ok(
-    usersctl: Usersctl, db: Database, people: dict[str, Any]
+    cli: Cli, db: Database, people: dict[str, Any]
 ) -> None:
     named = ("alice@example.com", "gone@example.com", "bob@example.com", "lost@example.com")
-    message = usersctl.fails(3, "revoke-sessions", *named)
+    message = cli.fails(3, "revoke-sessions", *named)
     assert message == (
         "Error: no user 'gone@example.com', 'lost@example.com'; nothing was revoked "
         "(--missing-ok skips them)"
     )
     assert tokens_by_email(db) == ALL_TOKENS
 
-    result = usersctl.ok("revoke-sessions", *named, "--missing-ok", "-o", "json")
+    result = cli.ok("revoke-sessions", *named, "--missing-ok", "-o", "json")
     summary = json.loads(result.stdout)
     assert summary["revoked"] == 3
     assert [user["email"] for user in summary["users"]] == ["alice@example.com", "bob@example.com"]
@@ -156,21 +156,19 @@ def test_users_read_from_stdin_one_a_line(
     assert tokens_by_email(db) == {"carol@example.com": ["carol-1", "carol-2"]}
 
 
-def test_all_needs_a_yes_without_a_terminal(
-    usersctl: Usersctl, db: Database, people: dict[str, Any]
-) -> None:
-    message = usersctl.fails(2, "revoke-sessions", "--all")
+def test_all_needs_a_yes_without_a_terminal(cli: Cli, db: Database, people: dict[str, Any]) -> None:
+    message = cli.fails(2, "revoke-sessions", "--all")
     assert message == (
         "Error: refusing to revoke every user's sessions without confirmation: no terminal to "
         "ask on; pass --yes"
     )
-    assert "name no users" in usersctl.fails(2, "revoke-sessions", "--all", "alice@example.com")
-    assert "or pass --all" in usersctl.fails(2, "revoke-sessions")
-    dry = usersctl.ok("revoke-sessions", "--all", "--dry-run")
+    assert "name no users" in cli.fails(2, "revoke-sessions", "--all", "alice@example.com")
+    assert "or pass --all" in cli.fails(2, "revoke-sessions")
+    dry = cli.ok("revoke-sessions", "--all", "--dry-run")
     assert dry.stderr == "Would revoke every user's sessions: 5 sessions in all.\n"
     assert tokens_by_email(db) == ALL_TOKENS
 
-    result = usersctl.ok("revoke-sessions", "--all", "--yes", "-o", "json")
+    result = cli.ok("revoke-sessions", "--all", "--yes", "-o", "json")
     assert json.loads(result.stdout) == {
         "revoked": 5,
         "all": True,
@@ -181,7 +179,7 @@ def test_all_needs_a_yes_without_a_terminal(
     }
     assert result.stderr == "Revoked every user's sessions: 5 sessions in all.\n"
     assert db.count("accesstoken") == 0
-    again = usersctl.ok("revoke-sessions", "--all", "--yes")
+    again = cli.ok("revoke-sessions", "--all", "--yes")
     assert (again.stdout, again.stderr) == (
         "",
         "Revoked every user's sessions: 0 sessions in all.\n",
@@ -210,12 +208,10 @@ def test_all_asks_on_a_terminal(spawn: Any, db: Database, people: dict[str, Any]
     assert db.count("accesstoken") == 0
 
 
-def test_an_email_is_escaped_for_the_terminal_and_exact_in_json(
-    usersctl: Usersctl, db: Database
-) -> None:
+def test_an_email_is_escaped_for_the_terminal_and_exact_in_json(cli: Cli, db: Database) -> None:
     (user,) = db.seed("eve\x1b]0;owned\x07@example.com")
     add_tokens(db.url, "eve\x1b]0;owned\x07@example.com", "eve-1")
-    result = usersctl.ok("revoke-sessions", str(user["id"]), "-o", "json")
+    result = cli.ok("revoke-sessions", str(user["id"]), "-o", "json")
     assert result.stderr == "Revoked 1 session of eve\\x1b]0;owned\\x07@example.com.\n"
     assert json.loads(result.stdout)["users"][0]["email"] == "eve\x1b]0;owned\x07@example.com"
     assert db.count("accesstoken") == 0

@@ -29,10 +29,10 @@ def claims(token: str, audience: str | list[str], algorithm: str = "HS256") -> d
 
 def rows(url: str, sql: str) -> list[Any]:
     """Plain SQL on the test database through SQLAlchemy's own engine, not usersctl's."""
-    from sqlalchemy.ext.asyncio import create_async_engine
+    from harness import sql_engine
 
     async def query() -> list[Any]:
-        engine = create_async_engine(url)
+        engine = sql_engine(url)
         try:
             async with engine.connect() as connection:
                 return list(await connection.execute(sa.text(sql)))

@@ -15,13 +15,13 @@ import pytest
 from harness import is_sqlite, seed_hash
 
 if TYPE_CHECKING:
-    from harness import Database, Usersctl
+    from harness import Cli, Database, Usersctl
 
 PASSWORD = "unicode case correct horse"
 
 
-def created(usersctl: Usersctl, email: str) -> None:
-    usersctl.ok("create-user", email, "--password-stdin", input=PASSWORD + "\n")
+def created(cli: Cli | Usersctl, email: str) -> None:
+    cli.ok("create-user", email, "--password-stdin", input=PASSWORD + "\n")
 
 
 def test_an_address_in_other_case_beyond_ascii_is_taken(usersctl: Usersctl, db: Database) -> None:
@@ -55,72 +55,72 @@ def test_an_address_in_other_case_beyond_ascii_is_taken(usersctl: Usersctl, db: 
     assert db.emails() == ["bob@example.com", "ilker@example.com", "Ärger@example.com"]
 
 
-def test_the_user_is_found_in_any_case_beyond_ascii(usersctl: Usersctl, db: Database) -> None:
+def test_the_user_is_found_in_any_case_beyond_ascii(cli: Cli, db: Database) -> None:
     db.seed("Ärger@example.com", is_verified=True)
     db.seed("JÖRG@example.com", "joerg@example.com", "zoë@example.com")
     # show-user, in a case the address is not stored in
-    shown = json.loads(usersctl.ok("show-user", "ärger@example.com", "-o", "json").stdout)
+    shown = json.loads(cli.ok("show-user", "ärger@example.com", "-o", "json").stdout)
     assert shown["email"] == "Ärger@example.com"
     # list-users --search, in either direction
-    listed = usersctl.ok("list-users", "--search", "örg", "-o", "json")
+    listed = cli.ok("list-users", "--search", "örg", "-o", "json")
     assert [user["email"] for user in json.loads(listed.stdout)] == ["JÖRG@example.com"]
-    listed = usersctl.ok("list-users", "--search", "ZOË", "-o", "json")
+    listed = cli.ok("list-users", "--search", "ZOË", "-o", "json")
     assert [user["email"] for user in json.loads(listed.stdout)] == ["zoë@example.com"]
     # update-user: changing only the case of one's own address keeps it verified
-    usersctl.ok("update-user", "äRGER@example.com", "--email", "ärger@example.com")
+    cli.ok("update-user", "äRGER@example.com", "--email", "ärger@example.com")
     assert db.user("ärger@example.com")["email"] == "ärger@example.com"
     assert db.flag("ärger@example.com", "is_verified") is True
     # deactivate-user, delete-user
-    usersctl.ok("deactivate-user", "jörg@EXAMPLE.com")
+    cli.ok("deactivate-user", "jörg@EXAMPLE.com")
     assert db.flag("JÖRG@example.com", "is_active") is False
-    usersctl.ok("delete-user", "ZOË@example.com", "--yes")
+    cli.ok("delete-user", "ZOË@example.com", "--yes")
     assert db.emails() == ["joerg@example.com", "JÖRG@example.com", "ärger@example.com"]
 
 
 def test_an_import_refuses_a_pair_in_the_file_and_a_clash_with_a_user(
-    usersctl: Usersctl, db: Database
+    cli: Cli, db: Database
 ) -> None:
     db.seed("Ärger@example.com")
     hashed = seed_hash()
 
     def file_of(*emails: str) -> str:
-        path = usersctl.cwd / "users.jsonl"  # a file: its hashes are written while read
+        path = cli.cwd / "users.jsonl"  # a file: its hashes are written while read
         path.write_text(
             "".join(json.dumps({"email": e, "hashed_password": hashed}) + "\n" for e in emails)
         )
         return str(path)
 
     # Two rows of the file, differing only in the case of Ö
-    message = usersctl.fails(4, "import-users", file_of("ZÖE@example.com", "zöe@example.com"))
+    message = cli.fails(4, "import-users", file_of("ZÖE@example.com", "zöe@example.com"))
     assert "line 2: zöe@example.com is also on line 1" in message
     # A row that is an existing user's address: hashes from a file (written as they are read)
     # and from a pipe (written at once), and plaintext passwords (looked up before hashing)
-    message = usersctl.fails(4, "import-users", file_of("new@example.com", "ärger@example.com"))
+    message = cli.fails(4, "import-users", file_of("new@example.com", "ärger@example.com"))
     assert message.endswith("line 2: ärger@example.com already exists")
-    piped = (usersctl.cwd / "users.jsonl").read_text()
-    message = usersctl.fails(4, "import-users", "-", "--format", "jsonl", input=piped)
+    piped = (cli.cwd / "users.jsonl").read_text()
+    message = cli.fails(4, "import-users", "-", "--format", "jsonl", input=piped)
     assert message.endswith("line 2: ärger@example.com already exists")
     rows = f"email,password\nnew@example.com,{PASSWORD}\nÄRGER@example.com,{PASSWORD}\n"
-    message = usersctl.fails(4, "import-users", "-", "--format", "csv", input=rows)
+    message = cli.fails(4, "import-users", "-", "--format", "csv", input=rows)
     assert message.endswith("line 3: ÄRGER@example.com already exists")
     assert db.emails() == ["Ärger@example.com"]
     # skip keeps the user; update gives it the row's address, in the row's case
-    skipped = usersctl.ok(
+    skipped = cli.ok(
         "import-users", file_of("new@example.com", "ärger@example.com"), "--on-conflict", "skip"
     )
     assert "created         1" in skipped.stdout and "skipped         1" in skipped.stdout
     before = db.user("Ärger@example.com")["id"]
-    usersctl.ok("import-users", file_of("ärger@example.com"), "--on-conflict", "update")
+    cli.ok("import-users", file_of("ärger@example.com"), "--on-conflict", "update")
     assert db.emails() == ["new@example.com", "ärger@example.com"]
     assert db.user("ärger@example.com")["id"] == before
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_doctor_reports_duplicates_that_sqlite_let_in(usersctl: Usersctl, db: Database) -> None:
+def test_doctor_reports_duplicates_that_sqlite_let_in(cli: Cli, db: Database) -> None:
     # The app's connections have no usersctl_lower(): SQLite's index takes both, as the app's
     # registration would (PostgreSQL's index refuses the second).
     db.seed("Ärger@example.com", "ärger@example.com", "alice@example.com")
-    report = usersctl("doctor", "-o", "json")
+    report = cli("doctor", "-o", "json")
     assert report.returncode == 6, report.stderr
     checks = {check["check"]: check for check in json.loads(report.stdout)["checks"]}
     duplicates = checks["case duplicates"]
@@ -132,23 +132,21 @@ def test_doctor_reports_duplicates_that_sqlite_let_in(usersctl: Usersctl, db: Da
     assert duplicates["items"] == ["Ärger@example.com = ärger@example.com"]
     assert checks["email index"]["status"] == "ok"
     # Named in another case the address is ambiguous (exit 4); named exactly, each is found
-    message = usersctl.fails(4, "show-user", "ÄRGER@example.com")
+    message = cli.fails(4, "show-user", "ÄRGER@example.com")
     assert "2 users have the address 'ÄRGER@example.com' in different case" in message
-    shown = json.loads(usersctl.ok("show-user", "ärger@example.com", "-o", "json").stdout)
+    shown = json.loads(cli.ok("show-user", "ärger@example.com", "-o", "json").stdout)
     assert shown["email"] == "ärger@example.com"
-    usersctl.fails(4, "create-user", "ÄRGER@example.com", "--generate-password")
+    cli.fails(4, "create-user", "ÄRGER@example.com", "--generate-password")
     # Resolved, doctor passes
-    usersctl.ok("delete-user", "ärger@example.com", "--yes")
-    usersctl.ok("doctor")
+    cli.ok("delete-user", "ärger@example.com", "--yes")
+    cli.ok("doctor")
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_duplicates_beyond_ascii_do_not_block_sqlites_index(
-    usersctl: Usersctl, db: Database
-) -> None:
+def test_duplicates_beyond_ascii_do_not_block_sqlites_index(cli: Cli, db: Database) -> None:
     db.execute('DROP INDEX "ix_user_email_lower"')
     db.seed("Ärger@example.com", "ärger@example.com")
-    report = usersctl("doctor", "--fix", "-o", "json")
+    report = cli("doctor", "--fix", "-o", "json")
     checks = {check["check"]: check for check in json.loads(report.stdout)["checks"]}
     # SQLite's lower() tells them apart: its index can be built, and is
     assert checks["email index"]["status"] == "fixed", checks["email index"]
@@ -157,9 +155,9 @@ def test_duplicates_beyond_ascii_do_not_block_sqlites_index(
     assert db.count() == 2
 
 
-def test_the_app_connections_need_nothing_of_usersctls(usersctl: Usersctl, db: Database) -> None:
+def test_the_app_connections_need_nothing_of_usersctls(cli: Cli, db: Database) -> None:
     # Nothing in the file calls usersctl_lower(): a plain connection (the app's) still writes.
-    created(usersctl, "Ärger@example.com")
+    created(cli, "Ärger@example.com")
     if is_sqlite(db.url):
         db.seed("ärger@example.com")  # what the app's own registration can do on SQLite
         assert db.count() == 2

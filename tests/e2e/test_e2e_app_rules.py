@@ -1,6 +1,7 @@
-"""The app's own rules, end to end: the installed ``usersctl`` (a subprocess, run from this folder
-so that ``app_rules`` imports as the app's module would) beside a live FastAPI Users app
-(``app_rules``) driven over httpx, on SQLite and PostgreSQL.
+"""The app's own rules, end to end: usersctl run from this folder (so that ``app_rules`` imports
+as the app's module would) beside a live FastAPI Users app (``app_rules``) driven over httpx, on
+SQLite and PostgreSQL. usersctl runs in-process, and through the installed entry point (a
+subprocess) in the tests marked ``entry_point``.
 
 Reset and verification links go through the app's own routes; issued tokens of both strategies
 reach ``/users/me``, and revoke-sessions ends the database ones; the app's hooks fire with
@@ -25,6 +26,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from harness import invoke
+
 HERE = Path(__file__).resolve().parent
 PASSWORD = "first password, long enough"
 NEW_PASSWORD = "second password, also long"
@@ -45,9 +48,19 @@ class Story:
     url: str
     http: httpx.AsyncClient
     engine: Any
+    entry_point: bool  # usersctl through its installed entry point, else in-process
 
     async def usersctl(self, *args: str, input: str | None = None, code: int = 0) -> Run:
-        """The installed entry point in this folder, without a terminal; must exit ``code``."""
+        """usersctl in this folder, without a terminal; must exit ``code``."""
+        if not self.entry_point:
+            # In a thread: usersctl runs its own event loop, as a process of its own would.
+            ran = await asyncio.to_thread(
+                invoke, ["-d", self.url, *args], input=input, env=ENV, cwd=HERE
+            )
+            result = Run(ran.exit_code, ran.stdout, ran.stderr)
+            assert result.code == code, f"exit {result.code}, expected {code}\n{ran.output}"
+            assert ran.exception is None or isinstance(ran.exception, SystemExit), ran.exception
+            return result
         executable = str(Path(sys.executable).with_name("usersctl"))
         env = {
             key: value
@@ -117,13 +130,14 @@ class Story:
 
 
 @pytest.fixture
-async def story(database_url: str) -> AsyncIterator[Story]:
+async def story(database_url: str, request: pytest.FixtureRequest) -> AsyncIterator[Story]:
     app, engine = app_rules.build_app(database_url)
     async with engine.begin() as connection:
         await connection.run_sync(app_rules.Base.metadata.create_all)
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app")
     try:
-        yield Story(database_url, http, engine)
+        entry_point = request.node.get_closest_marker("entry_point") is not None
+        yield Story(database_url, http, engine, entry_point)
     finally:
         await http.aclose()
         await engine.dispose()
@@ -168,6 +182,7 @@ async def test_a_verify_link_verifies_through_the_app(story: Story) -> None:
     assert "already verified" in run.stderr
 
 
+@pytest.mark.entry_point
 async def test_issued_tokens_of_both_strategies_reach_users_me(story: Story) -> None:
     created = await story.register(USER)
     database = (await story.usersctl("issue-token", USER, "--strategy", "database")).stdout.strip()
@@ -261,6 +276,7 @@ async def test_the_managers_hasher_is_not_overridden_by_password_helper_or_hash_
     assert await story.login(USER, PASSWORD) == 200
 
 
+@pytest.mark.entry_point
 async def test_the_apps_hooks_fire_where_its_routes_would_run_them(story: Story) -> None:
     manager = ("--user-manager", MANAGER)
 

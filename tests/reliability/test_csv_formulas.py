@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import seed_hash, sql_engine
+from harness import Cli, seed_hash, sql_engine
 from usersctl.csv_cells import formula_safe, formula_safe_sql, from_formula_safe
 
 #: A text value as stored, and its cell in a CSV file.
@@ -152,30 +152,30 @@ def test_export_writes_text_formula_safe_and_import_reads_it_back_exactly(
 
 
 def test_raw_csv_writes_and_reads_cells_as_they_are(
-    usersctl: Any, db: Any, table: dict[str, Any]
+    cli: Cli, db: Any, table: dict[str, Any]
 ) -> None:
-    usersctl.ok("export-users", "raw.csv", "--include-hashes", "--raw-csv")
-    raw = (usersctl.cwd / "raw.csv").read_bytes()
+    cli.ok("export-users", "raw.csv", "--include-hashes", "--raw-csv")
+    raw = (cli.cwd / "raw.csv").read_bytes()
     assert raw == expected_export(table, RAW_CELLS, FORMULA_EMAIL)
     db.execute('DELETE FROM "user"')
-    usersctl.ok("import-users", "raw.csv", "--raw-csv")
+    cli.ok("import-users", "raw.csv", "--raw-csv")
     assert stored_values(db) == original_values()
 
     # A formula-safe file read raw keeps its quotes.
-    (usersctl.cwd / "safe.csv").write_bytes(expected_export(table, SAFE_CELLS, "'" + FORMULA_EMAIL))
+    (cli.cwd / "safe.csv").write_bytes(expected_export(table, SAFE_CELLS, "'" + FORMULA_EMAIL))
     db.execute('DELETE FROM "user"')
-    usersctl.ok("import-users", "safe.csv", "--raw-csv")
+    cli.ok("import-users", "safe.csv", "--raw-csv")
     quoted = [(email(i), cell, -5) for i, cell in enumerate(SAFE_CELLS)]
     assert stored_values(db) == sorted([*quoted, ("'" + FORMULA_EMAIL, None, None)])
 
 
-def test_json_keeps_the_exact_text(usersctl: Any, db: Any, table: dict[str, Any]) -> None:
-    lines = usersctl.ok("export-users", "-").stdout.split("\n")[:-1]
+def test_json_keeps_the_exact_text(cli: Cli, db: Any, table: dict[str, Any]) -> None:
+    lines = cli.ok("export-users", "-").stdout.split("\n")[:-1]
     exported = sorted(
         (row["email"], row["nickname"], row["logins"]) for row in map(json.loads, lines)
     )
     assert exported == original_values()
-    listed = json.loads(usersctl.ok("list-users", "-o", "json").stdout)
+    listed = json.loads(cli.ok("list-users", "-o", "json").stdout)
     assert sorted((row["email"], row["nickname"], row["logins"]) for row in listed) == (
         original_values()
     )
@@ -183,7 +183,7 @@ def test_json_keeps_the_exact_text(usersctl: Any, db: Any, table: dict[str, Any]
     # A JSON value that starts with a quote is imported as it is.
     db.execute('DELETE FROM "user"')
     record = {"email": "ann@example.com", "hashed_password": seed_hash(), "nickname": "'=x"}
-    usersctl.ok("import-users", "-", "--format", "jsonl", input=json.dumps(record) + "\n")
+    cli.ok("import-users", "-", "--format", "jsonl", input=json.dumps(record) + "\n")
     assert db.query('SELECT nickname FROM "user"') == [{"nickname": "'=x"}]
 
 
@@ -213,16 +213,14 @@ def test_list_users_csv_is_formula_safe_unless_raw(usersctl: Any, table: dict[st
         assert sorted(rest) == lines(cells, formula_email)
 
 
-def test_a_password_cell_is_read_like_any_other(usersctl: Any, db: Any) -> None:
+def test_a_password_cell_is_read_like_any_other(cli: Cli, db: Any) -> None:
     """The quote of a formula-safe password cell is taken off too: '=... is the password =...;
     with --raw-csv the quote is part of it."""
     from argon2 import PasswordHasher
 
     rows = "email,password\nann@example.com,'=a long enough password\n"
-    usersctl.ok("import-users", "-", "--format", "csv", input=rows)
-    usersctl.ok(
-        "import-users", "-", "--format", "csv", "--raw-csv", input=rows.replace("ann", "bob")
-    )
+    cli.ok("import-users", "-", "--format", "csv", input=rows)
+    cli.ok("import-users", "-", "--format", "csv", "--raw-csv", input=rows.replace("ann", "bob"))
     assert PasswordHasher().verify(db.stored_hash("ann@example.com"), "=a long enough password")
     assert PasswordHasher().verify(db.stored_hash("bob@example.com"), "'=a long enough password")
 

@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "unlink-oauth": ("users", "unlink_oauth"),
     "export-users": ("transfer", "export_users"),
     "import-users": ("transfer", "import_users"),
+    "apply": ("apply", "apply"),
     "doctor": ("doctor", "doctor"),
     "verify-password": ("verify", "verify_password"),
     "reset-link": ("tokens", "reset_link"),

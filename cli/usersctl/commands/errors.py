@@ -53,7 +53,8 @@ EXIT_CODE_HELP = (
     "4 conflict (email taken, last superuser, an address several users share in different "
     "case, a unique or foreign key constraint, rows that still refer to a user to delete); "
     "5 database problem (unreachable, tables missing, read-only); "
-    "6 a check said no (doctor, verify-password); 130 interrupted; "
+    "6 a check said no (doctor, verify-password, apply --dry-run --exit-code with changes to "
+    "make); 130 interrupted; "
     "141 the reader of stdout went away (as with | head)."
 )
 
@@ -71,6 +72,32 @@ def _one_line(message: str) -> str:
     return for_terminal(" ".join(message.split())) or "unknown error"
 
 
+#: MySQL/MariaDB error numbers: the client's for a server it could not reach or lost, the
+#: server's for a read-only server or transaction, and for a value refused in strict mode (what
+#: PostgreSQL's SQLSTATE class 22 is).
+MYSQL_CONNECT_ERRORS = frozenset({2002, 2003, 2005})
+MYSQL_LOST_ERRORS = frozenset({2006, 2013, 4031})
+MYSQL_READ_ONLY_ERRORS = frozenset({1036, 1290, 1792})
+MYSQL_DATA_ERRORS = frozenset({1264, 1265, 1292, 1366, 1406, 1416, 3140})
+
+
+def mysql_error(exc: BaseException) -> tuple[int, str] | None:
+    """The error number and message of a MySQL driver's error (asyncmy's or PyMySQL's, which
+    aiomysql raises), wrapped by SQLAlchemy or not; None for any other exception."""
+    from sqlalchemy.exc import DBAPIError
+
+    original: BaseException = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
+    module = type(original).__module__
+    args = original.args
+    if (
+        module.startswith(("asyncmy", "pymysql", "aiomysql"))
+        and len(args) >= 2
+        and isinstance(args[0], int)
+    ):
+        return args[0], str(args[1])
+    return None
+
+
 def _database_message(exc: BaseException) -> str:
     """What went wrong with the database, without SQL text or parameters (they may hold secrets)."""
     from sqlalchemy.exc import DBAPIError
@@ -78,6 +105,16 @@ def _database_message(exc: BaseException) -> str:
     original: BaseException = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
     text = str(original).strip().splitlines()[0] if str(original).strip() else ""
     name = type(original).__name__
+    mysql = mysql_error(exc)
+    if mysql is not None:
+        number, text = mysql[0], mysql[1].strip().splitlines()[0] if mysql[1].strip() else ""
+        if number in MYSQL_LOST_ERRORS:
+            return f"lost the connection to the database ({text})"
+        if number in MYSQL_READ_ONLY_ERRORS:
+            return f"the database is read-only ({text})"
+        missing = re.fullmatch(r"Table '(?:[^'.]*\.)?([^']+)' doesn't exist", text)
+        if number == 1146 and missing:
+            text = f'relation "{missing.group(1)}" does not exist'  # worded as PostgreSQL's below
     if text.startswith("<class '") and "'>: " in text:
         # SQLAlchemy's asyncpg adapter writes "<class 'asyncpg.exceptions.X'>: message".
         qualified, _, text = text[len("<class '") :].partition("'>: ")
@@ -123,7 +160,12 @@ def _is_data_error(exc: BaseException) -> bool:
     from sqlalchemy.exc import DataError, DBAPIError
 
     state = getattr(exc.orig, "sqlstate", None) if isinstance(exc, DBAPIError) else None
-    return isinstance(exc, DataError) or str(state or "").startswith("22")
+    mysql = mysql_error(exc) if isinstance(exc, DBAPIError) else None
+    return (
+        isinstance(exc, DataError)
+        or str(state or "").startswith("22")
+        or (mysql is not None and mysql[0] in MYSQL_DATA_ERRORS)
+    )
 
 
 def exit_code_for(exc: BaseException, server: str = "") -> tuple[ExitCode, str]:
@@ -153,6 +195,10 @@ def exit_code_for(exc: BaseException, server: str = "") -> tuple[ExitCode, str]:
             return ExitCode.CONFLICT, f"refused by the database's {violation.message}"
         if violation is not None:  # NOT NULL, CHECK: a value the caller gave
             return ExitCode.USAGE, f"the database refused a value: {violation.message}"
+    mysql = mysql_error(exc)
+    if mysql is not None and mysql[0] in MYSQL_CONNECT_ERRORS:
+        at = f" at {server}" if server else ""
+        return ExitCode.DATABASE, f"cannot connect to the database{at}: {_mysql_reason(mysql[1])}"
     if isinstance(exc, (DBAPIError, SQLAlchemyError)):
         code = ExitCode.USAGE if _is_data_error(exc) else ExitCode.DATABASE
         return code, _database_message(exc)
@@ -171,8 +217,8 @@ def exit_code_for(exc: BaseException, server: str = "") -> tuple[ExitCode, str]:
 
 
 def server_of(database_url: str) -> str:
-    """Where a PostgreSQL URL points, for messages: ``host:port``, or the socket file for a
-    socket folder; as asyncpg decides it (the URL, then ``?host=``/``?port=``, then PGHOST and
+    """Where a PostgreSQL or MySQL URL points, for messages: ``host:port``, or the socket file
+    for a socket folder; for PostgreSQL as asyncpg decides it (the URL, then ``?host=``/``?port=``, then PGHOST and
     PGPORT). Empty for SQLite, or where asyncpg would try several places."""
     from usersctl.engine import normalize_url
 
@@ -180,6 +226,12 @@ def server_of(database_url: str) -> str:
         url = normalize_url(database_url)
     except Exception:  # an unusable URL has its own error; this is only a courtesy
         return ""
+    if url.get_backend_name() == "mysql":
+        socket_file = url.query.get("unix_socket")
+        if isinstance(socket_file, str):
+            return socket_file
+        mysql_host, mysql_port = url.host or "localhost", url.port or 3306
+        return f"[{mysql_host}]:{mysql_port}" if ":" in mysql_host else f"{mysql_host}:{mysql_port}"
     if url.get_backend_name() != "postgresql":
         return ""
     host = url.host or url.query.get("host") or os.environ.get("PGHOST")
@@ -189,6 +241,16 @@ def server_of(database_url: str) -> str:
     if host.startswith("/"):
         return f"{host.rstrip('/')}/.s.PGSQL.{port}"
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _mysql_reason(message: str) -> str:
+    """Why a MySQL driver could not connect, in the words used for PostgreSQL's."""
+    lowered = message.lower()
+    if "refused" in lowered or "connect call failed" in lowered:
+        return "connection refused (no server listening there)"
+    if "name or service not known" in lowered or "nodename nor servname" in lowered:
+        return "the host name could not be resolved (Name or service not known)"
+    return message
 
 
 def _connection_reason(exc: BaseException) -> str:

@@ -13,7 +13,7 @@ import typer
 if TYPE_CHECKING:
     from usersctl.database_url import DatabaseURL
     from usersctl.passwords import Hashing
-    from usersctl.users import UserContext
+    from usersctl.users import UserContext, UserFilters
 
 from usersctl.commands.errors import CommitGuard
 from usersctl.commands.render import OutputFormat
@@ -332,3 +332,32 @@ def column_names(given: str | None) -> list[str] | None:
 def only(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[dict[str, Any]]:
     """Each row with just ``columns``, in that order (what JSON and JSON lines print)."""
     return [{name: row.get(name) for name in columns} for row in rows]
+
+
+def list_filters(
+    *,
+    active: bool | None,
+    superuser: bool | None,
+    verified: bool | None,
+    search: str | None,
+    emails: Sequence[str] | None,
+    email_domain: str | None,
+    ids: Sequence[str] | None,
+    created_after: str | None,
+    created_before: str | None,
+) -> UserFilters:
+    """The filters of list-users (``ActiveFilter`` ... ``CreatedBeforeFilter``) as one
+    ``UserFilters``: list-users, export-users and apply --prune take the same nine options."""
+    from usersctl.users import user_filters
+
+    return user_filters(
+        is_active=active,
+        is_superuser=superuser,
+        is_verified=verified,
+        search=search,
+        emails=emails or (),
+        email_domain=email_domain,
+        ids=ids or (),
+        created_after=created_after,
+        created_before=created_before,
+    )

@@ -31,6 +31,7 @@ from usersctl.commands.options import (
     SuperuserFilter,
     VerifiedFilter,
     column_names,
+    list_filters,
     settings_of,
 )
 from usersctl.commands.render import QUIET, OutputFormat, render_rows, say, warn
@@ -131,16 +132,15 @@ def export_users(
 
     async def work() -> int:
         from usersctl.exporting import export_users as export
-        from usersctl.users import user_filters
 
-        filters = user_filters(
-            is_active=active,
-            is_superuser=superuser,
-            is_verified=verified,
+        filters = list_filters(
+            active=active,
+            superuser=superuser,
+            verified=verified,
             search=search,
-            emails=emails or (),
+            emails=emails,
             email_domain=email_domain,
-            ids=ids or (),
+            ids=ids,
             created_after=created_after,
             created_before=created_before,
         )
@@ -387,7 +387,7 @@ def import_users(
         from usersctl.importing import import_users as run_import
 
         try:
-            with _open_input(file) as stream, progress_bar("importing") as progress:
+            with open_input(file) as stream, progress_bar("importing") as progress:
                 summary = await run_import(
                     settings.checked_url(),
                     stream,
@@ -426,7 +426,8 @@ def import_users(
 
 
 @contextmanager
-def _open_input(file: str) -> Iterator[IO[bytes]]:
+def open_input(file: str) -> Iterator[IO[bytes]]:
+    """The file import-users or apply reads (``-``: stdin); one that cannot be read is exit 2."""
     if file == "-":
         yield sys.stdin.buffer
         return

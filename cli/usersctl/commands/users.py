@@ -45,6 +45,7 @@ from usersctl.commands.options import (
     UsersArgument,
     VerifiedFilter,
     column_names,
+    list_filters,
     only,
     settings_of,
 )
@@ -264,14 +265,14 @@ def list_users(
         from usersctl import users
         from usersctl.fields import forms_for
 
-        filters = users.user_filters(
-            is_active=active,
-            is_superuser=superuser,
-            is_verified=verified,
+        filters = list_filters(
+            active=active,
+            superuser=superuser,
+            verified=verified,
             search=search,
-            emails=emails or (),
+            emails=emails,
             email_domain=email_domain,
-            ids=ids or (),
+            ids=ids,
             created_after=created_after,
             created_before=created_before,
         )

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, Table, delete, func, inspect, select
+from sqlalchemy import Select, Table, delete, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstanceState
 
 from usersctl.db.tables import ID
+from usersctl.email_case import index_key
 
 UP = TypeVar("UP", bound=Any)
 AP = TypeVar("AP", bound=Any)
@@ -58,7 +59,7 @@ class SQLAlchemyUserDatabase(Generic[UP, ID]):
     async def get_by_email(self, email: str) -> UP | None:
         # Matches the unique index on lower(email), so this is an index search, not a scan.
         statement = select(self.user_table).where(
-            func.lower(self.user_table.email) == func.lower(email)
+            index_key(self.user_table.email) == index_key(email)
         )
         return await self._get_user(statement)
 

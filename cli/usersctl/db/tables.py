@@ -25,12 +25,21 @@ def email_lower_index_name(table_name: str) -> str:
 
 
 def add_email_lower_index(table: Table) -> Index:
-    """Attach the unique ``lower(email)`` index to ``table`` unless it already has one."""
+    """Attach the unique ``lower(email)`` index to ``table`` unless it already has one.
+
+    Not on MySQL/MariaDB: MariaDB has no expression indexes, and there the unique index on
+    ``email`` itself (``unique=True`` below), in the column's case-insensitive collation, both
+    refuses addresses that differ only in case and serves ``email = :x``."""
     name = email_lower_index_name(table.name)
     for index in table.indexes:
         if index.name == name:
             return index
-    return Index(name, func.lower(table.c.email), unique=True)
+    index = Index(name, func.lower(table.c.email), unique=True)
+    return index.ddl_if(callable_=_has_expression_indexes)
+
+
+def _has_expression_indexes(*_args: Any, dialect: Any, **_kwargs: Any) -> bool:
+    return bool(dialect.name != "mysql")
 
 
 class SQLAlchemyBaseUserTable(Generic[ID]):

@@ -61,6 +61,15 @@ class TIMESTAMPAware(TypeDecorator[datetime]):
     impl = TIMESTAMP(timezone=True)
     cache_ok = True
 
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "mysql":
+            # MySQL's TIMESTAMP drops the microseconds, converts from the session's time zone
+            # and ends in 2038; DATETIME(6) keeps the UTC time given below as it is.
+            from sqlalchemy.dialects.mysql import DATETIME
+
+            return dialect.type_descriptor(DATETIME(fsp=6))
+        return super().load_dialect_impl(dialect)
+
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         if (
             isinstance(value, datetime)
