@@ -406,21 +406,20 @@ _SQLITE_TAKES = (
         ),
         (
             "postgresql://u@h:port/db",
-            "the database URL is not valid; expected e.g. sqlite:///users.db or "
-            "postgresql://user@host/db",
+            "the database URL is not valid; expected e.g. sqlite:///users.db, "
+            "postgresql://user@host/db or mysql://user@host/db",
         ),
         (
             "postgresql://u:p@ss@h/db",
             "the database URL has more than one '@'; write an '@' in the password as %40",
         ),
-        ("mysql://h/db", "unsupported database 'mysql'; use a sqlite:// or postgresql:// URL"),
         (
             "postgresql+psycopg3://h/db",
-            "unsupported database 'postgresql+psycopg3'; use a sqlite:// or postgresql:// URL",
+            "unsupported database 'postgresql+psycopg3'; use a sqlite://, postgresql:// or mysql:// URL",
         ),
         (
             "sqlite+pysqlcipher:///u.db",
-            "unsupported database 'sqlite+pysqlcipher'; use a sqlite:// or postgresql:// URL",
+            "unsupported database 'sqlite+pysqlcipher'; use a sqlite://, postgresql:// or mysql:// URL",
         ),
     ],
 )
