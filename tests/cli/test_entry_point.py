@@ -69,3 +69,62 @@ def test_a_script_administers_users_through_the_entry_point(
     )
     assert [row["status"] for row in deleted] == ["deleted"]
     assert "ops@example.com" in usersctl.fails(3, "show-user", "ops@example.com")
+
+
+def test_batch_options_through_the_entry_point(usersctl: Usersctl, db: Database) -> None:
+    """Issue 12's options once each through the installed entry point (the other tests of each
+    run them in-process): exact filters, --columns, several users, stdin with --missing-ok,
+    -q, updates without a password, a root option after the command."""
+    aware = not db.url.startswith("sqlite")
+    db.execute(
+        'ALTER TABLE "user" ADD COLUMN created_at '
+        + ("TIMESTAMP WITH TIME ZONE" if aware else "TIMESTAMP")
+    )
+    ann, bob, _evil = db.seed("ann@old-corp.net", "Bob@Old-Corp.NET", "x@old-corp.net.evil.com")
+    db.execute(
+        "UPDATE \"user\" SET created_at = '2024-01-15 00:00:00' WHERE email = 'ann@old-corp.net'",
+        "UPDATE \"user\" SET created_at = '2024-03-01 00:00:00' WHERE email <> 'ann@old-corp.net'",
+    )
+
+    def emails(*args: str) -> list[str]:
+        return [row["email"] for row in json.loads(usersctl.ok(*args, "-o", "json").stdout)]
+
+    # Exact filters, on list-users and export-users
+    assert emails("list-users", "--email-domain", "OLD-CORP.net") == [
+        "ann@old-corp.net",
+        "Bob@Old-Corp.NET",
+    ]
+    assert emails("export-users", "-", "--created-before", "2024-02-01") == ["ann@old-corp.net"]
+    # --columns picks and orders the fields
+    shown = json.loads(
+        usersctl.ok("show-user", str(bob["id"]), "--columns", "email,id", "-o", "json").stdout
+    )
+    assert list(shown) == ["email", "id"]
+    # Several users in one update (one transaction); show-user shows each
+    usersctl.ok("update-user", "ann@old-corp.net", str(bob["id"]), "--verified")
+    assert sorted((r["email"], r["is_verified"]) for r in db.rows()) == [
+        ("Bob@Old-Corp.NET", True),
+        ("ann@old-corp.net", True),
+        ("x@old-corp.net.evil.com", False),
+    ]
+    both = json.loads(
+        usersctl.ok("show-user", "ann@old-corp.net", "bob@old-corp.net", "-o", "json").stdout
+    )
+    assert [user["email"] for user in both] == ["ann@old-corp.net", "Bob@Old-Corp.NET"]
+    # Users from stdin, a missing one skipped with --missing-ok, and -q says nothing but errors
+    quiet = usersctl.ok(
+        "deactivate-user", "-", "--missing-ok", "-q", input=f"{ann['id']}\nnobody@example.com\n"
+    )
+    assert quiet.stderr == ""
+    assert [r["email"] for r in db.query('SELECT email FROM "user" WHERE NOT is_active')] == [
+        "ann@old-corp.net"
+    ]
+    # An update row without a password keeps the user's hash
+    before = db.stored_hash("Bob@Old-Corp.NET")
+    row = json.dumps({"email": "Bob@Old-Corp.NET", "is_superuser": True}) + "\n"
+    usersctl.ok("import-users", "-", "--format", "jsonl", "--on-conflict", "update", input=row)
+    assert db.stored_hash("Bob@Old-Corp.NET") == before
+    # A root option after the command name
+    after = usersctl("list-users", "-d", usersctl.url or "", "--superuser", "-o", "json", url=False)
+    assert after.returncode == 0, after.stderr
+    assert [user["id"] for user in json.loads(after.stdout)] == [str(bob["id"])]
