@@ -641,6 +641,7 @@ async def test_a_file_that_is_no_database_fails_to_connect_and_is_closed(tmp_pat
 # DDL alone, outside a transaction --------------------------------------------------------------
 
 
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 async def test_execute_alone_runs_ddl_outside_a_transaction(database_url: str) -> None:
     from sqlalchemy import Column, Index, Integer, MetaData, Table
     from sqlalchemy.exc import DBAPIError
@@ -676,6 +677,34 @@ async def test_execute_alone_runs_ddl_outside_a_transaction(database_url: str) -
         with pytest.raises(DBAPIError) as error:
             await execute_alone(engine, [CreateTable(table)])
         assert "CREATE TABLE alone" in str(error.value)
+        assert "already exists" in str(error.value)
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
+async def test_execute_alone_runs_ddl_on_mariadb(database_url: str) -> None:
+    """MySQL's drivers have no execute on their connections: the statements go through
+    SQLAlchemy's, each committing by itself; errors come wrapped, as elsewhere."""
+    from sqlalchemy import Column, Index, Integer, MetaData, Table
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
+    table = Table(
+        "alone", MetaData(), Column("id", Integer, primary_key=True), Column("n", Integer)
+    )
+    engine = create_engine(database_url)
+    try:
+        await execute_alone(
+            engine, [CreateTable(table), CreateIndex(Index("ix_alone_n", table.c.n))]
+        )
+        async with engine.connect() as connection:
+            names = await connection.run_sync(
+                lambda sync: [i["name"] for i in sqlalchemy.inspect(sync).get_indexes("alone")]
+            )
+        assert names == ["ix_alone_n"]
+        with pytest.raises(DBAPIError) as error:
+            await execute_alone(engine, [CreateTable(table)])
         assert "already exists" in str(error.value)
     finally:
         await engine.dispose()

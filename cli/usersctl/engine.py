@@ -494,6 +494,11 @@ async def execute_alone(engine: AsyncEngine, statements: list[Any]) -> None:
 
     async with engine.connect() as plain:
         connection = await plain.execution_options(isolation_level="AUTOCOMMIT")
+        if engine.dialect.name == "mysql":
+            # MySQL's drivers have no execute on the connection; each DDL commits by itself.
+            for statement in statements:
+                await connection.execute(statement)
+            return
         driver = (await connection.get_raw_connection()).driver_connection
         assert driver is not None  # an open connection has its driver's
         for statement in statements:

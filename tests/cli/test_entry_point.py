@@ -7,6 +7,7 @@ import io
 import json
 from typing import TYPE_CHECKING
 
+from harness import is_mysql, is_sqlite
 from usersctl.passwords import verify_password
 
 if TYPE_CHECKING:
@@ -75,10 +76,12 @@ def test_batch_options_through_the_entry_point(usersctl: Usersctl, db: Database)
     """Issue 12's options once each through the installed entry point (the other tests of each
     run them in-process): exact filters, --columns, several users, stdin with --missing-ok,
     -q, updates without a password, a root option after the command."""
-    aware = not db.url.startswith("sqlite")
+    # PostgreSQL: a timestamptz column; SQLite and MariaDB: a naive one (UTC)
+    aware = not is_sqlite(db.url) and not is_mysql(db.url)
+    naive = "DATETIME(6)" if is_mysql(db.url) else "TIMESTAMP"
     db.execute(
         'ALTER TABLE "user" ADD COLUMN created_at '
-        + ("TIMESTAMP WITH TIME ZONE" if aware else "TIMESTAMP")
+        + ("TIMESTAMP WITH TIME ZONE" if aware else naive)
     )
     ann, bob, _evil = db.seed("ann@old-corp.net", "Bob@Old-Corp.NET", "x@old-corp.net.evil.com")
     db.execute(
