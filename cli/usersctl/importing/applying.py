@@ -26,11 +26,11 @@ from usersctl.importing.reading import read_records
 from usersctl.importing.rows import ImportConflict, ImportRejected, Problem, Problems, Row
 from usersctl.importing.writing import (
     advance_id_sequence,
+    execute_updates,
     group_by_columns,
     insert_rows,
     lock_table,
     refuse_no_superuser_left,
-    update_statements,
 )
 from usersctl.passwords import ARGON2, Hashing
 from usersctl.users import UserContext, UserFilters
@@ -381,11 +381,7 @@ async def carry_out(
             values["hashed_password"] = step.row.values["hashed_password"]
         updates.append({**values, "_id": step.id})
     for columns, batch in group_by_columns(updates):
-        for statement, names in update_statements(ctx.model, columns):
-            if len(names) < len(columns):  # a parent table: its own columns only
-                await ctx.session.execute(statement, [{n: v[n] for n in names} for v in batch])
-            else:
-                await ctx.session.execute(statement, batch)
+        await execute_updates(ctx, columns, batch)
     deleting = [step for step in plan.steps if step.action == "delete"]
     if deleting:
         from usersctl.users import delete_users

@@ -133,11 +133,7 @@ async def write_rows(
     ending = [] if keep_sessions or not updates else await sessions_to_end(ctx, updates)
     written = len(inserts)
     for columns, batch in group_by_columns(updates):
-        for statement, names in update_statements(ctx.model, columns):
-            if len(names) < len(columns):  # a parent table: its own columns only
-                await ctx.session.execute(statement, [{n: v[n] for n in names} for v in batch])
-            else:
-                await ctx.session.execute(statement, batch)
+        await execute_updates(ctx, columns, batch)
         written += len(batch)
         if progress:
             progress("writing", written, total)
@@ -180,6 +176,18 @@ def update_statements(
             values = {key: key}  # nothing given: the UPDATE sets only its onupdate columns
         statements.append((update(target).where(key == bindparam("_id")).values(values), names))
     return statements
+
+
+async def execute_updates(
+    ctx: UserContext, columns: tuple[str, ...], batch: list[dict[str, Any]]
+) -> None:
+    """Write ``batch``, rows that all give ``columns`` (and ``_id``), with the UPDATEs of
+    :func:`update_statements`: each parent table gets its own columns only."""
+    for statement, names in update_statements(ctx.model, columns):
+        if len(names) < len(columns):
+            await ctx.session.execute(statement, [{n: v[n] for n in names} for v in batch])
+        else:
+            await ctx.session.execute(statement, batch)
 
 
 async def _insert_all_or_nothing(
