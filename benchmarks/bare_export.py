@@ -3,23 +3,28 @@
 No framework: the driver's rows, ``json.dumps``, ``write``. usersctl's output is compared with
 this script's, line for line, on the smaller export.
 
-    python bare_export.py sqlite PATH
-    python bare_export.py postgresql DSN
+    python bare_export.py sqlite PATH [--ordered]
+    python bare_export.py postgresql DSN [--ordered]
+
+``--ordered``: in ``lower(email)`` order, as ``export-users`` writes by default (served by the
+unique ``lower(email)`` index ``init-db`` makes); without it, in the order the database reads
+the table, as ``export-users --unordered`` writes.
 """
 
 import json
 import sys
 
 QUERY = 'SELECT id, email, is_active, is_superuser, is_verified FROM "user"'
+ORDER = " ORDER BY lower(email)"
 KEYS = ("id", "email", "is_active", "is_superuser", "is_verified")
 
 
-def export_sqlite(path: str) -> None:
+def export_sqlite(path: str, query: str) -> None:
     import sqlite3
 
     dumps, write = json.dumps, sys.stdout.write
     connection = sqlite3.connect(path)
-    for user_id, email, active, superuser, verified in connection.execute(QUERY):
+    for user_id, email, active, superuser, verified in connection.execute(query):
         record = {
             "id": user_id,
             "email": email,
@@ -31,14 +36,14 @@ def export_sqlite(path: str) -> None:
     connection.close()
 
 
-async def export_postgresql(dsn: str) -> None:
+async def export_postgresql(dsn: str, query: str) -> None:
     import asyncpg
 
     dumps, write = json.dumps, sys.stdout.write
     connection = await asyncpg.connect(dsn)
     async with connection.transaction():
         async for user_id, email, active, superuser, verified in connection.cursor(
-            QUERY, prefetch=10_000
+            query, prefetch=10_000
         ):
             record = {
                 "id": str(user_id),
@@ -53,10 +58,11 @@ async def export_postgresql(dsn: str) -> None:
 
 if __name__ == "__main__":
     kind, target = sys.argv[1:3]
+    query = QUERY + ORDER if "--ordered" in sys.argv[3:] else QUERY
     if kind == "sqlite":
-        export_sqlite(target)
+        export_sqlite(target, query)
     else:
         import asyncio
 
-        asyncio.run(export_postgresql(target))
+        asyncio.run(export_postgresql(target, query))
     sys.stdout.flush()

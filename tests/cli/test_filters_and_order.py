@@ -175,6 +175,25 @@ def test_exports_come_in_list_users_order_and_repeat_byte_for_byte(cli: Cli, db:
             assert [line.split(",")[1] for line in first.splitlines()[1:]] == order
 
 
+def test_unordered_exports_come_as_the_database_reads_them(cli: Cli, db: Database) -> None:
+    """--unordered drops list-users' order (no lookup of each row through the email index): the
+    same users, with the filters, in the order a plain SELECT without ORDER BY reads them."""
+    db.seed(*SCRAMBLED)  # stored in an order that is not the email's
+    stored = [
+        row["email"] for row in db.query('SELECT email, hashed_password FROM "user"')
+    ]  # no index covers it
+    assert stored != sorted(SCRAMBLED, key=str.lower)  # else this test could not fail
+    assert exported(cli, "--unordered") == stored
+    assert exported(cli) == sorted(SCRAMBLED, key=str.lower)
+    inactive = [email for email in stored if email != SCRAMBLED[1]]
+    db.execute(f"UPDATE \"user\" SET is_active = false WHERE email <> '{SCRAMBLED[1]}'")
+    assert exported(cli, "--unordered", "--inactive") == [
+        row["email"]
+        for row in db.query('SELECT email, hashed_password FROM "user" WHERE NOT is_active')
+    ]
+    assert sorted(exported(cli, "--unordered", "--inactive")) == sorted(inactive)
+
+
 def test_python_rendered_exports_keep_the_order_too(cli: Cli, db: Database) -> None:
     """A column the database does not render in its form (a time) is written by Python."""
     add_column(db, "created_at", "TIMESTAMP")

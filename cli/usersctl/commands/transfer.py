@@ -114,10 +114,18 @@ def export_users(
     ] = False,
     raw_csv: RawCsvOption = False,
     columns: ColumnsOption = None,
+    unordered: Annotated[
+        bool,
+        typer.Option(
+            "--unordered",
+            help="Users in the order the database stores them, not list-users' order: faster "
+            "on a large table, but two exports of the same users may differ in order.",
+        ),
+    ] = False,
 ) -> None:
     """Stream users to a file or stdout, in flat memory; no hash leaves without --include-hashes.
 
-    Takes the filters of list-users; users come in its order.
+    Takes the filters of list-users; users come in its order (unless --unordered).
 
     \b
     Example:
@@ -160,6 +168,7 @@ def export_users(
                 model_path=settings.model_path,
                 table=settings.table,
                 raw_csv=raw_csv,
+                ordered=not unordered,
             )
 
     count = run(work, settings)
