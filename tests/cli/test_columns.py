@@ -59,16 +59,20 @@ def test_show_user_prints_the_chosen_fields_in_order(cli: Cli, db: Database) -> 
     assert printed["table"] == [["email", "alice@example.com"], ["id", str(alice["id"])]]
 
 
-def test_export_users_writes_the_chosen_fields_in_order(usersctl: Usersctl, db: Database) -> None:
+def test_export_users_writes_the_chosen_fields_in_order(
+    cli: Cli, usersctl: Usersctl, db: Database
+) -> None:
+    """In-process, but for the first export: this file's run of the installed entry point."""
     (alice,) = db.seed("alice@example.com", is_superuser=True)
     db.execute('ALTER TABLE "user" ADD COLUMN created_at TIMESTAMP')
     db.execute("UPDATE \"user\" SET created_at = '2024-01-02 03:04:05'")
 
-    def export(fmt: str, columns: str, *args: str) -> str:
-        return usersctl.ok("export-users", "-", "-o", fmt, "--columns", columns, *args).stdout
+    def export(fmt: str, columns: str, *args: str, through: Cli | Usersctl = cli) -> str:
+        return through.ok("export-users", "-", "-o", fmt, "--columns", columns, *args).stdout
 
     # Rendered by the database (text, booleans, ids) and by Python (a time).
-    assert export("jsonl", "is_superuser,id") == (f'{{"is_superuser":true,"id":"{alice["id"]}"}}\n')
+    expected = f'{{"is_superuser":true,"id":"{alice["id"]}"}}\n'
+    assert export("jsonl", "is_superuser,id", through=usersctl) == expected
     assert export("csv", "email,is_superuser") == "email,is_superuser\nalice@example.com,true\n"
     assert json.loads(export("json", "created_at,email")) == [
         {"created_at": "2024-01-02T03:04:05", "email": "alice@example.com"}

@@ -68,8 +68,9 @@ def test_email_domain_is_the_exact_domain_in_any_case(cli: Cli, db: Database) ->
 
 
 def test_exact_addresses_and_ids_combine_with_the_other_filters(
-    usersctl: Usersctl, db: Database
+    cli: Cli, usersctl: Usersctl, db: Database
 ) -> None:
+    """In-process, but for the first check: this file's one run of the installed entry point."""
     admin, alice, _bob, mallory = db.seed(
         "admin@example.com", "Alice@example.com", "bob@example.org", "mallory@example.com"
     )
@@ -77,27 +78,27 @@ def test_exact_addresses_and_ids_combine_with_the_other_filters(
     db.execute("UPDATE \"user\" SET is_active = false WHERE email = 'mallory@example.com'")
     # Exact addresses, in any case; repeated, any of them.
     assert both(usersctl, "--email", "alice@EXAMPLE.com") == ["Alice@example.com"]
-    assert both(usersctl, "--email", "alice@example.co") == []  # not a substring match
-    assert both(usersctl, "--email", "bob@example.org", "--email", "ALICE@example.com") == [
+    assert both(cli, "--email", "alice@example.co") == []  # not a substring match
+    assert both(cli, "--email", "bob@example.org", "--email", "ALICE@example.com") == [
         "Alice@example.com",
         "bob@example.org",
     ]
     # Ids, repeated.
     ids = ["--id", str(admin["id"]), "--id", str(mallory["id"])]
-    assert both(usersctl, *ids) == ["admin@example.com", "mallory@example.com"]
+    assert both(cli, *ids) == ["admin@example.com", "mallory@example.com"]
     # Different filters all hold (AND), with --active/--superuser/--search too.
-    assert both(usersctl, *ids, "--active") == ["admin@example.com"]
-    assert both(usersctl, *ids, "--no-superuser") == ["mallory@example.com"]
-    assert both(usersctl, *ids, "--email", "Alice@example.com") == []
-    assert both(usersctl, "--id", str(alice["id"]), "--email", "alice@example.com") == [
+    assert both(cli, *ids, "--active") == ["admin@example.com"]
+    assert both(cli, *ids, "--no-superuser") == ["mallory@example.com"]
+    assert both(cli, *ids, "--email", "Alice@example.com") == []
+    assert both(cli, "--id", str(alice["id"]), "--email", "alice@example.com") == [
         "Alice@example.com"
     ]
-    assert both(usersctl, "--email", "admin@example.com", "--search", "min", "--superuser") == [
+    assert both(cli, "--email", "admin@example.com", "--search", "min", "--superuser") == [
         "admin@example.com"
     ]
-    error = usersctl.fails(2, "list-users", "--id", "7")
+    error = cli.fails(2, "list-users", "--id", "7")
     assert error == "Error: --id '7': not a valid UUID id", error
-    error = usersctl.fails(2, "export-users", "-", "--email", "nobody")
+    error = cli.fails(2, "export-users", "-", "--email", "nobody")
     assert error == "Error: --email 'nobody': not an email address", error
 
 

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 
 def run_measured(usersctl: Any, *args: str) -> tuple[int, str, int]:
     """Run the installed entry point; its exit code, stderr and peak memory (KiB), read from
@@ -35,6 +37,8 @@ def run_measured(usersctl: Any, *args: str) -> tuple[int, str, int]:
     return process.returncode, process.stderr.read(), peak
 
 
+# Rows refused before anything reaches the database: on SQLite only.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_million_invalid_rows_keep_twenty_problems_and_a_count(
     usersctl: Any, db: Any, tmp_path: Path
 ) -> None:

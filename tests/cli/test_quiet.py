@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+import pytest
+
 if TYPE_CHECKING:
     from harness import Cli, Database, Usersctl
 
@@ -33,6 +35,8 @@ def test_quiet_silences_what_changed_and_footers(cli: Cli, db: Database) -> None
     assert "Error: Invalid value for '--quiet' / '-q' (env var: 'USERSCTL_QUIET')" in wrong.stderr
 
 
+# Output, the same whatever the database: on SQLite only.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_quiet_keeps_errors_warnings_and_a_generated_password(
     usersctl: Usersctl, db: Database
 ) -> None:

@@ -135,8 +135,9 @@ def test_a_missing_user_revokes_nothing_unless_missing_ok(
 
 
 def test_users_read_from_stdin_one_a_line(
-    usersctl: Usersctl, db: Database, people: dict[str, Any]
+    cli: Cli, usersctl: Usersctl, db: Database, people: dict[str, Any]
 ) -> None:
+    """The first run through the installed entry point, the rest in-process."""
     lines = f"\nalice@example.com\n\n  {people['bob']['id']}  \n\n"
     result = usersctl.ok("revoke-sessions", "-", "-o", "csv", input=lines)
     assert result.stdout.splitlines() == [
@@ -146,11 +147,11 @@ def test_users_read_from_stdin_one_a_line(
     ]
     assert tokens_by_email(db) == {"carol@example.com": ["carol-1", "carol-2"]}
     # A missing user on stdin is a missing user; nothing else on stdin is a mistake.
-    assert "'nobody@example.com'" in usersctl.fails(
+    assert "'nobody@example.com'" in cli.fails(
         3, "revoke-sessions", "-", input="carol@example.com\nnobody@example.com\n"
     )
-    assert "no users on stdin" in usersctl.fails(2, "revoke-sessions", "-", input="\n \n")
-    assert "give it alone" in usersctl.fails(
+    assert "no users on stdin" in cli.fails(2, "revoke-sessions", "-", input="\n \n")
+    assert "give it alone" in cli.fails(
         2, "revoke-sessions", "carol@example.com", "-", input="bob@example.com\n"
     )
     assert tokens_by_email(db) == {"carol@example.com": ["carol-1", "carol-2"]}
@@ -218,10 +219,11 @@ def test_an_email_is_escaped_for_the_terminal_and_exact_in_json(cli: Cli, db: Da
 
 
 def test_without_a_token_table_there_is_nothing_to_revoke(
-    usersctl: Usersctl, database_at: type[Database]
+    empty_cli: Cli, database_at: type[Database]
 ) -> None:
+    usersctl = empty_cli
     usersctl.ok("init-db")  # the user table alone
-    database_at(usersctl.url or "").seed("alice@example.com")
+    database_at(usersctl.url).seed("alice@example.com")
     result = usersctl.ok("revoke-sessions", "alice@example.com", "-o", "json")
     assert result.stderr == NO_TABLE + "\n"
     summary = json.loads(result.stdout)
