@@ -376,7 +376,7 @@ def _user_table(
 
 
 def _mariadb_json_columns(
-    connection: Connection, table_name: str, columns: dict[str, dict[str, Any]]
+    connection: Connection, table_name: str, columns: Mapping[str, Any]
 ) -> None:
     """MariaDB's JSON is LONGTEXT with ``CHECK (json_valid(`column`))``, and SQLAlchemy reflects it
     as LONGTEXT: such columns get the JSON type back, so that a value is written, shown and
