@@ -326,8 +326,14 @@ def test_init_db_alembic_prints_the_migration_without_connecting(
         in sqlite.stdout
     )
     assert not (tmp_path / "no-such-folder").exists()
+    # MariaDB has no expression indexes: the unique index there is on email, in its _ci collation
+    mysql = usersctl_anywhere.ok("-d", "mysql://app@127.0.0.1:1/app", "init-db", "--alembic")
+    assert 'op.create_index("ix_user_email_lower", "user", ["email"], unique=True)' in mysql.stdout
+    assert "lower(" not in mysql.stdout + mysql.stderr
+    assert 'Index("ix_user_email_lower", "email", unique=True)' in mysql.stderr
+    assert "(from sqlalchemy import Index):" in mysql.stderr
     # The migration is valid Python, the kind Alembic's revision template takes
-    compile(sqlite.stdout + postgres.stdout, "migration", "exec")
+    compile(sqlite.stdout + postgres.stdout + mysql.stdout, "migration", "exec")
 
     conflicting = usersctl_anywhere.fails(2, "init-db", "--alembic", "--sql")
     assert "--alembic" in conflicting

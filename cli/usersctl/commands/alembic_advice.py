@@ -13,9 +13,10 @@ REVISION_COMMAND = 'alembic revision -m "unique lower(email) index"'
 
 def model_paragraph(advice: IndexAdvice) -> str:
     """Where the model declares the index, and the line that does."""
+    names = "Index, text" if "text(" in advice.model_line else "Index"  # MySQL's: on email
     return (
         f"Declare it in the model of {advice.table_name!r}, in its __table_args__ "
-        "(from sqlalchemy import Index, text):\n\n"
+        f"(from sqlalchemy import {names}):\n\n"
         f"    {advice.model_line},\n"
     )
 
