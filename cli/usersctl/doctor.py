@@ -458,11 +458,24 @@ def _index_sees_alike(connection: Connection, emails: list[str]) -> bool:
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
+def _made_here(index: Index, connection: Connection) -> bool:
+    """Whether ``create_all`` makes ``index`` on this database: an index declared with
+    ``ddl_if`` (usersctl.db's lower(email) one, which MySQL/MariaDB do without) may not be."""
+    condition = getattr(index, "_ddl_if", None)
+    if condition is None:
+        return True
+    return bool(condition._should_execute(CreateIndex(index), index, connection))
+
+
 def _model_indexes(connection: Connection, model: UserModel, alembic: bool) -> CheckResult:
     """The indexes of the model's user table against the database's, by name, as Alembic's
     autogenerate compares them: one only in the database is one it would drop."""
     table = model.table
-    declared = {index.name for index in table.indexes if isinstance(index.name, str)}
+    declared = {
+        index.name
+        for index in table.indexes
+        if isinstance(index.name, str) and _made_here(index, connection)
+    }
     present = set(database_index_names(connection, table.name))
     # usersctl's own index, which init-db and doctor --fix add, is only Alembic's concern.
     ours = set() if alembic else {email_lower_index_name(table.name)}
