@@ -793,7 +793,9 @@ class WriteGate:
 
     SQLite: a ``BEGIN IMMEDIATE`` transaction; a process has queued once it has the file open (it
     connects, then waits in ``BEGIN IMMEDIATE``). PostgreSQL: ``LOCK TABLE ... ACCESS EXCLUSIVE``;
-    a process has queued once ``pg_locks`` shows it waiting.
+    a process has queued once ``pg_locks`` shows it waiting. MySQL/MariaDB: ``LOCK TABLES ...
+    WRITE`` (through PyMySQL, which aiomysql brings); a process has queued once the process list
+    shows it waiting for the table's metadata lock (reading the table's structure).
     """
 
     def __init__(self, url: str, mode: str = "ACCESS EXCLUSIVE") -> None:
@@ -801,11 +803,26 @@ class WriteGate:
         self.mode = mode
         self._sqlite: sqlite3.Connection | None = None
         self._pg: PgConnection | None = None
+        self._mysql: Any = None
 
     def __enter__(self) -> WriteGate:
         if is_sqlite(self.url):
             self._sqlite = sqlite3.connect(sqlite_path(self.url), isolation_level=None)
             self._sqlite.execute("BEGIN IMMEDIATE")
+        elif is_mysql(self.url):
+            import pymysql
+
+            parsed = make_url(self.url)
+            self._mysql = pymysql.connect(
+                host=parsed.host or "127.0.0.1",
+                port=parsed.port or 3306,
+                user=parsed.username or "root",
+                password=parsed.password or "",
+                database=parsed.database,
+                autocommit=True,
+            )
+            with self._mysql.cursor() as cursor:
+                cursor.execute("LOCK TABLES `user` WRITE")
         else:
             self._pg = PgConnection(self.url).__enter__()
             self._pg.execute("BEGIN")
@@ -816,6 +833,13 @@ class WriteGate:
         if self._sqlite is not None:
             path = sqlite_path(self.url)
             return sum(has_open(process.pid, path) for process in processes)
+        if self._mysql is not None:
+            with self._mysql.cursor() as cursor:
+                cursor.execute(
+                    "SELECT count(*) FROM information_schema.PROCESSLIST WHERE DB = DATABASE() "
+                    "AND ID <> CONNECTION_ID() AND STATE = 'Waiting for table metadata lock'"
+                )
+                return int(cursor.fetchone()[0])
         assert self._pg is not None
         return pg_waiting(self._pg)
 
@@ -844,6 +868,10 @@ class WriteGate:
         if self._sqlite is not None:
             self._sqlite.execute("ROLLBACK")
             self._sqlite.close()
+        if self._mysql is not None:
+            with contextlib.suppress(Exception), self._mysql.cursor() as cursor:
+                cursor.execute("UNLOCK TABLES")
+            self._mysql.close()
         if self._pg is not None:
             with contextlib.suppress(Exception):
                 self._pg.execute("ROLLBACK")

@@ -35,7 +35,7 @@ from sqlalchemy.types import (
 )
 
 from usersctl.db import email_lower_index_name
-from usersctl.email_case import case_key, fold_case
+from usersctl.email_case import case_key
 from usersctl.engine import (
     DEFAULT_CONNECT_TIMEOUT,
     check_sqlite_file,
@@ -360,16 +360,22 @@ def _index_and_duplicates(
     # lower(email); on SQLite also for letters beyond ASCII, which its lower() leaves alone.
     key = case_key(table.c.email)
     shared = select(key.label("key")).group_by(key).having(func.count() > 1).subquery()
+    # Grouped by the database's key, not again in Python: on MySQL/MariaDB the key is the email
+    # in its _ci collation, which makes rené@ and rene@ one address as well.
     statement = (
-        select(table.c.email).where(key.in_(select(shared.c.key))).order_by(key, table.c.email)
+        select(shared.c.key, table.c.email)
+        .select_from(table.join(shared, key == shared.c.key))
+        .order_by(shared.c.key, table.c.email)
     )
     groups: dict[str, list[str]] = {}
-    for (email,) in connection.execute(statement):
-        groups.setdefault(fold_case(email), []).append(email)
+    for group, email in connection.execute(statement):
+        groups.setdefault(group, []).append(email)
     # The groups the database's own lower() sees too: those block its unique index.
     blocking = [emails for emails in groups.values() if _index_sees_alike(connection, emails)]
     if groups:
         users = sum(len(emails) for emails in groups.values())
+        # A _ci collation of MySQL/MariaDB also compares accents (and trailing spaces) away.
+        differing = "case or accents" if connection.dialect.name == "mysql" else "case"
         beyond = len(groups) - len(blocking)
         if not beyond:
             why = "FastAPI Users' login fails for them (MultipleResultsFound)"
@@ -383,7 +389,8 @@ def _index_and_duplicates(
         duplicates = CheckResult(
             "case duplicates",
             FAIL,
-            f"{len(groups)} address(es) used by {users} users differing only in case: {why}; "
+            f"{len(groups)} address(es) used by {users} users differing only in {differing}: "
+            f"{why}; "
             "change or delete all but one",
             items=tuple(" = ".join(emails) for emails in list(groups.values())[:MAX_LISTED]),
         )
@@ -409,9 +416,12 @@ def _index_and_duplicates(
         if state == "invalid":
             what = f"index {name} is invalid (an interrupted concurrent build)"
         elif state == "wrong":
+            shape = (
+                "email (not unique, on a prefix" if mysql else "lower(email) (not unique, partial"
+            )
             what = (
-                f"index {name} is not a unique index on lower(email) (not unique, partial, or "
-                "on other columns): addresses differing only in case can be created"
+                f"index {name} is not a unique index on {shape}, or on other columns): "
+                "addresses differing only in case can be created"
             )
         else:
             what = (
@@ -448,11 +458,24 @@ def _index_sees_alike(connection: Connection, emails: list[str]) -> bool:
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
+def _made_here(index: Index, connection: Connection) -> bool:
+    """Whether ``create_all`` makes ``index`` on this database: an index declared with
+    ``ddl_if`` (usersctl.db's lower(email) one, which MySQL/MariaDB do without) may not be."""
+    condition = getattr(index, "_ddl_if", None)
+    if condition is None:
+        return True
+    return bool(condition._should_execute(CreateIndex(index), index, connection))
+
+
 def _model_indexes(connection: Connection, model: UserModel, alembic: bool) -> CheckResult:
     """The indexes of the model's user table against the database's, by name, as Alembic's
     autogenerate compares them: one only in the database is one it would drop."""
     table = model.table
-    declared = {index.name for index in table.indexes if isinstance(index.name, str)}
+    declared = {
+        index.name
+        for index in table.indexes
+        if isinstance(index.name, str) and _made_here(index, connection)
+    }
     present = set(database_index_names(connection, table.name))
     # usersctl's own index, which init-db and doctor --fix add, is only Alembic's concern.
     ours = set() if alembic else {email_lower_index_name(table.name)}

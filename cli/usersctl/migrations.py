@@ -89,12 +89,20 @@ def email_index_advice(
     table_name: str, dialect_name: str, *, schema: str | None = None
 ) -> IndexAdvice:
     """The ``Index(...)`` and the migration that give ``table_name`` usersctl's unique
-    ``lower(email)`` index, for a database of ``dialect_name`` (``postgresql``, ``sqlite``)."""
+    ``lower(email)`` index, for a database of ``dialect_name`` (``postgresql``, ``sqlite``; on
+    ``mysql`` the unique index on ``email``)."""
     name = email_lower_index_name(table_name)
-    model_line = f'Index("{name}", text("lower(email)"), unique=True)'
+    if dialect_name == "mysql":
+        # No expression indexes on MariaDB: the unique index is on email itself, whose _ci
+        # collation compares addresses without their case (see schema._mysql_email_index_state).
+        model_line = f'Index("{name}", "email", unique=True)'
+        columns = '["email"]'
+    else:
+        model_line = f'Index("{name}", text("lower(email)"), unique=True)'
+        columns = '[sa.text("lower(email)")]'
     concurrently = dialect_name == "postgresql"
     where = [f'schema="{schema}"'] if schema else []
-    create = [f'"{name}"', f'"{table_name}"', '[sa.text("lower(email)")]', "unique=True", *where]
+    create = [f'"{name}"', f'"{table_name}"', columns, "unique=True", *where]
     drop = [f'"{name}"', f'table_name="{table_name}"', *where]
     if concurrently:
         create.append("postgresql_concurrently=True")

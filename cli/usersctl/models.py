@@ -375,6 +375,31 @@ def _user_table(
     return Table(name, metadata, *built, schema=schema)
 
 
+def _mariadb_json_columns(
+    connection: Connection, table_name: str, columns: Mapping[str, Any]
+) -> None:
+    """MariaDB's JSON is LONGTEXT with ``CHECK (json_valid(`column`))``, and SQLAlchemy reflects it
+    as LONGTEXT: such columns get the JSON type back, so that a value is written, shown and
+    exported as JSON, as on the other databases (MySQL's own JSON type is reflected as such)."""
+    if connection.dialect.name != "mysql" or not getattr(connection.dialect, "is_mariadb", False):
+        return
+    from sqlalchemy import JSON
+    from sqlalchemy import text as sql_text
+
+    checks = connection.execute(
+        sql_text(
+            "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
+            "WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = :table"
+        ),
+        {"table": table_name},
+    ).scalars()
+    for clause in checks:
+        quoted = clause.replace('"', "`")  # as written under ANSI_QUOTES, usersctl's sql_mode
+        for column_name, info in columns.items():
+            if quoted == f"json_valid(`{column_name}`)":
+                info["type"] = JSON()
+
+
 def reflect_user_model(connection: Connection, table_name: str | None = None) -> UserModel:
     """Read the user table (and FastAPI Users' related tables) from the database and map it.
 
@@ -409,6 +434,7 @@ def reflect_user_model(connection: Connection, table_name: str | None = None) ->
             column["name"]: column
             for column in inspector.get_columns(name.name, schema=name.schema)
         }
+        _mariadb_json_columns(connection, name.name, columns)
         overrides: list[Column[Any]] = []
         if not tables:
             id_column = columns["id"]

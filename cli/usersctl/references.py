@@ -267,6 +267,8 @@ class Step:
     usersctl_acts: bool  # usersctl carries it out (else the database does, or usersctl.logins)
     children: list[Step] = field(default_factory=list)
     cyclic: bool = False  # they are rows of a table already on the way down: not followed
+    #: The keys by which rows of the table refer to other rows of it (a reply to a comment).
+    self_references: tuple[Reference, ...] = ()
 
     def walk(self) -> Iterable[Step]:
         yield self
@@ -388,6 +390,11 @@ async def _steps(
             predicate,
             usersctl_acts,
             cyclic=cyclic,
+            self_references=tuple(
+                key
+                for key in graph.referring_to(reference.table.fullname)
+                if key.table is reference.table
+            ),
         )
         if action is Action.DELETE and not cyclic:
             step.children = await _steps(
@@ -482,6 +489,17 @@ async def carry_out(
         await _carry_out_step(session, step, user_table, rules)
 
 
+async def _unlink_from_each_other(session: AsyncSession, step: Step) -> None:
+    """MySQL/MariaDB: InnoDB checks a foreign key row by row, not at the end of the statement as
+    the standard has it, so deleting a comment before the reply to it (both going) would fail;
+    the rows going stop referring to each other first (keys that may be NULL)."""
+    table = step.reference.table
+    for key in step.self_references:
+        if key.nullable:
+            nulls = dict.fromkeys(key.columns)
+            await session.execute(update(table).where(step.predicate).values(nulls))
+
+
 async def _carry_out_step(
     session: AsyncSession, step: Step, user_table: Table, rules: DeleteRules
 ) -> None:
@@ -491,6 +509,8 @@ async def _carry_out_step(
         for child in step.children:
             await _carry_out_step(session, child, user_table, rules)
         if step.usersctl_acts:
+            if session.bind.dialect.name == "mysql":
+                await _unlink_from_each_other(session, step)
             await session.execute(delete(table).where(step.predicate))
     elif step.usersctl_acts and step.action is Action.SET_NULL:
         nulls = dict.fromkeys(reference.columns)

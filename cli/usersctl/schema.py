@@ -10,7 +10,7 @@ from sqlalchemy import Table, func, inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SAWarning
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.schema import CreateIndex, CreateTable
+from sqlalchemy.schema import CreateIndex, CreateTable, DropIndex
 
 from usersctl.builtin_tables import AccessToken, OAuthAccount, User
 from usersctl.db import email_lower_index_name
@@ -289,12 +289,11 @@ def _init(
                 continue
         if dry_run:
             continue
-        quote = connection.dialect.identifier_preparer.quote
-        prefix = f"{quote(schema)}." if schema else ""
         # A failed concurrent build, or an index of another shape under usersctl's name: it
-        # holds the name and does not keep case duplicates out.
+        # holds the name and does not keep case duplicates out. (DropIndex says the table
+        # where MySQL wants it: DROP INDEX ... ON ...)
         for leftover in invalid:
-            connection.execute(text(f"DROP INDEX {prefix}{quote(leftover)}"))
+            connection.execute(DropIndex(Index(leftover, reflected.c.email)))
         Index(index_name, email_index_expression(connection, reflected), unique=True).create(
             connection
         )

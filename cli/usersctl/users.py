@@ -11,7 +11,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Column, Select, Table, func, or_, select
@@ -68,6 +68,9 @@ class UserContext:
     session: AsyncSession
     db: UserDB
     model: UserModel
+    #: MySQL/MariaDB: the AUTO_INCREMENT counters a dry run read (``peek_next_ids``), put back
+    #: when the session is over (see ``_restore_counters``).
+    peeked: list[NextIds] = field(default_factory=list)
 
 
 @asynccontextmanager
@@ -97,6 +100,7 @@ async def open_users(
         sqlite_begin="BEGIN IMMEDIATE" if write else "BEGIN",
         sqlite_wal=write,  # opening a file only to read it must not change its journal mode
     )
+    ctx: UserContext | None = None
     try:
         async with session_factory(engine)() as session:
             try:
@@ -109,14 +113,20 @@ async def open_users(
                 else:
                     model = loaded
                     await session.run_sync(lambda s: require_table(s.connection(), loaded))
-                yield UserContext(session, SQLAlchemyUserDatabase(session, model.user_class), model)
+                ctx = UserContext(session, SQLAlchemyUserDatabase(session, model.user_class), model)
+                yield ctx
             except (asyncio.CancelledError, KeyboardInterrupt):
                 # Stopped mid-statement (Ctrl-C), the connection may be half-way through a
                 # message: a polite ROLLBACK would wait forever for a server that is waiting for
                 # the rest. Close the socket instead; the server rolls back on its own.
                 await session.invalidate()
                 raise
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        ctx = None  # stopped: no more statements
+        raise
     finally:
+        if ctx is not None and ctx.peeked:  # the session is closed: its transaction is over
+            await _restore_counters(engine, ctx.peeked)
         await engine.dispose()
 
 
@@ -665,6 +675,8 @@ class NextIds:
     #: The table whose id the sequence fills: the user table, or the parent table of a
     #: joined-table subclass, which gives the id to the user table.
     table: Table
+    #: MySQL/MariaDB: the table's AUTO_INCREMENT before the dry run.
+    counter_before: int | None = None
 
     def take(self) -> int:
         taken = self.next_id
@@ -685,7 +697,14 @@ async def peek_next_ids(ctx: UserContext) -> NextIds | None:
     dialect = ctx.session.bind.dialect
     owner = (*ctx.model.parent_tables, ctx.model.table)[0]  # the root of a hierarchy
     column = next(iter(owner.primary_key.columns), None)
-    if dialect.name != "postgresql" or column is None or not isinstance(column.type, Integer):
+    if column is None or not isinstance(column.type, Integer):
+        return None
+    if dialect.name == "mysql":
+        peeked = await _peek_auto_increment(ctx, owner)
+        if peeked is not None:
+            ctx.peeked.append(peeked)
+        return peeked
+    if dialect.name != "postgresql":
         return None
     table = dialect.identifier_preparer.format_table(owner)
     try:
@@ -725,6 +744,72 @@ async def peek_next_ids(ctx: UserContext) -> NextIds | None:
     except DBAPIError:
         pass  # no SELECT on the sequence: its last value, read above, tells the next
     return NextIds(next_id, int(step), always=identity == "a", table=owner)
+
+
+#: The AUTO_INCREMENT of a MySQL/MariaDB table, and the counter's step and offset.
+_AUTO_INCREMENT = (
+    "SELECT AUTO_INCREMENT, @@auto_increment_increment, @@auto_increment_offset "
+    "FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :table"
+)
+
+
+async def _read_auto_increment(connection: Any, table: Table) -> tuple[int, int, int] | None:
+    from sqlalchemy import text as sql_text
+
+    if not getattr(connection.dialect, "is_mariadb", False):
+        # MySQL 8 caches information_schema's table statistics (a day, by default).
+        with contextlib.suppress(Exception):
+            await connection.execute(sql_text("SET SESSION information_schema_stats_expiry = 0"))
+    row = (await connection.execute(sql_text(_AUTO_INCREMENT), {"table": table.name})).first()
+    if row is None or row[0] is None:
+        return None  # no AUTO_INCREMENT column
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+async def _peek_auto_increment(ctx: UserContext, table: Table) -> NextIds | None:
+    """MySQL/MariaDB: InnoDB never gives back an AUTO_INCREMENT value, not even one drawn or
+    passed over by an insert that is rolled back, so a dry run inserts with the ids the counter
+    would give, and the counter is put back after it (``_restore_counters``)."""
+    read = await _read_auto_increment(await ctx.session.connection(), table)
+    if read is None:
+        return None
+    counter, step, offset = read
+    next_id = counter
+    if step > 1:  # the first value at or above the counter that the step and offset allow
+        next_id = counter + (offset - counter) % step
+    return NextIds(next_id, step, always=False, table=table, counter_before=counter)
+
+
+async def _restore_counters(engine: Any, peeked: list[NextIds]) -> None:
+    """After a dry run on MySQL/MariaDB: put each table's AUTO_INCREMENT back where it was,
+    only where it stands exactly where the dry run's own inserts left it (no one else has drawn
+    an id since), under a write lock so that no one draws one meanwhile. Never below an id in
+    the table: InnoDB makes a lower value max(id) + 1. Best effort: without the privilege (ALTER,
+    LOCK TABLES), or while the app holds the table, the dry run leaves a gap, as any rolled-back
+    insert does there; it never gives an id out twice."""
+    from sqlalchemy import text as sql_text
+    from sqlalchemy.exc import DBAPIError
+
+    for upcoming in peeked:
+        if upcoming.counter_before is None or upcoming.next_id == upcoming.counter_before:
+            continue  # no id taken
+        name = engine.dialect.identifier_preparer.format_table(upcoming.table)
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(sql_text("SET SESSION lock_wait_timeout = 5"))
+                await connection.execute(sql_text(f"LOCK TABLES {name} WRITE"))
+                try:
+                    read = await _read_auto_increment(connection, upcoming.table)
+                    if read is not None and read[0] == upcoming.next_id:
+                        await connection.execute(
+                            sql_text(
+                                f"ALTER TABLE {name} AUTO_INCREMENT = {upcoming.counter_before}"
+                            )
+                        )
+                finally:
+                    await connection.execute(sql_text("UNLOCK TABLES"))
+        except DBAPIError:
+            pass
 
 
 @contextlib.contextmanager

@@ -21,8 +21,16 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from harness import execute as harness_execute
+from harness import is_mysql, query
+
 if TYPE_CHECKING:
     from tests.cli.conftest import Usersctl
+
+#: On MySQL/MariaDB, FastAPI Users' own unique index on email, in a _ci collation, is the index
+#: usersctl wants, so a project built from its model never lacks it: the tests of an app that
+#: lacks it run on SQLite and PostgreSQL, and the last test here builds that app on MariaDB.
+LACKING = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 
 MODEL = Path(__file__).resolve().parents[1] / "e2e" / "alembic_app_model.py"
 ALEMBIC = str(Path(sys.executable).with_name("alembic"))
@@ -69,6 +77,19 @@ def index_definition(url: str, name: str) -> str | None:
                 "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?", (name,)
             ).fetchone()
         return None if row is None else str(row[0])
+    if is_mysql(url):
+        parts = query(
+            url,
+            "SELECT NON_UNIQUE AS non_unique, TABLE_NAME AS tab, COLUMN_NAME AS col "
+            "FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() "
+            "AND INDEX_NAME = :name ORDER BY SEQ_IN_INDEX",
+            name=name,
+        )
+        if not parts:
+            return None
+        unique = "UNIQUE " if parts[0]["non_unique"] == 0 else ""
+        columns = ", ".join(part["col"] for part in parts)
+        return f"CREATE {unique}INDEX {name} ON {parts[0]['tab']} ({columns})"
 
     async def read() -> str | None:
         import asyncpg
@@ -92,6 +113,9 @@ def execute(url: str, sql: str) -> None:
     if url.startswith("sqlite"):
         with sqlite3.connect(url.split(":///", 1)[1]) as connection:
             connection.execute(sql)
+        return
+    if is_mysql(url):
+        harness_execute(url, sql)
         return
 
     async def run() -> None:
@@ -139,6 +163,7 @@ def model_line(advice: str) -> str:
     return line.rstrip(",")
 
 
+@LACKING
 def test_init_db_and_doctor_leave_the_index_to_the_apps_migrations_whose_advice_works(
     project: AlembicProject, usersctl: Usersctl
 ) -> None:
@@ -212,6 +237,7 @@ def test_init_db_and_doctor_leave_the_index_to_the_apps_migrations_whose_advice_
     assert index_definition(project.url, INDEX) is None
 
 
+@LACKING
 def test_apply_anyway_adds_the_index_and_doctor_says_the_model_lacks_it(
     project: AlembicProject, usersctl: Usersctl
 ) -> None:
@@ -251,6 +277,7 @@ def test_apply_anyway_adds_the_index_and_doctor_says_the_model_lacks_it(
     assert f"in the database but not in the model: {INDEX}" in detail
 
 
+@LACKING
 def test_doctor_fix_apply_anyway_builds_the_index(
     project: AlembicProject, usersctl: Usersctl
 ) -> None:
@@ -270,6 +297,7 @@ def test_doctor_fix_apply_anyway_builds_the_index(
     assert report["index_advice"]["in_database"] is True
 
 
+@LACKING
 def test_init_db_on_an_alembic_database_without_the_tables_creates_nothing(
     database_url: str, usersctl: Usersctl
 ) -> None:
@@ -326,13 +354,20 @@ def test_init_db_alembic_prints_the_migration_without_connecting(
         in sqlite.stdout
     )
     assert not (tmp_path / "no-such-folder").exists()
+    # MariaDB has no expression indexes: the unique index there is on email, in its _ci collation
+    mysql = usersctl_anywhere.ok("-d", "mysql://app@127.0.0.1:1/app", "init-db", "--alembic")
+    assert 'op.create_index("ix_user_email_lower", "user", ["email"], unique=True)' in mysql.stdout
+    assert "lower(" not in mysql.stdout + mysql.stderr
+    assert 'Index("ix_user_email_lower", "email", unique=True)' in mysql.stderr
+    assert "(from sqlalchemy import Index):" in mysql.stderr
     # The migration is valid Python, the kind Alembic's revision template takes
-    compile(sqlite.stdout + postgres.stdout, "migration", "exec")
+    compile(sqlite.stdout + postgres.stdout + mysql.stdout, "migration", "exec")
 
     conflicting = usersctl_anywhere.fails(2, "init-db", "--alembic", "--sql")
     assert "--alembic" in conflicting
 
 
+@LACKING
 def test_without_alembic_version_usersctl_adds_the_index_and_index_differences_are_warnings(
     project: AlembicProject, usersctl: Usersctl
 ) -> None:
@@ -358,3 +393,53 @@ def test_without_alembic_version_usersctl_adds_the_index_and_index_differences_a
     assert checks["model indexes"]["status"] == "warn"
     detail = checks["model indexes"]["detail"]
     assert "in the database but not in the model: ix_users_display_name " in detail
+
+
+@pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
+def test_on_mariadb_the_advice_is_a_unique_index_on_email(
+    project: AlembicProject, usersctl: Usersctl
+) -> None:
+    # An app that took the unique index off email: its model declares the column without it,
+    # and a migration dropped it.
+    source = project.model_file.read_text()
+    source = source.replace(
+        "    id: Mapped[int] = mapped_column(Integer, primary_key=True)\n",
+        "    id: Mapped[int] = mapped_column(Integer, primary_key=True)\n"
+        "    email: Mapped[str] = mapped_column(String(length=320), nullable=False)\n",
+    )
+    project.model_file.write_text(source)
+    execute(project.url, "DROP INDEX ix_users_email ON users")
+    project.alembic_ok("check")
+
+    # init-db leaves the index to the app's migrations, and says which: on email, not lower()
+    init = usersctl(*MODEL_OPTION, "init-db")
+    assert init.returncode == 0, init.stderr
+    assert "managed by Alembic" in init.stderr
+    assert "lower(" not in init.stderr
+    line = model_line(init.stderr)
+    assert line == f'Index("{INDEX}", "email", unique=True)'
+    printed = usersctl.ok(*MODEL_OPTION, "init-db", "--alembic")
+    migration = printed.stdout
+    assert f'op.create_index("{INDEX}", "users", ["email"], unique=True)' in migration
+    assert index_definition(project.url, INDEX) is None
+
+    # Followed, the advice builds a unique index on email, which doctor takes
+    source = source.replace("    __table_args__ = ()\n", f"    __table_args__ = ({line},)\n")
+    source = source.replace(
+        "from sqlalchemy import Integer, String\n",
+        "from sqlalchemy import Index, Integer, String\n",
+    )
+    project.model_file.write_text(source)
+    revision = project.new_revision("unique index on email")
+    template = revision.read_text()
+    revision.write_text(template[: template.index("def upgrade()")] + migration)
+    project.alembic_ok("upgrade", "head")
+    assert index_definition(project.url, INDEX) == f"CREATE UNIQUE INDEX {INDEX} ON users (email)"
+    project.alembic_ok("check")
+    doctor = usersctl(*MODEL_OPTION, "doctor", "-o", "json")
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    checks = {check["check"]: check for check in json.loads(doctor.stdout)["checks"]}
+    assert checks["email index"]["status"] == "ok"
+    assert checks["model indexes"]["status"] == "ok"
+    project.alembic_ok("downgrade", "-1")
+    assert index_definition(project.url, INDEX) is None

@@ -83,8 +83,9 @@ def tokens(db: Database) -> list[str]:
 
 
 def snapshot(db: Database) -> list[dict[str, Any]]:
-    """Every user row as stored, and on PostgreSQL its xmin (which any UPDATE changes)."""
-    extra = ", xmin::text AS row_version" if not db.url.startswith("sqlite") else ""
+    """Every user row as stored, and on PostgreSQL its xmin (which any UPDATE changes; MySQL and
+    SQLite have nothing like it: there the values alone)."""
+    extra = ", xmin::text AS row_version" if db.url.startswith("postgresql") else ""
     return db.query(f'SELECT *{extra} FROM "user" ORDER BY email')
 
 
@@ -388,7 +389,7 @@ def test_the_last_active_superuser_is_not_pruned_without_force(cli: Cli, db: Dat
 
 
 def test_prune_delete_follows_delete_users_rules_for_owned_rows(cli: Cli, db: Database) -> None:
-    id_type = "CHAR(36)" if db.url.startswith("sqlite") else "UUID"
+    id_type = "UUID" if db.url.startswith("postgresql") else "CHAR(36)"
     db.execute(
         f'CREATE TABLE item (id INTEGER PRIMARY KEY, owner_id {id_type} REFERENCES "user" (id))',
         f"CREATE TABLE note (id INTEGER PRIMARY KEY, user_id {id_type} "

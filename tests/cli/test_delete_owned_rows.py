@@ -671,6 +671,16 @@ def test_replies_go_with_the_comments_they_answer_but_no_cycle_is_followed(
     assert "a cycle back to item_comment" in message
     assert counts(database_url) == {**UNTOUCHED, "item_comment": 4}
 
+    async def withdraw_the_answer(connection: Any) -> None:
+        await connection.execute(text("DELETE FROM item_comment WHERE id = 4"))
+
+    asyncio.run(_run(database_url, withdraw_the_answer))
+    # Done for real, the comment and the reply to it go together (InnoDB, which checks a key
+    # row by row, included).
+    empty_cli.ok("delete-user", "mallory@example.com", *cascade, "--yes")
+    after = counts(database_url)
+    assert (after["user"], after["item_comment"]) == (2, 0)
+
 
 def test_a_key_the_model_declares_counts_where_the_database_lacks_it(
     empty_cli: Cli, database_url: str, app_models: Any

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from harness import Cli, Database, execute
+from harness import Cli, Database, execute, is_mysql
 
 SQLITE_USER_TABLE = """
 CREATE TABLE "user" (
@@ -18,6 +18,10 @@ CREATE TABLE "user" (
 POSTGRES_USER_TABLE = SQLITE_USER_TABLE.replace("CHAR(36)", "UUID")
 #: What FastAPI Users' own create_all makes: a unique index on email, none on lower(email).
 CASE_SENSITIVE_INDEX = 'CREATE UNIQUE INDEX ix_user_email ON "user" (email)'
+#: On MySQL/MariaDB that index, in the column's _ci collation, is usersctl's email index itself;
+#: a table that lacks it (made by hand, or an app's that dropped it) is the one that lets case
+#: duplicates in, so there the app's table has only a plain index on email.
+MYSQL_PLAIN_INDEX = 'CREATE INDEX ix_user_email ON "user" (email)'
 
 
 def user_insert(email: str, hashed: str = "$2b$12$" + "a" * 53) -> str:
@@ -41,6 +45,8 @@ def app_table(empty_cli: Cli) -> Cli:
     """A user table as FastAPI Users' create_all leaves it: no lower(email) index."""
     if empty_cli.sqlite_path is not None:
         execute(empty_cli.url, SQLITE_USER_TABLE, CASE_SENSITIVE_INDEX)
+    elif is_mysql(empty_cli.url):
+        execute(empty_cli.url, SQLITE_USER_TABLE, MYSQL_PLAIN_INDEX)
     else:
         execute(empty_cli.url, POSTGRES_USER_TABLE, CASE_SENSITIVE_INDEX)
     return empty_cli
@@ -136,10 +142,30 @@ def test_case_duplicates_are_listed_and_block_the_index_until_resolved(app_table
     assert code == 0, checks
     assert checks["email index"]["status"] == "fixed"
     assert "ix_user_email_lower" in checks["email index"]["detail"]
+    if is_mysql(app_table.url):  # the same name, on email in its _ci collation
+        assert "unique index ix_user_email_lower on email" in checks["email index"]["detail"]
     assert checks["case duplicates"]["status"] == "ok"
     assert doctor(app_table)[1]["email index"]["status"] == "ok"
-    with pytest.raises(Exception, match=r"(?i)unique"):
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate entry"):
         execute(app_table.url, user_insert("CAROL@example.com"))
+
+
+#: A _ci collation, and so FastAPI Users' login on MySQL/MariaDB, makes rené@ and rene@ one address.
+@pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
+def test_addresses_one_to_the_collation_are_one_group_of_duplicates(app_table: Cli) -> None:
+    execute(
+        app_table.url,
+        user_insert("rené@example.com"),
+        user_insert("rene@example.com"),
+        user_insert("RENE@example.com"),
+    )
+    code, checks, _ = doctor(app_table)
+    assert code == 6
+    duplicates = checks["case duplicates"]
+    assert "1 address(es) used by 3 users differing only in case or accents" in duplicates["detail"]
+    assert sorted(duplicates["items"][0].split(" = ")) == sorted(
+        ["RENE@example.com", "rene@example.com", "rené@example.com"]
+    )
 
 
 def test_password_hashes_are_counted_by_scheme(cli: Cli, db: Database) -> None:
@@ -244,6 +270,13 @@ IMPOSTOR_INDEXES = {
     "partial": 'CREATE UNIQUE INDEX ix_user_email_lower ON "user" (lower(email)) '
     "WHERE email LIKE '%@example.com'",
 }
+#: The same on MySQL/MariaDB, whose email index is on email itself (no expression indexes); they
+#: have no partial indexes, and the nearest thing, an index on a prefix of the column, is one.
+MYSQL_IMPOSTOR_INDEXES = {
+    "not unique": 'CREATE INDEX ix_user_email_lower ON "user" (email)',
+    "not on lower(email)": 'CREATE UNIQUE INDEX ix_user_email_lower ON "user" (email, id)',
+    "partial": 'CREATE UNIQUE INDEX ix_user_email_lower ON "user" (email(12))',
+}
 
 
 @pytest.mark.parametrize("impostor", list(IMPOSTOR_INDEXES))
@@ -251,13 +284,14 @@ IMPOSTOR_INDEXES = {
 def test_an_index_with_the_name_but_not_the_shape_fails_and_is_replaced(
     app_table: Cli, impostor: str, repair: str
 ) -> None:
-    execute(app_table.url, IMPOSTOR_INDEXES[impostor])
+    mysql = is_mysql(app_table.url)
+    execute(app_table.url, (MYSQL_IMPOSTOR_INDEXES if mysql else IMPOSTOR_INDEXES)[impostor])
     code, checks, _ = doctor(app_table)
     assert code == 6, checks
     assert checks["email index"]["status"] == "fail"
+    shape = "email" if mysql else "lower(email)"
     assert (
-        "ix_user_email_lower is not a unique index on lower(email)"
-        in (checks["email index"]["detail"])
+        f"ix_user_email_lower is not a unique index on {shape}" in (checks["email index"]["detail"])
     )
 
     if repair == "init-db":
@@ -268,5 +302,5 @@ def test_an_index_with_the_name_but_not_the_shape_fails_and_is_replaced(
         assert checks["email index"]["status"] == "fixed"
     assert doctor(app_table)[1]["email index"]["status"] == "ok"
     execute(app_table.url, user_insert("erin@other.org"))
-    with pytest.raises(Exception, match=r"(?i)unique"):
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate entry"):
         execute(app_table.url, user_insert("ERIN@other.org"))

@@ -4,7 +4,7 @@
 The app modelled here is a common shape: a ``users`` table with integer ids and an extra column,
 and ``user_oauth_accounts`` and ``user_access_tokens`` tables whose ``user_id`` references
 ``users.id`` (without ON DELETE CASCADE), as the app's own migrations made them. The tests run usersctl
-in-process, three through the installed entry point, on SQLite and on PostgreSQL, and check the
+in-process, three through the installed entry point, on SQLite, PostgreSQL and MariaDB, and check the
 effects with plain SQL.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
-from harness import Cli, Usersctl
+from harness import Cli, Usersctl, is_mysql, sql_engine
 
 BOOLEANS = "is_active BOOLEAN NOT NULL DEFAULT true, is_superuser BOOLEAN NOT NULL DEFAULT false, is_verified BOOLEAN NOT NULL DEFAULT false"
 
@@ -28,6 +28,8 @@ BOOLEANS = "is_active BOOLEAN NOT NULL DEFAULT true, is_superuser BOOLEAN NOT NU
 def app_tables(url: str, schema: str = "") -> list[str]:
     """The app's tables (in ``schema``, on PostgreSQL), as its migrations create them."""
     serial = "INTEGER PRIMARY KEY" if url.startswith("sqlite") else "SERIAL PRIMARY KEY"
+    if is_mysql(url):  # SERIAL is BIGINT UNSIGNED there, which an INTEGER user_id cannot reference
+        serial = "INTEGER PRIMARY KEY AUTO_INCREMENT"
     prefix = f"{schema}." if schema else ""
     return [
         f"CREATE TABLE {prefix}users (id {serial}, email VARCHAR(320) NOT NULL, "
@@ -54,6 +56,8 @@ def sql(url: str, *statements: str, foreign_keys: bool = True) -> list[tuple[Any
             return rows
         finally:
             connection.close()
+    if is_mysql(url):
+        return asyncio.run(_mysql(url, statements, foreign_keys))
 
     async def run() -> list[tuple[Any, ...]]:
         import asyncpg
@@ -74,11 +78,34 @@ def sql(url: str, *statements: str, foreign_keys: bool = True) -> list[tuple[Any
     return asyncio.run(run())
 
 
+async def _mysql(
+    url: str, statements: tuple[str, ...], foreign_keys: bool
+) -> list[tuple[Any, ...]]:
+    """MySQL/MariaDB: each statement committed, through the harness's connection (standard
+    quoting); the rows of the last."""
+    engine = sql_engine(url)
+    try:
+        async with engine.connect() as plain:
+            connection = await plain.execution_options(isolation_level="AUTOCOMMIT")
+            if not foreign_keys:
+                await connection.exec_driver_sql("SET SESSION foreign_key_checks = 0")
+            found: list[tuple[Any, ...]] = []
+            for statement in statements:
+                result = await connection.exec_driver_sql(statement.replace("%", "%%"))
+                found = [tuple(row) for row in result] if result.returns_rows else []
+            return found
+    finally:
+        await engine.dispose()
+
+
 def tables(url: str) -> set[str]:
     """The tables of the database (PostgreSQL: of every schema but the system's, as schema.name
     outside public)."""
     if url.startswith("sqlite"):
         return {name for (name,) in sql(url, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if is_mysql(url):
+        query = "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()"
+        return {name for (name,) in sql(url, query)}
     rows = sql(
         url,
         "SELECT schemaname, tablename FROM pg_tables "
@@ -90,6 +117,11 @@ def tables(url: str) -> set[str]:
 def indexes(url: str, table: str) -> set[str]:
     if url.startswith("sqlite"):
         query = f"SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = '{table}'"
+    elif is_mysql(url):
+        query = (
+            "SELECT DISTINCT index_name FROM information_schema.statistics "
+            f"WHERE table_schema = DATABASE() AND table_name = '{table}'"
+        )
     else:
         schema, _, name = table.rpartition(".")
         query = (
@@ -105,6 +137,13 @@ def references(url: str, table: str) -> set[str]:
         return {
             row[0] for row in sql(url, f"SELECT \"table\" FROM pragma_foreign_key_list('{table}')")
         }
+    if is_mysql(url):
+        query = (
+            "SELECT referenced_table_name FROM information_schema.key_column_usage "
+            f"WHERE table_schema = DATABASE() AND table_name = '{table}' "
+            "AND referenced_table_name IS NOT NULL"
+        )
+        return {name for (name,) in sql(url, query)}
     rows = sql(
         url,
         "SELECT confrelid::regclass::text FROM pg_constraint "
@@ -195,9 +234,15 @@ def test_an_app_users_table_and_its_renamed_oauth_and_token_tables_are_found(
     assert (
         checks["accesstoken table"]["detail"] == "'user_access_tokens' has FastAPI Users' columns"
     )
-    assert checks["email index"]["status"] == "fail"
-    app.ok("doctor", "--fix")
-    assert "ix_users_email_lower" in indexes(database_url, "users")
+    if is_mysql(database_url):
+        # No lower(email) index there: the app's unique index on email, in its _ci collation,
+        # is the one usersctl wants.
+        assert checks["email index"]["status"] == "ok", checks["email index"]
+        assert "unique index on email of 'users'" in checks["email index"]["detail"]
+    else:
+        assert checks["email index"]["status"] == "fail"
+        app.ok("doctor", "--fix")
+        assert "ix_users_email_lower" in indexes(database_url, "users")
     assert "user" not in tables(database_url)
 
 
@@ -307,6 +352,11 @@ def test_init_db_refuses_a_user_table_beside_the_app_one_and_works_on_the_one_na
     assert "user" not in tables(database_url)
 
     result = app.ok("--table", "users", "init-db")
+    if is_mysql(database_url):  # the app's unique index on email is the index there
+        assert "already has the tables and the unique index on email" in result.stderr
+        assert "ix_users_email" in indexes(database_url, "users")
+        assert "user" not in tables(database_url)
+        return
     assert "ix_users_email_lower" in result.stderr
     assert "ix_users_email_lower" in indexes(database_url, "users")
     assert "user" not in tables(database_url)
@@ -319,7 +369,11 @@ def test_init_db_creates_the_table_named_and_its_tables_reference_it(
     assert tables(database_url) == {"accounts", "oauth_account", "accesstoken"}
     assert references(database_url, "oauth_account") == {"accounts"}
     assert references(database_url, "accesstoken") == {"accounts"}
-    assert {"ix_accounts_email", "ix_accounts_email_lower"} <= indexes(database_url, "accounts")
+    # MySQL/MariaDB: no lower(email) index; the unique one on email does its work.
+    made_indexes = {"ix_accounts_email"} | (
+        set() if is_mysql(database_url) else {"ix_accounts_email_lower"}
+    )
+    assert made_indexes <= indexes(database_url, "accounts")
     assert "Nothing to do" in empty_cli.ok("--table", "accounts", "init-db").stderr
 
     # Found by its columns from then on, with its OAuth and token tables.
@@ -345,6 +399,12 @@ def test_init_db_gives_an_app_table_with_integer_ids_oauth_and_token_tables_that
     assert references(database_url, "accesstoken") == {"users"}
     if database_url.startswith("sqlite"):
         query = "SELECT type FROM pragma_table_info('accesstoken') WHERE name = 'user_id'"
+    elif is_mysql(database_url):  # MySQL calls INTEGER int
+        query = (
+            "SELECT IF(data_type = 'int', 'integer', data_type) FROM information_schema.columns "
+            "WHERE "
+            "table_schema = DATABASE() AND table_name = 'accesstoken' AND column_name = 'user_id'"
+        )
     else:
         query = (
             "SELECT data_type FROM information_schema.columns "

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from harness import sql as _sql
+from harness import sql_engine
 
 
 class Base(DeclarativeBase):
@@ -218,7 +219,7 @@ def _user_table_with_a_name(url: str) -> None:
         asyncio.run(_sql(url, statement))
 
     async def insert() -> None:
-        engine = create_async_engine(url)
+        engine = sql_engine(url)  # standard quoting on MySQL too
         try:
             async with engine.begin() as connection:
                 await connection.execute(

@@ -6,7 +6,7 @@ password hash, the flags, a nickname), its ``id`` a foreign key to ``account.id`
 accounts (staff, say) have no ``member`` row. The tables are made with plain SQL, as the app's
 migrations made them; usersctl reads the database (no ``--model``): it shows the parent's
 columns, and refuses to write (only the app's model writes both rows as the app does; with it,
-tests/cli/test_model_hierarchy.py). Effects are checked with plain SQL, on SQLite and PostgreSQL.
+tests/cli/test_model_hierarchy.py). Effects are checked with plain SQL, on every database.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from harness import Cli, Usersctl, execute, query, seed_hash
+from harness import Cli, Usersctl, execute, is_mysql, query, seed_hash
 
 BOOLEANS = (
     "is_active BOOLEAN NOT NULL DEFAULT true, is_superuser BOOLEAN NOT NULL DEFAULT false, "
@@ -27,11 +27,17 @@ def app_tables(url: str) -> None:
     serial = (
         "INTEGER PRIMARY KEY AUTOINCREMENT" if url.startswith("sqlite") else "SERIAL PRIMARY KEY"
     )
+    # MySQL/MariaDB: SERIAL is BIGINT UNSIGNED, which member's INTEGER id could not refer to;
+    # and no expression indexes: the email index is the unique one on email, in its _ci collation.
+    email_index = "CREATE UNIQUE INDEX ix_account_email_lower ON account (lower(email))"
+    if is_mysql(url):
+        serial = "INTEGER PRIMARY KEY AUTO_INCREMENT"
+        email_index = "CREATE UNIQUE INDEX ix_account_email_lower ON account (email)"
     execute(
         url,
         f"CREATE TABLE account (id {serial}, email VARCHAR(320) NOT NULL, "
         "created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP)",
-        "CREATE UNIQUE INDEX ix_account_email_lower ON account (lower(email))",
+        email_index,
         "CREATE TABLE member (id INTEGER PRIMARY KEY REFERENCES account (id), "
         f"hashed_password VARCHAR(1024) NOT NULL, {BOOLEANS}, nickname VARCHAR(30))",
         "INSERT INTO account (email) VALUES ('ann@example.com')",
@@ -128,14 +134,24 @@ def test_which_table_is_the_user_table(empty_cli: Cli, database_url: str) -> Non
 def indexes(url: str, table: str) -> set[str]:
     if url.startswith("sqlite"):
         sql = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = :table"
+    elif is_mysql(url):
+        sql = (
+            "SELECT DISTINCT index_name AS name FROM information_schema.statistics "
+            "WHERE table_schema = DATABASE() AND table_name = :table"
+        )
     else:
         sql = "SELECT indexname AS name FROM pg_indexes WHERE tablename = :table"
     return {row["name"] for row in query(url, sql, table=table)}
 
 
+def drop_email_index(url: str) -> None:
+    on = " ON account" if is_mysql(url) else ""  # MySQL's DROP INDEX names the table
+    execute(url, f"DROP INDEX ix_account_email_lower{on}")
+
+
 def test_the_email_index_belongs_to_the_parent_table(empty_cli: Cli, database_url: str) -> None:
     app_tables(database_url)
-    execute(database_url, "DROP INDEX ix_account_email_lower")
+    drop_email_index(database_url)
     failed = empty_cli("doctor", "-o", "json")
     assert failed.returncode == 6, failed.stderr
     report = json.loads(failed.stdout)
@@ -153,6 +169,6 @@ def test_the_email_index_belongs_to_the_parent_table(empty_cli: Cli, database_ur
     assert "'accesstoken' has FastAPI Users' columns" in checks["accesstoken table"]
 
     # doctor --fix puts it back there too
-    execute(database_url, "DROP INDEX ix_account_email_lower")
+    drop_email_index(database_url)
     empty_cli.ok("doctor", "--fix")
     assert "ix_account_email_lower" in indexes(database_url, "account")

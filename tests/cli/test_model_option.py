@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from harness import Cli, Database, Usersctl
+from harness import Cli, Database, Usersctl, is_mysql
 from usersctl.engine import create_engine
 
 #: A FastAPI Users app's models written against ``fastapi_users_db_sqlalchemy``: integer ids,
@@ -196,9 +196,15 @@ def test_doctor_compares_the_model_with_the_table(
 
     def user_table_check(model: str) -> dict[str, str]:
         result = empty_cli("--model", model, "doctor", "-o", "json")
-        assert result.exit_code == 6, result.output  # and: no lower(email) index on these tables
         checks = {check["check"]: check for check in json.loads(result.stdout)["checks"]}
-        assert checks["email index"]["status"] == "fail"
+        if is_mysql(empty_cli.url):
+            # FastAPI Users' unique index on email, in a _ci collation, is the email index there.
+            assert checks["email index"]["status"] == "ok"
+            failed = checks["user table"]["status"] == "fail"
+            assert result.exit_code == (6 if failed else 0), result.output
+        else:
+            assert result.exit_code == 6, result.output  # and: no lower(email) index on these
+            assert checks["email index"]["status"] == "fail"
         return checks["user table"]
 
     assert user_table_check(f"{old}:Account")["status"] == "ok"
@@ -219,7 +225,10 @@ def test_init_db_with_a_model_creates_the_apps_table_and_the_index(
     )
     result = empty_cli.ok("--model", model, "init-db")
     assert "Created table accounts" in result.stderr
-    assert "Created index ix_accounts_email_lower" in result.stderr
+    if is_mysql(empty_cli.url):  # no lower(email) index there: the unique one on email serves
+        assert "Created index ix_accounts_email\n" in result.stderr
+    else:
+        assert "Created index ix_accounts_email_lower" in result.stderr
     # fastapi_users_db_sqlalchemy declares no lower(email) index; init-db added it
     assert empty_cli("--model", model, "doctor").exit_code == 0
     assert empty_cli.json("--model", model, "create-user", "a@example.com", "--generate-password",

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from harness import Cli, sql_engine
+from harness import Cli, is_mysql, sql_engine
 
 TENANT_MODELS = """
     from fastapi_users_db_sqlalchemy import SQLAlchemyBaseOAuthAccountTable, SQLAlchemyBaseUserTable
@@ -91,6 +91,9 @@ def sql(url: str, *statements: str) -> Any:
 def table_names(url: str) -> set[str]:
     if url.startswith("sqlite"):
         rows = sql(url, "SELECT name FROM sqlite_master WHERE type = 'table'")
+    elif is_mysql(url):
+        query = "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()"
+        rows = sql(url, query)
     else:
         rows = sql(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
     return {row[0] for row in rows}
@@ -101,10 +104,21 @@ def index_count(url: str, table: str) -> int:
         rows = sql(
             url, f"SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = '{table}'"
         )
+    elif is_mysql(url):
+        # Those on email: InnoDB adds an index of its own for each foreign key.
+        rows = sql(
+            url,
+            "SELECT DISTINCT index_name FROM information_schema.statistics "
+            f"WHERE table_schema = DATABASE() AND table_name = '{table}' AND column_name = 'email'",
+        )
     else:
         rows = sql(url, f"SELECT indexname FROM pg_indexes WHERE tablename = '{table}'")
     return len(
-        [row for row in rows if not row[0].startswith(("sqlite_autoindex", f"{table}_pkey"))]
+        [
+            row
+            for row in rows
+            if not row[0].startswith(("sqlite_autoindex", f"{table}_pkey", "PRIMARY"))
+        ]
     )
 
 

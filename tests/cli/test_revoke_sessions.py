@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from harness import Cli, Database, Usersctl, sql
+from harness import Cli, Database, Usersctl, is_mysql, sql
 
 NO_TABLE = (
     "The database has no access token table: there are no database sessions to revoke (JWTs "
@@ -239,6 +239,8 @@ def test_a_renamed_token_table_is_found_by_its_foreign_key(
     """An app's ``users`` and ``user_sessions`` tables, and a table named ``accesstoken`` that
     has the columns but belongs to something else: only the one that references users goes."""
     serial = "INTEGER PRIMARY KEY" if database_url.startswith("sqlite") else "SERIAL PRIMARY KEY"
+    if is_mysql(database_url):  # SERIAL is BIGINT UNSIGNED there: INTEGER keys could not refer
+        serial = "INTEGER PRIMARY KEY AUTO_INCREMENT"
     for statement in (
         f"CREATE TABLE users (id {serial}, email VARCHAR(320) NOT NULL, "
         "hashed_password VARCHAR(1024) NOT NULL, is_active BOOLEAN NOT NULL, "

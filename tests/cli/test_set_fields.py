@@ -18,7 +18,7 @@ from sqlalchemy import (
     func,
 )
 
-from harness import Cli, Database, sql_engine
+from harness import Cli, Database, is_mysql, sql_engine
 
 
 async def _create_table(url: str) -> None:
@@ -40,7 +40,10 @@ async def _create_table(url: str) -> None:
     )
     from sqlalchemy import Index
 
-    Index("ix_user_email_lower", func.lower(table.c.email), unique=True)
+    if is_mysql(url):  # no expression indexes: the unique index on email, in its _ci collation
+        Index("ix_user_email", table.c.email, unique=True)
+    else:
+        Index("ix_user_email_lower", func.lower(table.c.email), unique=True)
     engine = sql_engine(url)
     try:
         async with engine.begin() as connection:

@@ -20,6 +20,8 @@ from e2e_clients import Client, Usersctl
 from fastapi_app import RunningApp, build_app
 from sqlalchemy import select, update
 
+from harness import is_mysql
+
 ADMIN = "admin@example.com"
 PASSWORD = "first password, long enough"
 NEW_PASSWORD = "second password, also long"
@@ -227,8 +229,9 @@ async def test_registered_user_is_listed_and_its_hash_counted_by_doctor(story: S
     model = next(c for c in report["checks"] if c["check"] == "model")["detail"]
     assert (variant.model_path or "read from the database") in model
     index = next(c for c in report["checks"] if c["check"] == "email index")
-    if variant.models == "app_uuid_model":
-        # fastapi_users_db_sqlalchemy's table has no lower(email) index: doctor fails, --fix adds it
+    # fastapi_users_db_sqlalchemy's table has no lower(email) index: doctor fails, --fix adds it;
+    # on MySQL/MariaDB its unique index on email, in a _ci collation, is the email index.
+    if variant.models == "app_uuid_model" and not is_mysql(usersctl.url):
         assert code == 6, report
         assert index["status"] == "fail"
         code, report = await doctor(usersctl, "--fix")
@@ -236,7 +239,8 @@ async def test_registered_user_is_listed_and_its_hash_counted_by_doctor(story: S
         assert next(c for c in report["checks"] if c["check"] == "email index")["status"] == "fixed"
         code, report = await doctor(usersctl)
     assert code == 0, report
-    assert all(check["status"] in ("ok", "skip") for check in report["checks"]), report
+    others = [check for check in report["checks"] if check["status"] not in ("ok", "skip")]
+    assert others == [], others
 
 
 @pytest.mark.parametrize("story", ["int-model"], indirect=True)

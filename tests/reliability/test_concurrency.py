@@ -11,6 +11,7 @@ import json
 import signal
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from harness import (
     committed_count,
     finish,
     has_open,
+    is_mysql,
     is_sqlite,
     one_error_line,
     pg_lock_held,
@@ -133,16 +135,44 @@ def _sqlite_write_locked(url: str) -> bool:
         return False
 
 
+@contextlib.contextmanager
+def mysql_watcher(url: str) -> Iterator[Any]:
+    """A plain PyMySQL connection (aiomysql brings it) to watch the server's transactions."""
+    import pymysql
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    connection = pymysql.connect(
+        host=parsed.host or "127.0.0.1",
+        port=parsed.port or 3306,
+        user=parsed.username or "root",
+        password=parsed.password or "",
+        database=parsed.database,
+        autocommit=True,
+    )
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def mysql_value(connection: Any, sql: str) -> Any:
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        return cursor.fetchone()[0]
+
+
 def test_create_user_arriving_while_the_import_writes_comes_second(
     url: str, tmp_path: Path
 ) -> None:
-    """The import holds the write lock (SQLite) or its table lock (PostgreSQL) while it writes; a
-    create-user for an email in the file waits, then finds the user there: exit 4.
+    """The import holds the write lock (SQLite) or its table lock (PostgreSQL) while it writes,
+    or on MySQL/MariaDB the unique index's lock on each address it wrote; a create-user for an
+    email in the file waits, then finds the user there: exit 4.
 
     The import is paused (SIGSTOP) in the middle of writing, so that create-user surely arrives
     while the import's transaction is open however fast either of them runs; it resumes once
     create-user waits at the database."""
-    total = 40_000
+    total = 200_000 if is_mysql(url) else 40_000  # MySQL's watcher looks every 0.15 s
     path = tmp_path / "users.jsonl"
     write_import_file(path, total, race_line=total // 2)
     # create-user waits for its password on stdin, its start-up done.
@@ -171,6 +201,41 @@ def test_create_user_arriving_while_the_import_writes_comes_second(
             )
             time.sleep(0.3)
             assert creator.poll() is None, finish(creator)
+        elif is_mysql(url):
+            # No table lock there: InnoDB locks the unique key of each row the import wrote, so
+            # create-user waits once the import has written the race row (half way).
+            with mysql_watcher(url) as watcher:
+                written = (
+                    "SELECT max(t.trx_rows_modified) FROM information_schema.INNODB_TRX t "
+                    "JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id "
+                    "WHERE p.DB = DATABASE()"
+                )
+                # InnoDB refreshes INNODB_TRX at most every 0.1 s, and not while it is read more
+                # often than that.
+                wait_for(
+                    lambda: (
+                        importer.poll() is not None
+                        or int(mysql_value(watcher, written) or 0) > total // 2 + 1000
+                    ),
+                    120,
+                    "the import to write the race row",
+                    poll=0.15,
+                )
+                importer.send_signal(signal.SIGSTOP)
+                assert importer.poll() is None, "the import ended"
+                send_line(creator, "another password")
+                waiting = (
+                    "SELECT count(*) FROM information_schema.INNODB_TRX t "
+                    "JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id "
+                    "WHERE p.DB = DATABASE() AND t.trx_state = 'LOCK WAIT'"
+                )
+                wait_for(
+                    lambda: creator.poll() is not None or int(mysql_value(watcher, waiting)) > 0,
+                    60,
+                    "create-user to wait for the import's row",
+                    poll=0.15,
+                )
+                assert creator.poll() is None, finish(creator)
         else:
             with PgConnection(url) as watcher:
                 wait_for(

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
-from harness import cli, execute, is_sqlite, one_error_line, rows, run, stored_hash
+from harness import cli, execute, is_mysql, is_sqlite, one_error_line, rows, run, stored_hash
 
 URL_SECRET = "Url-Secret-7f3a9c"
 STDIN_SECRET = "stdin secret 4b1e "  # the trailing space is part of it
@@ -31,11 +31,28 @@ WRONG_SECRET = "wrong-secret-3c4d"
 @pytest.fixture
 def secret_url(url: str) -> Iterator[str]:
     """The test database through a URL that carries a password. On PostgreSQL, a role of its own
-    with that password (the local server trusts it anyway, but the URL holds the secret)."""
+    with that password (the local server trusts it anyway, but the URL holds the secret); on
+    MySQL/MariaDB an account of its own."""
     if is_sqlite(url):
         yield url
         return
     role = f"usersctl_secret_{uuid.uuid4().hex[:8]}"
+    if is_mysql(url):  # an account of its own, with every right on the test database
+        database = make_url(url).database
+        execute(
+            url,
+            f"CREATE USER '{role}'@'%' IDENTIFIED BY '{URL_SECRET}'",
+            f"GRANT ALL ON `{database}`.* TO '{role}'@'%'",
+        )
+        try:
+            yield (
+                make_url(url)
+                .set(username=role, password=URL_SECRET)
+                .render_as_string(hide_password=False)
+            )
+        finally:
+            execute(url, f"DROP USER '{role}'@'%'")
+        return
     execute(
         url,
         f"CREATE ROLE {role} LOGIN PASSWORD '{URL_SECRET}'",
@@ -156,6 +173,15 @@ def _refuse_writes(url: str) -> None:
             'CREATE TRIGGER refuse_update BEFORE UPDATE ON "user" '
             "BEGIN SELECT RAISE(ABORT, 'refused by trigger'); END",
         )
+    elif is_mysql(url):
+        execute(
+            url,
+            *(
+                f'CREATE TRIGGER refuse_{event.lower()} BEFORE {event} ON "user" FOR EACH ROW '
+                "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by trigger'"
+                for event in ("INSERT", "UPDATE")
+            ),
+        )
     else:
         execute(
             url,
@@ -204,7 +230,7 @@ def test_database_errors_do_not_show_the_parameters_that_carry_secrets(
 
 
 def _allow_writes(url: str) -> None:
-    if is_sqlite(url):
+    if is_sqlite(url) or is_mysql(url):
         execute(url, "DROP TRIGGER refuse_insert", "DROP TRIGGER refuse_update")
     else:
         execute(url, 'DROP TRIGGER refuse ON "user"', "DROP FUNCTION refuse()")

@@ -112,7 +112,7 @@ def init_db(
         typer.echo(result, nl=False)
         return
     from usersctl.commands import alembic_advice
-    from usersctl.engine import mask_url
+    from usersctl.engine import mask_url, normalize_url
     from usersctl.migrations import IndexAdvice
 
     if isinstance(result, IndexAdvice):
@@ -125,7 +125,11 @@ def init_db(
         say_lines(alembic_advice.left_out_text(advice, command="init-db"))
         return
     if not result.changed:
-        say(f"Nothing to do: {where} already has the tables and the lower(email) index.")
+        # MySQL/MariaDB have no lower(email) index: the unique index on email in its _ci
+        # collation does that work there.
+        mysql = normalize_url(settings.database_url).get_backend_name() == "mysql"
+        index = "unique index on email" if mysql else "lower(email) index"
+        say(f"Nothing to do: {where} already has the tables and the {index}.")
         return
     done = "Would create" if dry_run else "Created"
     for name in result.created_tables:
