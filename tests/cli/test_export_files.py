@@ -14,6 +14,10 @@ from typing import Any
 
 import pytest
 
+# Files, descriptors and pipes, the same whatever the database: on SQLite only (export-users
+# on each database is tested elsewhere).
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
 #: More users than a pipe holds (64 KiB), so a reader that leaves is noticed by the writer.
 MANY = 1000
 
@@ -61,8 +65,6 @@ def test_export_to_dev_stdout_into_a_pipe(usersctl: Any, db: Any) -> None:
     assert result.stdout.strip() == "3"
 
 
-# Pipes, the same whatever the database: on SQLite only.
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("target", ["-", "/dev/stdout"])
 def test_a_reader_that_leaves_is_exit_141(usersctl: Any, many: list[str], target: str) -> None:
     result = shell(usersctl, f"usersctl export-users {target} | head -1; exit ${{PIPESTATUS[0]}}")
@@ -71,8 +73,6 @@ def test_a_reader_that_leaves_is_exit_141(usersctl: Any, many: list[str], target
     assert "Exported" not in result.stderr
 
 
-# Files and pipes, the same whatever the database: on SQLite only.
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_exports_to_one_path_at_once_do_not_interfere(usersctl: Any, many: list[str]) -> None:
     runs = [
         subprocess.Popen(

@@ -18,6 +18,10 @@ from pwdlib.hashers.bcrypt import BcryptHasher
 
 from harness import sql as _sql
 
+# The app's hashing helper, the same whatever the database: on SQLite only (the databases'
+# halves of the commands are tested elsewhere).
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
 PASSWORD = "the app's own hashing"
 HELPER = "app_security:password_helper"
 #: The app's module, as such an app configures FastAPI Users (its own test copy, not an app's).
@@ -336,9 +340,6 @@ def test_doctor_with_user_manager_judges_hashes_as_the_managers_helper(app: Any)
     assert "exclude each other" in app.fails(2, *manager, "--password-helper", HELPER, "doctor")
 
 
-# Hash parameters, the same whatever the database: on SQLite only (the entry point's real Argon2
-# cost makes this test a slow one).
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_argon2_parameters_of_the_managers_own_are_current_not_outdated(
     app_entry_point: Any,
 ) -> None:
