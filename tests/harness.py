@@ -439,6 +439,23 @@ def asyncpg_dsn(url: str, **changes: Any) -> str:
 MYSQL_ANSI_QUOTES = "SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')"
 
 
+def pymysql_connection(url: str) -> Any:
+    """A plain PyMySQL connection (aiomysql brings PyMySQL) to the MySQL/MariaDB database of
+    ``url``, in autocommit: outside usersctl and its async drivers, to hold a lock or watch the
+    server."""
+    import pymysql
+
+    parsed = make_url(url)
+    return pymysql.connect(
+        host=parsed.host or "127.0.0.1",
+        port=parsed.port or 3306,
+        user=parsed.username or "root",
+        password=parsed.password or "",
+        database=parsed.database,
+        autocommit=True,
+    )
+
+
 def mysql_url(url: str) -> Any:
     """A MySQL test URL with an async driver (the one it names, else aiomysql) and utf8mb4."""
     parsed = make_url(url)
@@ -810,17 +827,7 @@ class WriteGate:
             self._sqlite = sqlite3.connect(sqlite_path(self.url), isolation_level=None)
             self._sqlite.execute("BEGIN IMMEDIATE")
         elif is_mysql(self.url):
-            import pymysql
-
-            parsed = make_url(self.url)
-            self._mysql = pymysql.connect(
-                host=parsed.host or "127.0.0.1",
-                port=parsed.port or 3306,
-                user=parsed.username or "root",
-                password=parsed.password or "",
-                database=parsed.database,
-                autocommit=True,
-            )
+            self._mysql = pymysql_connection(self.url)
             with self._mysql.cursor() as cursor:
                 cursor.execute("LOCK TABLES `user` WRITE")
         else:

@@ -67,6 +67,22 @@ class AlembicProject:
         (created,) = set((self.folder / "migrations" / "versions").glob("*.py")) - before
         return created
 
+    def follow_advice(self, source: str, line: str, migration: str, message: str) -> None:
+        """Do what usersctl advised: ``line`` (an ``Index(...)``) into the model's
+        ``__table_args__`` (``source`` is the model's text), and ``migration`` (the functions
+        ``init-db --alembic`` printed) as a new revision, then ``alembic upgrade head``."""
+        assert "    __table_args__ = ()\n" in source
+        source = source.replace("    __table_args__ = ()\n", f"    __table_args__ = ({line},)\n")
+        names = "Index, Integer, String, text" if "text(" in line else "Index, Integer, String"
+        source = source.replace(
+            "from sqlalchemy import Integer, String\n", f"from sqlalchemy import {names}\n"
+        )
+        self.model_file.write_text(source)
+        revision = self.new_revision(message)
+        template = revision.read_text()
+        revision.write_text(template[: template.index("def upgrade()")] + migration)
+        self.alembic_ok("upgrade", "head")
+
 
 def index_definition(url: str, name: str) -> str | None:
     """The SQL that defines the index ``name``, read from the database's catalogue; None if
@@ -203,21 +219,11 @@ def test_init_db_and_doctor_leave_the_index_to_the_apps_migrations_whose_advice_
     line = model_line(init.stderr)
     assert line == model_line(printed.stderr) == report["index_advice"]["model"]
 
-    # Follow the advice: the Index in the model's __table_args__, the migration as a new revision
-    source = project.model_file.read_text()
-    assert "    __table_args__ = ()\n" in source
-    source = source.replace("    __table_args__ = ()\n", f"    __table_args__ = ({line},)\n")
-    source = source.replace(
-        "from sqlalchemy import Integer, String\n",
-        "from sqlalchemy import Index, Integer, String, text\n",
+    # Follow the advice: the Index in the model's __table_args__, the migration as a new
+    # revision; alembic upgrade head builds the index, and the model and the database agree
+    project.follow_advice(
+        project.model_file.read_text(), line, migration, "unique lower(email) index"
     )
-    project.model_file.write_text(source)
-    revision = project.new_revision("unique lower(email) index")
-    template = revision.read_text()
-    revision.write_text(template[: template.index("def upgrade()")] + migration)
-
-    # alembic upgrade head builds the index, and the model and the database agree
-    project.alembic_ok("upgrade", "head")
     built = index_definition(project.url, INDEX)
     assert built is not None
     assert "unique index" in built.lower()
@@ -424,16 +430,7 @@ def test_on_mariadb_the_advice_is_a_unique_index_on_email(
     assert index_definition(project.url, INDEX) is None
 
     # Followed, the advice builds a unique index on email, which doctor takes
-    source = source.replace("    __table_args__ = ()\n", f"    __table_args__ = ({line},)\n")
-    source = source.replace(
-        "from sqlalchemy import Integer, String\n",
-        "from sqlalchemy import Index, Integer, String\n",
-    )
-    project.model_file.write_text(source)
-    revision = project.new_revision("unique index on email")
-    template = revision.read_text()
-    revision.write_text(template[: template.index("def upgrade()")] + migration)
-    project.alembic_ok("upgrade", "head")
+    project.follow_advice(source, line, migration, "unique index on email")
     assert index_definition(project.url, INDEX) == f"CREATE UNIQUE INDEX {INDEX} ON users (email)"
     project.alembic_ok("check")
     doctor = usersctl(*MODEL_OPTION, "doctor", "-o", "json")

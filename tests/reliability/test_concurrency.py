@@ -30,6 +30,7 @@ from harness import (
     one_error_line,
     pg_lock_held,
     pg_waiting,
+    pymysql_connection,
     rows,
     send_line,
     sqlite_path,
@@ -137,19 +138,8 @@ def _sqlite_write_locked(url: str) -> bool:
 
 @contextlib.contextmanager
 def mysql_watcher(url: str) -> Iterator[Any]:
-    """A plain PyMySQL connection (aiomysql brings it) to watch the server's transactions."""
-    import pymysql
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    connection = pymysql.connect(
-        host=parsed.host or "127.0.0.1",
-        port=parsed.port or 3306,
-        user=parsed.username or "root",
-        password=parsed.password or "",
-        database=parsed.database,
-        autocommit=True,
-    )
+    """A plain PyMySQL connection to watch the server's transactions."""
+    connection = pymysql_connection(url)
     try:
         yield connection
     finally:

@@ -39,26 +39,19 @@ def secret_url(url: str) -> Iterator[str]:
     role = f"usersctl_secret_{uuid.uuid4().hex[:8]}"
     if is_mysql(url):  # an account of its own, with every right on the test database
         database = make_url(url).database
-        execute(
-            url,
+        create = [
             f"CREATE USER '{role}'@'%' IDENTIFIED BY '{URL_SECRET}'",
             f"GRANT ALL ON `{database}`.* TO '{role}'@'%'",
-        )
-        try:
-            yield (
-                make_url(url)
-                .set(username=role, password=URL_SECRET)
-                .render_as_string(hide_password=False)
-            )
-        finally:
-            execute(url, f"DROP USER '{role}'@'%'")
-        return
-    execute(
-        url,
-        f"CREATE ROLE {role} LOGIN PASSWORD '{URL_SECRET}'",
-        f"GRANT ALL ON SCHEMA public TO {role}",
-        f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}",
-    )
+        ]
+        drop = [f"DROP USER '{role}'@'%'"]
+    else:
+        create = [
+            f"CREATE ROLE {role} LOGIN PASSWORD '{URL_SECRET}'",
+            f"GRANT ALL ON SCHEMA public TO {role}",
+            f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}",
+        ]
+        drop = [f"DROP OWNED BY {role}", f"DROP ROLE {role}"]
+    execute(url, *create)
     try:
         yield (
             make_url(url)
@@ -66,7 +59,7 @@ def secret_url(url: str) -> Iterator[str]:
             .render_as_string(hide_password=False)
         )
     finally:
-        execute(url, f"DROP OWNED BY {role}", f"DROP ROLE {role}")
+        execute(url, *drop)
 
 
 @dataclass
