@@ -4,6 +4,7 @@ module on two cores).
 
     python benchmarks/mutation.py                          # every core module
     python benchmarks/mutation.py emails.py passwords.py   # some of them (paths under cli/usersctl)
+    python benchmarks/mutation.py importing                # a package: each of its modules
     python benchmarks/mutation.py --max-children 1 --tests tests/test_emails.py emails.py
     python benchmarks/mutation.py --workdir /tmp/m --tests tests/test_emails.py emails.py  # again:
         # the same folder refreshes the copy, reruns what changed and every survivor
@@ -53,11 +54,13 @@ README = ROOT / "README.md"
 #: engine and fields.
 CORE = (
     "users.py",
+    "importing/rows.py",
     "importing/reading.py",
     "importing/checking.py",
     "importing/planning.py",
     "importing/writing.py",
     "importing/importer.py",
+    "importing/applying.py",
     "exporting.py",
     "db/adapter.py",
     "db/tables.py",
@@ -138,6 +141,18 @@ def mutmut(folder: Path, *args: str, capture: bool = False) -> str:
     return process.stdout or ""
 
 
+def expand(modules: list[str]) -> list[str]:
+    """Paths under cli/usersctl, a package (a folder) replaced by its modules, in order."""
+    found: list[str] = []
+    for module in modules:
+        folder = PACKAGE / module
+        if folder.is_dir():
+            found += sorted(p.relative_to(PACKAGE).as_posix() for p in folder.rglob("*.py"))
+        else:
+            found.append(module)
+    return list(dict.fromkeys(found))
+
+
 def module_of(mutant: str) -> str:
     """``usersctl.db.adapter.x_f__mutmut_3`` -> ``db/adapter.py``."""
     dotted = mutant.split(".x")[0].removeprefix("usersctl.")
@@ -175,6 +190,9 @@ def record(folder: Path, modules: list[str], tests: list[str]) -> None:
         command += "` (recorded with --record-only: not every mutant may have run) `"
     for module in modules:
         mine = {name: status for name, status in found.items() if module_of(name) == module}
+        if not mine:  # nothing to mutate (a package's __init__.py of imports only)
+            results.pop(module, None)
+            continue
         results[module] = {
             "command": command,
             "tests": tests,
@@ -247,7 +265,12 @@ def row(label: str, c: Counter[str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("modules", nargs="*", default=list(CORE), help="paths under cli/usersctl")
+    parser.add_argument(
+        "modules",
+        nargs="*",
+        default=list(CORE),
+        help="paths under cli/usersctl: modules, or a package's folder for each of its modules",
+    )
     parser.add_argument(
         "--tests",
         action="append",
@@ -278,6 +301,7 @@ def main() -> None:
         print(summary())
         return
     args.tests = args.tests or ["tests"]
+    args.modules = expand(args.modules)
     if args.record_only:
         if args.workdir is None or not (args.workdir / "mutants").is_dir():
             parser.error("--record-only needs the --workdir of an earlier run")
