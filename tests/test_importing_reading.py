@@ -274,6 +274,11 @@ def test_a_character_yaml_does_not_allow_is_refused_with_its_line() -> None:
         'in "<unicode string>", position 41)',
         3,
     )
+    assert refusal('\n- email: a@x.io\n  note: "\x07"\n', "yaml") == one(
+        "not valid YAML (unacceptable character #x0007: special characters are not allowed "
+        'in "<unicode string>", position 26)',
+        3,
+    )
     assert refusal("\x00", "yaml") == one(
         "not valid YAML (unacceptable character #x0000: special characters are not allowed "
         'in "<unicode string>", position 0)'

@@ -325,13 +325,10 @@ def _read_yaml(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, dict[str
         document = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        position = getattr(exc, "position", None)
         if mark is not None:
             where = mark.line + 1
-        elif isinstance(position, int):
-            where = text.count("\n", 0, position) + 1
-        else:
-            where = 1
+        else:  # a ReaderError: where the character is in the text
+            where = text.count("\n", 0, getattr(exc, "position", 0)) + 1
         reason = " ".join(str(getattr(exc, "problem", None) or exc).split())
         raise ImportRejected([Problem(where, f"not valid YAML ({reason})")]) from None
     except RecursionError:
