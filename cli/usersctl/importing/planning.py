@@ -241,7 +241,7 @@ async def sessions_to_end(ctx: UserContext, updates: list[dict[str, Any]]) -> li
     statement = (
         select(user_id, model.column("hashed_password"), model.column("is_active"))
         .select_from(model.selectable)
-        .where(user_id.in_(select(bound_list(dialect, "ids", user_id.type)).scalar_subquery()))
+        .where(among(dialect, user_id, "ids", user_id.type))
     )
     ids = [values["_id"] for values in updates]
     stored: dict[Any, tuple[str, bool]] = {}

@@ -1,0 +1,470 @@
+"""import-users at the library's level (usersctl.importing.import_users from bytes or a file),
+on every test database: what lands in the table under each conflict rule, the exact refusals,
+dry runs, the last-superuser guard, ended sessions, integer ids and the id sequence, and the
+pieces of the writing stage (multi-row INSERTs, defaults, grouped UPDATEs).
+
+Tables are made with plain SQL, users seeded and effects checked with plain SQL. Passwords are
+hashed at Argon2's lowest cost (the harness's ``quick_hashing``). Quick enough for the mutation
+runs of the importing package's planning, writing and importer (benchmarks/mutation.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import Database, execute, is_mysql, seed_hash
+from usersctl.errors import InvalidInput, LastSuperuser
+from usersctl.importing import import_users
+from usersctl.importing.checking import NO_PASSWORD_FOR_NEW_USER
+from usersctl.importing.rows import ImportConflict, ImportRejected
+from usersctl.importing.writing import PreparedInsert, _sqlite_multi_row, group_by_columns
+from usersctl.passwords import verify_password
+
+pytestmark = pytest.mark.usefixtures("quick_hashing")
+
+ANN = "00000000-0000-0000-0000-00000000000a"
+BEN = "00000000-0000-0000-0000-00000000000b"
+NEW = "00000000-0000-0000-0000-0000000000ff"
+BCRYPT_HASH = "$2b$04$" + "a" * 53
+
+
+def make_table(url: str, *, unique_key: bool = True, tokens: bool = False) -> Database:
+    """FastAPI Users' user table (UUID ids), optionally with its access token table."""
+    id_type = "UUID" if url.startswith("postgresql") else "CHAR(36)"
+    statements = [
+        f'CREATE TABLE "user" (id {id_type} NOT NULL PRIMARY KEY, email VARCHAR(320) NOT NULL, '
+        "hashed_password VARCHAR(1024) NOT NULL, is_active BOOLEAN NOT NULL, "
+        "is_superuser BOOLEAN NOT NULL, is_verified BOOLEAN NOT NULL)"
+    ]
+    if unique_key:
+        # MySQL/MariaDB compare in their case-insensitive collation: email itself is the key.
+        key = "email" if is_mysql(url) else "lower(email)"
+        statements.append(f'CREATE UNIQUE INDEX ix_user_email_lower ON "user" ({key})')
+    if tokens:
+        statements.append(
+            "CREATE TABLE accesstoken (token VARCHAR(43) PRIMARY KEY, created_at TIMESTAMP, "
+            f'user_id {id_type} NOT NULL REFERENCES "user"(id))'
+        )
+    execute(url, *statements)
+    return Database(url)
+
+
+def jsonl(*records: dict[str, Any]) -> bytes:
+    return "".join(json.dumps(record) + "\n" for record in records).encode()
+
+
+def run_import(url: str, data: bytes | Path, **options: Any) -> Any:
+    if isinstance(data, Path):
+        with data.open("rb") as stream:
+            return asyncio.run(import_users(url, stream, **options))
+    return asyncio.run(import_users(url, io.BytesIO(data), **options))
+
+
+def users(db: Database) -> dict[str, dict[str, Any]]:
+    """The stored users by email: id as text, flags as booleans."""
+    found = {}
+    for row in db.query('SELECT * FROM "user"'):
+        row["id"] = str(row["id"])
+        for flag in ("is_active", "is_superuser", "is_verified"):
+            row[flag] = bool(row[flag])
+        found[row["email"]] = row
+    return found
+
+
+def seed_ann_and_ben(db: Database) -> None:
+    db.seed_specs(
+        {"id": ANN, "email": "ann@example.com", "is_superuser": True, "is_verified": True},
+        {"id": BEN, "email": "Ben@example.com", "hashed_password": BCRYPT_HASH},
+    )
+
+
+# Creating ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", ["file", "pipe"])
+def test_new_users_are_created_with_their_hashes_and_flags(
+    database_url: str, tmp_path: Path, source: str
+) -> None:
+    db = make_table(database_url)
+    data = jsonl(
+        {"email": "Cy@Example.com", "hashed_password": BCRYPT_HASH, "is_verified": True},
+        {"email": "dee@example.com", "hashed_password": BCRYPT_HASH, "id": NEW},
+    )
+    path = tmp_path / "users.jsonl"
+    path.write_bytes(data)
+    seen: list[tuple[str, int, int]] = []
+    summary = run_import(
+        database_url, path if source == "file" else data, progress=lambda *s: seen.append(s)
+    )
+    assert summary.as_dict() == {
+        "created": 2,
+        "updated": 0,
+        "skipped": 0,
+        "invalid": 0,
+        "revoked_tokens": 0,
+        "dry_run": False,
+    }
+    assert seen == [("writing", 2, 0 if source == "file" else 2)]
+    stored = users(db)
+    assert sorted(stored) == ["Cy@example.com", "dee@example.com"]
+    assert stored["dee@example.com"]["id"] == NEW
+    uuid.UUID(stored["Cy@example.com"]["id"])
+    assert stored["Cy@example.com"]["hashed_password"] == BCRYPT_HASH
+    flags = [stored["Cy@example.com"][f] for f in ("is_active", "is_superuser", "is_verified")]
+    assert flags == [True, False, True]
+
+
+def test_plaintext_passwords_are_hashed_before_they_are_written(database_url: str) -> None:
+    db = make_table(database_url)
+    seen: list[tuple[str, int, int]] = []
+    summary = run_import(
+        database_url,
+        jsonl(
+            {"email": "cy@example.com", "password": "cy's long passphrase"},
+            {"email": "dee@example.com", "hashed_password": BCRYPT_HASH},
+        ),
+        progress=lambda *s: seen.append(s),
+    )
+    assert summary.created == 2 and summary.hash_note is None
+    assert verify_password("cy's long passphrase", db.stored_hash("cy@example.com"))
+    assert db.stored_hash("cy@example.com").startswith("$argon2id$")
+    assert seen == [("hashing", 1, 1), ("writing", 2, 2)]
+
+
+def test_bcrypt_is_chosen_where_the_table_holds_bcrypt_only(database_url: str) -> None:
+    db = make_table(database_url)
+    db.seed_specs({"email": "ben@example.com", "hashed_password": BCRYPT_HASH})
+    summary = run_import(
+        database_url, jsonl({"email": "cy@example.com", "password": "cy's long passphrase"})
+    )
+    assert db.stored_hash("cy@example.com").startswith("$2b$")
+    assert summary.hash_note is not None and "bcrypt" in summary.hash_note
+
+
+def test_a_dry_run_reports_and_writes_nothing(database_url: str, tmp_path: Path) -> None:
+    db = make_table(database_url)
+    seed_ann_and_ben(db)
+    before = users(db)
+    data = jsonl(
+        {"email": "cy@example.com", "password": "cy's long passphrase"},
+        {"email": "dee@example.com", "password": "dee's long passphrase"},
+        {"email": "ANN@example.com", "password": "ann's long passphrase"},
+    )
+    summary = run_import(database_url, data, on_conflict="update", dry_run=True)
+    assert summary.as_dict() == {
+        "created": 2,
+        "updated": 1,
+        "skipped": 0,
+        "invalid": 0,
+        "revoked_tokens": 0,
+        "dry_run": True,
+    }
+    path = tmp_path / "users.jsonl"
+    path.write_bytes(jsonl({"email": "eve@example.com", "hashed_password": BCRYPT_HASH}))
+    assert run_import(database_url, path, dry_run=True).created == 1
+    assert users(db) == before
+
+
+def test_an_unknown_rule_is_refused(database_url: str) -> None:
+    make_table(database_url)
+    with pytest.raises(InvalidInput) as refused:
+        run_import(database_url, b"", on_conflict="merge")
+    assert str(refused.value) == "--on-conflict must be one of fail, skip, update"
+
+
+# Conflicts ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", ["file", "pipe"])
+def test_under_fail_an_existing_address_refuses_the_whole_file(
+    database_url: str, tmp_path: Path, source: str
+) -> None:
+    db = make_table(database_url)
+    seed_ann_and_ben(db)
+    before = users(db)
+    data = jsonl(
+        {"email": "cy@example.com", "hashed_password": BCRYPT_HASH},
+        {"email": "BEN@example.com", "hashed_password": BCRYPT_HASH},
+    )
+    path = tmp_path / "users.jsonl"
+    path.write_bytes(data)
+    with pytest.raises(ImportConflict) as conflict:
+        run_import(database_url, path if source == "file" else data)
+    assert [str(p) for p in conflict.value.problems] == ["line 2: BEN@example.com already exists"]
+    assert users(db) == before
+
+
+def test_a_conflict_is_found_before_any_password_is_hashed(database_url: str) -> None:
+    db = make_table(database_url)
+    seed_ann_and_ben(db)
+    seen: list[tuple[str, int, int]] = []
+    data = jsonl(
+        {"email": "cy@example.com", "password": "cy's long passphrase"},
+        {"email": "ann@example.com", "password": "ann's long passphrase"},
+    )
+    with pytest.raises(ImportConflict):
+        run_import(database_url, data, progress=lambda *s: seen.append(s))
+    assert seen == []
+
+
+def test_under_skip_existing_users_are_left_and_not_hashed_for(database_url: str) -> None:
+    db = make_table(database_url)
+    seed_ann_and_ben(db)
+    before = users(db)
+    seen: list[tuple[str, int, int]] = []
+    data = jsonl(
+        {"email": "ANN@example.com", "password": "ann's long passphrase", "id": NEW},
+        {"email": "cy@example.com", "password": "cy's long passphrase"},
+        {"email": "ben@example.com", "password": "ben's long passphrase"},
+        {"email": "cy@example.com", "password": "cy's other passphrase"},
+    )
+    summary = run_import(database_url, data, on_conflict="skip", progress=lambda *s: seen.append(s))
+    assert (summary.created, summary.updated, summary.skipped) == (1, 0, 3)
+    after = users(db)
+    assert {k: v for k, v in after.items() if k != "cy@example.com"} == before
+    assert verify_password("cy's long passphrase", after["cy@example.com"]["hashed_password"])
+    assert seen == [("hashing", 1, 1), ("writing", 1, 1)]
+
+
+def test_under_update_users_take_the_given_fields_and_keep_the_rest(database_url: str) -> None:
+    db = make_table(database_url)
+    seed_ann_and_ben(db)
+    db.seed_specs({"email": "zed@example.com", "is_superuser": True})
+    data = jsonl(
+        {"email": "ann@example.com", "hashed_password": BCRYPT_HASH, "is_superuser": False},
+        {"email": "ben@example.com", "is_active": False, "id": NEW},
+        {"email": "cy@example.com", "password": "cy's long passphrase"},
+    )
+    seen: list[tuple[str, int, int]] = []
+    summary = run_import(
+        database_url, data, on_conflict="update", progress=lambda *s: seen.append(s)
+    )
+    assert (summary.created, summary.updated, summary.skipped) == (1, 2, 0)
+    stored = users(db)
+    # The row's address replaces the stored spelling (Ben@ -> ben@).
+    ann, ben = stored["ann@example.com"], stored["ben@example.com"]
+    assert (ann["id"], ann["hashed_password"], ann["is_superuser"], ann["is_verified"]) == (
+        ANN,
+        BCRYPT_HASH,
+        False,
+        True,
+    )
+    assert (ben["id"], ben["hashed_password"], ben["is_active"]) == (BEN, BCRYPT_HASH, False)
+    assert "cy@example.com" in stored
+    assert seen[0] == ("hashing", 1, 1)
+    assert seen[1:] == [("writing", 1, 3), ("writing", 2, 3), ("writing", 3, 3)]
+
+
+def test_an_update_row_without_a_password_for_a_new_user_is_invalid(database_url: str) -> None:
+    db = make_table(database_url)
+    seed_ann_and_ben(db)
+    data = jsonl(
+        {"email": "ann@example.com", "is_verified": False},
+        {"email": "cy@example.com", "is_verified": True},
+    )
+    with pytest.raises(ImportRejected) as rejected:
+        run_import(database_url, data, on_conflict="update")
+    assert [str(p) for p in rejected.value.problems] == [f"line 2: {NO_PASSWORD_FOR_NEW_USER}"]
+    assert db.flag("ann@example.com", "is_verified") is True
+
+
+@pytest.mark.parametrize("rule", ["fail", "skip", "update"])
+def test_an_id_that_belongs_to_another_address(database_url: str, rule: str) -> None:
+    db = make_table(database_url)
+    seed_ann_and_ben(db)
+    data = jsonl({"email": "cy@example.com", "hashed_password": BCRYPT_HASH, "id": BEN})
+    if rule == "skip":
+        assert run_import(database_url, data, on_conflict=rule).skipped == 1
+        assert db.count() == 2
+        return
+    with pytest.raises(ImportConflict) as conflict:
+        run_import(database_url, data, on_conflict=rule)
+    assert [str(p) for p in conflict.value.problems] == [
+        f"line 1: id {BEN} belongs to ben@example.com"
+    ]
+    # The address of one user with the id of another: the id decides it is no update.
+    data = jsonl({"email": "ann@example.com", "hashed_password": BCRYPT_HASH, "id": BEN})
+    with pytest.raises(ImportConflict):
+        run_import(database_url, data, on_conflict=rule)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_an_address_stored_in_several_cases_is_updated_only_exactly(database_url: str) -> None:
+    db = make_table(database_url, unique_key=False)
+    db.seed_specs({"email": "dup@example.com"}, {"email": "Dup@example.com"})
+    data = jsonl({"email": "Dup@example.com", "is_verified": True})
+    assert run_import(database_url, data, on_conflict="update").updated == 1
+    verified = {row["email"]: bool(row["is_verified"]) for row in db.rows()}
+    assert verified == {"Dup@example.com": True, "dup@example.com": False}
+    with pytest.raises(ImportConflict) as conflict:
+        run_import(database_url, jsonl({"email": "DUP@example.com"}), on_conflict="update")
+    assert [str(p) for p in conflict.value.problems] == [
+        "line 1: several users have the address: Dup@example.com, dup@example.com"
+    ]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_sqlite_matches_letters_beyond_ascii_in_any_case(database_url: str, tmp_path: Path) -> None:
+    # SQLite's lower() and its index fold ASCII letters only.
+    db = make_table(database_url)
+    db.seed_specs({"email": "élan@example.com"})
+    data = jsonl({"email": "ÉLAN@example.com", "hashed_password": BCRYPT_HASH})
+    path = tmp_path / "users.jsonl"
+    path.write_bytes(data)
+    for source in (path, data):
+        with pytest.raises(ImportConflict) as conflict:
+            run_import(database_url, source)
+        assert [str(p) for p in conflict.value.problems] == [
+            "line 1: ÉLAN@example.com already exists"
+        ]
+    assert run_import(database_url, data, on_conflict="skip").skipped == 1
+    assert run_import(database_url, data, on_conflict="update").updated == 1
+    assert db.count() == 1
+    plain = jsonl({"email": "ölaf@example.com", "hashed_password": BCRYPT_HASH})
+    assert run_import(database_url, plain).created == 1
+
+
+# Guards --------------------------------------------------------------------------------------------
+
+
+def test_an_update_that_leaves_no_active_superuser_is_refused_unless_forced(
+    database_url: str,
+) -> None:
+    db = make_table(database_url)
+    seed_ann_and_ben(db)
+    data = jsonl({"email": "ann@example.com", "is_active": False})
+    with pytest.raises(LastSuperuser) as refused:
+        run_import(database_url, data, on_conflict="update")
+    assert str(refused.value) == (
+        "refusing to leave no active superuser (the import demotes or deactivates "
+        "ann@example.com); use --force to do it anyway"
+    )
+    assert db.flag("ann@example.com", "is_active") is True
+    assert run_import(database_url, data, on_conflict="update", force=True).updated == 1
+    assert db.flag("ann@example.com", "is_active") is False
+
+
+def test_a_new_password_or_a_deactivation_ends_the_user_s_sessions(database_url: str) -> None:
+    # On MariaDB the users to look up were bound as an array it does not have (a TypeError of
+    # the driver) until sessions_to_end took the expanding IN of planning.among.
+    db = make_table(database_url, tokens=True)
+    seed_ann_and_ben(db)
+    db.seed_specs({"id": NEW, "email": "cy@example.com"})
+    db.execute(
+        "INSERT INTO accesstoken (token, created_at, user_id) VALUES "
+        f"('ann-1', CURRENT_TIMESTAMP, '{ANN}'), ('ann-2', CURRENT_TIMESTAMP, '{ANN}'), "
+        f"('ben-1', CURRENT_TIMESTAMP, '{BEN}'), ('cy-1', CURRENT_TIMESTAMP, '{NEW}')"
+    )
+    data = jsonl(
+        {"email": "ann@example.com", "hashed_password": BCRYPT_HASH},
+        {"email": "ben@example.com", "hashed_password": BCRYPT_HASH, "is_verified": True},
+        {"email": "cy@example.com", "is_active": False},
+    )
+    kept = run_import(database_url, data, on_conflict="update", keep_sessions=True)
+    assert kept.revoked_tokens == 0 and db.count("accesstoken") == 4
+    db.execute(
+        f"UPDATE \"user\" SET hashed_password = '{seed_hash()}', is_active = true "
+        f"WHERE id <> '{BEN}'"
+    )
+    summary = run_import(database_url, data, on_conflict="update")
+    assert (summary.updated, summary.revoked_tokens) == (3, 3)
+    assert [row["token"] for row in db.query("SELECT token FROM accesstoken")] == ["ben-1"]
+
+
+# Integer ids -------------------------------------------------------------------------------------
+
+
+def integer_table(url: str) -> Database:
+    if is_mysql(url):
+        identity = "INTEGER NOT NULL AUTO_INCREMENT PRIMARY KEY"
+    elif url.startswith("postgresql"):
+        identity = "SERIAL PRIMARY KEY"
+    else:
+        identity = "INTEGER PRIMARY KEY"
+    execute(
+        url,
+        f'CREATE TABLE "user" (id {identity}, email VARCHAR(320) NOT NULL, '
+        "hashed_password VARCHAR(1024) NOT NULL, is_active BOOLEAN NOT NULL, "
+        "is_superuser BOOLEAN NOT NULL, is_verified BOOLEAN NOT NULL, nick VARCHAR(20))",
+    )
+    return Database(url)
+
+
+@pytest.mark.parametrize("source", ["file", "pipe"])
+def test_imported_integer_ids_move_the_sequence_past_them(
+    database_url: str, tmp_path: Path, source: str
+) -> None:
+    db = integer_table(database_url)
+    data = jsonl(
+        {"email": "a@example.com", "hashed_password": BCRYPT_HASH, "id": 7, "nick": "a"},
+        {"email": "b@example.com", "hashed_password": BCRYPT_HASH, "id": 9},
+        {"email": "c@example.com", "hashed_password": BCRYPT_HASH},
+    )
+    path = tmp_path / "users.jsonl"
+    path.write_bytes(data)
+    assert run_import(database_url, path if source == "file" else data).created == 3
+    db.execute(
+        'INSERT INTO "user" (email, hashed_password, is_active, is_superuser, is_verified) '
+        "VALUES ('d@example.com', 'x', true, false, false)"
+    )
+    ids = {row["email"]: row["id"] for row in db.query('SELECT id, email FROM "user"')}
+    assert ids["a@example.com"] == 7 and ids["b@example.com"] == 9
+    assert ids["d@example.com"] > 9 and ids["c@example.com"] not in (7, 9)
+    assert db.query('SELECT nick FROM "user" WHERE id = 7') == [{"nick": "a"}]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_sequence_is_never_moved_back_nor_by_a_dry_run(database_url: str) -> None:
+    db = integer_table(database_url)
+    db.execute("SELECT setval(pg_get_serial_sequence('\"user\"', 'id'), 50)")
+    run_import(
+        database_url, jsonl({"email": "a@example.com", "hashed_password": BCRYPT_HASH, "id": 7})
+    )
+    run_import(
+        database_url,
+        jsonl({"email": "b@example.com", "hashed_password": BCRYPT_HASH, "id": 80}),
+        dry_run=True,
+    )
+    run_import(
+        database_url,
+        jsonl({"email": "c@example.com", "password": "c's long passphrase", "id": 60}),
+        dry_run=True,
+    )
+    db.execute(
+        'INSERT INTO "user" (email, hashed_password, is_active, is_superuser, is_verified) '
+        "VALUES ('d@example.com', 'x', true, false, false)"
+    )
+    assert db.query("SELECT id FROM \"user\" WHERE email = 'd@example.com'") == [{"id": 51}]
+
+
+# The writing stage's pieces ----------------------------------------------------------------------
+
+
+def test_rows_are_grouped_by_the_fields_they_give() -> None:
+    rows = [{"a": 1, "b": 2}, {"b": 3, "a": 4}, {"a": 5}, {"a": 6, "b": 7}]
+    assert list(group_by_columns(rows)) == [
+        (("a", "b"), [rows[0], rows[1], rows[3]]),
+        (("a",), [rows[2]]),
+    ]
+
+
+def test_sqlite_inserts_many_rows_a_statement_within_its_limit() -> None:
+    statement = PreparedInsert("INSERT INTO t (a, b) VALUES (?, ?)", [(1, 2), (3, 4), (5, 6)])
+    assert list(_sqlite_multi_row(statement, 4)) == [
+        ("INSERT INTO t (a, b) VALUES (?, ?), (?, ?)", (1, 2, 3, 4)),
+        ("INSERT INTO t (a, b) VALUES (?, ?)", (5, 6)),
+    ]
+    assert list(_sqlite_multi_row(statement, 1)) == [
+        ("INSERT INTO t (a, b) VALUES (?, ?)", (1, 2)),
+        ("INSERT INTO t (a, b) VALUES (?, ?)", (3, 4)),
+        ("INSERT INTO t (a, b) VALUES (?, ?)", (5, 6)),
+    ]
+    for sql in ("INSERT INTO t (a) SELECT 1", "INSERT INTO t (a) VALUES (?) RETURNING a"):
+        odd = PreparedInsert(sql, [(1,)])
+        assert list(_sqlite_multi_row(odd, 100)) == [(sql, [(1,)])]
