@@ -8,6 +8,8 @@ module on two cores).
     python benchmarks/mutation.py --max-children 1 --tests tests/test_emails.py emails.py
     python benchmarks/mutation.py --workdir /tmp/m --tests tests/test_emails.py emails.py  # again:
         # the same folder refreshes the copy, reruns what changed and every survivor
+    python benchmarks/mutation.py --survivors-only --workdir /tmp/m --tests ... emails.py
+        # new tests only: the survivors and the untested run again, nothing else
 
 It writes ``benchmarks/mutation-score.md``: the kill rate per module and overall, and every
 surviving mutant as a diff. Each module's figures are kept in ``benchmarks/mutation-results.json``
@@ -184,7 +186,7 @@ def record(folder: Path, modules: list[str], tests: list[str]) -> None:
     """This run's figures for ``modules``, replacing theirs in the results file."""
     found = statuses(folder)
     results = json.loads(RESULTS_FILE.read_text()) if RESULTS_FILE.exists() else {}
-    arguments = [a for a in sys.argv[1:] if a != "--record-only"]
+    arguments = [a for a in sys.argv[1:] if a not in ("--record-only", "--survivors-only")]
     command = f"python benchmarks/mutation.py {' '.join(arguments)}".rstrip()
     if "--record-only" in sys.argv:
         command += "` (recorded with --record-only: not every mutant may have run) `"
@@ -285,6 +287,13 @@ def main() -> None:
         "survivor and every mutant no test reached",
     )
     parser.add_argument(
+        "--survivors-only",
+        action="store_true",
+        help="with the --workdir of an earlier run whose module has not changed since: run only "
+        "its survivors and the mutants no test reached, against the tests as they are now (new "
+        "tests for the survivors; the killed stay killed)",
+    )
+    parser.add_argument(
         "--record-only",
         action="store_true",
         help="run nothing: take the verdicts of the run in --workdir as they are (a run stopped "
@@ -302,6 +311,8 @@ def main() -> None:
         return
     args.tests = args.tests or ["tests"]
     args.modules = expand(args.modules)
+    if args.survivors_only and (args.workdir is None or not (args.workdir / "mutants").is_dir()):
+        parser.error("--survivors-only needs the --workdir of an earlier run")
     if args.record_only:
         if args.workdir is None or not (args.workdir / "mutants").is_dir():
             parser.error("--record-only needs the --workdir of an earlier run")
@@ -319,7 +330,8 @@ def main() -> None:
     try:
         workspace(folder, args.modules, args.tests)
         children = ("--max-children", str(args.max_children))
-        mutmut(folder, "run", *children)
+        if not (again and args.survivors_only):
+            mutmut(folder, "run", *children)
         if again:
             # mutmut keeps a verdict unless the function changed: a new test must be tried on
             # the survivors (and the mutants no test reached) by name, but for the equivalent.

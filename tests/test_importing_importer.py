@@ -468,3 +468,114 @@ def test_sqlite_inserts_many_rows_a_statement_within_its_limit() -> None:
     for sql in ("INSERT INTO t (a) SELECT 1", "INSERT INTO t (a) VALUES (?) RETURNING a"):
         odd = PreparedInsert(sql, [(1,)])
         assert list(_sqlite_multi_row(odd, 100)) == [(sql, [(1,)])]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("identity", ["SERIAL", "INTEGER GENERATED ALWAYS AS IDENTITY"])
+def test_a_dry_run_gives_new_users_ids_without_taking_them(
+    database_url: str, identity: str, tmp_path: Path
+) -> None:
+    execute(
+        database_url,
+        f'CREATE TABLE "user" (id {identity} PRIMARY KEY, email VARCHAR(320) NOT NULL, '
+        "hashed_password VARCHAR(1024) NOT NULL, is_active BOOLEAN NOT NULL, "
+        "is_superuser BOOLEAN NOT NULL, is_verified BOOLEAN NOT NULL)",
+    )
+    db = Database(database_url)
+    rows = [{"email": f"u{n}@example.com", "hashed_password": BCRYPT_HASH} for n in range(3)]
+    path = tmp_path / "users.jsonl"
+    path.write_bytes(jsonl(*rows))
+    for source in (path, jsonl(*rows)):
+        assert run_import(database_url, source, dry_run=True).created == 3
+    assert run_import(database_url, jsonl(*rows), on_conflict="skip", dry_run=True).created == 3
+    assert db.count() == 0
+    assert run_import(database_url, jsonl(*rows)).created == 3
+    ids = sorted(row["id"] for row in db.query('SELECT id FROM "user"'))
+    assert ids == [1, 2, 3]  # the dry runs took none
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_dry_run_keeps_the_ids_rows_give(database_url: str) -> None:
+    db = integer_table(database_url)
+    data = jsonl(
+        {"email": "a@example.com", "hashed_password": BCRYPT_HASH, "id": 40},
+        {"email": "b@example.com", "hashed_password": BCRYPT_HASH},
+    )
+    assert run_import(database_url, data, on_conflict="skip", dry_run=True).created == 2
+    assert db.count() == 0
+    assert run_import(database_url, data, on_conflict="skip").created == 2
+    ids = {row["email"]: row["id"] for row in db.query('SELECT id, email FROM "user"')}
+    assert ids == {"a@example.com": 40, "b@example.com": 1}
+
+
+PRINCIPAL_MODEL = """
+import datetime as dt
+import uuid
+
+from fastapi_users_db_sqlalchemy import SQLAlchemyBaseUserTable
+from fastapi_users_db_sqlalchemy.generics import GUID
+from sqlalchemy import DateTime, ForeignKey, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Principal(Base):
+    __tablename__ = "principals"
+    id: Mapped[uuid.UUID] = mapped_column(GUID, primary_key=True, default=uuid.uuid4)
+    type: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), default=lambda: dt.datetime.now(dt.timezone.utc)
+    )
+    __mapper_args__ = {"polymorphic_on": "type", "polymorphic_identity": "principal"}
+
+
+class User(SQLAlchemyBaseUserTable[uuid.UUID], Principal):
+    __tablename__ = "user"
+    id: Mapped[uuid.UUID] = mapped_column(GUID, ForeignKey("principals.id"), primary_key=True)
+    nickname: Mapped[str | None] = mapped_column(String(30))
+    __mapper_args__ = {"polymorphic_identity": "user"}
+"""
+
+
+def test_an_app_s_user_subclass_is_written_through_its_mapper(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness import cli
+
+    name = f"principal_import_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(PRINCIPAL_MODEL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    model = f"{name}:User"
+    created = cli(database_url, "--model", model, "init-db", cwd=tmp_path)
+    assert created.exit_code == 0, created.output
+    db = Database(database_url)
+    data = jsonl(
+        {"email": "ann@example.com", "hashed_password": BCRYPT_HASH, "nickname": "Ann"},
+        {"email": "ben@example.com", "hashed_password": BCRYPT_HASH, "id": NEW},
+    )
+    path = tmp_path / "users.jsonl"
+    path.write_bytes(data)
+    assert run_import(database_url, path, model_path=model, dry_run=True).created == 2
+    assert db.count("principals") == 0
+    assert run_import(database_url, path, model_path=model).created == 2
+    stored = {row["email"]: row for row in db.query('SELECT id, email, nickname FROM "user"')}
+    parents = {
+        str(row["id"]): row for row in db.query("SELECT id, type, created_at FROM principals")
+    }
+    assert sorted(stored) == ["ann@example.com", "ben@example.com"]
+    assert str(stored["ben@example.com"]["id"]) == NEW
+    assert stored["ann@example.com"]["nickname"] == "Ann"
+    assert {row["type"] for row in parents.values()} == {"user"}
+    assert set(parents) == {str(row["id"]) for row in stored.values()}
+    assert all(row["created_at"] is not None for row in parents.values())
+    update = jsonl({"email": "ann@example.com", "nickname": "Annie", "is_verified": True})
+    assert run_import(database_url, update, model_path=model, on_conflict="update").updated == 1
+    assert (
+        db.query("SELECT nickname, is_verified FROM \"user\" WHERE email = 'ann@example.com'")[0][
+            "nickname"
+        ]
+        == "Annie"
+    )
