@@ -579,3 +579,63 @@ def test_an_app_s_user_subclass_is_written_through_its_mapper(
         ]
         == "Annie"
     )
+
+
+@pytest.mark.parametrize("rule", ["fail", "update"])
+@pytest.mark.parametrize("source", ["file", "pipe"])
+def test_small_batches_write_and_look_up_the_same(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rule: str, source: str
+) -> None:
+    from usersctl.importing import importer, planning, writing
+
+    monkeypatch.setattr(planning, "LOOKUP_BATCH", 1)
+    monkeypatch.setattr(writing, "WRITE_BATCH", 2)
+    monkeypatch.setattr(importer, "WRITE_BATCH", 2)
+    db = make_table(database_url, tokens=True)
+    if rule == "update":
+        seed_ann_and_ben(db)
+        db.execute(f"INSERT INTO accesstoken VALUES ('t', CURRENT_TIMESTAMP, '{BEN}')")
+    records = [{"email": f"new{n}@example.com", "hashed_password": BCRYPT_HASH} for n in range(5)]
+    if rule == "update":
+        records += [
+            {"email": "ann@example.com", "is_verified": False},
+            {"email": "ben@example.com", "is_active": False},
+        ]
+    path = tmp_path / "users.jsonl"
+    path.write_bytes(jsonl(*records))
+    seen: list[tuple[str, int, int]] = []
+    summary = run_import(
+        database_url,
+        path if source == "file" else jsonl(*records),
+        on_conflict=rule,
+        progress=lambda *s: seen.append(s),
+    )
+    if rule == "update":
+        assert (summary.created, summary.updated, summary.revoked_tokens) == (5, 2, 1)
+        assert seen == [("writing", n, 7) for n in (2, 4, 5, 6, 7)]
+        assert db.flag("ann@example.com", "is_verified") is False
+        assert db.flag("ben@example.com", "is_active") is False
+    else:
+        assert summary.created == 5
+        total = 0 if source == "file" else 5
+        assert seen == [("writing", n, total) for n in (2, 4, 5)]
+    assert db.count() == 5 + (2 if rule == "update" else 0)
+
+
+def test_a_conflict_is_found_in_any_lookup_batch(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from usersctl.importing import planning
+
+    monkeypatch.setattr(planning, "LOOKUP_BATCH", 2)
+    db = make_table(database_url)
+    db.seed_specs({"email": "e@example.com"}, {"id": NEW, "email": "z@example.com"})
+    records = [
+        {"email": f"{letter}@example.com", "password": "a long passphrase"} for letter in "abcde"
+    ]
+    with pytest.raises(ImportConflict) as conflict:
+        run_import(database_url, jsonl(*records))
+    assert [str(p) for p in conflict.value.problems] == ["line 5: e@example.com already exists"]
+    records[0]["id"] = NEW
+    summary = run_import(database_url, jsonl(*records), on_conflict="skip")
+    assert (summary.created, summary.skipped) == (3, 2)
