@@ -639,3 +639,131 @@ def test_a_conflict_is_found_in_any_lookup_batch(
     records[0]["id"] = NEW
     summary = run_import(database_url, jsonl(*records), on_conflict="skip")
     assert (summary.created, summary.skipped) == (3, 2)
+
+
+MANAGER = """
+import uuid
+
+from fastapi_users import BaseUserManager, InvalidPasswordException, UUIDIDMixin
+from fastapi_users.password import PasswordHelper
+from pwdlib import PasswordHash
+from pwdlib.hashers.bcrypt import BcryptHasher
+
+REGISTERED = []
+
+
+class UserManager(UUIDIDMixin, BaseUserManager):
+    reset_password_token_secret = verification_token_secret = "secret"
+
+    def __init__(self, user_db):
+        super().__init__(user_db, PasswordHelper(PasswordHash((BcryptHasher(rounds=4),))))
+
+    async def validate_password(self, password, user):
+        if "app" not in password:
+            raise InvalidPasswordException(reason="it must say app")
+
+    async def on_after_register(self, user, request=None):
+        REGISTERED.append(user.email)
+"""
+
+
+def test_the_app_s_user_manager_checks_hashes_and_hears_of_new_users(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    name = f"import_manager_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(MANAGER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    app = importlib.import_module(name)
+    db = make_table(database_url)
+    manager = f"{name}:UserManager"
+    with pytest.raises(ImportRejected) as rejected:
+        run_import(
+            database_url,
+            jsonl(
+                {"email": "a@example.com", "password": "the app's own passphrase"},
+                {"email": "b@example.com", "password": "short"},
+            ),
+            user_manager_path=manager,
+        )
+    assert [str(p) for p in rejected.value.problems] == [
+        "line 2: the app refused the password: it must say app"
+    ]
+    data = jsonl(
+        {"email": "a@example.com", "password": "the app's own passphrase"},
+        {"email": "b@example.com", "hashed_password": BCRYPT_HASH},
+        {"email": "c@example.com", "password": "short"},
+    )
+    summary = run_import(
+        database_url, data, user_manager_path=manager, hooks=True, allow_weak_passwords=True
+    )
+    assert summary.created == 3
+    assert db.stored_hash("a@example.com").startswith("$2b$04$")
+    assert verify_password("short", db.stored_hash("c@example.com"))
+    assert app.REGISTERED == ["a@example.com", "b@example.com", "c@example.com"]
+    path = tmp_path / "more.jsonl"
+    path.write_bytes(jsonl({"email": "d@example.com", "hashed_password": BCRYPT_HASH}))
+    assert run_import(database_url, path, user_manager_path=manager, hooks=True).created == 1
+    assert (
+        run_import(
+            database_url,
+            jsonl({"email": "e@example.com", "hashed_password": BCRYPT_HASH}),
+            user_manager_path=manager,
+        ).created
+        == 1
+    )
+    assert app.REGISTERED == ["a@example.com", "b@example.com", "c@example.com", "d@example.com"]
+
+
+def test_the_policy_refuses_weak_passwords_unless_allowed(database_url: str) -> None:
+    db = make_table(database_url)
+    data = jsonl({"email": "a@example.com", "password": "password"})
+    with pytest.raises(ImportRejected) as rejected:
+        run_import(database_url, data)
+    assert str(rejected.value).startswith(
+        "1 row is invalid, nothing was written: line 1: password is too weak:"
+    )
+    assert run_import(database_url, data, allow_weak_passwords=True).created == 1
+    assert verify_password("password", db.stored_hash("a@example.com"))
+
+
+def test_unknown_hashes_are_refused_unless_kept(database_url: str) -> None:
+    db = make_table(database_url)
+    data = jsonl({"email": "a@example.com", "hashed_password": "md5$abc"})
+    with pytest.raises(ImportRejected):
+        run_import(database_url, data)
+    assert run_import(database_url, data, keep_unknown_hashes=True).created == 1
+    assert db.stored_hash("a@example.com") == "md5$abc"
+
+
+def test_a_formula_safe_csv_cell_is_read_back_unless_raw(database_url: str) -> None:
+    db = make_table(database_url)
+    data = f"email,hashed_password\n'=a@example.com,{BCRYPT_HASH}\n".encode()
+    assert run_import(database_url, data, fmt="csv").created == 1
+    assert db.emails() == ["=a@example.com"]
+    data = f"email,hashed_password\n'+b@example.com,{BCRYPT_HASH}\n".encode()
+    assert run_import(database_url, data, raw_csv=True).created == 1
+    assert db.emails() == ["'+b@example.com", "=a@example.com"]
+
+
+def test_the_hash_scheme_and_the_app_s_helper_choose_new_hashes(database_url: str) -> None:
+    from pwdlib import PasswordHash
+    from pwdlib.hashers.bcrypt import BcryptHasher
+
+    from usersctl.passwords import Hashing
+
+    db = make_table(database_url)
+    run_import(
+        database_url,
+        jsonl({"email": "a@example.com", "password": "a long passphrase"}),
+        hash_scheme="bcrypt",
+    )
+    assert db.stored_hash("a@example.com").startswith("$2b$")
+    helper = Hashing("app", PasswordHash((BcryptHasher(rounds=5),)))
+    run_import(
+        database_url,
+        jsonl({"email": "b@example.com", "password": "a long passphrase"}),
+        password_helper=helper,
+    )
+    assert db.stored_hash("b@example.com").startswith("$2b$05$")
