@@ -767,3 +767,82 @@ def test_the_hash_scheme_and_the_app_s_helper_choose_new_hashes(database_url: st
         password_helper=helper,
     )
     assert db.stored_hash("b@example.com").startswith("$2b$05$")
+
+
+def test_every_row_is_decided_and_counted(database_url: str) -> None:
+    db = make_table(database_url)
+    seed_ann_and_ben(db)
+    # Two rows of new users without a password: both are reported, before any hashing.
+    seen: list[tuple[str, int, int]] = []
+    data = jsonl(
+        {"email": "cy@example.com", "is_verified": True},
+        {"email": "ann@example.com", "password": "ann's new passphrase"},
+        {"email": "dee@example.com", "is_verified": True},
+    )
+    with pytest.raises(ImportRejected) as rejected:
+        run_import(database_url, data, on_conflict="update", progress=lambda *s: seen.append(s))
+    assert [str(p) for p in rejected.value.problems] == [
+        f"line 1: {NO_PASSWORD_FOR_NEW_USER}",
+        f"line 3: {NO_PASSWORD_FOR_NEW_USER}",
+    ]
+    assert seen == []
+    # Two rows whose ids belong to others: both skipped.
+    data = jsonl(
+        {"email": "cy@example.com", "hashed_password": BCRYPT_HASH, "id": ANN},
+        {"email": "dee@example.com", "hashed_password": BCRYPT_HASH, "id": BEN},
+    )
+    assert run_import(database_url, data, on_conflict="skip").skipped == 2
+    with pytest.raises(ImportConflict) as conflict:
+        run_import(database_url, data, on_conflict="fail")
+    assert len(conflict.value.problems) == 2
+
+
+def test_an_update_with_a_new_plaintext_password_stores_its_hash(database_url: str) -> None:
+    db = make_table(database_url)
+    seed_ann_and_ben(db)
+    data = jsonl(
+        {"email": "ann@example.com", "password": "ann's new passphrase"},
+        {"email": "cy@example.com", "password": "cy's long passphrase"},
+    )
+    summary = run_import(database_url, data, on_conflict="update")
+    assert (summary.created, summary.updated) == (1, 1)
+    assert verify_password("ann's new passphrase", db.stored_hash("ann@example.com"))
+    assert verify_password("cy's long passphrase", db.stored_hash("cy@example.com"))
+
+
+def test_an_update_that_changes_neither_password_nor_activity_keeps_sessions(
+    database_url: str,
+) -> None:
+    db = make_table(database_url, tokens=True)
+    seed_ann_and_ben(db)
+    db.execute(
+        "INSERT INTO accesstoken (token, created_at, user_id) VALUES "
+        f"('ann-1', CURRENT_TIMESTAMP, '{ANN}'), ('ben-1', CURRENT_TIMESTAMP, '{BEN}')"
+    )
+    data = jsonl(
+        {"email": "ann@example.com", "is_verified": False},
+        {"email": "ben@example.com", "is_active": True, "hashed_password": BCRYPT_HASH},
+    )
+    summary = run_import(database_url, data, on_conflict="update")
+    assert (summary.updated, summary.revoked_tokens) == (2, 0)
+    assert db.count("accesstoken") == 2
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_several_addresses_each_stored_in_several_cases_are_each_a_conflict(
+    database_url: str,
+) -> None:
+    db = make_table(database_url, unique_key=False)
+    db.seed_specs(
+        {"email": "dup@example.com"},
+        {"email": "Dup@example.com"},
+        {"email": "two@example.com"},
+        {"email": "TWO@example.com"},
+    )
+    data = jsonl({"email": "DUP@example.com"}, {"email": "Two@example.com"})
+    with pytest.raises(ImportConflict) as conflict:
+        run_import(database_url, data, on_conflict="update")
+    assert [str(p) for p in conflict.value.problems] == [
+        "line 1: several users have the address: Dup@example.com, dup@example.com",
+        "line 2: several users have the address: TWO@example.com, two@example.com",
+    ]
