@@ -4,9 +4,12 @@ module on two cores).
 
     python benchmarks/mutation.py                          # every core module
     python benchmarks/mutation.py emails.py passwords.py   # some of them (paths under cli/usersctl)
+    python benchmarks/mutation.py importing                # a package: each of its modules
     python benchmarks/mutation.py --max-children 1 --tests tests/test_emails.py emails.py
     python benchmarks/mutation.py --workdir /tmp/m --tests tests/test_emails.py emails.py  # again:
         # the same folder refreshes the copy, reruns what changed and every survivor
+    python benchmarks/mutation.py --survivors-only --workdir /tmp/m --tests ... emails.py
+        # new tests only: the survivors and the untested run again, nothing else
 
 It writes ``benchmarks/mutation-score.md``: the kill rate per module and overall, and every
 surviving mutant as a diff. Each module's figures are kept in ``benchmarks/mutation-results.json``
@@ -53,11 +56,13 @@ README = ROOT / "README.md"
 #: engine and fields.
 CORE = (
     "users.py",
+    "importing/rows.py",
     "importing/reading.py",
     "importing/checking.py",
     "importing/planning.py",
     "importing/writing.py",
     "importing/importer.py",
+    "importing/applying.py",
     "exporting.py",
     "db/adapter.py",
     "db/tables.py",
@@ -138,6 +143,18 @@ def mutmut(folder: Path, *args: str, capture: bool = False) -> str:
     return process.stdout or ""
 
 
+def expand(modules: list[str]) -> list[str]:
+    """Paths under cli/usersctl, a package (a folder) replaced by its modules, in order."""
+    found: list[str] = []
+    for module in modules:
+        folder = PACKAGE / module
+        if folder.is_dir():
+            found += sorted(p.relative_to(PACKAGE).as_posix() for p in folder.rglob("*.py"))
+        else:
+            found.append(module)
+    return list(dict.fromkeys(found))
+
+
 def module_of(mutant: str) -> str:
     """``usersctl.db.adapter.x_f__mutmut_3`` -> ``db/adapter.py``."""
     dotted = mutant.split(".x")[0].removeprefix("usersctl.")
@@ -169,12 +186,15 @@ def record(folder: Path, modules: list[str], tests: list[str]) -> None:
     """This run's figures for ``modules``, replacing theirs in the results file."""
     found = statuses(folder)
     results = json.loads(RESULTS_FILE.read_text()) if RESULTS_FILE.exists() else {}
-    arguments = [a for a in sys.argv[1:] if a != "--record-only"]
+    arguments = [a for a in sys.argv[1:] if a not in ("--record-only", "--survivors-only")]
     command = f"python benchmarks/mutation.py {' '.join(arguments)}".rstrip()
     if "--record-only" in sys.argv:
         command += "` (recorded with --record-only: not every mutant may have run) `"
     for module in modules:
         mine = {name: status for name, status in found.items() if module_of(name) == module}
+        if not mine:  # nothing to mutate (a package's __init__.py of imports only)
+            results.pop(module, None)
+            continue
         results[module] = {
             "command": command,
             "tests": tests,
@@ -247,7 +267,12 @@ def row(label: str, c: Counter[str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("modules", nargs="*", default=list(CORE), help="paths under cli/usersctl")
+    parser.add_argument(
+        "modules",
+        nargs="*",
+        default=list(CORE),
+        help="paths under cli/usersctl: modules, or a package's folder for each of its modules",
+    )
     parser.add_argument(
         "--tests",
         action="append",
@@ -260,6 +285,13 @@ def main() -> None:
         help="keep the copy here (default: a temporary one); a folder of an earlier run of the "
         "same modules is refreshed and run again: the changed functions' mutants, every "
         "survivor and every mutant no test reached",
+    )
+    parser.add_argument(
+        "--survivors-only",
+        action="store_true",
+        help="with the --workdir of an earlier run whose module has not changed since: run only "
+        "its survivors and the mutants no test reached, against the tests as they are now (new "
+        "tests for the survivors; the killed stay killed)",
     )
     parser.add_argument(
         "--record-only",
@@ -278,6 +310,9 @@ def main() -> None:
         print(summary())
         return
     args.tests = args.tests or ["tests"]
+    args.modules = expand(args.modules)
+    if args.survivors_only and (args.workdir is None or not (args.workdir / "mutants").is_dir()):
+        parser.error("--survivors-only needs the --workdir of an earlier run")
     if args.record_only:
         if args.workdir is None or not (args.workdir / "mutants").is_dir():
             parser.error("--record-only needs the --workdir of an earlier run")
@@ -295,7 +330,8 @@ def main() -> None:
     try:
         workspace(folder, args.modules, args.tests)
         children = ("--max-children", str(args.max_children))
-        mutmut(folder, "run", *children)
+        if not (again and args.survivors_only):
+            mutmut(folder, "run", *children)
         if again:
             # mutmut keeps a verdict unless the function changed: a new test must be tried on
             # the survivors (and the mutants no test reached) by name, but for the equivalent.

@@ -316,19 +316,26 @@ def _read_yaml(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, dict[str
     import yaml
 
     text = "".join(line for _, line in lines)
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        # Making the loader already refuses a character YAML does not allow (a control
+        # character), with no mark but the position in the text.
+        loader = yaml.SafeLoader(text)
         node = loader.get_single_node()
         document = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        where = mark.line + 1 if mark is not None else 1
+        if mark is not None:
+            where = mark.line + 1
+        else:  # a ReaderError: where the character is in the text
+            where = text.count("\n", 0, getattr(exc, "position", 0)) + 1
         reason = " ".join(str(getattr(exc, "problem", None) or exc).split())
         raise ImportRejected([Problem(where, f"not valid YAML ({reason})")]) from None
     except RecursionError:
         raise ImportRejected([Problem(1, NESTING_TOO_DEEP)]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if document is None:
         return
     if not isinstance(document, list) or not isinstance(node, yaml.SequenceNode):
