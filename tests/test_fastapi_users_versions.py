@@ -92,7 +92,8 @@ def _make_environment(folder: Path, wheel: Path, requirements: list[str]) -> App
     start = time.monotonic()
     subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, timeout=120)
     install = subprocess.run(
-        [str(folder / "bin" / "pip"), "install", "-q", str(wheel), *requirements],
+        # With the MySQL/MariaDB extra (asyncmy), for the MariaDB half.
+        [str(folder / "bin" / "pip"), "install", "-q", f"{wheel}[mysql]", *requirements],
         capture_output=True,
         text=True,
         timeout=900,
