@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Column, Table
+from sqlalchemy.engine import Dialect
 from sqlalchemy.types import (
     ARRAY,
     JSON,
@@ -429,17 +430,67 @@ def type_name(kind: TypeEngine[Any]) -> str:
         return type(kind).__name__.upper()
 
 
-def converter_for(column: Column[Any], *, textual: bool = True, quote: bool = True) -> Converter:
+#: A MySQL/MariaDB time type as its DDL reads, with its fractional-second precision if any.
+_MYSQL_TIME = re.compile(r"(DATETIME|TIMESTAMP|TIME)(?:\((\d)\))?")
+
+
+def _seconds_kept(kind: TypeEngine[Any], dialect: Dialect | None) -> tuple[str, int] | None:
+    """On MySQL/MariaDB, a time column's type as stored (``DATETIME``) and how many digits of a
+    second it keeps (its fsp, 0 unless declared: ``DATETIME(6)``); None elsewhere. The server
+    drops the digits beyond, without an error, so a value with more is refused instead."""
+    if dialect is None or dialect.name not in ("mysql", "mariadb"):
+        return None
+    if not isinstance(_unwrapped(kind), (DateTime, Time)):
+        return None
+    try:
+        stored = kind.compile(dialect=dialect)
+    except Exception:  # a type that does not compile for MySQL: nothing known of it
+        return None
+    match = _MYSQL_TIME.fullmatch(stored)
+    if match is None:
+        return None
+    return stored, int(match[2] or 0)
+
+
+def _keeping_digits(convert: Converter, stored: str, digits: int) -> Converter:
+    """``convert``, refusing a time whose fraction of a second has more than ``digits`` digits."""
+    unit = 10 ** (6 - digits)
+
+    def checked(value: Any) -> Any:
+        moment = convert(value)
+        if isinstance(moment, (dt.datetime, dt.time)) and moment.microsecond % unit:
+            kept = f"{digits} digits of a second" if digits else "whole seconds only"
+            raise ValueError(
+                f"has fractions of a second, but the column is {stored}, which keeps {kept}: "
+                "MySQL/MariaDB would drop the rest without a word (round the value, or declare "
+                "the column DATETIME(6) or TIME(6))"
+            )
+        return moment
+
+    return checked
+
+
+def converter_for(
+    column: Column[Any],
+    *,
+    textual: bool = True,
+    quote: bool = True,
+    dialect: Dialect | None = None,
+) -> Converter:
     """A function converting values for ``column``; raises ``InvalidInput`` naming the field.
 
     ``textual`` values are text (``--set``, a CSV cell): there the text ``null`` is NULL, and
     arrays and JSON are written as JSON. Otherwise they are JSON values, and ``None`` is NULL.
     Without ``quote`` an error never shows the value: in a file whose columns are mixed up, the
-    value refused as a boolean may be a password.
+    value refused as a boolean may be a password. ``dialect``, the database's, refuses what it
+    would store otherwise than given (a time's fractions of a second on MySQL/MariaDB).
     """
     name = column.name
     nullable = bool(column.nullable)
     base = _base_converter(column.type, textual=textual)
+    kept = _seconds_kept(column.type, dialect)
+    if kept is not None:
+        base = _keeping_digits(base, *kept)
 
     def convert(value: Any) -> Any:
         try:
@@ -469,9 +520,10 @@ def _without(reason: str, value: Any) -> str:
     return re.sub(rf"(?<!\w){re.escape(shown)}(?!\w)", "the value", reason)
 
 
-def convert_value(column: Column[Any], value: Any) -> Any:
-    """``value``, text from CSV or ``--set``, as the column's Python type."""
-    return converter_for(column)(value)
+def convert_value(column: Column[Any], value: Any, dialect: Dialect | None = None) -> Any:
+    """``value``, text from CSV or ``--set``, as the column's Python type (as ``dialect``
+    stores it, when given)."""
+    return converter_for(column, dialect=dialect)(value)
 
 
 # Writing values out --------------------------------------------------------------------------

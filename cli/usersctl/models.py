@@ -29,7 +29,7 @@ from sqlalchemy import (
     inspect,
     text,
 )
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import Mapper, configure_mappers, registry
 from sqlalchemy.types import CHAR, NCHAR, VARCHAR, Integer, String, TypeDecorator, TypeEngine, Uuid
 
@@ -63,6 +63,8 @@ class UserModel:
     oauth_class: type[Any] | None = None
     token_table: Table | None = None
     extra_columns: tuple[str, ...] = field(default=())
+    #: The database's dialect, once connected (``open_users``): how its columns store values.
+    dialect: Dialect | None = field(default=None, compare=False, repr=False)
 
     @property
     def table(self) -> Table:
@@ -744,5 +746,5 @@ def field_values(model: UserModel, assignments: Sequence[str], *, creating: bool
         key = model.attribute(name)
         if key in values:
             raise InvalidInput(f"--set {name}: given more than once")
-        values[key] = convert_value(model.column(name), raw)
+        values[key] = convert_value(model.column(name), raw, model.dialect)
     return values

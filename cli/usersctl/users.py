@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -113,6 +114,7 @@ async def open_users(
                 else:
                     model = loaded
                     await session.run_sync(lambda s: require_table(s.connection(), loaded))
+                model = dataclasses.replace(model, dialect=engine.dialect)
                 ctx = UserContext(session, SQLAlchemyUserDatabase(session, model.user_class), model)
                 yield ctx
             except (asyncio.CancelledError, KeyboardInterrupt):

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from harness import is_mysql, mysql_run
 from usersctl.engine import create_engine
 
 #: Columns of every type both databases have.
@@ -32,6 +33,7 @@ COMMON_COLUMNS = """
     from sqlalchemy import (
         JSON, Boolean, Date, DateTime, Float, Integer, LargeBinary, Numeric, String, Time, Uuid,
     )
+    from sqlalchemy.dialects import mysql
     from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -39,13 +41,24 @@ COMMON_COLUMNS = """
         pass
 
 
+    # MySQL/MariaDB: DATETIME and TIME keep whole seconds unless declared with a precision
+    # (fsp), and usersctl refuses a value with a fraction for them
+    # (test_a_fraction_of_a_second_a_column_would_drop_is_refused); these keep microseconds.
+    def on_mysql(kind, there):
+        return kind.with_variant(there, "mysql", "mariadb")
+
+
     class User(SQLAlchemyBaseUserTableUUID, Base):
         credit = mapped_column(Numeric(12, 2), nullable=True)
-        ratio = mapped_column(Float, nullable=True)
+        # Float is FLOAT there, single precision (1000001.0 reads back 1000000.0): DOUBLE
+        ratio = mapped_column(on_mysql(Float(), mysql.DOUBLE(asdecimal=False)), nullable=True)
         born = mapped_column(Date, nullable=True)
-        wakes = mapped_column(Time, nullable=True)
-        seen_local = mapped_column(DateTime, nullable=True)
-        seen_at = mapped_column(DateTime(timezone=True), nullable=True)
+        wakes = mapped_column(on_mysql(Time(), mysql.TIME(fsp=6)), nullable=True)
+        seen_local = mapped_column(on_mysql(DateTime(), mysql.DATETIME(fsp=6)), nullable=True)
+        seen_at = mapped_column(
+            on_mysql(DateTime(timezone=True), mysql.DATETIME(timezone=True, fsp=6)),
+            nullable=True,
+        )
         avatar = mapped_column(LargeBinary, nullable=True)
         settings = mapped_column(JSON, nullable=True)
         ref = mapped_column(Uuid, nullable=True)
@@ -259,6 +272,78 @@ def test_a_type_with_no_text_form_is_refused_naming_column_and_type(usersctl: An
     assert fetch(usersctl.url, 'SELECT count(*) AS n FROM "user"') == [{"n": 0}]
 
 
+#: A model whose time columns keep whole seconds on MySQL/MariaDB (DATETIME, TIME: no fsp).
+WHOLE_SECONDS_MODEL = """
+    from fastapi_users_db_sqlalchemy import SQLAlchemyBaseUserTableUUID
+    from sqlalchemy import DateTime, Time
+    from sqlalchemy.orm import DeclarativeBase, mapped_column
+
+
+    class Base(DeclarativeBase):
+        pass
+
+
+    class User(SQLAlchemyBaseUserTableUUID, Base):
+        seen_local = mapped_column(DateTime, nullable=True)
+        seen_at = mapped_column(DateTime(timezone=True), nullable=True)
+        wakes = mapped_column(Time, nullable=True)
+"""
+
+#: A value with a fraction of a second for each column, and the type the column has there.
+FRACTIONS = [
+    ("seen_local", "2024-05-06T07:08:09.5", "DATETIME"),
+    ("seen_at", "2024-05-06T07:08:09.000001+00:00", "DATETIME"),
+    ("wakes", "06:30:00.25", "TIME"),
+]
+
+
+@pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
+def test_a_fraction_of_a_second_a_column_would_drop_is_refused(
+    empty_cli: Any, tmp_path: Path
+) -> None:
+    """MariaDB drops, without an error, the fraction of a second a DATETIME or TIME column
+    without a precision cannot hold: usersctl refuses such a value, as a too long string, in
+    --set (create-user, update-user) and import-users, with the app's model or without."""
+    name = f"whole_seconds_{uuid.uuid4().hex[:10]}"
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(WHOLE_SECONDS_MODEL))
+    model = ("--model", f"{name}:User")
+    empty_cli.ok(*model, "init-db")
+    whole = ("--set", "seen_local=2024-05-06T07:08:09", "--set", "wakes=06:30:00")
+    empty_cli.ok(*model, "create-user", "ann@example.com", "--generate-password", *whole)
+    query = 'SELECT email, seen_local, seen_at, wakes FROM "user" ORDER BY email'
+    before = fetch(empty_cli.url, query)
+    assert before == [
+        {
+            "email": "ann@example.com",
+            "seen_local": dt.datetime(2024, 5, 6, 7, 8, 9),
+            "seen_at": None,
+            "wakes": dt.timedelta(hours=6, minutes=30),
+        }
+    ]
+    for options in (model, ()):  # the app's model, then the table as read from the database
+        for column, value, stored in FRACTIONS:
+            for command in (
+                ("create-user", "bob@example.com", "--generate-password"),
+                ("update-user", "ann@example.com"),
+            ):
+                message = empty_cli.fails(2, *options, *command, "--set", f"{column}={value}")
+                assert f"field {column!r}" in message, message
+                assert f"fractions of a second, but the column is {stored}," in message
+            jsonl = json.dumps(
+                {"email": "bob@example.com", "password": "pw-12345678", column: value}
+            )
+            message = empty_cli.fails(
+                2, *options, "import-users", "-", "--format", "jsonl", input=jsonl + "\n"
+            )
+            assert "line 1" in message and column in message and stored in message, message
+            csv_text = f"email,password,{column}\nbob@example.com,pw-12345678,{value}\n"
+            message = empty_cli.fails(
+                2, *options, "import-users", "-", "--format", "csv", input=csv_text
+            )
+            assert "line 2" in message and column in message and stored in message, message
+    assert fetch(empty_cli.url, query) == before  # nothing written, nothing changed
+
+
 async def _execute(url: str, sql: str) -> None:
     engine = create_engine(url)
     try:
@@ -271,12 +356,17 @@ async def _execute(url: str, sql: str) -> None:
 @pytest.fixture
 def second_url(database_url: str, tmp_path: Path) -> Iterator[str]:
     """Another empty database of the same kind, to import into."""
-    if not is_postgres(database_url):
-        yield f"sqlite+aiosqlite:///{tmp_path / 'second.db'}"
-        return
     from sqlalchemy.engine import make_url
 
     name = f"usersctl_second_{uuid.uuid4().hex[:10]}"
+    if is_mysql(database_url):  # on the same server, as the harness's own MariaDB database
+        mysql_run(database_url, f"CREATE DATABASE `{name}`")
+        yield make_url(database_url).set(database=name).render_as_string(False)
+        mysql_run(database_url, f"DROP DATABASE IF EXISTS `{name}`")
+        return
+    if not is_postgres(database_url):
+        yield f"sqlite+aiosqlite:///{tmp_path / 'second.db'}"
+        return
     admin = make_url(database_url).set(drivername="postgresql").render_as_string(False)
 
     async def run(statement: str) -> None:

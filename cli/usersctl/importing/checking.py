@@ -71,10 +71,12 @@ class RowValidator:
         columns = [column for column in model.all_columns if column.name not in managed]
         # One converter per column, chosen once: per-row type dispatch would dominate the import.
         self.converters: dict[str, Converter] = {
-            column.name: converter_for(column, textual=False, quote=False) for column in columns
+            column.name: converter_for(column, textual=False, quote=False, dialect=model.dialect)
+            for column in columns
         }
         self.text_converters: dict[str, Converter] = {
-            column.name: converter_for(column, quote=False) for column in columns
+            column.name: converter_for(column, quote=False, dialect=model.dialect)
+            for column in columns
         }
         self.flag_converters = {
             name: converter_for(model.column(name), quote=False) for name in FLAGS
