@@ -587,8 +587,10 @@ def _json_writer(kind: TypeEngine[Any]) -> Callable[[Any], Any]:
         return lambda value: labels.get(
             value, value.name if isinstance(value, enum.Enum) else value
         )
-    if isinstance(kind, (Boolean, Integer, Float)):
+    if isinstance(kind, (Boolean, Integer)):
         return lambda value: value
+    if isinstance(kind, Float):  # a Decimal where the type says asdecimal (MySQL's DOUBLE, read)
+        return lambda value: float(value) if isinstance(value, decimal.Decimal) else value
     if isinstance(kind, Numeric):
         return str  # exact, as JSON numbers are not once read as floats
     if isinstance(kind, DateTime):

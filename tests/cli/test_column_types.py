@@ -589,3 +589,18 @@ def test_a_table_with_other_types_is_exported_through_python(
     monkeypatch.syspath_prepend(str(typed.cwd))
     assert asyncio.run(_export_path(typed.url, typed.model)) is False
     assert asyncio.run(_export_path(typed.url, None)) is False
+
+
+@pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
+def test_a_double_read_from_mariadb_exports_as_a_number(cli: Any, db: Any) -> None:
+    """SQLAlchemy reads MySQL's DOUBLE back as a Decimal (the reflected type says asdecimal);
+    the export writes the number it holds, not an unexpected TypeError."""
+    db.execute('ALTER TABLE "user" ADD COLUMN score DOUBLE')
+    db.seed("ann@example.com")
+    db.execute("UPDATE \"user\" SET score = 1000001.5 WHERE email = 'ann@example.com'")
+    for fmt in ("jsonl", "json"):
+        out = cli.ok("export-users", "-", "-o", fmt, "--columns", "email,score").stdout
+        rows = (
+            [json.loads(line) for line in out.splitlines()] if fmt == "jsonl" else json.loads(out)
+        )
+        assert rows == [{"email": "ann@example.com", "score": 1000001.5}], out
