@@ -439,6 +439,25 @@ def asyncpg_dsn(url: str, **changes: Any) -> str:
 MYSQL_ANSI_QUOTES = "SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')"
 
 
+def serial_primary_key(url: str, *, sqlite: str = "INTEGER PRIMARY KEY") -> str:
+    """The SQL of an integer id the database numbers itself, as each spells it (on SQLite,
+    ``sqlite`` says whether with AUTOINCREMENT)."""
+    if is_mysql(url):
+        return "INTEGER NOT NULL AUTO_INCREMENT PRIMARY KEY"
+    if url.startswith("postgresql"):
+        return "SERIAL PRIMARY KEY"
+    return sqlite
+
+
+def app_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefix: str, source: str) -> str:
+    """An app's module written from ``source`` into ``tmp_path`` under a name of its own (a
+    module imported by an earlier test keeps its first content) and importable: its name."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return name
+
+
 def pymysql_connection(url: str) -> Any:
     """A plain PyMySQL connection (aiomysql brings PyMySQL) to the MySQL/MariaDB database of
     ``url``, in autocommit: outside usersctl and its async drivers, to hold a lock or watch the

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from harness import Database, execute, is_mysql
+from harness import Database, execute, is_mysql, serial_primary_key
 from usersctl import exporting
 from usersctl.errors import InvalidInput
 from usersctl.exporting import CsvRows, export_users, renders_in_database
@@ -389,12 +389,7 @@ def test_the_app_s_model_chooses_the_columns(
 
 def test_a_user_table_that_inherits_exports_its_parent_s_columns(database_url: str) -> None:
     # The member table's rows joined to their account rows, one user each (staff is no member).
-    if is_mysql(database_url):
-        serial = "INTEGER NOT NULL AUTO_INCREMENT PRIMARY KEY"
-    elif database_url.startswith("postgresql"):
-        serial = "SERIAL PRIMARY KEY"
-    else:
-        serial = "INTEGER PRIMARY KEY AUTOINCREMENT"
+    serial = serial_primary_key(database_url, sqlite="INTEGER PRIMARY KEY AUTOINCREMENT")
     execute(
         database_url,
         f"CREATE TABLE account (id {serial}, email VARCHAR(320) NOT NULL)",

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from harness import Database, execute, is_mysql, seed_hash
+from harness import Database, app_module, execute, is_mysql, seed_hash, serial_primary_key
 from usersctl.errors import InvalidInput, LastSuperuser
 from usersctl.importing import import_users
 from usersctl.importing.checking import NO_PASSWORD_FOR_NEW_USER
@@ -381,12 +381,7 @@ def test_a_new_password_or_a_deactivation_ends_the_user_s_sessions(database_url:
 
 
 def integer_table(url: str) -> Database:
-    if is_mysql(url):
-        identity = "INTEGER NOT NULL AUTO_INCREMENT PRIMARY KEY"
-    elif url.startswith("postgresql"):
-        identity = "SERIAL PRIMARY KEY"
-    else:
-        identity = "INTEGER PRIMARY KEY"
+    identity = serial_primary_key(url)
     execute(
         url,
         f'CREATE TABLE "user" (id {identity}, email VARCHAR(320) NOT NULL, '
@@ -545,9 +540,7 @@ def test_an_app_s_user_subclass_is_written_through_its_mapper(
 ) -> None:
     from harness import cli
 
-    name = f"principal_import_{uuid.uuid4().hex[:8]}"
-    (tmp_path / f"{name}.py").write_text(PRINCIPAL_MODEL)
-    monkeypatch.syspath_prepend(str(tmp_path))
+    name = app_module(tmp_path, monkeypatch, "principal_import", PRINCIPAL_MODEL)
     model = f"{name}:User"
     created = cli(database_url, "--model", model, "init-db", cwd=tmp_path)
     assert created.exit_code == 0, created.output
@@ -672,9 +665,7 @@ def test_the_app_s_user_manager_checks_hashes_and_hears_of_new_users(
 ) -> None:
     import importlib
 
-    name = f"import_manager_{uuid.uuid4().hex[:8]}"
-    (tmp_path / f"{name}.py").write_text(MANAGER)
-    monkeypatch.syspath_prepend(str(tmp_path))
+    name = app_module(tmp_path, monkeypatch, "import_manager", MANAGER)
     app = importlib.import_module(name)
     db = make_table(database_url)
     manager = f"{name}:UserManager"

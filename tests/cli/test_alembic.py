@@ -148,6 +148,15 @@ def execute(url: str, sql: str) -> None:
     asyncio.run(run())
 
 
+def doctor_passes_the_indexes(usersctl: Usersctl) -> None:
+    """doctor, with the app's model, passes both the email index and the model's indexes."""
+    doctor = usersctl(*MODEL_OPTION, "doctor", "-o", "json")
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    checks = {check["check"]: check for check in json.loads(doctor.stdout)["checks"]}
+    assert checks["email index"]["status"] == "ok"
+    assert checks["model indexes"]["status"] == "ok"
+
+
 @pytest.fixture
 def project(database_url: str, tmp_path: Path) -> AlembicProject:
     """An app whose ``users`` table its first migration made, upgraded to head."""
@@ -229,11 +238,7 @@ def test_init_db_and_doctor_leave_the_index_to_the_apps_migrations_whose_advice_
     assert "unique index" in built.lower()
     assert "loweremail" in re.sub(r'[\s"()]|::text', "", built.lower())  # on lower(email)
     project.alembic_ok("check")
-    doctor = usersctl(*MODEL_OPTION, "doctor", "-o", "json")
-    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
-    checks = {check["check"]: check for check in json.loads(doctor.stdout)["checks"]}
-    assert checks["email index"]["status"] == "ok"
-    assert checks["model indexes"]["status"] == "ok"
+    doctor_passes_the_indexes(usersctl)
     again = usersctl(*MODEL_OPTION, "init-db")
     assert again.returncode == 0, again.stderr
     assert "Nothing to do" in again.stderr
@@ -433,10 +438,6 @@ def test_on_mariadb_the_advice_is_a_unique_index_on_email(
     project.follow_advice(source, line, migration, "unique index on email")
     assert index_definition(project.url, INDEX) == f"CREATE UNIQUE INDEX {INDEX} ON users (email)"
     project.alembic_ok("check")
-    doctor = usersctl(*MODEL_OPTION, "doctor", "-o", "json")
-    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
-    checks = {check["check"]: check for check in json.loads(doctor.stdout)["checks"]}
-    assert checks["email index"]["status"] == "ok"
-    assert checks["model indexes"]["status"] == "ok"
+    doctor_passes_the_indexes(usersctl)
     project.alembic_ok("downgrade", "-1")
     assert index_definition(project.url, INDEX) is None
