@@ -503,36 +503,8 @@ def test_a_dry_run_keeps_the_ids_rows_give(database_url: str) -> None:
     assert ids == {"a@example.com": 40, "b@example.com": 1}
 
 
-PRINCIPAL_MODEL = """
-import datetime as dt
-import uuid
-
-from fastapi_users_db_sqlalchemy import SQLAlchemyBaseUserTable
-from fastapi_users_db_sqlalchemy.generics import GUID
-from sqlalchemy import DateTime, ForeignKey, String
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Principal(Base):
-    __tablename__ = "principals"
-    id: Mapped[uuid.UUID] = mapped_column(GUID, primary_key=True, default=uuid.uuid4)
-    type: Mapped[str] = mapped_column(String(20))
-    created_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), default=lambda: dt.datetime.now(dt.timezone.utc)
-    )
-    __mapper_args__ = {"polymorphic_on": "type", "polymorphic_identity": "principal"}
-
-
-class User(SQLAlchemyBaseUserTable[uuid.UUID], Principal):
-    __tablename__ = "user"
-    id: Mapped[uuid.UUID] = mapped_column(GUID, ForeignKey("principals.id"), primary_key=True)
-    nickname: Mapped[str | None] = mapped_column(String(30))
-    __mapper_args__ = {"polymorphic_identity": "user"}
-"""
+#: An app's user class inheriting from a principals table.
+PRINCIPAL_MODEL = (Path(__file__).resolve().parent / "e2e" / "principal_app_model.py").read_text()
 
 
 def test_an_app_s_user_subclass_is_written_through_its_mapper(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import textwrap
 import time
 import uuid
 from pathlib import Path
@@ -19,43 +18,10 @@ from sqlalchemy import text
 
 from harness import Cli, Usersctl, is_mysql, sql_engine
 
-PRINCIPAL_MODELS = """
-    import datetime as dt
-    import uuid
-
-    from fastapi_users_db_sqlalchemy import SQLAlchemyBaseUserTable
-    from fastapi_users_db_sqlalchemy.generics import GUID
-    from sqlalchemy import DateTime, ForeignKey, String
-    from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-
-
-    def utcnow() -> dt.datetime:
-        return dt.datetime.now(dt.timezone.utc)
-
-
-    class Base(DeclarativeBase):
-        pass
-
-
-    class Principal(Base):
-        __tablename__ = "principals"
-        id: Mapped[uuid.UUID] = mapped_column(GUID, primary_key=True, default=uuid.uuid4)
-        type: Mapped[str] = mapped_column(String(20))
-        created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-        updated_at: Mapped[dt.datetime] = mapped_column(
-            DateTime(timezone=True), default=utcnow, onupdate=utcnow
-        )
-        __mapper_args__ = {"polymorphic_on": "type", "polymorphic_identity": "principal"}
-
-
-    class User(SQLAlchemyBaseUserTable[uuid.UUID], Principal):
-        __tablename__ = "user"
-        id: Mapped[uuid.UUID] = mapped_column(
-            GUID, ForeignKey("principals.id"), primary_key=True
-        )
-        nickname: Mapped[str | None] = mapped_column(String(30))
-        __mapper_args__ = {"polymorphic_identity": "user"}
-"""
+#: The app's models: a user class inheriting from a principals table.
+PRINCIPAL_MODELS = (
+    Path(__file__).resolve().parents[1] / "e2e" / "principal_app_model.py"
+).read_text()
 
 
 async def _sql(url: str, statement: str) -> Any:
@@ -91,7 +57,7 @@ def users(url: str) -> dict[str, uuid.UUID]:
 def app_model(cli: Cli | Usersctl, tmp_path: Path) -> str:
     """Write the app's models where usersctl runs, and create its tables with init-db."""
     name = f"principal_app_{uuid.uuid4().hex[:10]}"
-    (tmp_path / f"{name}.py").write_text(textwrap.dedent(PRINCIPAL_MODELS))
+    (tmp_path / f"{name}.py").write_text(PRINCIPAL_MODELS)
     model = f"{name}:User"
     created = cli.ok("--model", model, "init-db").stderr
     assert created.index("Created table principals") < created.index("Created table user")
