@@ -285,7 +285,7 @@ class Suite:
             self.notes.append(f"PostgreSQL skipped: cannot connect to {admin} ({exc}).")
             self.log(self.notes[-1])
             return None
-        return Database(kind="postgresql", **self._database_urls(admin))
+        return self._databases_on("postgresql", admin)
 
     def _mariadb_databases(self) -> Database | None:
         """MariaDB, only when named: ``usersctl_bench_*`` databases on that server."""
@@ -301,12 +301,15 @@ class Suite:
         self.notes.append(
             f"MariaDB {version} at {server}, asyncmy driving usersctl and the bare loops."
         )
-        return Database(kind="mariadb", **self._database_urls(server))
+        return self._databases_on("mariadb", server)
 
-    def _database_urls(self, server: str) -> dict[str, str]:
+    def _databases_on(self, kind: str, server: str) -> Database:
         prefix = f"usersctl_bench_{os.getpid()}"
-        roles = ("big", "fastapi_users", "small", "empty")
-        return {role: database_url(server, f"{prefix}_{role}") for role in roles}
+        big, fastapi_users, small, empty = (
+            database_url(server, f"{prefix}_{role}")
+            for role in ("big", "fastapi_users", "small", "empty")
+        )
+        return Database(kind, big, fastapi_users, small, empty)
 
     def _create_database(self, url: str) -> None:
         from sqlalchemy.engine import make_url
