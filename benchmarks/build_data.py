@@ -1,4 +1,4 @@
-"""Benchmark data: deterministic users, bulk-loaded into SQLite and PostgreSQL user tables.
+"""Benchmark data: deterministic users, bulk-loaded into SQLite, PostgreSQL and MariaDB user tables.
 
 Every user shares one precomputed Argon2 hash, so a million rows take seconds to make. Emails are
 unique, spread over 100 domains, and about one in five has capitals in its local part (domains
@@ -299,6 +299,98 @@ async def postgres_schema(dsn: str) -> list[str]:
     return [row["d"] for row in rows]
 
 
+# MariaDB ---------------------------------------------------------------------------------------
+
+
+async def mariadb_connect(url: str, **options: Any) -> Any:
+    """An asyncmy connection to a ``mysql+asyncmy://user:password@host:port/database`` URL."""
+    from urllib.parse import unquote, urlsplit
+
+    import asyncmy
+
+    parts = urlsplit(url)
+    return await asyncmy.connect(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 3306,
+        user=unquote(parts.username or "root"),
+        password=unquote(parts.password or ""),
+        database=parts.path.strip("/") or None,
+        charset="utf8mb4",
+        **options,
+    )
+
+
+async def mariadb_execute(url: str, statements: list[str]) -> list[tuple[Any, ...]]:
+    """Run ``statements`` in autocommit; the rows of the last one."""
+    connection = await mariadb_connect(url, autocommit=True)
+    rows: list[tuple[Any, ...]] = []
+    try:
+        async with connection.cursor() as cursor:
+            for statement in statements:
+                await cursor.execute(statement)
+                rows = list(await cursor.fetchall())
+    finally:
+        await connection.ensure_closed()
+    return rows
+
+
+async def _mariadb_bulk(url: str, insert: Any) -> None:
+    """Run ``insert(cursor)`` in one transaction with the table's secondary indexes dropped, then
+    add them again from their own definitions (a sorted build, not a million random inserts into
+    a B-tree larger than the buffer pool)."""
+    connection = await mariadb_connect(url)
+    try:
+        async with connection.cursor() as cursor:
+            await cursor.execute(
+                "SELECT index_name, non_unique, GROUP_CONCAT(CONCAT('`', column_name, '`',"
+                " IFNULL(CONCAT('(', sub_part, ')'), '')) ORDER BY seq_in_index)"
+                " FROM information_schema.statistics WHERE table_schema = DATABASE()"
+                " AND table_name = 'user' AND index_name <> 'PRIMARY' GROUP BY index_name,"
+                " non_unique"
+            )
+            indexes = list(await cursor.fetchall())
+            for name, _, _ in indexes:
+                await cursor.execute(f"ALTER TABLE user DROP INDEX `{name}`")
+            await cursor.execute("SET unique_checks = 0, foreign_key_checks = 0")
+            await insert(cursor)
+            await connection.commit()
+            for name, non_unique, columns in indexes:
+                unique = "" if non_unique else "UNIQUE "
+                await cursor.execute(f"ALTER TABLE user ADD {unique}INDEX `{name}` ({columns})")
+            await cursor.execute("ANALYZE TABLE user")
+            await cursor.fetchall()
+    finally:
+        await connection.ensure_closed()
+
+
+async def load_mariadb(url: str, count: int, hashed_password: str) -> None:
+    """Append ``count`` users to the ``user`` table with multi-row INSERTs, in the order of their
+    ids (InnoDB's clustered primary key then grows at its end)."""
+    rows = sorted(user_rows(count, hashed_password))
+    insert = f"INSERT INTO user ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))})"
+
+    async def write(cursor: Any) -> None:
+        for start in range(0, len(rows), 5_000):  # a statement well under max_allowed_packet
+            await cursor.executemany(insert, rows[start : start + 5_000])
+
+    await _mariadb_bulk(url, write)
+
+
+async def copy_mariadb_users(source_url: str, target_url: str, limit: int | None = None) -> None:
+    """Copy the users of one database into another's on the same server (the first ``limit``
+    in primary-key order)."""
+    source = source_url.rsplit("/", 1)[1]
+    columns = ", ".join(COLUMNS)
+    suffix = f" ORDER BY id LIMIT {int(limit)}" if limit is not None else ""
+
+    async def write(cursor: Any) -> None:
+        await cursor.execute(
+            f"INSERT INTO user ({columns}) SELECT {columns} FROM `{source}`.user{suffix}"
+        )
+
+    await _mariadb_bulk(target_url, write)
+
+
 async def email_at_offset_from_end(dsn_or_path: str | Path, offset: int) -> str:
     """The stored email ``offset`` places before the last in ``lower(email)`` order."""
     if isinstance(dsn_or_path, Path):
@@ -309,6 +401,10 @@ async def email_at_offset_from_end(dsn_or_path: str | Path, offset: int) -> str:
             ).fetchone()
         finally:
             con.close()
+        return str(email)
+    if dsn_or_path.startswith("mysql"):
+        query = f"SELECT email FROM user ORDER BY email DESC LIMIT 1 OFFSET {int(offset)}"
+        ((email,),) = await mariadb_execute(dsn_or_path, [query])
         return str(email)
     import asyncpg
 

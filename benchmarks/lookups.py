@@ -109,3 +109,26 @@ async def time_lookups(
         for engine in engines.values():
             await engine.dispose()
     return {name: Lookups(statistics.median(values), len(values)) for name, values in times.items()}
+
+
+async def time_bare_mariadb_lookups(url: str, emails: list[str], count: int) -> Lookups:
+    """The same lookups by a bare asyncmy loop on one connection: ``WHERE email = %s``, the query
+    usersctl's adapter makes on MariaDB (the unique index on ``email`` serves it)."""
+    from build_data import COLUMNS, mariadb_connect
+
+    query = f"SELECT {', '.join(COLUMNS)} FROM user WHERE email = %s"
+    connection = await mariadb_connect(url, autocommit=True)
+    times = []
+    try:
+        async with connection.cursor() as cursor:
+            for email in emails[: count + 1]:
+                start = time.perf_counter()
+                await cursor.execute(query, (email,))
+                row = await cursor.fetchone()
+                elapsed = time.perf_counter() - start
+                if row is None or row[1].lower() != email.lower():
+                    raise AssertionError(f"the bare loop did not find {email!r} in {url}")
+                times.append(elapsed)
+    finally:
+        await connection.ensure_closed()
+    return Lookups(statistics.median(times[1:]), len(times) - 1)
