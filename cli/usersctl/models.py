@@ -387,6 +387,10 @@ def _mariadb_json_columns(
         return
     from sqlalchemy import JSON
     from sqlalchemy import text as sql_text
+    from sqlalchemy.dialects.mysql import LONGTEXT
+
+    if not any(isinstance(info["type"], LONGTEXT) for info in columns.values()):
+        return  # no column that can be one: no catalog query for every command
 
     checks = connection.execute(
         sql_text(
