@@ -38,7 +38,12 @@ from harness import (
 from usersctl.emails import normalize_email
 from usersctl.passwords import is_known_hash
 
-pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+#: Argon2 at its lowest cost in-process (harness ``quick_hashing``): what these tests test is not
+#: the hash's cost, which tests/test_password_hashing.py covers.
+pytestmark = [
+    pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning"),
+    pytest.mark.usefixtures("quick_hashing"),
+]
 
 #: Stable in CI: the same examples every run, no deadline (a hash takes 0.15 s, a machine may be
 #: busy), and the database fixture deliberately shared by the examples of one test.

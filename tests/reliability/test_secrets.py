@@ -20,6 +20,10 @@ from sqlalchemy.engine import make_url
 
 from harness import cli, execute, is_mysql, is_sqlite, one_error_line, rows, run, stored_hash
 
+#: Argon2 at its lowest cost in-process (harness ``quick_hashing``): what these tests test is not
+#: the hash's cost, which tests/test_password_hashing.py covers.
+pytestmark = pytest.mark.usefixtures("quick_hashing")
+
 URL_SECRET = "Url-Secret-7f3a9c"
 STDIN_SECRET = "stdin secret 4b1e "  # the trailing space is part of it
 FILE_SECRET = "file-secret-8d2c"
