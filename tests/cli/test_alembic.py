@@ -3,7 +3,8 @@
 Each test builds an app project in its temporary folder with the real Alembic (``alembic init -t
 async``: its env.py runs the migrations on the test's own async URL, aiosqlite or asyncpg, so no
 sync driver is needed), a model of its own (``tests/e2e/alembic_app_model.py``: table ``users``,
-integer ids) and a first migration made by ``alembic revision --autogenerate``. usersctl runs
+integer ids) and a first migration made by ``alembic revision --autogenerate`` (made once per
+kind of database and test process, then copied: see ``project``). usersctl runs
 through its installed entry point, in that folder, with ``--model app.models:User``.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from harness import execute as harness_execute
 from harness import is_mysql, query
@@ -157,27 +160,52 @@ def doctor_passes_the_indexes(usersctl: Usersctl) -> None:
     assert checks["model indexes"]["status"] == "ok"
 
 
+#: The migrations folder and alembic.ini that ``alembic init`` and the first ``revision
+#: --autogenerate`` made, per kind of database, once per test process: later tests copy them.
+_FIRST_MIGRATIONS: dict[str, Path] = {}
+
+
+def _point_at(ini: Path, url: str) -> None:
+    ini.write_text(
+        re.sub(r"(?m)^sqlalchemy\.url = .*$", f"sqlalchemy.url = {url}", ini.read_text())
+    )
+
+
 @pytest.fixture
-def project(database_url: str, tmp_path: Path) -> AlembicProject:
-    """An app whose ``users`` table its first migration made, upgraded to head."""
+def project(
+    database_url: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> AlembicProject:
+    """An app whose ``users`` table its first migration made, upgraded to head.
+
+    The first test on a kind of database runs ``alembic init -t async`` and ``alembic revision
+    --autogenerate`` against its empty database; the others start from a copy of what those
+    made (the same files), and each runs ``alembic upgrade head`` on its own database."""
     app = tmp_path / "app"
     app.mkdir()
     (app / "__init__.py").write_text("")
     (app / "models.py").write_text(MODEL.read_text())
     made = AlembicProject(tmp_path, database_url)
-    made.alembic_ok("init", "-t", "async", "migrations")
     ini = tmp_path / "alembic.ini"
-    ini.write_text(
-        re.sub(r"(?m)^sqlalchemy\.url = .*$", f"sqlalchemy.url = {database_url}", ini.read_text())
-    )
-    env = tmp_path / "migrations" / "env.py"
-    env.write_text(
-        env.read_text().replace(
-            "target_metadata = None",
-            "from app.models import Base\n\ntarget_metadata = Base.metadata",
+    kind = make_url(database_url).get_backend_name()
+    first = _FIRST_MIGRATIONS.get(kind)
+    if first is None:
+        made.alembic_ok("init", "-t", "async", "migrations")
+        _point_at(ini, database_url)
+        env = tmp_path / "migrations" / "env.py"
+        env.write_text(
+            env.read_text().replace(
+                "target_metadata = None",
+                "from app.models import Base\n\ntarget_metadata = Base.metadata",
+            )
         )
-    )
-    made.alembic_ok("revision", "--autogenerate", "-m", "users")
+        made.alembic_ok("revision", "--autogenerate", "-m", "users")
+        first = _FIRST_MIGRATIONS[kind] = tmp_path_factory.mktemp(f"alembic-{kind}")
+        shutil.copytree(tmp_path / "migrations", first / "migrations")
+        shutil.copy(ini, first / "alembic.ini")
+    else:
+        shutil.copytree(first / "migrations", tmp_path / "migrations")
+        shutil.copy(first / "alembic.ini", ini)
+        _point_at(ini, database_url)
     made.alembic_ok("upgrade", "head")
     return made
 

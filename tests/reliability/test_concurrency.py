@@ -50,11 +50,12 @@ def case_variant(email: str, index: int) -> str:
 
 # jörg@: SQLite's index folds only A to Z; usersctl checks the rest while it holds the lock.
 @pytest.mark.parametrize("address", ["race@example.com", "jörg@example.com"])
-def test_eight_processes_creating_one_email_in_differing_case_make_one_user(
+def test_four_processes_creating_one_email_in_differing_case_make_one_user(
     url: str, address: str
 ) -> None:
-    emails = [case_variant(address, index) for index in range(8)]
-    assert len({email for email in emails}) == 8
+    # The first two letters flipped: jörg@ is raced as jÖrg@ too, beyond A to Z.
+    emails = [case_variant(address, index) for index in range(4)]
+    assert len({email for email in emails}) == 4
     with WriteGate(url) as gate:
         processes = [start(url, "create-user", email, "--password-stdin") for email in emails]
         for process in processes:
@@ -62,7 +63,7 @@ def test_eight_processes_creating_one_email_in_differing_case_make_one_user(
         gate.wait_until_queued(processes)
     results = [finish(process) for process in processes]
 
-    assert sorted(result.code for result in results) == [0] + [4] * 7, results
+    assert sorted(result.code for result in results) == [0] + [4] * 3, results
     for result in results:
         assert "locked" not in result.stderr.lower(), result.stderr
         if result.code == 4:
@@ -76,8 +77,8 @@ def test_eight_processes_creating_one_email_in_differing_case_make_one_user(
     assert verify_password(PASSWORD, stored[0]["hashed_password"])
 
 
-def test_sixteen_processes_creating_different_users_on_one_sqlite_file(sqlite_url: str) -> None:
-    emails = [f"user{index}@example.com" for index in range(16)]
+def test_eight_processes_creating_different_users_on_one_sqlite_file(sqlite_url: str) -> None:
+    emails = [f"user{index}@example.com" for index in range(8)]
     with WriteGate(sqlite_url) as gate:
         processes = [
             start(sqlite_url, "create-user", email, "--password-stdin", "-o", "json")
