@@ -1069,6 +1069,19 @@ def _database_params() -> list[Any]:
     return params
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """usersctl's bytecode, compiled once before the tests start (by the main process, before
+    pytest-xdist's workers): the tests run the installed entry point about a thousand times, and
+    an editable install has no bytecode of its own, which each of those processes would
+    otherwise compile again where ``PYTHONDONTWRITEBYTECODE`` is set (as on CI machines)."""
+    if not hasattr(config, "workerinput"):
+        import compileall
+
+        import usersctl
+
+        compileall.compile_dir(Path(usersctl.__file__).parent, quiet=1)
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """A test module may define ``prepare_in_background(folder)``, a slow preparation (a virtual
     environment from PyPI, say) that waits on the network more than it works. When one of its

@@ -6,6 +6,8 @@ import datetime as dt
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
 if TYPE_CHECKING:
     from harness import Cli, Database
 
@@ -141,6 +143,8 @@ def test_deleting_the_last_active_superuser_needs_force(cli: Cli, db: Database) 
 # On a terminal, delete-user asks first --------------------------------------------------------
 
 
+#: The question is the same for every database: SQLite alone.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_delete_user_asks_on_a_terminal(spawn: Any, db: Database, cli: Cli) -> None:
     import pexpect
 

@@ -436,6 +436,8 @@ def test_apply_through_the_installed_entry_point(usersctl: Usersctl, db: Databas
     assert again.returncode == 0, again.stdout + again.stderr
 
 
+#: The question is the same for every database: SQLite alone.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_plan_that_removes_users_asks_on_a_terminal(
     spawn: Any, db: Database, tmp_path: Any
 ) -> None:

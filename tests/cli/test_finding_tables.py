@@ -607,6 +607,8 @@ def test_a_user_table_in_a_schema_is_named_with_table(
 # The database URL where the app keeps it -------------------------------------------------------
 
 
+#: Where the URL comes from is decided before any database is reached: SQLite alone.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_database_url_is_read_from_dotenv_and_its_source_is_said(
     app: Usersctl, usersctl_anywhere: Usersctl, database_url: str, tmp_path: Path
 ) -> None:

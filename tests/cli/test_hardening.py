@@ -419,6 +419,8 @@ ABSURD_HASHES = [
 ]
 
 
+#: A hash's cost is read from the hash, whatever the database: SQLite alone.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("hashed", ABSURD_HASHES)
 def test_a_hash_whose_cost_no_login_can_afford_is_refused_and_reported(
     usersctl: Any, db: Any, tmp_path: Path, hashed: str

@@ -145,6 +145,8 @@ def run_bytes(
     )
 
 
+#: Arguments are refused before any database is reached: SQLite alone.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize(
     ("args", "named"),
     [
@@ -185,6 +187,8 @@ def test_a_database_url_that_is_not_utf8_is_named_where_it_came_from(
     assert listed.returncode == 0, listed.stderr
 
 
+#: A file's name is read the same for every database: SQLite alone.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_file_name_that_is_not_utf8_is_still_a_file(usersctl: Any, db: Any) -> None:
     """File names are the system's bytes: they open as they are."""
     name = b"users-\xff.jsonl"

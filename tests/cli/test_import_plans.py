@@ -86,6 +86,8 @@ def users_as_stored(db: Database) -> list[dict[str, Any]]:
     )
 
 
+#: Hashing is the same for every database: SQLite alone.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_dry_run_hashes_one_password_and_reports_as_the_import(
     app: Usersctl, db: Database, tmp_path: Path
 ) -> None:

@@ -116,6 +116,8 @@ def test_a_model_whose_table_is_missing_is_a_database_problem(
     assert "'accounts'" in message
 
 
+#: Where the model is imported from is the same for every database: SQLite alone.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_model_from_the_current_folder_with_the_installed_entry_point(
     usersctl: Usersctl, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

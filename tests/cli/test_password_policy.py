@@ -132,6 +132,8 @@ def test_import_reports_every_weak_row_with_its_line_before_hashing(
     assert verify_password("pw", db.stored_hash("short@example.com"))
 
 
+#: The prompt is the same for every database: SQLite alone.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_person_at_the_terminal_may_accept_a_weak_password(spawn: Any, db: Database) -> None:
     # Refused at the question: nothing is created, exit 2 with the reasons
     child = spawn("create-user", "weak@example.com")

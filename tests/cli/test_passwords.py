@@ -176,6 +176,8 @@ def transcript(child: Any) -> io.StringIO:
     return log
 
 
+#: The prompt is the same for every database: SQLite alone.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_create_user_asks_twice_with_a_hidden_prompt(spawn: Any, db: Database) -> None:
     child = spawn("create-user", "prompted@example.com", "-o", "json")
     log = transcript(child)
@@ -198,6 +200,8 @@ def test_create_user_asks_twice_with_a_hidden_prompt(spawn: Any, db: Database) -
     assert verify_password("s3cret typed", db.stored_hash("prompted@example.com"))
 
 
+#: The prompt is the same for every database: SQLite alone.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_set_password_asks_on_a_terminal(spawn: Any, db: Database) -> None:
     db.seed("alice@example.com")
     child = spawn("set-password", "alice@example.com")
@@ -226,6 +230,8 @@ def test_ctrl_c_at_the_prompt_exits_130_and_creates_nothing(spawn: Any, db: Data
     assert db.count() == 0
 
 
+#: Hashing is stopped before any row is written, whatever the database: SQLite alone.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_ctrl_c_while_an_import_hashes_exits_130_and_imports_nothing(
     spawn: Any, db: Database, tmp_path: Path
 ) -> None:

@@ -187,6 +187,8 @@ def test_all_needs_a_yes_without_a_terminal(cli: Cli, db: Database, people: dict
     )
 
 
+#: The question is the same for every database: SQLite alone.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_all_asks_on_a_terminal(spawn: Any, db: Database, people: dict[str, Any]) -> None:
     import pexpect
 

@@ -82,6 +82,8 @@ def test_every_root_option_means_the_same_after_the_command(url: str, tmp_path: 
             assert (joined.exit_code, joined.stdout) == (before.exit_code, before.stdout), option
 
 
+#: Where an option stands on the command line is the same for every database: SQLite alone.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_database_url_and_quiet_after_the_command(
     usersctl_anywhere: Usersctl, db: Database
 ) -> None:
@@ -102,6 +104,8 @@ def test_the_database_url_and_quiet_after_the_command(
     assert "alice@example.com" in both.stdout
 
 
+#: Where an option stands on the command line is the same for every database: SQLite alone.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_values_that_look_like_root_options_stay_the_commands(
     usersctl_anywhere: Usersctl, db: Database
 ) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jwt
+import pytest
 import sqlalchemy as sa
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
@@ -207,6 +208,8 @@ def test_inactive_users_get_no_token_and_superusers_need_a_yes(cli: Cli, db: Dat
     assert rows(cli.url, "SELECT count(*) FROM accesstoken")[0][0] == 1
 
 
+#: The question is the same for every database: SQLite alone.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_superuser_token_asks_on_a_terminal(spawn: Any, usersctl: Usersctl, db: Database) -> None:
     import pexpect
 

@@ -283,6 +283,8 @@ def test_nasty_arguments_through_the_entry_point(hostile_url: str) -> None:
 # Passwords ------------------------------------------------------------------------------------
 
 
+#: Passwords are read and hashed the same for every database: SQLite alone.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_passwords_over_72_bytes_empty_and_with_whitespace(url: str, tmp_path: Path) -> None:
     def verify(email: str, password_file: Path) -> int:
         return int(
@@ -388,6 +390,8 @@ def hostile_file(draw: Any) -> tuple[list[str], set[int]]:
     return texts, hostile
 
 
+#: The file is refused line by line before any database is reached: SQLite alone.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_json_python_cannot_read_or_of_the_wrong_type_is_refused_by_line(
     hostile_url: str, tmp_path: Path
 ) -> None:
@@ -434,6 +438,8 @@ def _not_utf8(data: bytes) -> bool:
     return False
 
 
+#: Arguments are refused before any database is reached: SQLite alone.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_arguments_that_are_not_utf8_through_the_entry_point(hostile_url: str) -> None:
     before = rows(hostile_url)
 

@@ -259,6 +259,8 @@ def test_only_generate_password_prints_a_password_once_through_the_entry_point(
     assert helped.returncode == 0 and URL_SECRET not in helped.stdout + helped.stderr
 
 
+#: A file's permissions are checked before any database is reached: SQLite alone.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_password_file_others_can_read_is_used_with_a_warning(url: str, tmp_path: Path) -> None:
     password_file = tmp_path / "password"
     password_file.write_text(FILE_SECRET + "\n")
