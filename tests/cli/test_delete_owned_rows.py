@@ -170,9 +170,10 @@ UNTOUCHED = {"user": 3, "item": 3, "note": 3, "review": 2, "item_comment": 3}
 
 
 def test_rows_that_block_a_delete_are_named_and_nothing_is_deleted(
-    usersctl: Any, database_url: str
+    usersctl: Any, empty_cli: Cli, database_url: str
 ) -> None:
-    usersctl.ok("init-db")
+    """The first refusal through the installed entry point, the others in-process."""
+    empty_cli.ok("init-db")
     build(database_url)
     message = usersctl.fails(4, "delete-user", "mallory@example.com", "--yes")
     assert "2 rows of item.owner_id" in message, message
@@ -182,25 +183,25 @@ def test_rows_that_block_a_delete_are_named_and_nothing_is_deleted(
     assert "note" not in message and "review" not in message
     assert counts(database_url) == UNTOUCHED
     # A dry run is refused the same way.
-    usersctl.fails(4, "delete-user", "mallory@example.com", "--dry-run")
+    empty_cli.fails(4, "delete-user", "mallory@example.com", "--dry-run")
     # --cascade would reach the comments on the items: refused until they are named.
-    message = usersctl.fails(4, "delete-user", "mallory@example.com", "--cascade", "--yes")
+    message = empty_cli.fails(4, "delete-user", "mallory@example.com", "--cascade", "--yes")
     assert "3 rows of item_comment.item_id" in message, message
     assert "--cascade-into item_comment" in message
     assert counts(database_url) == UNTOUCHED
-    message = usersctl.fails(
+    message = empty_cli.fails(
         2, "delete-user", "mallory@example.com", "--cascade", "--cascade-into", "comments", "--yes"
     )
     assert "comments" in message
     # Both ways forward at once is a usage error.
-    usersctl.fails(
+    empty_cli.fails(
         2, "delete-user", "mallory@example.com", "--cascade", "--reassign-to", "admin@example.com"
     )
     # The user to reassign to must exist, and must not be deleted too.
-    usersctl.fails(
+    empty_cli.fails(
         3, "delete-user", "mallory@example.com", "--reassign-to", "nobody@example.com", "--yes"
     )
-    usersctl.fails(
+    empty_cli.fails(
         2, "delete-user", "mallory@example.com", "--reassign-to", "MALLORY@example.com", "--yes"
     )
     assert counts(database_url) == UNTOUCHED

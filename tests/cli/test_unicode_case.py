@@ -24,18 +24,20 @@ def created(cli: Cli | Usersctl, email: str) -> None:
     cli.ok("create-user", email, "--password-stdin", input=PASSWORD + "\n")
 
 
-def test_an_address_in_other_case_beyond_ascii_is_taken(usersctl: Usersctl, db: Database) -> None:
-    # Create
+def test_an_address_in_other_case_beyond_ascii_is_taken(
+    usersctl: Usersctl, cli: Cli, db: Database
+) -> None:
+    # Create, through the installed entry point (the rest in-process)
     created(usersctl, "Ärger@example.com")
     # The same address, its Ä lowercased: refused as an ASCII duplicate is, naming the stored one
-    message = usersctl.fails(
+    message = cli.fails(
         4, "create-user", "ärger@example.com", "--password-stdin", input=PASSWORD + "\n"
     )
     assert message == "Error: a user with email 'Ärger@example.com' already exists"
     assert db.emails() == ["Ärger@example.com"]
     # With --if-not-exists it is the existing user, unchanged
     unchanged = json.loads(
-        usersctl.ok(
+        cli.ok(
             "create-user",
             "ÄRGER@example.com",
             "--if-not-exists",
@@ -46,12 +48,12 @@ def test_an_address_in_other_case_beyond_ascii_is_taken(usersctl: Usersctl, db: 
     )
     assert (unchanged["email"], unchanged["status"]) == ("Ärger@example.com", "unchanged")
     # Another user may not take it by update-user either
-    created(usersctl, "bob@example.com")
-    message = usersctl.fails(4, "update-user", "bob@example.com", "--email", "ÄRGER@example.com")
+    created(cli, "bob@example.com")
+    message = cli.fails(4, "update-user", "bob@example.com", "--email", "ÄRGER@example.com")
     assert message == "Error: a user with email 'ÄRGER@example.com' already exists"
     # İ lowers to an ASCII i in PostgreSQL's lower(), and here: it is ilker's address
     db.seed("ilker@example.com")
-    usersctl.fails(4, "create-user", "İLKER@example.com", "--generate-password")
+    cli.fails(4, "create-user", "İLKER@example.com", "--generate-password")
     assert db.emails() == ["bob@example.com", "ilker@example.com", "Ärger@example.com"]
 
 
