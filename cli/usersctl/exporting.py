@@ -4,8 +4,11 @@ The database renders each row (``json_object`` on SQLite, ``row_to_json`` on Pos
 text casts for CSV) and rows arrive in batches from a server-side cursor, so Python only moves
 finished text: a million rows take seconds and the same memory as a thousand. A table with
 columns whose database rendering is not their form in ``usersctl.fields`` (times, decimals,
-arrays, enums, JSON, bytes, UUIDs stored as hex) is rendered in Python instead, by those forms.
-Both renderings write text cells of CSV formula-safe (``usersctl.csv_cells``), byte for byte alike.
+arrays, enums, JSON, bytes, UUIDs stored as hex) is rendered in Python instead, by those forms,
+as is every table on MySQL/MariaDB (``renders_in_database``); there text, integers, booleans and
+stored UUIDs are written from the driver's values without a detour (``PythonRendering``), which
+keeps a million-row export as fast as a bare driver loop. Both renderings write text cells of CSV
+formula-safe (``usersctl.csv_cells``), byte for byte alike.
 """
 
 from __future__ import annotations
