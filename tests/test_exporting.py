@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -340,9 +341,10 @@ def test_a_boolean_left_null_is_null_and_empty(database_url: str) -> None:
     assert csv == "email,consent\n'=alice@example.com,true\nBob@example.com,\n"
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_sqlite_writes_any_number_but_zero_in_a_boolean_as_true(database_url: str) -> None:
-    # As SQLAlchemy reads it (bool(2)); another program may have written 2 or -1.
+@pytest.mark.parametrize("database_url", ["sqlite", "mariadb"], indirect=True)
+def test_any_number_but_zero_in_a_boolean_is_true(database_url: str) -> None:
+    # As SQLAlchemy reads it (bool(2)); another program may have written 2 or -1 (MariaDB's
+    # BOOLEAN is a TINYINT, which holds them too).
     db = make_table(database_url, ", consent BOOLEAN")
     seed_two(db)
     db.execute('UPDATE "user" SET is_verified = 2, consent = -1')
@@ -352,6 +354,31 @@ def test_sqlite_writes_any_number_but_zero_in_a_boolean_as_true(database_url: st
     )
     _, jsonl = export(database_url, columns=["is_verified", "consent"])
     assert jsonl == '{"is_verified":true,"consent":true}\n' * 2
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_python_writes_stored_values_as_their_column_types_read_them(
+    database_url: str, fmt: str
+) -> None:
+    # Python renders (a decimal column); the driver's values of text, integers, booleans and
+    # UUIDs go through shortcuts, which must write what the types' own reading writes: an id
+    # stored in capitals (by another program) in lowercase, text with quotes, backslashes,
+    # control characters and letters beyond ASCII escaped as json.dumps escapes them.
+    db = make_table(database_url, BY_PYTHON + ', "50%s" INTEGER')
+    note = '-1 "q" \\ \x01\x1f\x7f \u2028 \u00e9 \U0001f600 \n'
+    stored_id = "ABCDEF00-0000-4000-8000-00000000000A"
+    db.seed_specs({"id": stored_id, "email": "Carol@example.com", "note": note, "50%s": 7})
+    if not database_url.startswith("postgresql"):  # a native UUID has no case
+        db.execute('UPDATE "user" SET id = upper(id)')
+        assert db.query('SELECT id FROM "user"') == [{"id": stored_id}]
+    _, text = export(database_url, fmt=fmt, columns=["id", "note", "50%s", "is_active", "score"])
+    expected = {"id": stored_id.lower(), "note": note, "50%s": 7, "is_active": True, "score": None}
+    if fmt == "csv":
+        quoted = note.replace('"', '""')  # CSV doubles quotes; the note starts like a formula
+        cells = ["id,note,50%s,is_active,score", f'{stored_id.lower()},"\'{quoted}",7,true,']
+        assert text == "\n".join(cells) + "\n"
+    else:
+        assert text == json.dumps(expected, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
 def test_table_names_the_user_table_among_several(database_url: str) -> None:

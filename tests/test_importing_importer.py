@@ -10,6 +10,7 @@ runs of the importing package's planning, writing and importer (benchmarks/mutat
 from __future__ import annotations
 
 import asyncio
+import datetime
 import io
 import json
 import uuid
@@ -463,6 +464,36 @@ def test_sqlite_inserts_many_rows_a_statement_within_its_limit() -> None:
     for sql in ("INSERT INTO t (a) SELECT 1", "INSERT INTO t (a) VALUES (?) RETURNING a"):
         odd = PreparedInsert(sql, [(1,)])
         assert list(_sqlite_multi_row(odd, 100)) == [(sql, [(1,)])]
+
+
+@pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
+def test_mariadb_stores_rows_sent_in_binary_as_rows_sent_as_text(database_url: str) -> None:
+    # MariaDB takes rows of text, integers and NULLs as one binary bulk statement; others (a
+    # date, a column of NULLs only) as text. Both store what the file says: marks of either
+    # kind (?, %s) in names and values are data, not parameters.
+    db = make_table(database_url)
+    db.execute('ALTER TABLE "user" ADD "50%s?" VARCHAR(50), ADD note VARCHAR(100), ADD born DATE')
+    note = "? %s %% 'q' \"d\" \\ \u00e9 \U0001f600"
+    binary = [
+        {"email": f"b{n}@example.com", "hashed_password": BCRYPT_HASH, "50%s?": f"?{n}%s"}
+        for n in range(3)
+    ]
+    binary[1]["note"] = note
+    text = [
+        {"email": "t0@example.com", "hashed_password": BCRYPT_HASH, "born": "2001-02-03"},
+        {"email": "t1@example.com", "hashed_password": BCRYPT_HASH, "note": None, "is_active": 0},
+    ]
+    assert run_import(database_url, jsonl(*binary)).created == 3
+    assert run_import(database_url, jsonl(*text)).created == 2
+    stored = db.query('SELECT email, "50%s?" AS marks, note, born, is_active FROM "user"')
+    assert sorted((row["email"], row["marks"], row["note"], row["born"]) for row in stored) == [
+        ("b0@example.com", "?0%s", None, None),
+        ("b1@example.com", "?1%s", note, None),
+        ("b2@example.com", "?2%s", None, None),
+        ("t0@example.com", None, None, datetime.date(2001, 2, 3)),
+        ("t1@example.com", None, None, None),
+    ]
+    assert {row["email"]: bool(row["is_active"]) for row in stored}["t1@example.com"] is False
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

@@ -6,6 +6,7 @@ Apps on FastAPI Users 12 or older verify bcrypt only; for them new hashes are bc
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import secrets
@@ -393,6 +394,15 @@ def hash_cost_problem(hashed: str) -> str | None:
     found = _ARGON2_COSTS.match(hashed)
     if found is None:
         return None
+    # An import's hashes share a handful of parameter sets: each is judged once.
+    return _argon2_cost_problem(found.group(0))
+
+
+@functools.lru_cache(maxsize=256)
+def _argon2_cost_problem(parameters: str) -> str | None:
+    """``hash_cost_problem`` of an Argon2 hash's ``$argon2id$v=19$m=...,t=...,p=...$``."""
+    found = _ARGON2_COSTS.match(parameters)
+    assert found is not None
     if any(len(part) > 12 for part in found.groups()):  # int() refuses thousands of digits
         return "an Argon2 cost parameter has too many digits"
     memory, time_cost, parallelism = (int(part) for part in found.groups())

@@ -102,8 +102,8 @@ class RowValidator:
                 + ", ".join(sorted(self.allowed - REQUIRED_FIELDS))
                 + " (a CSV file starts with a header line naming its columns)"
             )
-        unknown = record.keys() - self.allowed
-        if unknown:
+        if not record.keys() <= self.allowed:
+            unknown = record.keys() - self.allowed
             raise InvalidInput(f"unknown field(s) {', '.join(sorted(unknown))}")
         raw_email = record.get("email")
         if not isinstance(raw_email, str):
@@ -134,13 +134,14 @@ class RowValidator:
         if hashed is not None:
             if not isinstance(hashed, str):
                 raise InvalidInput(f"hashed_password must be a string (got {json_kind(hashed)})")
-            costly = hash_cost_problem(hashed) if is_known_hash(hashed) else None
+            known = is_known_hash(hashed)
+            costly = hash_cost_problem(hashed) if known else None
             if costly is not None:
                 raise InvalidInput(
                     f"hashed_password: {costly}; one login with it would take minutes "
                     "(FastAPI Users' too)"
                 )
-            if not is_known_hash(hashed):
+            if not known:
                 if not self.keep_unknown_hashes:
                     raise InvalidInput(
                         "hashed_password is not an Argon2 or bcrypt hash "

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import String, bindparam, func, select
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 
 from usersctl.email_case import case_key, fold_case, index_key
@@ -29,6 +28,8 @@ def bound_list(dialect: Dialect, name: str, element: Any) -> Any:
     if dialect.name == "sqlite":
         value: Any = func.json_each(bindparam(name)).table_valued("value").c.value
     else:
+        from sqlalchemy.dialects.postgresql import ARRAY  # the whole dialect: only where used
+
         value = func.unnest(bindparam(name, type_=ARRAY(element))).column_valued("value")
     return value
 
