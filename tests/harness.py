@@ -36,7 +36,6 @@ import tempfile
 import threading
 import time
 import uuid
-import warnings
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -483,16 +482,26 @@ def mysql_url(url: str) -> Any:
     return parsed.set(drivername=f"mysql+{driver}").update_query_dict({"charset": "utf8mb4"})
 
 
+@lru_cache(maxsize=64)
 def sql_engine(url: str) -> Any:
     """A SQLAlchemy engine of its own on ``url`` (aiosqlite, asyncpg, or a MySQL driver with
-    standard quoting), not usersctl's."""
+    standard quoting), not usersctl's.
+
+    One per URL for the test process: it keeps no connection (``NullPool``: each use connects
+    in its own event loop, and disposing of it closes nothing), only the SQL it compiled, so
+    the catalogue queries of a reflection are compiled once, not for every seeded user."""
     from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import NullPool
 
     parsed = make_url(url)
     if is_mysql(url):
-        return create_async_engine(mysql_url(url), connect_args={"init_command": MYSQL_ANSI_QUOTES})
+        return create_async_engine(
+            mysql_url(url),
+            connect_args={"init_command": MYSQL_ANSI_QUOTES},
+            poolclass=NullPool,
+        )
     driver = "sqlite+aiosqlite" if parsed.get_backend_name() == "sqlite" else "postgresql+asyncpg"
-    return create_async_engine(parsed.set(drivername=driver))
+    return create_async_engine(parsed.set(drivername=driver), poolclass=NullPool)
 
 
 async def sql(url: str, statement: str, **params: Any) -> list[Any]:
@@ -557,13 +566,18 @@ def execute(url: str, *statements: str, foreign_keys: bool = True) -> None:
 
 
 async def _reflect(connection: Any, table_name: str) -> Any:
-    from sqlalchemy import MetaData, Table
+    """The table's columns and primary key, as the database describes them: all that seeding
+    and inserting need (not its indexes and constraints, which take most of a reflection)."""
+    from sqlalchemy import Column, MetaData, Table, inspect
 
     def reflect(sync: Any) -> Any:
-        with warnings.catch_warnings():
-            # SQLite's lower(email) index cannot be reflected; columns are all seeding needs.
-            warnings.filterwarnings("ignore", "Skipped unsupported reflection")
-            return Table(table_name, MetaData(), autoload_with=sync)
+        found = inspect(sync)
+        key = set(found.get_pk_constraint(table_name)["constrained_columns"])
+        columns = [
+            Column(column["name"], column["type"], primary_key=column["name"] in key)
+            for column in found.get_columns(table_name)
+        ]
+        return Table(table_name, MetaData(), *columns)
 
     return await connection.run_sync(reflect)
 

@@ -387,9 +387,7 @@ def test_dry_run_writes_nothing_but_reports(url: str) -> None:
 # Plaintext passwords ------------------------------------------------------------------------------
 
 
-def test_plaintext_passwords_are_hashed_on_every_core(
-    url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_plaintext_passwords_are_hashed_on_every_core(monkeypatch: pytest.MonkeyPatch) -> None:
     import threading
 
     from usersctl import importing, passwords

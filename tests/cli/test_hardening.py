@@ -288,6 +288,45 @@ def _user_count(url: str) -> int:
     return int(count)
 
 
+def test_a_ctrl_c_python_could_not_raise_reaches_the_command_and_prints_nothing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Ctrl-C that lands in a weakref callback (as one did in the import system's module-lock
+    callback, while an import loaded a module) is not printed as "Exception ignored in ..."
+    with a traceback, nor lost: the main thread gets it, as the command's handler would."""
+    import gc
+    import signal
+    import sys
+    import time
+    import weakref
+
+    from usersctl.commands.startup import deliver_lost_interrupts
+
+    monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)  # put back afterwards
+    monkeypatch.setattr(gc, "callbacks", [])
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        deliver_lost_interrupts()
+
+        class Loaded:
+            pass
+
+        def interrupted(_: object) -> None:
+            raise KeyboardInterrupt  # as if Ctrl-C came while the callback ran
+
+        thing = Loaded()
+        watch = weakref.ref(thing, interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            del thing  # the callback runs here; its exception cannot be raised here
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:  # the interrupt arrives at the next check
+                pass
+        assert watch() is None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert capsys.readouterr().err == ""
+
+
 def test_ctrl_c_around_the_commit_never_claims_a_rollback_that_did_not_happen(
     database_url: str, usersctl: Any, tmp_path: Path
 ) -> None:

@@ -445,10 +445,15 @@ def root(
 
 def main() -> None:
     """Console-script entry point."""
-    from usersctl.commands.startup import pause_collector, quiet_library_loggers
+    from usersctl.commands.startup import (
+        deliver_lost_interrupts,
+        pause_collector,
+        quiet_library_loggers,
+    )
 
     pause_collector()
     quiet_library_loggers()
+    deliver_lost_interrupts()
     try:
         app(prog_name="usersctl")
     except BrokenPipeError:  # rendering, after the command's work: | head stopped reading

@@ -8,6 +8,9 @@ scanned again), and collection resumes for what the command itself makes.
 
 The libraries' own loggers are quieted too: what they would print (asyncio's ``socket.send()
 raised exception.`` after a lost connection) would stand beside the command's one ``Error:`` line.
+So would Python's "Exception ignored in ..." report of a Ctrl-C that landed where it cannot be
+raised (a callback of the import system's module locks, while a module loads): that interrupt is
+delivered again instead, to the command's own handler.
 """
 
 from __future__ import annotations
@@ -54,3 +57,28 @@ def quiet_library_loggers() -> None:
         logger = logging.getLogger(name)
         logger.addHandler(logging.NullHandler())
         logger.propagate = False
+
+
+def deliver_lost_interrupts() -> None:
+    """A Ctrl-C raised inside a callback Python cannot raise from (a weakref callback, a
+    finalizer) would be printed with its traceback and then lost, and the command would go on
+    as if no one had pressed it. The entry point sends it again to the main thread instead,
+    where the command's SIGINT handler takes it as it takes any other (the console-script entry
+    point only). Other such exceptions are reported as Python reports them."""
+    import _thread
+    import sys
+    import threading
+
+    report = sys.unraisablehook
+
+    def hook(unraisable: sys.UnraisableHookArgs) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            # From another thread, a moment later: sent from this one, or at once, it would
+            # be raised here again, inside the callback, and lost again.
+            later = threading.Timer(0.01, _thread.interrupt_main)
+            later.daemon = True
+            later.start()
+        else:
+            report(unraisable)
+
+    sys.unraisablehook = hook
