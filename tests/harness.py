@@ -1093,7 +1093,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
         import usersctl
 
-        compileall.compile_dir(Path(usersctl.__file__).parent, quiet=1)
+        # quiet=2: where the package's folder is not writable, nothing is said and no harm done
+        compileall.compile_dir(Path(usersctl.__file__).parent, quiet=2)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
