@@ -809,3 +809,160 @@ def test_several_addresses_each_stored_in_several_cases_are_each_a_conflict(
         "line 1: several users have the address: Dup@example.com, dup@example.com",
         "line 2: several users have the address: TWO@example.com, two@example.com",
     ]
+
+
+# The importer's own choices ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_import_turns_a_sqlite_file_to_wal(database_url: str) -> None:
+    # It opens the file to write: WAL, so that the app's readers do not wait for the import.
+    import sqlite3
+
+    db = make_table(database_url)
+    path = db.sqlite_path
+    assert path is not None
+    with sqlite3.connect(path) as plain:
+        assert plain.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+    run_import(database_url, jsonl({"email": "a@example.com", "hashed_password": BCRYPT_HASH}))
+    with sqlite3.connect(path) as plain:
+        assert plain.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_the_table_named_is_the_one_written(database_url: str) -> None:
+    db = make_table(database_url)
+    id_type = "UUID" if database_url.startswith("postgresql") else "CHAR(36)"
+    db.execute(
+        f"CREATE TABLE staff (id {id_type} NOT NULL PRIMARY KEY, email VARCHAR(320) NOT NULL, "
+        "hashed_password VARCHAR(1024) NOT NULL, is_active BOOLEAN NOT NULL, "
+        "is_superuser BOOLEAN NOT NULL, is_verified BOOLEAN NOT NULL)"
+    )
+    data = jsonl({"email": "a@example.com", "hashed_password": BCRYPT_HASH})
+    assert run_import(database_url, data, table="staff").created == 1
+    assert db.query("SELECT email FROM staff") == [{"email": "a@example.com"}]
+    assert db.count() == 0
+
+
+def test_the_connect_timeout_bounds_the_wait_for_a_silent_server() -> None:
+    import socket
+    import time
+
+    from usersctl.errors import DatabaseProblem
+
+    # A server that accepts TCP but never answers PostgreSQL's startup message.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises((DatabaseProblem, TimeoutError, OSError)):
+            run_import(
+                f"postgresql://app@127.0.0.1:{port}/app",
+                jsonl({"email": "a@example.com", "hashed_password": BCRYPT_HASH}),
+                connect_timeout=0.5,
+            )
+        assert time.monotonic() - started < 5  # the default is 10 seconds
+
+
+def test_a_failing_hook_says_how_far_it_got(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from usersctl.errors import HookFailed
+
+    failing = MANAGER.replace(
+        "        REGISTERED.append(user.email)",
+        "        if user.email.startswith('b'):\n"
+        "            raise RuntimeError('mail server down')\n"
+        "        REGISTERED.append(user.email)",
+    )
+    name = app_module(tmp_path, monkeypatch, "import_hook_fails", failing)
+    db = make_table(database_url)
+    data = jsonl(
+        {"email": "a@example.com", "hashed_password": BCRYPT_HASH},
+        {"email": "b@example.com", "hashed_password": BCRYPT_HASH},
+        {"email": "c@example.com", "hashed_password": BCRYPT_HASH},
+    )
+    with pytest.raises(HookFailed) as failed:
+        run_import(database_url, data, user_manager_path=f"{name}:UserManager", hooks=True)
+    assert str(failed.value) == (
+        "the app's on_after_register hook failed (RuntimeError: mail server down); the import "
+        "is committed; the hook ran for 1 of the 3 users created before b@example.com"
+    )
+    assert db.count() == 3
+
+
+def test_a_file_read_while_written_still_refuses_a_bad_row(
+    database_url: str, tmp_path: Path
+) -> None:
+    # A regular file under fail is written while it is read; a bad row stops that.
+    db = make_table(database_url)
+    path = tmp_path / "users.jsonl"
+    path.write_bytes(
+        jsonl(
+            {"email": "a@example.com", "hashed_password": BCRYPT_HASH},
+            {"email": "not an address", "hashed_password": BCRYPT_HASH},
+        )
+    )
+    with pytest.raises(ImportRejected):
+        run_import(database_url, path)
+    assert db.count() == 0
+    path.write_bytes(
+        jsonl(
+            {"email": "a@example.com", "hashed_password": BCRYPT_HASH},
+            {"email": "b@example.com", "password": "b's long passphrase"},
+        )
+    )
+    assert run_import(database_url, path).created == 2
+    assert verify_password("b's long passphrase", db.stored_hash("b@example.com"))
+
+
+def test_ctrl_c_while_a_batch_is_written_stops_the_import(
+    database_url: str, tmp_path: Path
+) -> None:
+    db = make_table(database_url)
+    path = tmp_path / "users.jsonl"
+    path.write_bytes(jsonl({"email": "a@example.com", "hashed_password": BCRYPT_HASH}))
+
+    def interrupted(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_import(database_url, path, progress=interrupted)
+    assert db.count() == 0
+
+
+DATACLASS_MODEL = """
+import uuid
+
+from fastapi_users_db_sqlalchemy.generics import GUID
+from sqlalchemy import String
+from sqlalchemy.orm import DeclarativeBase, Mapped, MappedAsDataclass, mapped_column
+
+
+class Base(MappedAsDataclass, DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "user"
+    email: Mapped[str] = mapped_column(String(320))
+    hashed_password: Mapped[str] = mapped_column(String(1024))
+    id: Mapped[uuid.UUID] = mapped_column(GUID, primary_key=True, default_factory=uuid.uuid4)
+    is_active: Mapped[bool] = mapped_column(default=True)
+    is_superuser: Mapped[bool] = mapped_column(default=False)
+    is_verified: Mapped[bool] = mapped_column(default=False)
+    # The constructor fills it; the column itself has no default.
+    nickname: Mapped[str] = mapped_column(String(20), default_factory=lambda: "anon")
+"""
+
+
+def test_a_file_written_while_read_takes_the_model_s_dataclass_defaults(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = app_module(tmp_path, monkeypatch, "import_dataclass", DATACLASS_MODEL)
+    db = make_table(database_url)
+    db.execute("ALTER TABLE \"user\" ADD COLUMN nickname VARCHAR(20) NOT NULL DEFAULT ''")
+    path = tmp_path / "users.jsonl"
+    path.write_bytes(jsonl({"email": "a@example.com", "hashed_password": BCRYPT_HASH, "id": NEW}))
+    assert run_import(database_url, path, model_path=f"{name}:User").created == 1
+    assert db.query('SELECT nickname FROM "user"') == [{"nickname": "anon"}]
