@@ -966,3 +966,42 @@ def test_a_file_written_while_read_takes_the_model_s_dataclass_defaults(
     path.write_bytes(jsonl({"email": "a@example.com", "hashed_password": BCRYPT_HASH, "id": NEW}))
     assert run_import(database_url, path, model_path=f"{name}:User").created == 1
     assert db.query('SELECT nickname FROM "user"') == [{"nickname": "anon"}]
+
+
+class _InterruptedFile(io.BufferedReader):
+    """A regular file whose reading is interrupted (Ctrl-C) after its first line."""
+
+    def readline(self, size: int | None = -1) -> bytes:
+        if self.tell():
+            raise KeyboardInterrupt
+        return super().readline(size)
+
+
+def test_ctrl_c_while_the_file_is_read_stops_the_import(database_url: str, tmp_path: Path) -> None:
+    db = make_table(database_url)
+    path = tmp_path / "users.jsonl"
+    path.write_bytes(
+        jsonl(
+            {"email": "a@example.com", "hashed_password": BCRYPT_HASH},
+            {"email": "b@example.com", "hashed_password": BCRYPT_HASH},
+        )
+    )
+    with _InterruptedFile(io.FileIO(path)) as stream, pytest.raises(KeyboardInterrupt):
+        asyncio.run(import_users(database_url, stream))
+    assert db.count() == 0
+
+
+def test_a_broken_line_after_a_batch_refuses_the_file_read_while_written(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from usersctl.importing import importer
+
+    monkeypatch.setattr(importer, "WRITE_BATCH", 1)
+    db = make_table(database_url)
+    path = tmp_path / "users.jsonl"
+    good = jsonl({"email": "a@example.com", "hashed_password": BCRYPT_HASH})
+    path.write_bytes(good + b"{not json\n")
+    with pytest.raises(ImportRejected) as rejected:
+        run_import(database_url, path)
+    assert str(rejected.value).startswith("1 row is invalid, nothing was written: line 2:")
+    assert db.count() == 0
