@@ -237,7 +237,10 @@ def merge(
         else:
             recorded["survivors"][name] = mutmut(folder, "show", name, capture=True).strip()
     recorded["counts"] = {status: n for status, n in counts.items() if n}
-    recorded["command"] += f"`, its survivors then with `{command} --survivors-only"
+    # The score file puts the command in backticks: a note after it (--record-only) ends in " `".
+    head = recorded["command"].removesuffix(" `")
+    head += ";" if head != recorded["command"] else "`,"
+    recorded["command"] = f"{head} its survivors then with `{command} --survivors-only"
     recorded["tests"] = list(dict.fromkeys(recorded["tests"] + tests))
 
 
