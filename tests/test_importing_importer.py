@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from harness import Database, app_module, execute, is_mysql, seed_hash, serial_primary_key
-from usersctl.errors import InvalidInput, LastSuperuser
+from usersctl.errors import ConstraintConflict, InvalidInput, LastSuperuser
 from usersctl.importing import import_users
 from usersctl.importing.checking import NO_PASSWORD_FOR_NEW_USER
 from usersctl.importing.rows import ImportConflict, ImportRejected
@@ -1005,3 +1005,70 @@ def test_a_broken_line_after_a_batch_refuses_the_file_read_while_written(
         run_import(database_url, path)
     assert str(rejected.value).startswith("1 row is invalid, nothing was written: line 2:")
     assert db.count() == 0
+
+
+def test_a_dry_run_hashes_one_password_and_lends_its_hash(database_url: str) -> None:
+    make_table(database_url)
+    seen: list[tuple[str, int, int]] = []
+    records = [{"email": f"{n}@example.com", "password": f"{n}'s long passphrase"} for n in "abc"]
+    summary = run_import(
+        database_url, jsonl(*records), dry_run=True, progress=lambda *s: seen.append(s)
+    )
+    assert summary.created == 3
+    assert [s for s in seen if s[0] == "hashing"] == [("hashing", 1, 1)]
+
+
+def test_the_format_given_is_the_one_read(database_url: str) -> None:
+    db = make_table(database_url)
+    data = f"- email: a@example.com\n  hashed_password: '{BCRYPT_HASH}'\n".encode()
+    assert run_import(database_url, data, fmt="yaml").created == 1
+    assert db.emails() == ["a@example.com"]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_real_run_leaves_new_ids_to_the_sequence(database_url: str) -> None:
+    db = integer_table(database_url)
+    records = [{"email": f"{n}@example.com", "hashed_password": BCRYPT_HASH} for n in "ab"]
+    assert run_import(database_url, jsonl(*records)).created == 2
+    db.execute(
+        'INSERT INTO "user" (email, hashed_password, is_active, is_superuser, is_verified) '
+        "VALUES ('c@example.com', 'x', true, false, false)"
+    )
+    ids = {row["email"]: row["id"] for row in db.query('SELECT id, email FROM "user"')}
+    assert ids == {"a@example.com": 1, "b@example.com": 2, "c@example.com": 3}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_broken_reference_is_named_with_its_line(database_url: str) -> None:
+    # SQLite names no foreign key: the importer finds which, and the first row that breaks it.
+    db = make_table(database_url)
+    db.execute(
+        "CREATE TABLE teams (id INTEGER PRIMARY KEY)",
+        "INSERT INTO teams VALUES (1)",
+        'ALTER TABLE "user" ADD COLUMN team_id INTEGER REFERENCES teams(id)',
+    )
+    records = [
+        {"email": "a@example.com", "hashed_password": BCRYPT_HASH, "team_id": 1},
+        {"email": "b@example.com", "hashed_password": BCRYPT_HASH, "team_id": 7},
+    ]
+    with pytest.raises(ConstraintConflict) as refused:
+        run_import(database_url, jsonl(*records))
+    assert str(refused.value).startswith("refused by the database's foreign key")
+    assert str(refused.value).endswith("(line 2)")
+    assert db.count() == 0
+
+
+def test_the_app_s_manager_gets_the_user_database(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    reading = MANAGER.replace(
+        "        REGISTERED.append(user.email)",
+        "        REGISTERED.append((await self.user_db.get(user.id)).email)",
+    )
+    name = app_module(tmp_path, monkeypatch, "import_manager_db", reading)
+    make_table(database_url)
+    data = jsonl({"email": "a@example.com", "hashed_password": BCRYPT_HASH})
+    run_import(database_url, data, user_manager_path=f"{name}:UserManager", hooks=True)
+    assert importlib.import_module(name).REGISTERED == ["a@example.com"]
