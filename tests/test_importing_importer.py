@@ -1072,3 +1072,26 @@ def test_the_app_s_manager_gets_the_user_database(
     data = jsonl({"email": "a@example.com", "hashed_password": BCRYPT_HASH})
     run_import(database_url, data, user_manager_path=f"{name}:UserManager", hooks=True)
     assert importlib.import_module(name).REGISTERED == ["a@example.com"]
+
+
+def test_a_user_gone_while_passwords_are_hashed_is_created_with_the_scheme_chosen(
+    database_url: str,
+) -> None:
+    # Under skip, the first look leaves Ann's password unhashed (she exists); she is deleted
+    # while Cy's is hashed, so the write creates her, hashing hers in the scheme asked for.
+    db = make_table(database_url)
+    seed_ann_and_ben(db)
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage == "hashing":
+            db.execute("DELETE FROM \"user\" WHERE email = 'ann@example.com'")
+
+    passwords = {"ann@example.com": "ann's new passphrase", "cy@example.com": "cy's passphrase"}
+    records = [{"email": email, "password": password} for email, password in passwords.items()]
+    summary = run_import(
+        database_url, jsonl(*records), on_conflict="skip", hash_scheme="bcrypt", progress=progress
+    )
+    assert (summary.created, summary.skipped) == (2, 0)
+    for email, password in passwords.items():
+        stored = db.stored_hash(email)
+        assert stored.startswith("$2b$") and verify_password(password, stored), email
