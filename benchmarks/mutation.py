@@ -9,7 +9,8 @@ module on two cores).
     python benchmarks/mutation.py --workdir /tmp/m --tests tests/test_emails.py emails.py  # again:
         # the same folder refreshes the copy, reruns what changed and every survivor
     python benchmarks/mutation.py --survivors-only --workdir /tmp/m --tests ... emails.py
-        # new tests only: the survivors and the untested run again, nothing else
+        # new tests only: the survivors and the untested run again, nothing else; in a new
+        # folder, the survivors that benchmarks/mutation-results.json records, by name
 
 It writes ``benchmarks/mutation-score.md``: the kill rate per module and overall, and every
 surviving mutant as a diff. Each module's figures are kept in ``benchmarks/mutation-results.json``
@@ -182,14 +183,29 @@ def equivalents() -> dict[str, str]:
     return found
 
 
-def record(folder: Path, modules: list[str], tests: list[str]) -> None:
-    """This run's figures for ``modules``, replacing theirs in the results file."""
+def record(
+    folder: Path, modules: list[str], tests: list[str], rerun: list[str] | None = None
+) -> None:
+    """This run's figures for ``modules``, replacing theirs in the results file. With ``rerun``
+    (the recorded survivors, tried again by name in a new folder), only their verdicts change;
+    every other mutant keeps the one recorded."""
     found = statuses(folder)
     results = json.loads(RESULTS_FILE.read_text()) if RESULTS_FILE.exists() else {}
     arguments = [a for a in sys.argv[1:] if a not in ("--record-only", "--survivors-only")]
     command = f"python benchmarks/mutation.py {' '.join(arguments)}".rstrip()
     if "--record-only" in sys.argv:
         command += "` (recorded with --record-only: not every mutant may have run) `"
+    if rerun is not None:
+        for module in modules:
+            merge(
+                results[module],
+                {name: found[name] for name in rerun if module_of(name) == module},
+                folder,
+                command,
+                tests,
+            )
+        RESULTS_FILE.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+        return
     for module in modules:
         mine = {name: status for name, status in found.items() if module_of(name) == module}
         if not mine:  # nothing to mutate (a package's __init__.py of imports only)
@@ -206,6 +222,26 @@ def record(folder: Path, modules: list[str], tests: list[str]) -> None:
             },
         }
     RESULTS_FILE.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+
+
+def merge(
+    recorded: dict, verdicts: dict[str, str], folder: Path, command: str, tests: list[str]
+) -> None:
+    """A module's recorded figures with its survivors' new ``verdicts`` in place of "survived"."""
+    counts = Counter(recorded["counts"])
+    for name, status in verdicts.items():
+        counts["survived"] -= 1
+        counts[status] += 1
+        if status != "survived":
+            del recorded["survivors"][name]
+        else:
+            recorded["survivors"][name] = mutmut(folder, "show", name, capture=True).strip()
+    recorded["counts"] = {status: n for status, n in counts.items() if n}
+    # The score file puts the command in backticks: a note after it (--record-only) ends in " `".
+    head = recorded["command"].removesuffix(" `")
+    head += ";" if head != recorded["command"] else "`,"
+    recorded["command"] = f"{head} its survivors then with `{command} --survivors-only"
+    recorded["tests"] = list(dict.fromkeys(recorded["tests"] + tests))
 
 
 def report() -> str:
@@ -291,7 +327,8 @@ def main() -> None:
         action="store_true",
         help="with the --workdir of an earlier run whose module has not changed since: run only "
         "its survivors and the mutants no test reached, against the tests as they are now (new "
-        "tests for the survivors; the killed stay killed)",
+        "tests for the survivors; the killed stay killed); with a new --workdir, the survivors "
+        "the results file records, by name, the other verdicts kept as recorded",
     )
     parser.add_argument(
         "--record-only",
@@ -311,8 +348,8 @@ def main() -> None:
         return
     args.tests = args.tests or ["tests"]
     args.modules = expand(args.modules)
-    if args.survivors_only and (args.workdir is None or not (args.workdir / "mutants").is_dir()):
-        parser.error("--survivors-only needs the --workdir of an earlier run")
+    if args.survivors_only and args.workdir is None:
+        parser.error("--survivors-only needs a --workdir (an earlier run's, or a new folder)")
     if args.record_only:
         if args.workdir is None or not (args.workdir / "mutants").is_dir():
             parser.error("--record-only needs the --workdir of an earlier run")
@@ -330,6 +367,17 @@ def main() -> None:
     try:
         workspace(folder, args.modules, args.tests)
         children = ("--max-children", str(args.max_children))
+        if args.survivors_only and not again:
+            # A new folder: the results file names the survivors (the module unchanged since,
+            # so the names are the same); they alone run, and the other verdicts stay.
+            rerun = recorded_survivors(args.modules)
+            if not rerun:
+                parser.error("the results file records no survivor of these modules to rerun")
+            mutmut(folder, "run", *children, *rerun)
+            record(folder, args.modules, args.tests, rerun=rerun)
+            SCORE_FILE.write_text(report())
+            print(summary())
+            return
         if not (again and args.survivors_only):
             mutmut(folder, "run", *children)
         if again:
@@ -349,6 +397,18 @@ def main() -> None:
         if args.workdir is None:
             shutil.rmtree(folder, ignore_errors=True)
     print(summary())
+
+
+def recorded_survivors(modules: list[str]) -> list[str]:
+    """The survivors the results file records for ``modules``, but the README's equivalents."""
+    results = json.loads(RESULTS_FILE.read_text()) if RESULTS_FILE.exists() else {}
+    equivalent = equivalents()
+    return [
+        name
+        for module in modules
+        for name in results.get(module, {}).get("survivors", {})
+        if name not in equivalent
+    ]
 
 
 def summary() -> str:

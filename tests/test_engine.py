@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import math
 import multiprocessing
 import re
@@ -756,6 +757,18 @@ async def test_sqlite_uri_parameters_reach_sqlite(tmp_path: Path) -> None:
                 await connection.execute(text("INSERT INTO t VALUES (1)"))
     finally:
         await read_only.dispose()
+
+
+async def test_sqlite3s_own_arguments_in_the_url_reach_sqlite3(tmp_path: Path) -> None:
+    # ?detect_types=1 is sqlite3's PARSE_DECLTYPES: a column declared DATE is read as a date.
+    engine = create_engine(f"sqlite:///{tmp_path / 'users.db'}?detect_types=1")
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("CREATE TABLE t (d DATE)"))
+            await connection.execute(text("INSERT INTO t VALUES ('2024-02-29')"))
+            assert await connection.scalar(text("SELECT d FROM t")) == datetime.date(2024, 2, 29)
+    finally:
+        await engine.dispose()
 
 
 @pytest.mark.parametrize("url", ["sqlite:///u.db", "postgresql://u@h/db"])

@@ -82,6 +82,28 @@ def test_the_apps_helper_identifies_without_hashing() -> None:
     assert verify_and_update(PASSWORD, argon2, bcrypt_only) == (False, None)  # as the app's login
 
 
+class _FastAPIUsers12Helper:
+    """FastAPI Users 12's ``PasswordHelper`` as far as usersctl reads it: passlib's
+    ``CryptContext`` of bcrypt alone, in ``context``, and no pwdlib hashers."""
+
+    def __init__(self) -> None:
+        from passlib.context import CryptContext
+
+        self.context = CryptContext(schemes=["bcrypt"], deprecated="auto")
+
+
+def test_a_fastapi_users_12_helper_identifies_through_passlib() -> None:
+    on_12 = Hashing("app", _FastAPIUsers12Helper(), "app:helper")
+    assert on_12.identifies(hash_password(PASSWORD, BCRYPT)) is True
+    # Passlib's answer for a hash of no scheme of its own is "not mine", never an error.
+    assert on_12.identifies(PasswordHasher().hash(PASSWORD)) is False
+    # A helper whose ``context`` is something else cannot be asked: no answer.
+    helper = _FastAPIUsers12Helper()
+    helper.context = "bcrypt"  # type: ignore[assignment]
+    bcrypt_hash = hash_password(PASSWORD, BCRYPT)
+    assert Hashing("app", helper, "app:helper").identifies(bcrypt_hash) is None
+
+
 def test_disabled_markers() -> None:
     for marker in ("", "!", "!DISABLED!", "*", "!$2b$12$locked"):
         assert is_disabled_marker(marker), marker

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from harness import Database, app_module, execute, is_mysql, seed_hash, serial_primary_key
-from usersctl.errors import InvalidInput, LastSuperuser
+from usersctl.errors import ConstraintConflict, InvalidInput, LastSuperuser
 from usersctl.importing import import_users
 from usersctl.importing.checking import NO_PASSWORD_FOR_NEW_USER
 from usersctl.importing.rows import ImportConflict, ImportRejected
@@ -840,3 +840,289 @@ def test_several_addresses_each_stored_in_several_cases_are_each_a_conflict(
         "line 1: several users have the address: Dup@example.com, dup@example.com",
         "line 2: several users have the address: TWO@example.com, two@example.com",
     ]
+
+
+# The importer's own choices ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_import_turns_a_sqlite_file_to_wal(database_url: str) -> None:
+    # It opens the file to write: WAL, so that the app's readers do not wait for the import.
+    import sqlite3
+
+    db = make_table(database_url)
+    path = db.sqlite_path
+    assert path is not None
+    with sqlite3.connect(path) as plain:
+        assert plain.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+    run_import(database_url, jsonl({"email": "a@example.com", "hashed_password": BCRYPT_HASH}))
+    with sqlite3.connect(path) as plain:
+        assert plain.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_the_table_named_is_the_one_written(database_url: str) -> None:
+    db = make_table(database_url)
+    id_type = "UUID" if database_url.startswith("postgresql") else "CHAR(36)"
+    db.execute(
+        f"CREATE TABLE staff (id {id_type} NOT NULL PRIMARY KEY, email VARCHAR(320) NOT NULL, "
+        "hashed_password VARCHAR(1024) NOT NULL, is_active BOOLEAN NOT NULL, "
+        "is_superuser BOOLEAN NOT NULL, is_verified BOOLEAN NOT NULL)"
+    )
+    data = jsonl({"email": "a@example.com", "hashed_password": BCRYPT_HASH})
+    assert run_import(database_url, data, table="staff").created == 1
+    assert db.query("SELECT email FROM staff") == [{"email": "a@example.com"}]
+    assert db.count() == 0
+
+
+def test_the_connect_timeout_bounds_the_wait_for_a_silent_server() -> None:
+    import socket
+    import time
+
+    from usersctl.errors import DatabaseProblem
+
+    # A server that accepts TCP but never answers PostgreSQL's startup message.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises((DatabaseProblem, TimeoutError, OSError)):
+            run_import(
+                f"postgresql://app@127.0.0.1:{port}/app",
+                jsonl({"email": "a@example.com", "hashed_password": BCRYPT_HASH}),
+                connect_timeout=0.5,
+            )
+        assert time.monotonic() - started < 5  # the default is 10 seconds
+
+
+def test_a_failing_hook_says_how_far_it_got(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from usersctl.errors import HookFailed
+
+    failing = MANAGER.replace(
+        "        REGISTERED.append(user.email)",
+        "        if user.email.startswith('b'):\n"
+        "            raise RuntimeError('mail server down')\n"
+        "        REGISTERED.append(user.email)",
+    )
+    name = app_module(tmp_path, monkeypatch, "import_hook_fails", failing)
+    db = make_table(database_url)
+    data = jsonl(
+        {"email": "a@example.com", "hashed_password": BCRYPT_HASH},
+        {"email": "b@example.com", "hashed_password": BCRYPT_HASH},
+        {"email": "c@example.com", "hashed_password": BCRYPT_HASH},
+    )
+    with pytest.raises(HookFailed) as failed:
+        run_import(database_url, data, user_manager_path=f"{name}:UserManager", hooks=True)
+    assert str(failed.value) == (
+        "the app's on_after_register hook failed (RuntimeError: mail server down); the import "
+        "is committed; the hook ran for 1 of the 3 users created before b@example.com"
+    )
+    assert db.count() == 3
+
+
+def test_a_file_read_while_written_still_refuses_a_bad_row(
+    database_url: str, tmp_path: Path
+) -> None:
+    # A regular file under fail is written while it is read; a bad row stops that.
+    db = make_table(database_url)
+    path = tmp_path / "users.jsonl"
+    path.write_bytes(
+        jsonl(
+            {"email": "a@example.com", "hashed_password": BCRYPT_HASH},
+            {"email": "not an address", "hashed_password": BCRYPT_HASH},
+        )
+    )
+    with pytest.raises(ImportRejected):
+        run_import(database_url, path)
+    assert db.count() == 0
+    path.write_bytes(
+        jsonl(
+            {"email": "a@example.com", "hashed_password": BCRYPT_HASH},
+            {"email": "b@example.com", "password": "b's long passphrase"},
+        )
+    )
+    assert run_import(database_url, path).created == 2
+    assert verify_password("b's long passphrase", db.stored_hash("b@example.com"))
+
+
+def test_ctrl_c_while_a_batch_is_written_stops_the_import(
+    database_url: str, tmp_path: Path
+) -> None:
+    db = make_table(database_url)
+    path = tmp_path / "users.jsonl"
+    path.write_bytes(jsonl({"email": "a@example.com", "hashed_password": BCRYPT_HASH}))
+
+    def interrupted(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_import(database_url, path, progress=interrupted)
+    assert db.count() == 0
+
+
+DATACLASS_MODEL = """
+import uuid
+
+from fastapi_users_db_sqlalchemy.generics import GUID
+from sqlalchemy import String
+from sqlalchemy.orm import DeclarativeBase, Mapped, MappedAsDataclass, mapped_column
+
+
+class Base(MappedAsDataclass, DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "user"
+    email: Mapped[str] = mapped_column(String(320))
+    hashed_password: Mapped[str] = mapped_column(String(1024))
+    id: Mapped[uuid.UUID] = mapped_column(GUID, primary_key=True, default_factory=uuid.uuid4)
+    is_active: Mapped[bool] = mapped_column(default=True)
+    is_superuser: Mapped[bool] = mapped_column(default=False)
+    is_verified: Mapped[bool] = mapped_column(default=False)
+    # The constructor fills it; the column itself has no default.
+    nickname: Mapped[str] = mapped_column(String(20), default_factory=lambda: "anon")
+"""
+
+
+def test_a_file_written_while_read_takes_the_model_s_dataclass_defaults(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = app_module(tmp_path, monkeypatch, "import_dataclass", DATACLASS_MODEL)
+    db = make_table(database_url)
+    db.execute("ALTER TABLE \"user\" ADD COLUMN nickname VARCHAR(20) NOT NULL DEFAULT ''")
+    path = tmp_path / "users.jsonl"
+    path.write_bytes(jsonl({"email": "a@example.com", "hashed_password": BCRYPT_HASH, "id": NEW}))
+    assert run_import(database_url, path, model_path=f"{name}:User").created == 1
+    assert db.query('SELECT nickname FROM "user"') == [{"nickname": "anon"}]
+
+
+class _InterruptedFile(io.BufferedReader):
+    """A regular file whose reading is interrupted (Ctrl-C) after its first line."""
+
+    def readline(self, size: int | None = -1) -> bytes:
+        if self.tell():
+            raise KeyboardInterrupt
+        return super().readline(size)
+
+
+def test_ctrl_c_while_the_file_is_read_stops_the_import(database_url: str, tmp_path: Path) -> None:
+    db = make_table(database_url)
+    path = tmp_path / "users.jsonl"
+    path.write_bytes(
+        jsonl(
+            {"email": "a@example.com", "hashed_password": BCRYPT_HASH},
+            {"email": "b@example.com", "hashed_password": BCRYPT_HASH},
+        )
+    )
+    with _InterruptedFile(io.FileIO(path)) as stream, pytest.raises(KeyboardInterrupt):
+        asyncio.run(import_users(database_url, stream))
+    assert db.count() == 0
+
+
+def test_a_broken_line_after_a_batch_refuses_the_file_read_while_written(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from usersctl.importing import importer
+
+    monkeypatch.setattr(importer, "WRITE_BATCH", 1)
+    db = make_table(database_url)
+    path = tmp_path / "users.jsonl"
+    good = jsonl({"email": "a@example.com", "hashed_password": BCRYPT_HASH})
+    path.write_bytes(good + b"{not json\n")
+    with pytest.raises(ImportRejected) as rejected:
+        run_import(database_url, path)
+    assert str(rejected.value).startswith("1 row is invalid, nothing was written: line 2:")
+    assert db.count() == 0
+
+
+def test_a_dry_run_hashes_one_password_and_lends_its_hash(database_url: str) -> None:
+    make_table(database_url)
+    seen: list[tuple[str, int, int]] = []
+    records = [{"email": f"{n}@example.com", "password": f"{n}'s long passphrase"} for n in "abc"]
+    summary = run_import(
+        database_url, jsonl(*records), dry_run=True, progress=lambda *s: seen.append(s)
+    )
+    assert summary.created == 3
+    assert [s for s in seen if s[0] == "hashing"] == [("hashing", 1, 1)]
+
+
+def test_the_format_given_is_the_one_read(database_url: str) -> None:
+    db = make_table(database_url)
+    data = f"- email: a@example.com\n  hashed_password: '{BCRYPT_HASH}'\n".encode()
+    assert run_import(database_url, data, fmt="yaml").created == 1
+    assert db.emails() == ["a@example.com"]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_real_run_leaves_new_ids_to_the_sequence(database_url: str) -> None:
+    db = integer_table(database_url)
+    records = [{"email": f"{n}@example.com", "hashed_password": BCRYPT_HASH} for n in "ab"]
+    assert run_import(database_url, jsonl(*records)).created == 2
+    db.execute(
+        'INSERT INTO "user" (email, hashed_password, is_active, is_superuser, is_verified) '
+        "VALUES ('c@example.com', 'x', true, false, false)"
+    )
+    ids = {row["email"]: row["id"] for row in db.query('SELECT id, email FROM "user"')}
+    assert ids == {"a@example.com": 1, "b@example.com": 2, "c@example.com": 3}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_broken_reference_is_named_with_its_line(database_url: str) -> None:
+    # SQLite names no foreign key: the importer finds which, and the first row that breaks it.
+    db = make_table(database_url)
+    db.execute(
+        "CREATE TABLE teams (id INTEGER PRIMARY KEY)",
+        "INSERT INTO teams VALUES (1)",
+        'ALTER TABLE "user" ADD COLUMN team_id INTEGER REFERENCES teams(id)',
+    )
+    records = [
+        {"email": "a@example.com", "hashed_password": BCRYPT_HASH, "team_id": 1},
+        {"email": "b@example.com", "hashed_password": BCRYPT_HASH, "team_id": 7},
+    ]
+    with pytest.raises(ConstraintConflict) as refused:
+        run_import(database_url, jsonl(*records))
+    assert str(refused.value).startswith("refused by the database's foreign key")
+    assert str(refused.value).endswith("(line 2)")
+    assert db.count() == 0
+
+
+def test_the_app_s_manager_gets_the_user_database(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    reading = MANAGER.replace(
+        "        REGISTERED.append(user.email)",
+        "        REGISTERED.append((await self.user_db.get(user.id)).email)",
+    )
+    name = app_module(tmp_path, monkeypatch, "import_manager_db", reading)
+    make_table(database_url)
+    data = jsonl({"email": "a@example.com", "hashed_password": BCRYPT_HASH})
+    run_import(database_url, data, user_manager_path=f"{name}:UserManager", hooks=True)
+    assert importlib.import_module(name).REGISTERED == ["a@example.com"]
+
+
+def test_a_user_gone_while_passwords_are_hashed_is_created_with_the_scheme_chosen(
+    database_url: str,
+) -> None:
+    # Under skip, the first look leaves Ann's password unhashed (she exists); she is deleted
+    # while Cy's is hashed, so the write creates her, hashing hers in the scheme asked for.
+    db = make_table(database_url)
+    seed_ann_and_ben(db)
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage == "hashing":
+            db.execute("DELETE FROM \"user\" WHERE email = 'ann@example.com'")
+
+    passwords = {"ann@example.com": "ann's new passphrase", "cy@example.com": "cy's passphrase"}
+    records = [{"email": email, "password": password} for email, password in passwords.items()]
+    summary = run_import(
+        database_url, jsonl(*records), on_conflict="skip", hash_scheme="bcrypt", progress=progress
+    )
+    assert (summary.created, summary.skipped) == (2, 0)
+    for email, password in passwords.items():
+        stored = db.stored_hash(email)
+        assert stored.startswith("$2b$") and verify_password(password, stored), email
