@@ -4,6 +4,7 @@ PasswordHelper (the installed, current version) as the oracle."""
 from __future__ import annotations
 
 import bcrypt
+import pytest
 from argon2 import PasswordHasher
 from fastapi_users.password import PasswordHelper
 from pwdlib import PasswordHash
@@ -92,6 +93,8 @@ class _FastAPIUsers12Helper:
         self.context = CryptContext(schemes=["bcrypt"], deprecated="auto")
 
 
+#: passlib, as FastAPI Users 12 pins it, imports the standard library's crypt (gone in 3.13).
+@pytest.mark.filterwarnings("ignore:'crypt' is deprecated:DeprecationWarning")
 def test_a_fastapi_users_12_helper_identifies_through_passlib() -> None:
     on_12 = Hashing("app", _FastAPIUsers12Helper(), "app:helper")
     assert on_12.identifies(hash_password(PASSWORD, BCRYPT)) is True
