@@ -700,6 +700,25 @@ def committed_count(url: str) -> int:
         return int(connection.fetchval('SELECT count(*) FROM "user"'))
 
 
+def user_and_token_tables(url: str, *, unique_key: bool = True) -> Database:
+    """FastAPI Users' user table (UUID ids) and its access token table, empty, made with SQL;
+    with ``unique_key`` the unique index on the email (``lower(email)``; MySQL's ``_ci``
+    collation makes a plain one case-insensitive)."""
+    id_type = "UUID" if url.startswith("postgresql") else "CHAR(36)"
+    statements = [
+        f'CREATE TABLE "user" (id {id_type} NOT NULL PRIMARY KEY, email VARCHAR(320) NOT NULL, '
+        "hashed_password VARCHAR(1024) NOT NULL, is_active BOOLEAN NOT NULL, "
+        "is_superuser BOOLEAN NOT NULL, is_verified BOOLEAN NOT NULL)",
+        "CREATE TABLE accesstoken (token VARCHAR(43) PRIMARY KEY, created_at TIMESTAMP, "
+        f'user_id {id_type} NOT NULL REFERENCES "user"(id))',
+    ]
+    if unique_key:
+        key = "email" if is_mysql(url) else "lower(email)"
+        statements.append(f'CREATE UNIQUE INDEX ix_user_email_lower ON "user" ({key})')
+    execute(url, *statements)
+    return Database(url)
+
+
 @dataclass
 class Database:
     """The test database reached with plain SQL, for preparing and checking what commands did."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from harness import Database, execute, is_mysql
+from harness import Database, user_and_token_tables
 from usersctl.errors import InvalidInput, LastSuperuser
 from usersctl.importing.applying import (
     HIDDEN,
@@ -39,19 +39,7 @@ BCRYPT_HASH = "$2b$04$" + "a" * 53
 
 def make_table(url: str, *, unique_key: bool = True) -> Database:
     """FastAPI Users' user table (UUID ids) and its access token table, empty."""
-    id_type = "UUID" if url.startswith("postgresql") else "CHAR(36)"
-    statements = [
-        f'CREATE TABLE "user" (id {id_type} NOT NULL PRIMARY KEY, email VARCHAR(320) NOT NULL, '
-        "hashed_password VARCHAR(1024) NOT NULL, is_active BOOLEAN NOT NULL, "
-        "is_superuser BOOLEAN NOT NULL, is_verified BOOLEAN NOT NULL)",
-        "CREATE TABLE accesstoken (token VARCHAR(43) PRIMARY KEY, created_at TIMESTAMP, "
-        f'user_id {id_type} NOT NULL REFERENCES "user"(id))',
-    ]
-    if unique_key:
-        key = "email" if is_mysql(url) else "lower(email)"
-        statements.append(f'CREATE UNIQUE INDEX ix_user_email_lower ON "user" ({key})')
-    execute(url, *statements)
-    return Database(url)
+    return user_and_token_tables(url, unique_key=unique_key)
 
 
 def desired(ctx: UserContext, records: list[dict[str, Any]]) -> list[Row]:

@@ -18,7 +18,7 @@ from sqlalchemy import JSON, Column, ForeignKey, Integer, MetaData, String, Tabl
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Mapped, MappedAsDataclass, mapped_column
 
-from harness import Database, execute, is_mysql, serial_primary_key
+from harness import Database, execute, serial_primary_key, user_and_token_tables
 from usersctl.db import GUID, SQLAlchemyBaseUserTable, SQLAlchemyBaseUserTableUUID
 from usersctl.errors import InvalidInput, LastSuperuser
 from usersctl.importing import import_users
@@ -232,19 +232,7 @@ BEN = "00000000-0000-0000-0000-00000000000b"
 
 def make_table(url: str, *, unique_key: bool = True) -> Database:
     """FastAPI Users' user table (UUID ids) and its access token table."""
-    id_type = "UUID" if url.startswith("postgresql") else "CHAR(36)"
-    statements = [
-        f'CREATE TABLE "user" (id {id_type} NOT NULL PRIMARY KEY, email VARCHAR(320) NOT NULL, '
-        "hashed_password VARCHAR(1024) NOT NULL, is_active BOOLEAN NOT NULL, "
-        "is_superuser BOOLEAN NOT NULL, is_verified BOOLEAN NOT NULL)",
-        "CREATE TABLE accesstoken (token VARCHAR(43) PRIMARY KEY, created_at TIMESTAMP, "
-        f'user_id {id_type} NOT NULL REFERENCES "user"(id))',
-    ]
-    if unique_key:
-        key = "email" if is_mysql(url) else "lower(email)"
-        statements.append(f'CREATE UNIQUE INDEX ix_user_email_lower ON "user" ({key})')
-    execute(url, *statements)
-    db = Database(url)
+    db = user_and_token_tables(url, unique_key=unique_key)
     db.seed_specs(
         {"id": ANN, "email": "ann@example.com", "is_superuser": True},
         {"id": BEN, "email": "ben@example.com", "hashed_password": BCRYPT_HASH},
