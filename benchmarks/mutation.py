@@ -11,6 +11,9 @@ module on two cores).
     python benchmarks/mutation.py --survivors-only --workdir /tmp/m --tests ... emails.py
         # new tests only: the survivors and the untested run again, nothing else; in a new
         # folder, the survivors that benchmarks/mutation-results.json records, by name
+    python benchmarks/mutation.py --mutants 'usersctl.users.x_find_*' --workdir /tmp/m \
+        --tests tests/test_users_reading.py users.py
+        # some functions' mutants only, run again each time: verdicts printed, nothing recorded
 
 It writes ``benchmarks/mutation-score.md``: the kill rate per module and overall, and every
 surviving mutant as a diff. Each module's figures are kept in ``benchmarks/mutation-results.json``
@@ -45,6 +48,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     sys.exit("benchmarks/mutation.py needs Python 3.11 or newer (tomllib)")
 from collections import Counter
+from fnmatch import fnmatch
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -331,6 +335,15 @@ def main() -> None:
         "the results file records, by name, the other verdicts kept as recorded",
     )
     parser.add_argument(
+        "--mutants",
+        action="append",
+        metavar="PATTERN",
+        help="only the mutants whose names match (fnmatch, repeatable, e.g. "
+        "'usersctl.users.x_find_*'), run again even when they have a verdict: a working run "
+        "while writing tests for some functions; prints their verdicts and the survivors' diffs, "
+        "and records nothing",
+    )
+    parser.add_argument(
         "--record-only",
         action="store_true",
         help="run nothing: take the verdicts of the run in --workdir as they are (a run stopped "
@@ -367,6 +380,10 @@ def main() -> None:
     try:
         workspace(folder, args.modules, args.tests)
         children = ("--max-children", str(args.max_children))
+        if args.mutants:
+            mutmut(folder, "run", *children, *args.mutants)
+            print(selected(folder, args.mutants))
+            return
         if args.survivors_only and not again:
             # A new folder: the results file names the survivors (the module unchanged since,
             # so the names are the same); they alone run, and the other verdicts stay.
@@ -397,6 +414,24 @@ def main() -> None:
         if args.workdir is None:
             shutil.rmtree(folder, ignore_errors=True)
     print(summary())
+
+
+def selected(folder: Path, patterns: list[str]) -> str:
+    """The verdicts of the mutants ``patterns`` name in the run in ``folder``, counted, and the
+    survivors' diffs but the README's equivalents."""
+    found = {
+        name: status
+        for name, status in statuses(folder).items()
+        if any(fnmatch(name, pattern) for pattern in patterns)
+    }
+    equivalent = equivalents()
+    survivors = [n for n, s in sorted(found.items()) if s == "survived" and n not in equivalent]
+    counts = ", ".join(f"{status} {n}" for status, n in Counter(found.values()).most_common())
+    shown = [mutmut(folder, "show", name, capture=True).strip() for name in survivors]
+    listed = sum(1 for n, s in found.items() if s == "survived" and n in equivalent)
+    return "\n\n".join(
+        [*shown, f"{len(found)} mutants: {counts}; {listed} of the survivors listed as equivalent"]
+    )
 
 
 def recorded_survivors(modules: list[str]) -> list[str]:
