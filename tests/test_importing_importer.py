@@ -962,40 +962,14 @@ def test_ctrl_c_while_a_batch_is_written_stops_the_import(
     assert db.count() == 0
 
 
-DATACLASS_MODEL = """
-import uuid
-
-from fastapi_users_db_sqlalchemy.generics import GUID
-from sqlalchemy import String
-from sqlalchemy.orm import DeclarativeBase, Mapped, MappedAsDataclass, mapped_column
-
-
-class Base(MappedAsDataclass, DeclarativeBase):
-    pass
-
-
-class User(Base):
-    __tablename__ = "user"
-    email: Mapped[str] = mapped_column(String(320))
-    hashed_password: Mapped[str] = mapped_column(String(1024))
-    id: Mapped[uuid.UUID] = mapped_column(GUID, primary_key=True, default_factory=uuid.uuid4)
-    is_active: Mapped[bool] = mapped_column(default=True)
-    is_superuser: Mapped[bool] = mapped_column(default=False)
-    is_verified: Mapped[bool] = mapped_column(default=False)
-    # The constructor fills it; the column itself has no default.
-    nickname: Mapped[str] = mapped_column(String(20), default_factory=lambda: "anon")
-"""
-
-
 def test_a_file_written_while_read_takes_the_model_s_dataclass_defaults(
-    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    database_url: str, tmp_path: Path
 ) -> None:
-    name = app_module(tmp_path, monkeypatch, "import_dataclass", DATACLASS_MODEL)
     db = make_table(database_url)
     db.execute("ALTER TABLE \"user\" ADD COLUMN nickname VARCHAR(20) NOT NULL DEFAULT ''")
     path = tmp_path / "users.jsonl"
     path.write_bytes(jsonl({"email": "a@example.com", "hashed_password": BCRYPT_HASH, "id": NEW}))
-    assert run_import(database_url, path, model_path=f"{name}:User").created == 1
+    assert run_import(database_url, path, model_path="dataclass_user_model:User").created == 1
     assert db.query('SELECT nickname FROM "user"') == [{"nickname": "anon"}]
 
 

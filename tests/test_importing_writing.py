@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from sqlalchemy import JSON, Column, ForeignKey, Integer, MetaData, String, Table, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import DeclarativeBase, Mapped, MappedAsDataclass, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from harness import Database, execute, serial_primary_key, user_and_token_tables
-from usersctl.db import GUID, SQLAlchemyBaseUserTable, SQLAlchemyBaseUserTableUUID
+from usersctl.db import SQLAlchemyBaseUserTable, SQLAlchemyBaseUserTableUUID
 from usersctl.errors import InvalidInput, LastSuperuser
 from usersctl.importing import import_users
 from usersctl.importing.checking import FileCheck
@@ -485,29 +485,14 @@ def test_ids_all_given_move_the_sequence_past_them(database_url: str) -> None:
     assert db.query("SELECT id FROM \"user\" WHERE email = 'c@x.org'") == [{"id": 10}]
 
 
-class DataclassBase(MappedAsDataclass, DeclarativeBase):
-    pass
-
-
-class Pet(DataclassBase):
-    """A dataclass-mapped user whose constructor fills ``nickname``; its column has no default."""
-
-    __tablename__ = "user"
-    email: Mapped[str] = mapped_column(String(320))
-    hashed_password: Mapped[str] = mapped_column(String(1024))
-    id: Mapped[uuid.UUID] = mapped_column(GUID, primary_key=True, default_factory=uuid.uuid4)
-    is_active: Mapped[bool] = mapped_column(default=True)
-    is_superuser: Mapped[bool] = mapped_column(default=False)
-    is_verified: Mapped[bool] = mapped_column(default=False)
-    nickname: Mapped[str] = mapped_column(String(20), default_factory=lambda: "anon")
-
-
 def test_inserted_rows_take_the_model_s_dataclass_defaults(database_url: str) -> None:
     db = make_table(database_url)
     db.execute("ALTER TABLE \"user\" ADD COLUMN nickname VARCHAR(20) NOT NULL DEFAULT ''")
 
     async def insert() -> None:
-        async with open_users(database_url, write=True, model_path=f"{__name__}:Pet") as ctx:
+        async with open_users(
+            database_url, write=True, model_path="dataclass_user_model:User"
+        ) as ctx:
             await insert_rows(ctx, [{"email": "cy@example.com", "hashed_password": BCRYPT_HASH}])
             await ctx.session.commit()
 
