@@ -17,8 +17,8 @@ from sqlalchemy import Integer, text
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from harness import has_open, sql_engine, sqlite_path, wait_for
 from harness import sql as _sql
-from harness import sql_engine
 
 
 class Base(DeclarativeBase):
@@ -517,7 +517,9 @@ def test_ctrl_c_while_waiting_for_a_lock_ends_within_seconds_and_says_what_happe
             cwd=tmp_path,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
-        time.sleep(3)  # started, and waiting for the lock
+        # Started (however slowly on a loaded machine), connected, and waiting for the lock.
+        wait_for(lambda: has_open(process.pid, sqlite_path(database_url)), 60, "the connection")
+        time.sleep(1)
         assert process.poll() is None
         interrupted = time.monotonic()
         process.send_signal(signal.SIGINT)
