@@ -13,8 +13,12 @@ def complete_emails(
 ) -> list[str]:
     """Up to 50 emails starting with ``prefix`` (any case); an empty list on any failure."""
     try:
-        # Imported before the clock starts: the time limit is the database's, not the imports'.
+        # Imported before the clock starts, the database's driver too: the time limit is the
+        # database's, not the imports'.
         import usersctl.users  # noqa: F401
+        from usersctl.engine import normalize_url
+
+        normalize_url(url).get_dialect().import_dbapi()
 
         return asyncio.run(
             asyncio.wait_for(_emails(url, prefix, model_path, table), COMPLETION_TIMEOUT)
