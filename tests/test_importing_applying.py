@@ -1,7 +1,8 @@
 """apply's library side (usersctl.importing.applying) without the command line: the plan
 ``plan_apply`` makes (which user a row names, what each step changes) and what ``carry_out``
-writes with its own defaults, every effect checked with plain SQL on each test database. Quick
-enough for the mutation run of importing/applying.py (benchmarks/mutation.py)."""
+writes with its own defaults and with its keywords (a dry run, ``force``), on UUID and on
+integer ids, every effect checked with plain SQL on each test database. Quick enough for the
+mutation run of importing/applying.py (benchmarks/mutation.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import json
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 
-from harness import Database, user_and_token_tables
-from usersctl.errors import InvalidInput, LastSuperuser
+from harness import Database, execute, is_sqlite, serial_primary_key, user_and_token_tables
+from usersctl.errors import ConstraintConflict, InvalidInput, LastSuperuser
 from usersctl.importing.applying import (
     HIDDEN,
     ApplyOptions,
@@ -67,17 +69,45 @@ def apply(
     """Plan, then ``carry_out`` with only the keywords given (its defaults otherwise), and
     commit: the command's two sessions."""
     options = options or ApplyOptions()
+    rows, plan = planned_rows(url, records, options)
+    write(url, plan, rows, options, **how)
+    return plan
 
-    async def main() -> ApplyPlan:
+
+def planned_rows(
+    url: str, records: list[dict[str, Any]], options: ApplyOptions
+) -> tuple[list[Row], ApplyPlan]:
+    """The command's first session: the rows and their plan, for ``write``."""
+
+    async def main() -> tuple[list[Row], ApplyPlan]:
         async with open_users(url) as ctx:
             rows = desired(ctx, records)
-            plan = await plan_apply(ctx, rows, options)
-        async with open_users(url, write=True) as ctx:
-            await carry_out(ctx, plan, rows, options, **how)
-            await ctx.session.commit()
-        return plan
+            return rows, await plan_apply(ctx, rows, options)
 
     return asyncio.run(main())
+
+
+def write(
+    url: str,
+    plan: ApplyPlan,
+    rows: list[Row],
+    options: ApplyOptions,
+    *,
+    commit: bool = True,
+    **how: Any,
+) -> None:
+    """The command's second session: ``carry_out``, then commit, or (``commit=False``) roll
+    back, as the command does after a dry run."""
+
+    async def main() -> None:
+        async with open_users(url, write=True) as ctx:
+            await carry_out(ctx, plan, rows, options, **how)
+            if commit:
+                await ctx.session.commit()
+            else:
+                await ctx.session.rollback()
+
+    asyncio.run(main())
 
 
 def state(db: Database) -> dict[str, tuple[bool, bool, bool]]:
@@ -306,3 +336,163 @@ def test_an_unknown_id_with_a_known_address_leaves_the_id_alone(database_url: st
     )
     assert [str(row["id"]) for row in db.rows()] == [ANN]
     assert state(db) == {"ann@example.com": (True, False, True)}
+
+
+def make_integer_table(url: str) -> Database:
+    """A user table whose integer id the database numbers (PostgreSQL's sequence, MariaDB's
+    AUTO_INCREMENT, SQLite's rowid), holding ann with id 1."""
+    execute(
+        url,
+        f'CREATE TABLE "user" (id {serial_primary_key(url)}, email VARCHAR(320) NOT NULL UNIQUE, '
+        "hashed_password VARCHAR(1024) NOT NULL, is_active BOOLEAN NOT NULL, "
+        "is_superuser BOOLEAN NOT NULL, is_verified BOOLEAN NOT NULL)",
+    )
+    db = Database(url)
+    db.seed_specs({"email": "ann@example.com"})
+    return db
+
+
+def ids(db: Database) -> list[tuple[int, str]]:
+    """Each user's (id, email), by id."""
+    return [
+        (row["id"], row["email"]) for row in db.query('SELECT id, email FROM "user" ORDER BY id')
+    ]
+
+
+NEW_USERS = [
+    {"email": "bo@example.com", "hashed_password": BCRYPT_HASH},
+    {"email": "cy@example.com", "hashed_password": BCRYPT_HASH},
+]
+
+
+def test_a_new_user_takes_the_next_id_and_the_apps_next_insert_the_one_after(
+    database_url: str,
+) -> None:
+    db = make_integer_table(database_url)
+    # One new user: for a batch, InnoDB may set aside more ids than it uses.
+    (step,) = apply(database_url, NEW_USERS[:1]).steps
+    assert (step.action, step.id) == ("create", 2)
+    # The app's next insert (no id given) takes the id after it.
+    (dee,) = db.seed_specs({"email": "dee@example.com"})
+    assert dee["id"] == 3
+    assert ids(db) == [(1, "ann@example.com"), (2, "bo@example.com"), (3, "dee@example.com")]
+
+
+def test_a_new_user_given_an_id_moves_the_apps_next_id_past_it(database_url: str) -> None:
+    db = make_integer_table(database_url)
+    (step,) = apply(database_url, [{**NEW_USERS[0], "id": 10}]).steps
+    assert (step.action, step.id) == ("create", 10)
+    (dee,) = db.seed_specs({"email": "dee@example.com"})
+    assert dee["id"] == 11
+
+
+def test_a_dry_run_takes_no_id_from_the_real_run(database_url: str) -> None:
+    db = make_integer_table(database_url)
+    options = ApplyOptions()
+    for _ in range(2):  # a second dry run finds the ids where the first left them
+        rows, plan = planned_rows(database_url, NEW_USERS, options)
+        write(database_url, plan, rows, options, dry_run=True, commit=False)
+    assert ids(db) == [(1, "ann@example.com")]
+    plan = apply(database_url, NEW_USERS)
+    assert [step.id for step in plan.steps] == [2, 3]
+    assert ids(db) == [(1, "ann@example.com"), (2, "bo@example.com"), (3, "cy@example.com")]
+
+
+def test_a_dry_run_lends_the_first_new_password_hash_to_the_other_new_users(
+    database_url: str,
+) -> None:
+    db = make_table(database_url)
+    db.seed_specs({"id": ANN, "email": "ann@example.com"})
+    before = db.stored_hash("ann@example.com")
+    entries = [
+        {"email": "ann@example.com"},  # unchanged: no password of hers is hashed
+        {"email": "cy@example.com", "password": "amber falcon meadow 12 quartz"},
+        {"email": "dee@example.com", "password": "quiet lantern harbour 77 mosaic"},
+    ]
+    options = ApplyOptions()
+    rows, plan = planned_rows(database_url, entries, options)
+    # Committed here (the command rolls a dry run back) to see with SQL what it wrote.
+    write(database_url, plan, rows, options, dry_run=True)
+    lent = db.stored_hash("cy@example.com")
+    assert verify_password("amber falcon meadow 12 quartz", lent)
+    assert db.stored_hash("dee@example.com") == lent
+    assert db.stored_hash("ann@example.com") == before
+
+
+def test_a_new_users_changes_follow_the_rows_fields_with_the_hidden_hash_last(
+    database_url: str,
+) -> None:
+    make_table(database_url)
+    entry = {"email": "cy@example.com", "hashed_password": BCRYPT_HASH, "is_verified": True}
+    (step,) = planned(database_url, [{**entry, "id": CY}]).steps
+    assert [(name, old, str(new)) for name, (old, new) in step.changes.items()] == [
+        ("email", None, "cy@example.com"),
+        ("is_verified", None, "True"),
+        ("id", None, CY),
+        ("hashed_password", None, HIDDEN),
+    ]
+
+
+def test_a_write_meanwhile_that_leaves_the_users_as_they_were_keeps_the_plan(
+    database_url: str,
+) -> None:
+    db = make_table(database_url)
+    db.seed_specs({"id": ANN, "email": "ann@example.com"}, {"id": BEN, "email": "ben@example.com"})
+    options = ApplyOptions(prune=True)
+    rows, plan = planned_rows(database_url, [NEW_USERS[1]], options)
+    # Ann deleted and inserted again as she was: the same users, read in another order (SQLite's
+    # rowid, PostgreSQL's heap; InnoDB keeps them in the primary key's).
+    (ann,) = db.query("SELECT * FROM \"user\" WHERE email = 'ann@example.com'")
+    db.execute("DELETE FROM \"user\" WHERE email = 'ann@example.com'")
+    db.insert("user", ann)
+    write(database_url, plan, rows, options)
+    assert state(db) == {
+        "ann@example.com": (False, False, False),
+        "ben@example.com": (False, False, False),
+        "cy@example.com": (True, False, False),
+    }
+
+
+def test_force_lets_pruning_delete_the_last_superuser(database_url: str) -> None:
+    db = make_table(database_url)
+    db.seed_specs(
+        {"id": ANN, "email": "ann@example.com", "is_superuser": True},
+        {"id": BEN, "email": "ben@example.com"},
+    )
+    options = ApplyOptions(prune_delete=True)
+    plan = apply(database_url, [{"email": "ben@example.com"}], options, force=True)
+    assert [(step.action, step.email) for step in plan.steps] == [
+        ("unchanged", "ben@example.com"),
+        ("delete", "ann@example.com"),
+    ]
+    assert db.emails() == ["ben@example.com"]
+
+
+def test_new_users_a_foreign_key_refuses_write_nothing_and_sqlite_names_key_and_line(
+    database_url: str,
+) -> None:
+    id_type = "UUID" if database_url.startswith("postgresql") else "CHAR(36)"
+    execute(
+        database_url,
+        "CREATE TABLE team (id INTEGER NOT NULL PRIMARY KEY)",
+        f'CREATE TABLE "user" (id {id_type} NOT NULL PRIMARY KEY, email VARCHAR(320) NOT NULL, '
+        "hashed_password VARCHAR(1024) NOT NULL, is_active BOOLEAN NOT NULL, "
+        "is_superuser BOOLEAN NOT NULL, is_verified BOOLEAN NOT NULL, team_id INTEGER, "
+        "FOREIGN KEY (team_id) REFERENCES team (id))",
+        "INSERT INTO team VALUES (1)",
+    )
+    entries = [{**NEW_USERS[0], "team_id": 1}, {**NEW_USERS[1], "team_id": 2}]
+    if is_sqlite(database_url):
+        # SQLite says only "FOREIGN KEY constraint failed": the key and the first row that
+        # breaks it are found for it.
+        with pytest.raises(ConstraintConflict) as named:
+            apply(database_url, entries)
+        assert str(named.value) == (
+            "refused by the database's foreign key on user.team_id: no row of team has that id "
+            "(line 2)"
+        )
+    else:  # PostgreSQL and MariaDB name the key themselves
+        with pytest.raises(IntegrityError) as refused:
+            apply(database_url, entries)
+        assert "foreign key constraint" in str(refused.value.orig)
+    assert Database(database_url).count() == 0
