@@ -1,0 +1,633 @@
+"""The operations of usersctl.users that take users away or check them, at the library's level:
+the last-superuser guard, (de)activation, password replacement, the parent rows of a
+joined-table subclass, planning and carrying out deletes (OAuth accounts, access tokens, rows
+that refer to the user), choosing the scheme of new hashes, and checking a password (the decoy
+for a user without a usable hash, the rehash). Called directly on each test database, seeded
+and checked with plain SQL; no command line, so quick enough for the mutation run of users.py
+(benchmarks/mutation.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from functools import lru_cache
+from typing import Any, TypeVar
+
+import pytest
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
+from pwdlib.hashers.bcrypt import BcryptHasher
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from harness import PASSWORD, Database, execute, is_mysql, seed_hash, user_and_token_tables
+from usersctl.db import SQLAlchemyBaseUserTable
+from usersctl.errors import CheckFailed, InvalidInput, LastSuperuser
+from usersctl.passwords import ARGON2, BCRYPT, Hashing, verify_password
+from usersctl.references import DeletePlan, DeleteRules, RowsReferToUser
+from usersctl.users import (
+    NO_MATCH,
+    PasswordMatch,
+    UserContext,
+    _checkable,
+    _decoy_hash,
+    _delete_parent_rows,
+    _holds_hash_like,
+    active_superusers,
+    check_password,
+    choose_hashing,
+    delete_users,
+    guard_last_superuser,
+    open_users,
+    plan_deletes,
+    set_active,
+    set_password,
+    touch_parent_rows,
+)
+
+pytestmark = pytest.mark.usefixtures("quick_hashing")
+
+T = TypeVar("T")
+
+ANN = uuid.UUID("00000000-0000-0000-0000-00000000000a")
+BEN = uuid.UUID("00000000-0000-0000-0000-00000000000b")
+CY = uuid.UUID("00000000-0000-0000-0000-00000000000c")
+DEE = uuid.UUID("00000000-0000-0000-0000-00000000000d")
+EMAILS = {ANN: "ann@example.com", BEN: "ben@example.com", CY: "cy@example.com"}
+EMAILS[DEE] = "dee@example.com"
+
+
+def run(
+    url: str,
+    work: Callable[[UserContext], Awaitable[T]],
+    *,
+    model_path: str | None = None,
+    commit: bool = True,
+) -> T:
+    """``work`` in one writing session of usersctl's on ``url``, committed unless it raises."""
+
+    async def main() -> T:
+        async with open_users(url, write=True, model_path=model_path) as ctx:
+            result = await work(ctx)
+            if commit:
+                await ctx.session.commit()
+            return result
+
+    return asyncio.run(main())
+
+
+async def load(ctx: UserContext, *ids: Any) -> list[Any]:
+    """The users of ``ids``, as the ORM loads them."""
+    return [await ctx.session.get(ctx.model.user_class, user_id) for user_id in ids]
+
+
+def id_type(url: str) -> str:
+    return "UUID" if url.startswith("postgresql") else "CHAR(36)"
+
+
+def user_tables(url: str) -> Database:
+    """FastAPI Users' user, access token and OAuth account tables (UUID ids), empty."""
+    db = user_and_token_tables(url)
+    db.execute(
+        f"CREATE TABLE oauth_account (id {id_type(url)} NOT NULL PRIMARY KEY, "
+        "oauth_name VARCHAR(100) NOT NULL, access_token VARCHAR(1024) NOT NULL, "
+        "account_id VARCHAR(320) NOT NULL, account_email VARCHAR(320) NOT NULL, "
+        f'user_id {id_type(url)} NOT NULL, FOREIGN KEY (user_id) REFERENCES "user" (id))'
+    )
+    return db
+
+
+def people(url: str, **flags: dict[str, Any]) -> Database:
+    """The tables with ann, ben, cy and dee (each with the columns ``flags`` gives it by name)."""
+    db = user_tables(url)
+    db.seed_specs(
+        *(
+            {"id": user_id, "email": email, **flags.get(email.split("@")[0], {})}
+            for user_id, email in EMAILS.items()
+        )
+    )
+    return db
+
+
+def states(db: Database) -> dict[str, tuple[bool, bool]]:
+    """Each user's (is_active, is_superuser), by email, as stored."""
+    return {row["email"]: (bool(row["is_active"]), bool(row["is_superuser"])) for row in db.rows()}
+
+
+# The last active superuser ---------------------------------------------------------------------
+
+
+def test_the_active_superusers_are_listed_by_email(database_url: str) -> None:
+    people(
+        database_url,
+        ann={"is_superuser": True, "is_active": False},
+        ben={"is_superuser": True},
+        cy={"is_active": True},
+    )
+    Database(database_url).seed_specs({"email": "al@example.com", "is_superuser": True})
+    assert run(database_url, active_superusers) == ["al@example.com", "ben@example.com"]
+
+
+def guards(url: str, *cases: tuple[list[uuid.UUID], bool]) -> list[str | None]:
+    """For each (ids, force), in one session: None when the guard lets those users go, else
+    its message."""
+
+    async def work(ctx: UserContext) -> list[str | None]:
+        said: list[str | None] = []
+        for ids, force in cases:
+            try:
+                await guard_last_superuser(ctx, await load(ctx, *ids), force=force)
+            except LastSuperuser as refused:
+                said.append(str(refused))
+            else:
+                said.append(None)
+        return said
+
+    return run(url, work)
+
+
+def test_the_guard_refuses_to_lose_every_active_superuser(database_url: str) -> None:
+    people(database_url, ann={"is_superuser": True}, ben={"is_superuser": True})
+    assert guards(database_url, ([ANN, CY, BEN], False), ([BEN, CY], False), ([ANN, BEN], True)) == [
+        "refusing to leave no active superuser (would remove ann@example.com, ben@example.com); "
+        "use --force to do it anyway",
+        None,  # one of the two may go
+        None,
+    ]
+
+
+def test_the_guard_counts_only_active_superusers_lost(database_url: str) -> None:
+    # Ann is the one active superuser: losing Ben (inactive) or Cy (no superuser) leaves her.
+    people(database_url, ann={"is_superuser": True}, ben={"is_superuser": True, "is_active": False})
+    assert guards(database_url, ([BEN, CY], False), ([ANN], False)) == [
+        None,
+        "refusing to leave no active superuser (would remove ann@example.com); "
+        "use --force to do it anyway",
+    ]
+
+
+# A joined-table subclass: the user is a member, a principal and an entity ------------------------
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Entity(Base):
+    """The grandparent table: no ``onupdate`` column."""
+
+    __tablename__ = "entity"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(20))
+    __mapper_args__ = {"polymorphic_on": "kind", "polymorphic_identity": "entity"}  # noqa: RUF012 (as apps write it)
+
+
+class Principal(Entity):
+    """The parent table, whose ``updated_at`` the app's ORM fills on every update."""
+
+    __tablename__ = "principal"
+    id: Mapped[int] = mapped_column(ForeignKey("entity.id"), primary_key=True)
+    updated_at: Mapped[int] = mapped_column(default=0, onupdate=lambda: 1)
+    __mapper_args__ = {"polymorphic_identity": "principal"}  # noqa: RUF012 (as apps write it)
+
+
+class Member(SQLAlchemyBaseUserTable[int], Principal):
+    __tablename__ = "member"
+    id: Mapped[int] = mapped_column(ForeignKey("principal.id"), primary_key=True)
+    __mapper_args__ = {"polymorphic_identity": "member"}  # noqa: RUF012 (as apps write it)
+
+
+MEMBER = f"{__name__}:Member"
+
+
+def members(url: str, **flags: Any) -> Database:
+    """The three tables, members 1, 2, 3 (m1@example.com...), each row under the same id, the
+    member rows with the columns ``flags`` gives (``is_active=[True, False, True]``)."""
+    execute(
+        url,
+        "CREATE TABLE entity (id INTEGER NOT NULL PRIMARY KEY, kind VARCHAR(20) NOT NULL)",
+        "CREATE TABLE principal (id INTEGER NOT NULL PRIMARY KEY, "
+        "updated_at INTEGER NOT NULL, FOREIGN KEY (id) REFERENCES entity (id))",
+        "CREATE TABLE member (id INTEGER NOT NULL PRIMARY KEY, email VARCHAR(320) NOT NULL, "
+        "hashed_password VARCHAR(1024) NOT NULL, is_active BOOLEAN NOT NULL, "
+        "is_superuser BOOLEAN NOT NULL, is_verified BOOLEAN NOT NULL, "
+        "FOREIGN KEY (id) REFERENCES principal (id))",
+    )
+    db = Database(url)
+    for number in (1, 2, 3):
+        db.execute(
+            f"INSERT INTO entity VALUES ({number}, 'member')",
+            f"INSERT INTO principal VALUES ({number}, 0)",
+        )
+    db.seed_specs(
+        *(
+            {
+                "id": number,
+                "email": f"m{number}@example.com",
+                **{name: values[number - 1] for name, values in flags.items()},
+            }
+            for number in (1, 2, 3)
+        ),
+        table="member",
+    )
+    return db
+
+
+def updated(db: Database) -> dict[int, int]:
+    """The parent rows' ``updated_at``, by id."""
+    return {row["id"]: row["updated_at"] for row in db.query("SELECT * FROM principal")}
+
+
+def test_touching_fills_the_parent_s_onupdate_column_of_those_users_only(database_url: str) -> None:
+    db = members(database_url)
+
+    async def work(ctx: UserContext) -> None:
+        await touch_parent_rows(ctx, [])
+        await touch_parent_rows(ctx, [1, 3])
+
+    run(database_url, work, model_path=MEMBER)
+    assert updated(db) == {1: 1, 2: 0, 3: 1}
+    assert db.query("SELECT id, kind FROM entity ORDER BY id") == [
+        {"id": 1, "kind": "member"},
+        {"id": 2, "kind": "member"},
+        {"id": 3, "kind": "member"},
+    ]
+
+
+def test_a_user_table_without_parents_has_nothing_to_touch(database_url: str) -> None:
+    db = people(database_url)
+
+    async def work(ctx: UserContext) -> None:
+        await touch_parent_rows(ctx, [ANN])
+
+    run(database_url, work)
+    assert db.count() == 4
+
+
+def test_the_parent_rows_go_nearest_parent_first(database_url: str) -> None:
+    db = members(database_url)
+
+    async def work(ctx: UserContext) -> None:
+        await ctx.session.execute(Member.__table__.delete().where(Member.__table__.c.id == 2))
+        await _delete_parent_rows(ctx, 2)
+
+    run(database_url, work, model_path=MEMBER)
+    assert [row["id"] for row in db.query("SELECT id FROM principal ORDER BY id")] == [1, 3]
+    assert [row["id"] for row in db.query("SELECT id FROM entity ORDER BY id")] == [1, 3]
+
+
+def test_set_password_replaces_the_hash_and_touches_the_parent(database_url: str) -> None:
+    db = members(database_url)
+
+    async def work(ctx: UserContext) -> None:
+        (user,) = await load(ctx, 2)
+        await set_password(ctx, user, "$2b$04$" + "n" * 53)
+
+    run(database_url, work, model_path=MEMBER)
+    hashes = {row["id"]: row["hashed_password"] for row in db.query("SELECT * FROM member")}
+    assert hashes == {1: seed_hash(), 2: "$2b$04$" + "n" * 53, 3: seed_hash()}
+    assert updated(db) == {1: 0, 2: 1, 3: 0}
+
+
+# (De)activating --------------------------------------------------------------------------------
+
+
+def activate(url: str, ids: list[Any], active: bool, **options: Any) -> tuple[list[str], list[str]]:
+    async def work(ctx: UserContext) -> tuple[list[str], list[str]]:
+        changed, unchanged = await set_active(ctx, await load(ctx, *ids), active, **options)
+        return [user.email for user in changed], [user.email for user in unchanged]
+
+    return run(url, work, model_path=MEMBER if isinstance(ids[0], int) else None)
+
+
+def test_set_active_changes_those_not_so_and_touches_their_parents(database_url: str) -> None:
+    db = members(database_url, is_active=[True, False, True])
+    assert activate(database_url, [1, 2], False) == (["m1@example.com"], ["m2@example.com"])
+    actives = {row["id"]: bool(row["is_active"]) for row in db.query("SELECT * FROM member")}
+    assert actives == {1: False, 2: False, 3: True}
+    assert updated(db) == {1: 1, 2: 0, 3: 0}
+    assert activate(database_url, [2, 3], True) == (["m2@example.com"], ["m3@example.com"])
+    actives = {row["id"]: bool(row["is_active"]) for row in db.query("SELECT * FROM member")}
+    assert actives == {1: False, 2: True, 3: True}
+
+
+def test_deactivating_the_last_superuser_needs_force(database_url: str) -> None:
+    db = people(database_url, ann={"is_superuser": True}, ben={"is_superuser": True})
+    with pytest.raises(LastSuperuser, match=r"would remove ann@example.com, ben@example.com\)"):
+        activate(database_url, [ANN, BEN], False)
+    assert states(db)["ann@example.com"] == (True, True)
+    assert activate(database_url, [ANN, BEN], False, force=True) == (
+        ["ann@example.com", "ben@example.com"],
+        [],
+    )
+    assert states(db)["ann@example.com"] == (False, True)
+    # Activating guards nothing.
+    assert activate(database_url, [ANN], True) == (["ann@example.com"], [])
+
+
+# Deleting --------------------------------------------------------------------------------------
+
+
+def app_tables(url: str, **flags: dict[str, Any]) -> Database:
+    """The people, and the app's tables that refer to them: ann owns items 1 and 2 (item 1 with
+    two comments) and notes (ON DELETE CASCADE), ben owns item 3; message 1 is from ann to ben.
+    Ann and ben each have an OAuth account and an access token, cy one token."""
+    db = people(url, **flags)
+    kind = id_type(url)
+    db.execute(
+        f"CREATE TABLE item (id INTEGER NOT NULL PRIMARY KEY, owner_id {kind} NOT NULL, "
+        'CONSTRAINT fk_item_owner FOREIGN KEY (owner_id) REFERENCES "user" (id))',
+        "CREATE TABLE comment (id INTEGER NOT NULL PRIMARY KEY, item_id INTEGER NOT NULL, "
+        "CONSTRAINT fk_comment_item FOREIGN KEY (item_id) REFERENCES item (id))",
+        f"CREATE TABLE note (id INTEGER NOT NULL PRIMARY KEY, user_id {kind} NOT NULL, "
+        'FOREIGN KEY (user_id) REFERENCES "user" (id) ON DELETE CASCADE)',
+        f"CREATE TABLE message (id INTEGER NOT NULL PRIMARY KEY, sender_id {kind} NOT NULL, "
+        f"recipient_id {kind} NOT NULL, "
+        'CONSTRAINT fk_message_sender FOREIGN KEY (sender_id) REFERENCES "user" (id), '
+        'CONSTRAINT fk_message_recipient FOREIGN KEY (recipient_id) REFERENCES "user" (id))',
+    )
+    db.insert("item", {"id": 1, "owner_id": ANN}, {"id": 2, "owner_id": ANN})
+    db.insert("item", {"id": 3, "owner_id": BEN})
+    db.insert("comment", {"id": 1, "item_id": 1}, {"id": 2, "item_id": 1})
+    db.insert("note", {"id": 1, "user_id": ANN}, {"id": 2, "user_id": ANN})
+    db.insert("message", {"id": 1, "sender_id": ANN, "recipient_id": BEN})
+    for user_id in (ANN, BEN):
+        db.insert(
+            "oauth_account",
+            {
+                "id": uuid.uuid4(),
+                "oauth_name": "github",
+                "access_token": "secret",
+                "account_id": str(user_id),
+                "account_email": EMAILS[user_id],
+                "user_id": user_id,
+            },
+        )
+    db.execute(
+        *(
+            f"INSERT INTO accesstoken VALUES ('{EMAILS[user_id]}', CURRENT_TIMESTAMP, '{user_id}')"
+            for user_id in (ANN, BEN, CY)
+        )
+    )
+    return db
+
+
+def owners(db: Database, table: str, column: str) -> dict[int, str]:
+    """``{row id: the email of the user its column refers to}``, read with SQL."""
+    found = db.query(f'SELECT t.id, u.email FROM {table} t JOIN "user" u ON u.id = t.{column}')
+    return {row["id"]: row["email"] for row in found}
+
+
+def left(db: Database) -> dict[str, Any]:
+    """What is left of the app's rows: users, logins, items, comments, notes, messages."""
+    return {
+        "user": sorted(db.emails()),
+        "oauth_account": sorted(row["account_email"] for row in db.rows("oauth_account")),
+        "accesstoken": sorted(row["token"] for row in db.rows("accesstoken")),
+        "item": owners(db, "item", "owner_id"),
+        "comment": sorted(row["id"] for row in db.rows("comment")),
+        "note": db.count("note"),
+        "message": db.count("message"),
+    }
+
+
+ALL = {
+    "user": sorted(EMAILS.values()),
+    "oauth_account": ["ann@example.com", "ben@example.com"],
+    "accesstoken": ["ann@example.com", "ben@example.com", "cy@example.com"],
+    "item": {1: "ann@example.com", 2: "ann@example.com", 3: "ben@example.com"},
+    "comment": [1, 2],
+    "note": 2,
+    "message": 1,
+}
+
+
+def summary(plans: list[DeletePlan]) -> list[tuple[str, list[tuple[str, int, str, str]]]]:
+    """Each plan's user and its steps as (where, rows, action, by), sorted."""
+    return [
+        (
+            plan.user.email,
+            sorted((step.reference.where, step.rows, step.action.value, step.by) for step in plan.walk()),
+        )
+        for plan in plans
+    ]
+
+
+def delete(url: str, ids: list[uuid.UUID], **options: Any) -> list[Any]:
+    """``delete_users`` on the users of ``ids``, committed; the plans' summary, and whether the
+    users deleted are still in the session."""
+
+    async def work(ctx: UserContext) -> list[Any]:
+        users = await load(ctx, *ids)
+        done = await delete_users(ctx, users, **options)
+        return [summary(done), [user in ctx.session for user in users]]
+
+    return run(url, work)
+
+
+GO_WITH_THE_USER = "OAuth accounts and access tokens go with the user"
+
+
+def test_a_user_goes_with_its_oauth_accounts_access_tokens_and_cascading_rows(
+    database_url: str,
+) -> None:
+    db = app_tables(database_url)
+    assert delete(database_url, [CY]) == [
+        [("cy@example.com", [("accesstoken.user_id", 1, "deleted", GO_WITH_THE_USER)])],
+        [False],
+    ]
+    assert left(db) == {
+        **ALL,
+        "user": ["ann@example.com", "ben@example.com", "dee@example.com"],
+        "accesstoken": ["ann@example.com", "ben@example.com"],
+    }
+
+
+def test_rows_without_a_rule_block_the_delete_and_nothing_goes(database_url: str) -> None:
+    db = app_tables(database_url)
+    with pytest.raises(RowsReferToUser) as refused:
+        delete(database_url, [ANN])
+    assert str(refused.value) == (
+        "rows still refer to the user(s) to delete, and nothing was deleted: ann@example.com: "
+        "2 rows of item.owner_id (foreign key fk_item_owner, no ON DELETE rule); "
+        "1 row of message.sender_id (foreign key fk_message_sender, no ON DELETE rule); "
+        "move the rows to another user with --reassign-to EMAIL_OR_ID, or delete them with "
+        "--cascade (--dry-run shows what would go)"
+    )
+    assert left(db) == ALL
+
+
+def test_cascade_deletes_the_rows_and_cascade_into_those_further_down(database_url: str) -> None:
+    db = app_tables(database_url)
+    rules = DeleteRules(cascade=True, cascade_into=frozenset({"comment"}))
+    assert delete(database_url, [ANN], rules=rules) == [
+        [
+            (
+                "ann@example.com",
+                [
+                    ("accesstoken.user_id", 1, "deleted", GO_WITH_THE_USER),
+                    ("comment.item_id", 2, "deleted", "--cascade-into"),
+                    ("item.owner_id", 2, "deleted", "--cascade"),
+                    ("message.sender_id", 1, "deleted", "--cascade"),
+                    ("note.user_id", 2, "deleted", "ON DELETE CASCADE"),
+                    ("oauth_account.user_id", 1, "deleted", GO_WITH_THE_USER),
+                ],
+            )
+        ],
+        [False],
+    ]
+    assert left(db) == {
+        "user": ["ben@example.com", "cy@example.com", "dee@example.com"],
+        "oauth_account": ["ben@example.com"],
+        "accesstoken": ["ben@example.com", "cy@example.com"],
+        "item": {3: "ben@example.com"},
+        "comment": [],
+        "note": 0,
+        "message": 0,
+    }
+
+
+def test_reassign_to_gives_the_rows_to_another_user(database_url: str) -> None:
+    db = app_tables(database_url)
+
+    async def work(ctx: UserContext) -> Any:
+        ann, dee = await load(ctx, ANN, DEE)
+        return summary(await delete_users(ctx, [ann], rules=DeleteRules(reassign_to=dee)))
+
+    assert run(database_url, work) == [
+        (
+            "ann@example.com",
+            [
+                ("accesstoken.user_id", 1, "deleted", GO_WITH_THE_USER),
+                ("item.owner_id", 2, "reassigned", "--reassign-to dee@example.com"),
+                ("message.sender_id", 1, "reassigned", "--reassign-to dee@example.com"),
+                ("note.user_id", 2, "deleted", "ON DELETE CASCADE"),
+                ("oauth_account.user_id", 1, "deleted", GO_WITH_THE_USER),
+            ],
+        )
+    ]
+    assert left(db)["item"] == {1: "dee@example.com", 2: "dee@example.com", 3: "ben@example.com"}
+    assert owners(db, "message", "sender_id") == {1: "dee@example.com"}
+    assert left(db)["comment"] == [1, 2]
+
+
+def test_each_user_s_rows_are_counted_after_those_deleted_before(database_url: str) -> None:
+    # The message from ann to ben goes with ann: ben's plan does not count it again.
+    db = app_tables(database_url)
+    rules = DeleteRules(cascade=True, cascade_into=frozenset({"comment"}))
+    [done, in_session] = delete(database_url, [ANN, BEN, DEE], rules=rules)
+    assert [(email, [where for where, *_ in steps]) for email, steps in done] == [
+        (
+            "ann@example.com",
+            [
+                "accesstoken.user_id",
+                "comment.item_id",
+                "item.owner_id",
+                "message.sender_id",
+                "note.user_id",
+                "oauth_account.user_id",
+            ],
+        ),
+        ("ben@example.com", ["accesstoken.user_id", "item.owner_id", "oauth_account.user_id"]),
+        ("dee@example.com", []),
+    ]
+    assert in_session == [False, False, False]
+    assert left(db) == {
+        "user": ["cy@example.com"],
+        "oauth_account": [],
+        "accesstoken": ["cy@example.com"],
+        "item": {},
+        "comment": [],
+        "note": 0,
+        "message": 0,
+    }
+
+
+def test_deleting_the_last_superuser_needs_force(database_url: str) -> None:
+    db = people(database_url, cy={"is_superuser": True})
+    with pytest.raises(LastSuperuser, match=r"would remove cy@example.com\)"):
+        delete(database_url, [CY, DEE])
+    assert db.count() == 4
+    assert delete(database_url, [CY, DEE], force=True) == [
+        [("cy@example.com", []), ("dee@example.com", [])],
+        [False, False],
+    ]
+    assert db.emails() == ["ann@example.com", "ben@example.com"]
+
+
+def test_a_member_s_parent_rows_go_with_it(database_url: str) -> None:
+    db = members(database_url)
+
+    async def work(ctx: UserContext) -> Any:
+        return summary(await delete_users(ctx, await load(ctx, 2)))
+
+    assert run(database_url, work, model_path=MEMBER) == [("m2@example.com", [])]
+    assert [row["id"] for row in db.query("SELECT id FROM member ORDER BY id")] == [1, 3]
+    assert [row["id"] for row in db.query("SELECT id FROM principal ORDER BY id")] == [1, 3]
+    assert [row["id"] for row in db.query("SELECT id FROM entity ORDER BY id")] == [1, 3]
+
+
+# Planning, nothing written ---------------------------------------------------------------------
+
+
+def plan(url: str, ids: list[uuid.UUID], rules: DeleteRules | None = None) -> Any:
+    async def work(ctx: UserContext) -> Any:
+        return summary(await plan_deletes(ctx, await load(ctx, *ids), rules))
+
+    return run(url, work, commit=False)
+
+
+def test_a_plan_says_what_deleting_would_do_and_writes_nothing(database_url: str) -> None:
+    db = app_tables(database_url)
+    assert plan(database_url, [CY, DEE]) == [
+        ("cy@example.com", [("accesstoken.user_id", 1, "deleted", GO_WITH_THE_USER)]),
+        ("dee@example.com", []),
+    ]
+    rules = DeleteRules(cascade=True, cascade_into=frozenset({"comment"}))
+    assert plan(database_url, [ANN], rules) == [
+        (
+            "ann@example.com",
+            [
+                ("accesstoken.user_id", 1, "deleted", GO_WITH_THE_USER),
+                ("comment.item_id", 2, "deleted", "--cascade-into"),
+                ("item.owner_id", 2, "deleted", "--cascade"),
+                ("message.sender_id", 1, "deleted", "--cascade"),
+                ("note.user_id", 2, "deleted", "ON DELETE CASCADE"),
+                ("oauth_account.user_id", 1, "deleted", GO_WITH_THE_USER),
+            ],
+        )
+    ]
+    with pytest.raises(RowsReferToUser, match=r"^rows still refer .*: ben@example.com: 1 row of "):
+        plan(database_url, [BEN])
+    assert left(db) == ALL
+
+
+def test_the_user_to_reassign_to_must_not_be_deleted_too(database_url: str) -> None:
+    db = app_tables(database_url)
+
+    async def work(ctx: UserContext) -> Any:
+        cy, dee = await load(ctx, CY, DEE)
+        rules = DeleteRules(reassign_to=dee)
+        with pytest.raises(InvalidInput) as refused:
+            await plan_deletes(ctx, [cy, dee], rules)
+        with pytest.raises(InvalidInput):
+            await delete_users(ctx, [dee], rules=rules)
+        return str(refused.value), summary(await plan_deletes(ctx, [cy], rules))
+
+    assert run(database_url, work, commit=False) == (
+        "--reassign-to dee@example.com: that user is being deleted too",
+        [("cy@example.com", [("accesstoken.user_id", 1, "deleted", GO_WITH_THE_USER)])],
+    )
+    assert left(db) == ALL
+
+
+def test_tables_to_cascade_into_must_exist(database_url: str) -> None:
+    db = app_tables(database_url)
+    rules = DeleteRules(cascade=True, cascade_into=frozenset({"zebra", "comment", "ant"}))
+    with pytest.raises(InvalidInput) as refused:
+        plan(database_url, [ANN], rules)
+    assert str(refused.value) == "--cascade-into ant, zebra: the database has no such table"
+    with pytest.raises(InvalidInput, match="^--cascade-into ant, zebra: "):
+        delete(database_url, [ANN], rules=rules)
+    assert left(db) == ALL
