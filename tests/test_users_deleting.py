@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
-from functools import lru_cache
+from functools import cache
 from typing import Any, TypeVar
 
 import pytest
@@ -21,7 +21,7 @@ from pwdlib.hashers.bcrypt import BcryptHasher
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from harness import PASSWORD, Database, execute, is_mysql, seed_hash, user_and_token_tables
+from harness import PASSWORD, Database, execute, seed_hash, user_and_token_tables
 from usersctl.db import SQLAlchemyBaseUserTable
 from usersctl.errors import CheckFailed, InvalidInput, LastSuperuser
 from usersctl.passwords import ARGON2, BCRYPT, Hashing, verify_password
@@ -149,7 +149,9 @@ def guards(url: str, *cases: tuple[list[uuid.UUID], bool]) -> list[str | None]:
 
 def test_the_guard_refuses_to_lose_every_active_superuser(database_url: str) -> None:
     people(database_url, ann={"is_superuser": True}, ben={"is_superuser": True})
-    assert guards(database_url, ([ANN, CY, BEN], False), ([BEN, CY], False), ([ANN, BEN], True)) == [
+    assert guards(
+        database_url, ([ANN, CY, BEN], False), ([BEN, CY], False), ([ANN, BEN], True)
+    ) == [
         "refusing to leave no active superuser (would remove ann@example.com, ben@example.com); "
         "use --force to do it anyway",
         None,  # one of the two may go
@@ -253,6 +255,26 @@ def test_touching_fills_the_parent_s_onupdate_column_of_those_users_only(databas
         {"id": 2, "kind": "member"},
         {"id": 3, "kind": "member"},
     ]
+
+
+#: Whether an UPDATE is written is the same on every database: SQLite alone (whose trigger is
+#: the shortest to write).
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_parent_without_onupdate_columns_is_not_written(database_url: str) -> None:
+    # As an app's audit trigger would, one on the grandparent notes every UPDATE of its rows.
+    db = members(database_url)
+    db.execute(
+        "CREATE TABLE entity_log (id INTEGER NOT NULL)",
+        "CREATE TRIGGER entity_written AFTER UPDATE ON entity "
+        "BEGIN INSERT INTO entity_log VALUES (NEW.id); END",
+    )
+
+    async def work(ctx: UserContext) -> None:
+        await touch_parent_rows(ctx, [2])
+
+    run(database_url, work, model_path=MEMBER)
+    assert updated(db) == {1: 0, 2: 1, 3: 0}
+    assert db.count("entity_log") == 0
 
 
 def test_a_user_table_without_parents_has_nothing_to_touch(database_url: str) -> None:
@@ -408,7 +430,10 @@ def summary(plans: list[DeletePlan]) -> list[tuple[str, list[tuple[str, int, str
     return [
         (
             plan.user.email,
-            sorted((step.reference.where, step.rows, step.action.value, step.by) for step in plan.walk()),
+            sorted(
+                (step.reference.where, step.rows, step.action.value, step.by)
+                for step in plan.walk()
+            ),
         )
         for plan in plans
     ]
@@ -628,6 +653,309 @@ def test_tables_to_cascade_into_must_exist(database_url: str) -> None:
     with pytest.raises(InvalidInput) as refused:
         plan(database_url, [ANN], rules)
     assert str(refused.value) == "--cascade-into ant, zebra: the database has no such table"
-    with pytest.raises(InvalidInput, match="^--cascade-into ant, zebra: "):
+    with pytest.raises(InvalidInput, match=r"^--cascade-into ant, zebra: "):
         delete(database_url, [ANN], rules=rules)
     assert left(db) == ALL
+
+
+# Choosing the scheme of new hashes -------------------------------------------------------------
+
+
+@cache
+def bcrypt_hash(rounds: int = 4, password: str = PASSWORD) -> str:
+    return BcryptHasher(rounds=rounds).hash(password)
+
+
+@cache
+def argon2_hash(time_cost: int = 1, password: str = PASSWORD) -> str:
+    """An Argon2id hash; ``time_cost=1`` is the quick hashing's own (current), others outdated."""
+    return Argon2Hasher(time_cost=time_cost, memory_cost=1024, parallelism=1).hash(password)
+
+
+def bad_bcrypt(letter: str) -> str:
+    """A bcrypt hash of 31 rounds: too costly to verify."""
+    return "$2b$31$" + letter * 53
+
+
+def hashes(url: str, *stored: str) -> list[uuid.UUID]:
+    """The tables with one user per hash (u0@example.com...), whose ids sort in that order."""
+    db = user_tables(url)
+    ids = [uuid.UUID(int=number + 1) for number in range(len(stored))]
+    db.seed_specs(
+        *(
+            {"id": user_id, "email": f"u{number}@example.com", "hashed_password": hashed}
+            for number, (user_id, hashed) in enumerate(zip(ids, stored, strict=True))
+        )
+    )
+    return ids
+
+
+def choose(url: str, requested: str = "auto", helper: Hashing | None = None) -> Any:
+    """The hashing ``choose_hashing`` picks and its reason, and what ``_holds_hash_like``
+    says of the patterns of Argon2 and bcrypt hashes."""
+
+    async def work(ctx: UserContext) -> Any:
+        choice = await choose_hashing(ctx, requested, helper)
+        holds = [await _holds_hash_like(ctx, pattern) for pattern in ("$argon2%", "$2%$%")]
+        return choice.hashing, choice.reason, holds
+
+    return run(url, work, commit=False)
+
+
+BCRYPT_ONLY = (
+    "the table's password hashes are bcrypt, none Argon2, so the app may verify bcrypt only"
+)
+
+
+def test_auto_writes_argon2_where_the_table_holds_any(database_url: str) -> None:
+    hashes(database_url, bcrypt_hash(), argon2_hash(), "!DISABLED!")
+    assert choose(database_url) == (ARGON2, None, [True, True])
+
+
+def test_auto_writes_bcrypt_where_the_table_holds_bcrypt_alone(database_url: str) -> None:
+    hashes(database_url, "!DISABLED!", bcrypt_hash())
+    assert choose(database_url) == (BCRYPT, BCRYPT_ONLY, [False, True])
+
+
+def test_auto_writes_argon2_where_the_table_holds_neither(database_url: str) -> None:
+    # Almost: no 2 after the $, no $ after the cost, no 2 after argon.
+    hashes(database_url, "!DISABLED!", "$3b$04$x", "$2b04", "x$2b$04$", "$argon")
+    assert choose(database_url) == (ARGON2, None, [False, False])
+
+
+def test_a_scheme_asked_for_or_the_app_s_helper_wins_over_the_table(database_url: str) -> None:
+    hashes(database_url, argon2_hash())
+    assert choose(database_url, "bcrypt") == (BCRYPT, None, [True, False])
+    helper = Hashing("app", PasswordHash((BcryptHasher(),)))
+    assert choose(database_url, "argon2", helper) == (helper, None, [True, False])
+
+
+# Which stored hashes are worth checking --------------------------------------------------------
+
+
+class NoHashers:
+    """An app's helper that hashes and verifies but cannot be asked which hashes it knows."""
+
+    def hash(self, password: str) -> str:
+        return argon2_hash(password=password)
+
+    def verify_and_update(self, password: str, hashed: str) -> tuple[bool, str | None]:
+        return verify_password(password, hashed), None
+
+
+def test_without_a_helper_argon2_and_bcrypt_hashes_of_a_sane_cost_are_checkable() -> None:
+    checkable = {
+        hashed: _checkable(hashed, ARGON2)
+        for hashed in (argon2_hash(), bcrypt_hash(), bad_bcrypt("a"), "plain", "")
+    }
+    assert list(checkable.values()) == [True, True, False, False, False]
+    assert _checkable(argon2_hash(time_cost=17), BCRYPT) is False
+
+
+def test_a_helper_decides_what_it_knows_or_takes_any_hash_when_it_cannot_say() -> None:
+    bcrypt_only = Hashing("app", PasswordHash((BcryptHasher(),)))
+    assert [_checkable(h, bcrypt_only) for h in (bcrypt_hash(), argon2_hash(), "plain")] == [
+        True,
+        False,
+        False,
+    ]
+    anything = Hashing("app", NoHashers())
+    assert [_checkable(h, anything) for h in ("plain", "", bad_bcrypt("a"))] == [
+        True,
+        False,
+        False,
+    ]
+
+
+# The decoy for a user without a usable hash ----------------------------------------------------
+
+
+def decoy(url: str, hashing: Hashing = ARGON2, **sample: int) -> str | None:
+    async def work(ctx: UserContext) -> str | None:
+        return await _decoy_hash(ctx, hashing, **sample)
+
+    return run(url, work, commit=False)
+
+
+def test_the_decoy_is_of_the_most_common_argon2_parameters(database_url: str) -> None:
+    hashes(database_url, argon2_hash(2), argon2_hash(password="a"), argon2_hash(password="b"))
+    assert decoy(database_url) == argon2_hash(password="a")
+
+
+def test_the_decoy_is_of_the_most_common_bcrypt_cost_among_checkable_hashes(
+    database_url: str,
+) -> None:
+    stored = [bcrypt_hash(5), bcrypt_hash(password="a"), bcrypt_hash(password="b")]
+    stored += [bad_bcrypt("x"), bad_bcrypt("y"), bad_bcrypt("z"), "plain", "plain", "plain"]
+    hashes(database_url, *stored)
+    assert decoy(database_url) == bcrypt_hash(password="a")
+
+
+def test_the_decoy_is_one_the_app_s_helper_knows(database_url: str) -> None:
+    hashes(database_url, argon2_hash(), argon2_hash(password="a"), bcrypt_hash(password="b"))
+    bcrypt_only = Hashing("app", PasswordHash((BcryptHasher(),)))
+    assert decoy(database_url, bcrypt_only) == bcrypt_hash(password="b")
+
+
+def test_no_decoy_without_a_checkable_hash(database_url: str) -> None:
+    hashes(database_url, "!DISABLED!", "plain", bad_bcrypt("a"))
+    assert decoy(database_url) is None
+
+
+def test_the_decoy_comes_from_a_sample_of_the_table(database_url: str) -> None:
+    hashes(database_url, argon2_hash(), bcrypt_hash(password="a"), bcrypt_hash(password="b"))
+    assert decoy(database_url, sample=2) == argon2_hash()
+    assert decoy(database_url, sample=3) == bcrypt_hash(password="a")
+
+
+# Checking a password ---------------------------------------------------------------------------
+
+
+class NotingHash(PasswordHash):
+    """An app's own helper, pwdlib's ``PasswordHash``: it hashes and verifies for real, and
+    notes the hashes it verified against and how many passwords it hashed."""
+
+    def __init__(self, *hashers: Any) -> None:
+        super().__init__(hashers)
+        self.verified: list[str] = []
+        self.hashed = 0
+
+    def hash(self, password: str | bytes, *, salt: bytes | None = None) -> str:
+        self.hashed += 1
+        return super().hash(password, salt=salt)
+
+    def verify_and_update(
+        self, password: str | bytes, hash: str | bytes
+    ) -> tuple[bool, str | None]:
+        self.verified.append(str(hash))
+        return super().verify_and_update(password, hash)
+
+
+def checks(
+    url: str, *calls: tuple[str, str, dict[str, Any]], model_path: str | None = None
+) -> list[Any]:
+    """``check_password`` for each (email or id, password, options), in one session, committed:
+    each match as (email, scheme, rehashed, replacement), each failure as its message."""
+
+    async def work(ctx: UserContext) -> list[Any]:
+        said: list[Any] = []
+        for who, password, options in calls:
+            try:
+                match = await check_password(ctx, who, password, **options)
+            except CheckFailed as failed:
+                said.append(str(failed))
+            else:
+                assert isinstance(match, PasswordMatch)
+                said.append((match.user.email, match.scheme, match.rehashed, match.replacement))
+        return said
+
+    return run(url, work, model_path=model_path)
+
+
+def stored(db: Database) -> dict[str, str]:
+    return {row["email"]: row["hashed_password"] for row in db.rows()}
+
+
+def test_a_right_password_matches_a_wrong_one_does_not(database_url: str) -> None:
+    db = people(database_url)
+    assert checks(
+        database_url,
+        ("ann@example.com", PASSWORD, {}),
+        (str(BEN), PASSWORD, {"rehash": True}),
+        ("ann@example.com", "wrong", {}),
+    ) == [
+        ("ann@example.com", "argon2", False, None),
+        ("ben@example.com", "argon2", False, None),
+        NO_MATCH,
+    ]
+    assert set(stored(db).values()) == {seed_hash()}
+
+
+def test_a_bcrypt_hash_is_replaced_only_with_rehash(database_url: str) -> None:
+    hashes(database_url, bcrypt_hash(), bcrypt_hash(password="b"))
+    assert checks(
+        database_url,
+        ("u0@example.com", PASSWORD, {}),
+        ("u1@example.com", "b", {"rehash": True}),
+    ) == [
+        ("u0@example.com", "bcrypt", False, "argon2"),
+        ("u1@example.com", "bcrypt", True, "argon2"),
+    ]
+    after = stored(Database(database_url))
+    assert after["u0@example.com"] == bcrypt_hash()
+    assert after["u1@example.com"].startswith("$argon2id$v=19$m=1024,t=1,p=1$")
+    assert verify_password("b", after["u1@example.com"])
+    # Bcrypt asked for: 4 rounds are outdated to FastAPI Users' 12.
+    assert checks(
+        database_url, ("u0@example.com", PASSWORD, {"rehash": True, "hashing": BCRYPT})
+    ) == [("u0@example.com", "bcrypt", True, "bcrypt")]
+    after = stored(Database(database_url))
+    assert after["u0@example.com"].startswith("$2b$12$")
+    assert verify_password(PASSWORD, after["u0@example.com"])
+
+
+def test_an_outdated_argon2_hash_is_replaced_in_the_scheme_asked_for(database_url: str) -> None:
+    hashes(database_url, argon2_hash(2), argon2_hash(2, "b"))
+    assert checks(
+        database_url,
+        ("u0@example.com", PASSWORD, {"rehash": True, "hashing": BCRYPT}),
+        ("u1@example.com", "b", {"rehash": True}),
+    ) == [
+        ("u0@example.com", "argon2-outdated", True, "bcrypt"),
+        ("u1@example.com", "argon2-outdated", True, "argon2"),
+    ]
+    after = stored(Database(database_url))
+    assert after["u0@example.com"].startswith("$2b$12$")
+    assert verify_password(PASSWORD, after["u0@example.com"])
+    assert after["u1@example.com"].startswith("$argon2id$v=19$m=1024,t=1,p=1$")
+
+
+def test_the_app_s_helper_says_which_parameters_are_outdated(database_url: str) -> None:
+    # Its Argon2 takes two passes: the quick hashing's one-pass hash is outdated to it.
+    hashes(database_url, argon2_hash())
+    helper = Hashing("app", PasswordHash((Argon2Hasher(time_cost=2, memory_cost=1024),)))
+    assert checks(database_url, ("u0@example.com", PASSWORD, {"hashing": helper})) == [
+        ("u0@example.com", "argon2-outdated", False, "argon2")
+    ]
+
+
+def test_a_rehashed_member_s_parent_is_touched(database_url: str) -> None:
+    db = members(database_url)
+    db.execute(f"UPDATE member SET hashed_password = '{bcrypt_hash()}' WHERE id = 2")
+    assert checks(
+        database_url, ("m2@example.com", PASSWORD, {"rehash": True}), model_path=MEMBER
+    ) == [("m2@example.com", "bcrypt", True, "argon2")]
+    assert updated(db) == {1: 0, 2: 1, 3: 0}
+
+
+def test_no_user_or_no_usable_hash_is_checked_against_the_decoy(database_url: str) -> None:
+    # Most hashes are bcrypt: the decoy is the first of them; even its password does not match.
+    hashes(database_url, "!DISABLED!", argon2_hash(), bcrypt_hash(), bcrypt_hash(password="b"))
+    noted = NotingHash(Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1), BcryptHasher())
+    helper = Hashing("app", noted)
+    assert checks(
+        database_url,
+        ("nobody@example.com", PASSWORD, {"hashing": helper}),
+        ("u0@example.com", PASSWORD, {"hashing": helper}),
+    ) == [NO_MATCH, NO_MATCH]
+    assert noted.verified == [bcrypt_hash(), bcrypt_hash()]
+    assert noted.hashed == 0
+
+
+def test_without_any_usable_hash_the_password_is_hashed_instead(database_url: str) -> None:
+    hashes(database_url, "!DISABLED!", "plain")
+    noted = NotingHash(Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1))
+    helper = Hashing("app", noted)
+    assert checks(
+        database_url,
+        ("nobody@example.com", PASSWORD, {"hashing": helper}),
+        ("u0@example.com", PASSWORD, {"hashing": helper}),
+    ) == [NO_MATCH, NO_MATCH]
+    assert (noted.verified, noted.hashed) == ([], 2)
+
+
+def test_without_a_helper_an_unknown_hash_is_no_match(database_url: str) -> None:
+    hashes(database_url, "plain", bcrypt_hash())
+    assert checks(
+        database_url, ("u0@example.com", "plain", {}), ("nobody@example.com", PASSWORD, {})
+    ) == [NO_MATCH, NO_MATCH]
