@@ -808,16 +808,23 @@ def test_the_decoy_comes_from_a_sample_of_the_table(database_url: str) -> None:
     assert decoy(database_url, sample=3) == bcrypt_hash(password="a")
 
 
+def test_the_sample_is_of_a_hundred_users(database_url: str) -> None:
+    # 50 bcrypt and 50 Argon2 hashes, bcrypt first (the tie goes to it), then one more Argon2.
+    stored = [bcrypt_hash(), *[argon2_hash()] * 50, *[bcrypt_hash()] * 49, argon2_hash()]
+    hashes(database_url, *stored)
+    assert decoy(database_url) == bcrypt_hash()
+
+
 # Checking a password ---------------------------------------------------------------------------
 
 
 class NotingHash(PasswordHash):
     """An app's own helper, pwdlib's ``PasswordHash``: it hashes and verifies for real, and
-    notes the hashes it verified against and how many passwords it hashed."""
+    notes each (password, hash) it verified and how many passwords it hashed."""
 
     def __init__(self, *hashers: Any) -> None:
         super().__init__(hashers)
-        self.verified: list[str] = []
+        self.verified: list[tuple[str | bytes, str | bytes]] = []
         self.hashed = 0
 
     def hash(self, password: str | bytes, *, salt: bytes | None = None) -> str:
@@ -827,7 +834,7 @@ class NotingHash(PasswordHash):
     def verify_and_update(
         self, password: str | bytes, hash: str | bytes
     ) -> tuple[bool, str | None]:
-        self.verified.append(str(hash))
+        self.verified.append((password, hash))
         return super().verify_and_update(password, hash)
 
 
@@ -938,7 +945,7 @@ def test_no_user_or_no_usable_hash_is_checked_against_the_decoy(database_url: st
         ("nobody@example.com", PASSWORD, {"hashing": helper}),
         ("u0@example.com", PASSWORD, {"hashing": helper}),
     ) == [NO_MATCH, NO_MATCH]
-    assert noted.verified == [bcrypt_hash(), bcrypt_hash()]
+    assert noted.verified == [(PASSWORD, bcrypt_hash()), (PASSWORD, bcrypt_hash())]
     assert noted.hashed == 0
 
 
