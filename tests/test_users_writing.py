@@ -8,13 +8,12 @@ for the mutation run of users.py (benchmarks/mutation.py)."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import ForeignKey, Integer, String, Table, text
+from sqlalchemy import Boolean, Column, ForeignKey, Integer, String, Table, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, MappedAsDataclass, mapped_column
@@ -26,7 +25,6 @@ from harness import (
     is_sqlite,
     query,
     serial_primary_key,
-    sql_engine,
     user_and_token_tables,
 )
 from usersctl.db import SQLAlchemyBaseUserTable
@@ -84,7 +82,13 @@ def uuid_users(url: str, *, unique_key: bool = True, columns: str = "", **values
         key = "email" if is_mysql(url) else "lower(email)"
         db.execute(f'CREATE UNIQUE INDEX ix_user_email_lower ON "user" ({key})')
     db.seed_specs(
-        {"id": ANN, "email": "ann@example.com", "is_superuser": True, "is_verified": True, **values},
+        {
+            "id": ANN,
+            "email": "ann@example.com",
+            "is_superuser": True,
+            "is_verified": True,
+            **values,
+        },
         {"id": BEN, "email": "ben@example.com", **values},
     )
     return db
@@ -520,7 +524,7 @@ def test_the_unique_index_a_row_breaks_is_named(database_url: str) -> None:
 
 def test_a_unique_constraint_of_several_columns_names_them_all(database_url: str) -> None:
     db = team_tables(database_url)
-    drop = 'DROP INDEX ix_user_username' + (' ON "user"' if is_mysql(database_url) else "")
+    drop = "DROP INDEX ix_user_username" + (' ON "user"' if is_mysql(database_url) else "")
     db.execute(drop, 'CREATE UNIQUE INDEX ix_user_team_name ON "user" (team_id, username)')
     db.execute(insert("ann@example.com", team=1, name="dee"))
     named = violation_named(database_url, insert("cy@example.com", team=1, name="dee"), [])
@@ -627,6 +631,34 @@ def test_an_integer_id_the_database_does_not_number_has_no_next(database_url: st
     assert peeked(database_url) == (None, [])
 
 
+class KeylessBase(DeclarativeBase):
+    pass
+
+
+KEYLESS = Table(
+    "user",
+    KeylessBase.metadata,
+    Column("id", Integer, nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("hashed_password", String(1024), nullable=False),
+    Column("is_active", Boolean, nullable=False),
+    Column("is_superuser", Boolean, nullable=False),
+    Column("is_verified", Boolean, nullable=False),
+)
+
+
+class Keyless(KeylessBase):
+    """An app's user on a table without a primary key: the mapper is told which column is it."""
+
+    __table__ = KEYLESS
+    __mapper_args__ = {"primary_key": [KEYLESS.c.id]}  # noqa: RUF012 (as apps write it)
+
+
+def test_a_table_without_a_primary_key_has_no_next_id(database_url: str) -> None:
+    Database(database_url).execute(f'CREATE TABLE "user" (id INTEGER NOT NULL, {BASE})')
+    assert peeked(database_url, model_path=f"{__name__}:Keyless") == (None, [])
+
+
 ADD = (
     'INSERT INTO "user" (email, hashed_password, is_active, is_superuser, is_verified) '
     "VALUES ('{}@example.com', 'x', true, false, false)"
@@ -708,7 +740,9 @@ def test_a_role_that_may_not_use_the_sequence_has_no_next_and_keeps_its_transact
     app = role_url(database_url)
 
     async def peek(ctx: UserContext) -> Any:
-        return await peek_next_ids(ctx), await ctx.session.scalar(text('SELECT count(*) FROM "user"'))
+        return await peek_next_ids(ctx), await ctx.session.scalar(
+            text('SELECT count(*) FROM "user"')
+        )
 
     try:
         assert run(app, peek) == (None, 1)
@@ -811,8 +845,7 @@ def restore(url: str, *peeks: tuple[str, int, int | None]) -> str:
         engine = create_engine(url)
         try:
             upcoming = [
-                NextIds(next_id, 1, always=False, table=Table(name, TeamBase.metadata),
-                        counter_before=before)  # fmt: skip
+                NextIds(next_id, 1, False, Table(name, TeamBase.metadata), before)
                 for name, next_id, before in peeks
             ]
             await _restore_counters(engine, upcoming)
@@ -990,6 +1023,17 @@ def test_an_address_another_user_has_is_refused(database_url: str) -> None:
     assert stored(db)["is_active"] is True
 
 
+def test_an_address_the_lookup_finds_as_the_user_s_own_is_not_taken(database_url: str) -> None:
+    """MariaDB's _ci collation takes ``ä`` for ``a``: the lookup of the new address finds the
+    user itself, which is no other user having it."""
+    db = uuid_users(database_url)
+    assert update(database_url, email="änn@example.com") == {
+        "email": ("ann@example.com", "änn@example.com"),
+        "is_verified": (True, False),
+    }
+    assert stored(db)["email"] == "änn@example.com"
+
+
 @pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 def test_a_case_change_the_unique_key_refuses_names_the_address(database_url: str) -> None:
     """A table whose unique key tells case apart may hold both spellings: the change of case,
@@ -1086,3 +1130,41 @@ def test_a_change_to_a_subclass_s_user_touches_its_parent_row(
     )
     assert db.query("SELECT stamp FROM nodes") == [{"stamp": stamp}]
     assert bool(db.query("SELECT is_verified FROM person")[0]["is_verified"]) is bool(stamp)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_a_check_on_the_address_is_no_clash_with_another_user(database_url: str) -> None:
+    """Only a unique key on the address means another user has it: a CHECK constraint that
+    names the email refuses the value, and its error is left as it is (MariaDB's is no
+    IntegrityError)."""
+    check = ", CONSTRAINT ck_email_allowed CHECK (email <> 'blocked@example.com')"
+    db = uuid_users(database_url, columns=check)
+    with pytest.raises(IntegrityError):
+        run(database_url, lambda ctx: create_user(ctx, "blocked@example.com", HASH))
+    assert db.count() == 2
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_dry_run_on_a_generated_always_id_names_a_refused_address(database_url: str) -> None:
+    db = integer_users(database_url, "INTEGER GENERATED ALWAYS AS IDENTITY PRIMARY KEY")
+    db.execute(
+        "CREATE FUNCTION blocked() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'this email is blocked' USING ERRCODE = '23000'; END $$",
+        'CREATE TRIGGER blocked BEFORE INSERT ON "user" FOR EACH ROW EXECUTE FUNCTION blocked()',
+    )
+    with pytest.raises(UserAlreadyExists) as refused:
+        dry_run(database_url)
+    assert str(refused.value) == "a user with email 'cy@example.com' already exists"
+    assert sequence_state(database_url) == (1, False)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_text_ids_a_sequence_fills_are_not_peeked_at(database_url: str) -> None:
+    db = Database(database_url)
+    db.execute(
+        "CREATE SEQUENCE user_id_seq",
+        'CREATE TABLE "user" (id VARCHAR(20) NOT NULL PRIMARY KEY '
+        f"DEFAULT CAST(nextval('user_id_seq') AS text), {BASE})",
+        'ALTER SEQUENCE user_id_seq OWNED BY "user".id',
+    )
+    assert peeked(database_url) == (None, [])
