@@ -278,12 +278,12 @@ def test_addresses_beyond_ascii_are_found_in_any_case(database_url: str) -> None
         {"id": BEN, "email": "bäd@nodot"},
         {"id": CY, "email": "éva_1@x.org"},
         {"id": DI, "email": "ωva_1@x.org"},
+        {"id": EVE, "email": "jürgen@x.org"},
     )
-    assert found(database_url, "ÄRGER@BÜCHER.EXAMPLE", " BÄD@nodot ", "ÉVA_1@x.org") == [
-        "ärger@bücher.example",
-        "bäd@nodot",
-        "éva_1@x.org",
-    ]
+    decomposed = "JU\u0308RGEN@x.org"  # the umlaut a mark of its own: NFC composes it
+    assert found(
+        database_url, "ÄRGER@BÜCHER.EXAMPLE", " BÄD@nodot ", "ÉVA_1@x.org", decomposed
+    ) == ["ärger@bücher.example", "bäd@nodot", "éva_1@x.org", "jürgen@x.org"]
     assert found(database_url, "évax1@x.org", "ärgerx@bücher.example") == [
         "UserNotFound: no user 'évax1@x.org'",
         "UserNotFound: no user 'ärgerx@bücher.example'",
@@ -536,7 +536,6 @@ def test_a_domain_matches_its_exact_end_in_either_form(database_url: str) -> Non
         {"email": "di@sub.x_y.org.evil"},
         {"email": "eve@bücher.example"},
         {"email": "fay@XN--BCHER-KVA.example"},
-        {"email": "gus@b%cher.example"},
     )
     assert selected(
         database_url,
@@ -795,10 +794,11 @@ def test_a_run_that_fills_the_page_is_taken_whole(database_url: str) -> None:
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_run_is_told_by_the_lowercased_address(database_url: str) -> None:
-    """PostgreSQL uppercases the dotless ``ı`` to ``I``: two addresses equal in upper case
+    """PostgreSQL uppercases the dotless i (U+0131) to ``I``: two addresses equal in upper case
     but not in lower case are no run."""
-    make_table(database_url, unique_key=False).seed("i@x.org", "ı@x.org")
-    assert pages(database_url, 1) == [(["i@x.org"], 2, "i@x.org"), (["ı@x.org"], 2, None)]
+    dotless = "\u0131@x.org"
+    make_table(database_url, unique_key=False).seed("i@x.org", dotless)
+    assert pages(database_url, 1) == [(["i@x.org"], 2, "i@x.org"), ([dotless], 2, None)]
 
 
 def test_the_order_adds_the_id_where_no_unique_key_settles_it() -> None:
