@@ -181,8 +181,9 @@ class Unstamped(SQLAlchemyBaseUserTableUUID, Base):
     joined: Mapped[dt.datetime] = mapped_column(DateTime)
 
 
-def declared(user_class: type, *extra: str) -> UserModel:
-    return UserModel(user_class=user_class, source="tests", extra_columns=extra)
+def declared(user_class: type) -> UserModel:
+    """The model of a declared class, without a database."""
+    return UserModel(user_class=user_class, source="tests")
 
 
 # Columns, rows and ids -----------------------------------------------------------------------------
