@@ -346,9 +346,13 @@ _ASYNCPG_TAKES = (
     "password, port, prepared_statement_cache_size, service, servicefile, ssl, "
     "statement_cache_size, target_session_attrs, timeout, user (and sslmode)"
 )
-_MYSQL_TAKES = (
+_ASYNCMY_TAKES = (
     "it takes charset, connect_timeout, init_command, local_infile, read_timeout, ssl_ca, "
-    "ssl_capath, ssl_cert, ssl_check_hostname, ssl_cipher, ssl_key, unix_socket, write_timeout"
+    "ssl_capath, ssl_cert, ssl_check_hostname, ssl_cipher, ssl_key, unix_socket"
+)
+_AIOMYSQL_TAKES = (
+    "it takes charset, connect_timeout, init_command, local_infile, ssl_ca, "
+    "ssl_capath, ssl_cert, ssl_check_hostname, ssl_cipher, ssl_key, unix_socket"
 )
 _SQLITE_TAKES = (
     "it takes cached_statements, check_same_thread, detect_types, isolation_level, timeout, "
@@ -431,7 +435,23 @@ _SQLITE_TAKES = (
         ),
         (
             "mysql://h/db?sslmode=require",
-            f"the database URL has a parameter MySQL does not take: ?sslmode; {_MYSQL_TAKES}",
+            f"the database URL has a parameter asyncmy does not take: ?sslmode; {_ASYNCMY_TAKES}",
+        ),
+        # Neither driver has a write timeout, nor aiomysql a read timeout: connect() would fail
+        # with a TypeError (unexpected keyword argument), and asyncmy's with a ValueError on 0.
+        (
+            "mysql://h/db?write_timeout=5",
+            "the database URL has a parameter asyncmy does not take: ?write_timeout; "
+            + _ASYNCMY_TAKES,
+        ),
+        (
+            "mysql+aiomysql://h/db?read_timeout=5&write_timeout=5",
+            "the database URL has parameters aiomysql does not take: ?read_timeout, "
+            f"?write_timeout; {_AIOMYSQL_TAKES}",
+        ),
+        (
+            "mariadb://h/db?read_timeout=0",
+            "the database URL's ?read_timeout= must be a finite number above 0",
         ),
     ],
 )
@@ -839,9 +859,7 @@ def test_a_mysql_server_that_never_greets_is_given_up_after_the_connect_timeout(
 
 def test_a_mysql_urls_timeouts_are_taken_out_of_the_url_that_sqlalchemy_reads() -> None:
     # SQLAlchemy's MySQL dialects would read them as whole seconds: int("0.5") fails.
-    engine = create_engine(
-        "mysql://app@db/app?connect_timeout=0.5&read_timeout=0.5&write_timeout=0.5&ssl_ca=/ca"
-    )
+    engine = create_engine("mysql://app@db/app?connect_timeout=0.5&read_timeout=0.5&ssl_ca=/ca")
     assert (
         engine.url.render_as_string() == "mysql+asyncmy://app@db/app?charset=utf8mb4&ssl_ca=%2Fca"
     )
