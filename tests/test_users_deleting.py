@@ -497,25 +497,25 @@ def test_rows_without_a_rule_block_the_delete_and_nothing_goes(database_url: str
     assert left(db) == ALL
 
 
+#: Ann's plan under --cascade --cascade-into comment: each table's rows, how many, what is done,
+#: and why.
+ANN_CASCADING = (
+    "ann@example.com",
+    [
+        ("accesstoken.user_id", 1, "deleted", GO_WITH_THE_USER),
+        ("comment.item_id", 2, "deleted", "--cascade-into"),
+        ("item.owner_id", 2, "deleted", "--cascade"),
+        ("message.sender_id", 1, "deleted", "--cascade"),
+        ("note.user_id", 2, "deleted", "ON DELETE CASCADE"),
+        ("oauth_account.user_id", 1, "deleted", GO_WITH_THE_USER),
+    ],
+)
+
+
 def test_cascade_deletes_the_rows_and_cascade_into_those_further_down(database_url: str) -> None:
     db = app_tables(database_url)
     rules = DeleteRules(cascade=True, cascade_into=frozenset({"comment"}))
-    assert delete(database_url, [ANN], rules=rules) == [
-        [
-            (
-                "ann@example.com",
-                [
-                    ("accesstoken.user_id", 1, "deleted", GO_WITH_THE_USER),
-                    ("comment.item_id", 2, "deleted", "--cascade-into"),
-                    ("item.owner_id", 2, "deleted", "--cascade"),
-                    ("message.sender_id", 1, "deleted", "--cascade"),
-                    ("note.user_id", 2, "deleted", "ON DELETE CASCADE"),
-                    ("oauth_account.user_id", 1, "deleted", GO_WITH_THE_USER),
-                ],
-            )
-        ],
-        [False],
-    ]
+    assert delete(database_url, [ANN], rules=rules) == [[ANN_CASCADING], [False]]
     assert left(db) == {
         "user": ["ben@example.com", "cy@example.com", "dee@example.com"],
         "oauth_account": ["ben@example.com", "dee@example.com"],
@@ -632,19 +632,7 @@ def test_a_plan_says_what_deleting_would_do_and_writes_nothing(database_url: str
         ),
     ]
     rules = DeleteRules(cascade=True, cascade_into=frozenset({"comment"}))
-    assert plan(database_url, [ANN], rules) == [
-        (
-            "ann@example.com",
-            [
-                ("accesstoken.user_id", 1, "deleted", GO_WITH_THE_USER),
-                ("comment.item_id", 2, "deleted", "--cascade-into"),
-                ("item.owner_id", 2, "deleted", "--cascade"),
-                ("message.sender_id", 1, "deleted", "--cascade"),
-                ("note.user_id", 2, "deleted", "ON DELETE CASCADE"),
-                ("oauth_account.user_id", 1, "deleted", GO_WITH_THE_USER),
-            ],
-        )
-    ]
+    assert plan(database_url, [ANN], rules) == [ANN_CASCADING]
     with pytest.raises(RowsReferToUser, match=r"^rows still refer .*: ben@example.com: 1 row of "):
         plan(database_url, [BEN])
     assert left(db) == ALL
