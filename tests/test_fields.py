@@ -33,7 +33,8 @@ from sqlalchemy import (
     TypeDecorator,
     Uuid,
 )
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.dialects.mysql import mariadb
 from sqlalchemy.types import TypeEngine, UserDefinedType
 
 from usersctl.db.types import GUID
@@ -602,3 +603,77 @@ def test_convert_value_quotes_the_value_it_refuses() -> None:
 
 def test_text_items_of_a_json_array_stay_text() -> None:
     assert read(ARRAY(JSON), '["{\\"a\\": 1}", 2]') == ['{"a": 1}', 2]
+
+
+# MySQL/MariaDB drop the digits of a second their column does not keep ----------------------
+
+MYSQL = mysql.dialect()
+MARIADB = mariadb.MariaDBDialect()
+DROPPED = (
+    "has fractions of a second, but the column is {stored}, which keeps {kept}: MySQL/MariaDB "
+    "would drop the rest without a word (round the value, or declare the column DATETIME(6) or "
+    "TIME(6))"
+)
+
+
+@pytest.mark.parametrize("dialect", [MYSQL, MARIADB], ids=["mysql", "mariadb"])
+@pytest.mark.parametrize(
+    ("kind", "typed", "stored", "kept"),
+    [
+        (DateTime(), "2024-01-01T12:00:00.5", "DATETIME", "whole seconds only"),
+        (mysql.DATETIME(fsp=3), "2024-01-01T12:00:00.1234", "DATETIME(3)", "3 digits of a second"),
+        (Time(), "12:00:00.000001", "TIME", "whole seconds only"),
+        (mysql.TIMESTAMP(fsp=1), "2024-01-01T12:00:00.25", "TIMESTAMP(1)", "1 digit of a second"),
+    ],
+)
+def test_mysql_refuses_the_digits_of_a_second_its_column_would_drop(
+    dialect: Any, kind: TypeEngine[Any], typed: str, stored: str, kept: str
+) -> None:
+    with pytest.raises(InvalidInput) as error:
+        convert_value(Column("at", kind), typed, dialect)
+    assert str(error.value) == "field 'at': " + DROPPED.format(stored=stored, kept=kept)
+
+
+@pytest.mark.parametrize("dialect", [MYSQL, MARIADB], ids=["mysql", "mariadb"])
+@pytest.mark.parametrize(
+    ("kind", "typed", "value"),
+    [
+        (DateTime(), "2024-01-01T12:00:00", dt.datetime(2024, 1, 1, 12)),
+        (
+            mysql.DATETIME(fsp=3),
+            "2024-01-01T12:00:00.123",
+            dt.datetime(2024, 1, 1, 12, 0, 0, 123000),
+        ),
+        (
+            mysql.DATETIME(fsp=6),
+            "2024-01-01T12:00:00.123456",
+            dt.datetime(2024, 1, 1, 12, 0, 0, 123456),
+        ),
+        (mysql.TIME(fsp=6), "12:00:00.000001", dt.time(12, 0, 0, 1)),
+        (Date(), "2024-01-02", dt.date(2024, 1, 2)),  # no time of day: nothing to drop
+        (String(), "12:00:00.5", "12:00:00.5"),
+    ],
+)
+def test_mysql_takes_the_digits_of_a_second_its_column_keeps(
+    dialect: Any, kind: TypeEngine[Any], typed: str, value: Any
+) -> None:
+    assert convert_value(Column("at", kind), typed, dialect) == value
+    assert converter_for(Column("at", kind), textual=False, dialect=dialect)(typed) == value
+
+
+def test_other_databases_keep_every_digit_of_a_second() -> None:
+    moment = dt.datetime(2024, 1, 1, 12, 0, 0, 500000)
+    for dialect in (None, postgresql.dialect(), sqlite.dialect()):
+        assert convert_value(Column("at", DateTime()), "2024-01-01T12:00:00.5", dialect) == moment
+
+
+# What MySQL's DOUBLE reads back (a Decimal where the type says asdecimal) is written as a number
+
+
+def test_a_float_column_writes_a_decimal_read_back_as_a_float_and_leaves_other_numbers_alone() -> (
+    None
+):
+    write = form_for(Float()).json
+    written = write(decimal.Decimal("1.5"))
+    assert (written, type(written)) == (1.5, float)
+    assert (write(2), type(write(2))) == (2, int)

@@ -459,7 +459,8 @@ def _keeping_digits(convert: Converter, stored: str, digits: int) -> Converter:
     def checked(value: Any) -> Any:
         moment = convert(value)
         if isinstance(moment, (dt.datetime, dt.time)) and moment.microsecond % unit:
-            kept = f"{digits} digits of a second" if digits else "whole seconds only"
+            plural = "" if digits == 1 else "s"
+            kept = f"{digits} digit{plural} of a second" if digits else "whole seconds only"
             raise ValueError(
                 f"has fractions of a second, but the column is {stored}, which keeps {kept}: "
                 "MySQL/MariaDB would drop the rest without a word (round the value, or declare "
