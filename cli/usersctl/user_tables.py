@@ -241,7 +241,9 @@ def read_catalog(connection: Connection) -> Catalog:
         for name, column, target in targets:
             referenced = by_lower.get(target.lower(), TableName(target))
             catalog.targets(column).setdefault(name, set()).add(referenced)
-    catalog.tables.sort()
+    # A bare name (schema None) sorts before the same name in a schema: None and a schema's
+    # name cannot be compared.
+    catalog.tables.sort(key=lambda table: (table.name, table.schema or ""))
     return catalog
 
 
