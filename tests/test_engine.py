@@ -1,4 +1,5 @@
-"""The engine: URLs as people paste them, passwords never shown, SQLite set up for several writers."""
+"""The engine: URLs as people paste them, passwords never shown, SQLite set up for several writers,
+MySQL and MariaDB connects bounded as a whole."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import math
 import multiprocessing
 import re
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -20,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase
 
+from harness import SilentServer, sql
 from usersctl.db import SQLAlchemyBaseUserTableUUID, SQLAlchemyUserDatabase
 from usersctl.engine import (
     _postgres_connect_args,
@@ -343,6 +346,14 @@ _ASYNCPG_TAKES = (
     "password, port, prepared_statement_cache_size, service, servicefile, ssl, "
     "statement_cache_size, target_session_attrs, timeout, user (and sslmode)"
 )
+_ASYNCMY_TAKES = (
+    "it takes charset, connect_timeout, init_command, local_infile, read_timeout, ssl_ca, "
+    "ssl_capath, ssl_cert, ssl_check_hostname, ssl_cipher, ssl_key, unix_socket"
+)
+_AIOMYSQL_TAKES = (
+    "it takes charset, connect_timeout, init_command, local_infile, ssl_ca, "
+    "ssl_capath, ssl_cert, ssl_check_hostname, ssl_cipher, ssl_key, unix_socket"
+)
 _SQLITE_TAKES = (
     "it takes cached_statements, check_same_thread, detect_types, isolation_level, timeout, "
     "uri, and with ?uri=true SQLite's own (cache, immutable, mode, modeof, nolock, psow, vfs)"
@@ -421,6 +432,26 @@ _SQLITE_TAKES = (
         (
             "sqlite+pysqlcipher:///u.db",
             "unsupported database 'sqlite+pysqlcipher'; use a sqlite://, postgresql:// or mysql:// URL",
+        ),
+        (
+            "mysql://h/db?sslmode=require",
+            f"the database URL has a parameter asyncmy does not take: ?sslmode; {_ASYNCMY_TAKES}",
+        ),
+        # Neither driver has a write timeout, nor aiomysql a read timeout: connect() would fail
+        # with a TypeError (unexpected keyword argument), and asyncmy's with a ValueError on 0.
+        (
+            "mysql://h/db?write_timeout=5",
+            "the database URL has a parameter asyncmy does not take: ?write_timeout; "
+            + _ASYNCMY_TAKES,
+        ),
+        (
+            "mysql+aiomysql://h/db?read_timeout=5&write_timeout=5",
+            "the database URL has parameters aiomysql does not take: ?read_timeout, "
+            f"?write_timeout; {_AIOMYSQL_TAKES}",
+        ),
+        (
+            "mariadb://h/db?read_timeout=0",
+            "the database URL's ?read_timeout= must be a finite number above 0",
         ),
     ],
 )
@@ -771,7 +802,125 @@ async def test_sqlite3s_own_arguments_in_the_url_reach_sqlite3(tmp_path: Path) -
         await engine.dispose()
 
 
-@pytest.mark.parametrize("url", ["sqlite:///u.db", "postgresql://u@h/db"])
+@pytest.mark.parametrize("url", ["sqlite:///u.db", "postgresql://u@h/db", "mysql://u@h/db"])
 def test_create_engine_passes_on_sqlalchemys_own_arguments(url: str) -> None:
     engine = create_engine(url, echo=True, pool_pre_ping=True)
     assert engine.echo is True and engine.pool._pre_ping is True
+
+
+# MySQL and MariaDB: the driver, the whole connect bounded, what reaches asyncmy ----------------
+
+
+def test_a_mysql_url_without_its_driver_installed_names_the_install_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "aiomysql", None)  # as if it were not installed
+    with pytest.raises(InvalidInput) as error:
+        create_engine("mysql+aiomysql://app@db/app")
+    assert str(error.value) == (
+        "a MySQL/MariaDB URL needs the aiomysql driver: pip install 'usersctl[mysql]'"
+    )
+
+
+def _gives_up(url: str, connect_timeout: float) -> str:
+    """Connect with usersctl's engine and say how it ended; the test's own bound, 5 s, ends a
+    connect that nothing else would."""
+
+    async def connect() -> None:
+        engine = create_engine(url, connect_timeout=connect_timeout)
+        try:
+            async with engine.connect():
+                pass
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(asyncio.wait_for(connect(), 5))
+    except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11
+        return "timed out"
+    return "connected"
+
+
+@pytest.mark.parametrize(
+    ("query", "connect_timeout"),
+    [
+        ("", 0.5),  # the caller's timeout
+        ("?connect_timeout=0.5", 3.0),  # the URL's wins
+        ("?connect_timeout=0", 0.5),  # 0 in the URL leaves the caller's
+    ],
+)
+def test_a_mysql_server_that_never_greets_is_given_up_after_the_connect_timeout(
+    silent: SilentServer, query: str, connect_timeout: float
+) -> None:
+    # asyncmy's own connect_timeout covers the TCP connect only; this server accepts and is silent.
+    url = f"mysql://app@127.0.0.1:{silent.port}/app{query}"
+    assert silent.timed_out(lambda: _gives_up(url, connect_timeout), 0.5) == "timed out"
+
+
+def test_a_mysql_urls_timeouts_are_taken_out_of_the_url_that_sqlalchemy_reads() -> None:
+    # SQLAlchemy's MySQL dialects would read them as whole seconds: int("0.5") fails.
+    engine = create_engine("mysql://app@db/app?connect_timeout=0.5&read_timeout=0.5&ssl_ca=/ca")
+    assert (
+        engine.url.render_as_string() == "mysql+asyncmy://app@db/app?charset=utf8mb4&ssl_ca=%2Fca"
+    )
+
+
+@pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
+async def test_a_mysql_urls_read_timeout_bounds_each_wait_for_the_server(
+    database_url: str,
+) -> None:
+    url = make_url(database_url).set(drivername="mysql+asyncmy")
+    engine = create_engine(url.update_query_dict({"read_timeout": "0.5"}))
+    try:
+        async with engine.connect() as connection:
+            started = time.monotonic()
+            with pytest.raises(OperationalError, match=r"\(2013, .*\(read timeout\)"):
+                await connection.scalar(text("SELECT SLEEP(2)"))
+            assert 0.45 <= time.monotonic() - started < 1.5
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
+async def test_mysql_sessions_quote_names_as_the_sql_standard(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            modes = await connection.scalar(text("SELECT @@SESSION.sql_mode"))
+            assert "ANSI_QUOTES" in modes.split(",")
+            # A double-quoted name is a name, not a string.
+            assert await connection.scalar(text('SELECT "n" FROM (SELECT 7 AS n) AS t')) == 7
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
+async def test_mysql_reflects_tinyint_1_as_a_boolean_and_other_tinyints_as_numbers(
+    database_url: str,
+) -> None:
+    await sql(
+        database_url,
+        "CREATE TABLE flags (flag BOOL, small TINYINT, wide TINYINT(4),"
+        " unsigned_flag TINYINT(1) UNSIGNED)",
+    )
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            columns = await connection.run_sync(
+                lambda sync: sqlalchemy.inspect(sync).get_columns("flags")
+            )
+    finally:
+        await engine.dispose()
+    from sqlalchemy.dialects.mysql import TINYINT
+
+    kinds = {
+        column["name"]: "boolean" if isinstance(column["type"], sqlalchemy.Boolean) else "tinyint"
+        for column in columns
+        if isinstance(column["type"], (sqlalchemy.Boolean, TINYINT))
+    }
+    assert kinds == {
+        "flag": "boolean",
+        "small": "tinyint",
+        "wide": "tinyint",
+        "unsigned_flag": "tinyint",
+    }

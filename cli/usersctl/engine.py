@@ -38,8 +38,9 @@ _MYSQL_PASTED_DRIVERS = {
 MYSQL_INSTALL = "pip install 'usersctl[mysql]'"
 MYSQL_ANSI_QUOTES = "SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')"
 #: The URL query parameters of a MySQL URL: those SQLAlchemy's MySQL dialects pass on to the
-#: driver's ``connect()`` (the ``ssl_*`` ones gathered into its ``ssl``).
-_MYSQL_NUMBERS = {"connect_timeout": float, "read_timeout": float, "write_timeout": float}
+#: driver's ``connect()`` (the ``ssl_*`` ones gathered into its ``ssl``) and the driver takes.
+#: Neither driver has a write timeout; aiomysql has no read timeout either.
+_MYSQL_NUMBERS = {"connect_timeout": float, "read_timeout": float}
 _MYSQL_PARAMETERS = frozenset(
     {
         *_MYSQL_NUMBERS,
@@ -55,6 +56,10 @@ _MYSQL_PARAMETERS = frozenset(
         "ssl_check_hostname",
     }
 )
+_MYSQL_DRIVER_PARAMETERS = {
+    "asyncmy": _MYSQL_PARAMETERS,
+    "aiomysql": _MYSQL_PARAMETERS - {"read_timeout"},
+}
 #: The URL query parameters a PostgreSQL URL may carry: asyncpg's ``connect()`` keywords that
 #: a text can give, and SQLAlchemy's own for asyncpg. Anything else would reach ``connect()``
 #: as an unexpected keyword argument.
@@ -141,15 +146,21 @@ def normalize_url(raw: str | URL) -> URL:
         _check_sqlite_query(url)
         return url.set(drivername="sqlite+aiosqlite")
     if backend in ("mysql", "mariadb") and driver in _MYSQL_PASTED_DRIVERS:
-        _refuse_unknown(url.query, _MYSQL_PARAMETERS, "MySQL", ", ".join(sorted(_MYSQL_PARAMETERS)))
+        serving = _MYSQL_PASTED_DRIVERS[driver]
+        allowed = _MYSQL_DRIVER_PARAMETERS[serving]
+        _refuse_unknown(url.query, allowed, serving, ", ".join(sorted(allowed)))
         for name, convert in _MYSQL_NUMBERS.items():
             given = url.query.get(name)
             if isinstance(given, str):
-                _check_number(name, given, convert)
+                value = _check_number(name, given, convert)
+                if name == "read_timeout" and value == 0:  # asyncmy: "should be > 0"
+                    raise InvalidInput(
+                        "the database URL's ?read_timeout= must be a finite number above 0"
+                    )
         query = dict(url.query)
         # Four-byte UTF-8 (emoji, rarer CJK) in addresses and names; MySQL's "utf8" is three.
         query.setdefault("charset", "utf8mb4")
-        return url.set(drivername=MYSQL_DRIVERS[_MYSQL_PASTED_DRIVERS[driver]], query=query)
+        return url.set(drivername=MYSQL_DRIVERS[serving], query=query)
     raise InvalidInput(
         f"unsupported database {url.drivername!r}; use a sqlite://, postgresql:// or mysql:// URL"
     )
@@ -371,10 +382,9 @@ def _mysql_connect_args(url: URL, connect_args: dict[str, Any], timeout: float) 
     raw = url.query.get("connect_timeout")
     if isinstance(raw, str):
         timeout = _check_number("connect_timeout", raw, float) or timeout
-    for name in ("read_timeout", "write_timeout"):
-        raw = url.query.get(name)
-        if isinstance(raw, str):
-            connect_args.setdefault(name, _check_number(name, raw, float))
+    raw = url.query.get("read_timeout")
+    if isinstance(raw, str):
+        connect_args.setdefault("read_timeout", _check_number("read_timeout", raw, float))
     connect = driver.connect
 
     async def connect_within_timeout(*args: Any, **kwargs: Any) -> Any:
@@ -387,7 +397,7 @@ def _mysql_connect_args(url: URL, connect_args: dict[str, Any], timeout: float) 
     # usersctl's few statements in plain SQL are the same everywhere; SQLAlchemy notices the mode
     # and quotes so too. It is this session's alone: the app's connections keep their sql_mode.
     connect_args.setdefault("init_command", MYSQL_ANSI_QUOTES)
-    return url.difference_update_query(["connect_timeout", "read_timeout", "write_timeout"])
+    return url.difference_update_query(["connect_timeout", "read_timeout"])
 
 
 def _configure_mysql(engine: AsyncEngine) -> None:
