@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Boolean, Column, ForeignKey, Integer, String, Table, text
+from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects.mysql import mariadb
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, MappedAsDataclass, mapped_column
@@ -31,6 +33,7 @@ from usersctl.db import SQLAlchemyBaseUserTable
 from usersctl.engine import create_engine
 from usersctl.errors import ConstraintConflict, InvalidInput, LastSuperuser, UserAlreadyExists
 from usersctl.users import (
+    FRESH_STATISTICS,
     NextIds,
     UserContext,
     _email_taken,
@@ -39,6 +42,8 @@ from usersctl.users import (
     _read_auto_increment,
     _restore_counters,
     create_user,
+    execute_if_known,
+    fresh_statistics,
     name_violation,
     open_users,
     peek_next_ids,
@@ -833,6 +838,28 @@ def test_the_counter_its_step_and_offset_are_read_together(database_url: str) ->
 
     Database(database_url).execute("CREATE TABLE accesstoken (token VARCHAR(43) PRIMARY KEY)")
     assert run(database_url, read) == ((17, 4, 2), None, None)
+
+
+def test_mysql_asks_for_the_counter_fresh_and_mariadb_has_nothing_to_ask() -> None:
+    # MySQL 8 caches information_schema's statistics; MariaDB has no such cache.
+    assert fresh_statistics(mysql.dialect()) == "SET SESSION information_schema_stats_expiry = 0"
+    assert fresh_statistics(mariadb.MariaDBDialect()) is None
+
+
+#: A real server that does not know the statement: MariaDB, as MySQL 5.7.
+@pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
+def test_a_statement_the_server_does_not_know_is_refused_and_the_session_goes_on(
+    database_url: str,
+) -> None:
+    integer_users(database_url)
+
+    async def work(ctx: UserContext) -> Any:
+        connection = await ctx.session.connection()
+        assert fresh_statistics(connection.dialect) is None  # the connected dialect knows
+        await execute_if_known(connection, FRESH_STATISTICS)
+        return (await connection.execute(text("SELECT 1"))).scalar_one()
+
+    assert run(database_url, work) == 1
 
 
 # _restore_counters (MySQL/MariaDB) -------------------------------------------------------------

@@ -755,13 +755,32 @@ _AUTO_INCREMENT = (
 )
 
 
+#: MySQL 8 caches information_schema's table statistics, AUTO_INCREMENT among them (a day, by
+#: default): a session that reads the counter asks for them fresh.
+FRESH_STATISTICS = "SET SESSION information_schema_stats_expiry = 0"
+
+
+def fresh_statistics(dialect: Any) -> str | None:
+    """The statement that makes ``dialect``'s server read information_schema's statistics
+    fresh: MySQL's; None for MariaDB, which has no such cache (and no such variable)."""
+    return None if getattr(dialect, "is_mariadb", False) else FRESH_STATISTICS
+
+
+async def execute_if_known(connection: Any, statement: str) -> None:
+    """Run ``statement`` on ``connection``; a server that does not know it (MySQL 5.7, MariaDB:
+    no such variable) refuses it, and the session goes on as before."""
+    from sqlalchemy import text as sql_text
+
+    with contextlib.suppress(Exception):
+        await connection.execute(sql_text(statement))
+
+
 async def _read_auto_increment(connection: Any, table: Table) -> tuple[int, int, int] | None:
     from sqlalchemy import text as sql_text
 
-    if not getattr(connection.dialect, "is_mariadb", False):
-        # MySQL 8 caches information_schema's table statistics (a day, by default).
-        with contextlib.suppress(Exception):
-            await connection.execute(sql_text("SET SESSION information_schema_stats_expiry = 0"))
+    fresh = fresh_statistics(connection.dialect)
+    if fresh is not None:
+        await execute_if_known(connection, fresh)
     row = (await connection.execute(sql_text(_AUTO_INCREMENT), {"table": table.name})).first()
     if row is None or row[0] is None:
         return None  # no AUTO_INCREMENT column
