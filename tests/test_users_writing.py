@@ -857,9 +857,10 @@ def test_a_statement_the_server_does_not_know_is_refused_and_the_session_goes_on
         connection = await ctx.session.connection()
         assert fresh_statistics(connection.dialect) is None  # the connected dialect knows
         await execute_if_known(connection, FRESH_STATISTICS)
-        return (await connection.execute(text("SELECT 1"))).scalar_one()
+        await execute_if_known(connection, "SET @usersctl_known = 7")  # and one it knows, run
+        return (await connection.execute(text("SELECT @usersctl_known"))).scalar_one()
 
-    assert run(database_url, work) == 1
+    assert run(database_url, work) == 7
 
 
 # _restore_counters (MySQL/MariaDB) -------------------------------------------------------------

@@ -763,7 +763,7 @@ FRESH_STATISTICS = "SET SESSION information_schema_stats_expiry = 0"
 def fresh_statistics(dialect: Any) -> str | None:
     """The statement that makes ``dialect``'s server read information_schema's statistics
     fresh: MySQL's; None for MariaDB, which has no such cache (and no such variable)."""
-    return None if getattr(dialect, "is_mariadb", False) else FRESH_STATISTICS
+    return None if dialect.is_mariadb else FRESH_STATISTICS
 
 
 async def execute_if_known(connection: Any, statement: str) -> None:
