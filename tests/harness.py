@@ -942,10 +942,23 @@ class WriteGate:
 
 class TcpProxy:
     """Forwards 127.0.0.1:<port> to ``upstream``; ``cut()`` resets every connection at once, as a
-    failed network or a killed server does."""
+    failed network or a killed server does. ``disguise`` (old, new: of one length, so that no
+    length the protocol states changes) replaces old with new in what the server sends, as a
+    server of another version would send it; ``record`` keeps what the clients send in
+    ``sent``."""
 
-    def __init__(self, upstream: tuple[str, int]) -> None:
+    def __init__(
+        self,
+        upstream: tuple[str, int],
+        *,
+        disguise: tuple[bytes, bytes] | None = None,
+        record: bool = False,
+    ) -> None:
+        if disguise is not None and len(disguise[0]) != len(disguise[1]):
+            raise ValueError("a disguise keeps the length of what it replaces")
         self.upstream = upstream
+        self.disguise = disguise
+        self.sent: bytearray | None = bytearray() if record else None
         self.server = socket.socket()
         self.server.bind(("127.0.0.1", 0))
         self.server.listen(64)
@@ -968,13 +981,27 @@ class TcpProxy:
                 continue
             with self._lock:
                 self._sockets += [client, server]
-            for source, target in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+            for source, target, sent, disguise in (
+                (client, server, self.sent, None),
+                (server, client, None, self.disguise),
+            ):
+                threading.Thread(
+                    target=self._pump, args=(source, target, sent, disguise), daemon=True
+                ).start()
 
     @staticmethod
-    def _pump(source: socket.socket, target: socket.socket) -> None:
+    def _pump(
+        source: socket.socket,
+        target: socket.socket,
+        sent: bytearray | None,
+        disguise: tuple[bytes, bytes] | None,
+    ) -> None:
         with contextlib.suppress(OSError):
             while data := source.recv(65536):
+                if sent is not None:
+                    sent += data
+                if disguise is not None:
+                    data = data.replace(*disguise)
                 target.sendall(data)
 
     def cut(self) -> None:

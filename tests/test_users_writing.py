@@ -22,6 +22,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, MappedAsDataclass, mapped_co
 
 from harness import (
     Database,
+    TcpProxy,
     execute,
     is_mysql,
     is_sqlite,
@@ -861,6 +862,40 @@ def test_a_statement_the_server_does_not_know_is_refused_and_the_session_goes_on
         return (await connection.execute(text("SELECT @usersctl_known"))).scalar_one()
 
     assert run(database_url, work) == 7
+
+
+def server_version(url: str) -> bytes:
+    """What the server's ``VERSION()`` says."""
+    return str(Database(url).query("SELECT VERSION() AS v")[0]["v"]).encode()
+
+
+#: MySQL's own path, on MariaDB seen through a proxy that gives its version as MySQL 5.7.19's
+#: (which, as MariaDB, refuses the statement): the connection's dialect is MySQL's, and the
+#: statement goes out.
+@pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
+def test_mysql_is_asked_for_fresh_statistics_before_the_counter_is_read(
+    database_url: str,
+) -> None:
+    integer_users(database_url)
+    given = make_url(database_url)
+    version = server_version(database_url)
+    as_mysql = b"5.7.19-log-".ljust(len(version), b"x")  # (5, 7, 19): tx_isolation, as MariaDB
+    upstream = (given.host or "127.0.0.1", given.port or 3306)
+    proxy = TcpProxy(upstream, disguise=(version, as_mysql), record=True)
+    proxied = given.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+
+    async def read(ctx: UserContext) -> Any:
+        connection = await ctx.session.connection()
+        assert connection.dialect.is_mariadb is False
+        assert proxy.sent is not None
+        before = bytes(proxy.sent).count(FRESH_STATISTICS.encode())
+        counter = await _read_auto_increment(connection, ctx.model.table)
+        return before, bytes(proxy.sent).count(FRESH_STATISTICS.encode()), counter
+
+    try:
+        assert run(proxied, read) == (0, 1, (1, 1, 1))
+    finally:
+        proxy.close()
 
 
 # _restore_counters (MySQL/MariaDB) -------------------------------------------------------------
