@@ -700,15 +700,36 @@ def committed_count(url: str) -> int:
         return int(connection.fetchval('SELECT count(*) FROM "user"'))
 
 
+#: FastAPI Users' user columns but the id, as the tests' CREATE TABLE statements write them.
+USER_COLUMNS = (
+    "email VARCHAR(320) NOT NULL, hashed_password VARCHAR(1024) NOT NULL, "
+    "is_active BOOLEAN NOT NULL, is_superuser BOOLEAN NOT NULL, is_verified BOOLEAN NOT NULL"
+)
+
+
+def integer_user_table(
+    url: str, *, id_sql: str | None = None, columns: str = "", unique_email: bool = False
+) -> Database:
+    """A user table whose integer ids the database numbers (``id_sql``, else its serial key:
+    PostgreSQL's sequence, MariaDB's AUTO_INCREMENT, SQLite's rowid), ``columns`` (", ..."
+    column definitions) added, empty; ``unique_email`` adds FastAPI Users' unique index on the
+    email."""
+    statements = [
+        f'CREATE TABLE "user" (id {id_sql or serial_primary_key(url)}, {USER_COLUMNS}{columns})'
+    ]
+    if unique_email:
+        statements.append('CREATE UNIQUE INDEX ix_user_email ON "user" (email)')
+    execute(url, *statements)
+    return Database(url)
+
+
 def user_and_token_tables(url: str, *, unique_key: bool = True) -> Database:
     """FastAPI Users' user table (UUID ids) and its access token table, empty, made with SQL;
     with ``unique_key`` the unique index on the email (``lower(email)``; MySQL's ``_ci``
     collation makes a plain one case-insensitive)."""
     id_type = "UUID" if url.startswith("postgresql") else "CHAR(36)"
     statements = [
-        f'CREATE TABLE "user" (id {id_type} NOT NULL PRIMARY KEY, email VARCHAR(320) NOT NULL, '
-        "hashed_password VARCHAR(1024) NOT NULL, is_active BOOLEAN NOT NULL, "
-        "is_superuser BOOLEAN NOT NULL, is_verified BOOLEAN NOT NULL)",
+        f'CREATE TABLE "user" (id {id_type} NOT NULL PRIMARY KEY, {USER_COLUMNS})',
         "CREATE TABLE accesstoken (token VARCHAR(43) PRIMARY KEY, created_at TIMESTAMP, "
         f'user_id {id_type} NOT NULL REFERENCES "user"(id))',
     ]

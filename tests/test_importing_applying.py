@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from harness import Database, execute, is_sqlite, serial_primary_key, user_and_token_tables
+from harness import Database, execute, integer_user_table, is_sqlite, user_and_token_tables
 from usersctl.errors import ConstraintConflict, InvalidInput, LastSuperuser
 from usersctl.importing.applying import (
     HIDDEN,
@@ -341,13 +341,7 @@ def test_an_unknown_id_with_a_known_address_leaves_the_id_alone(database_url: st
 def make_integer_table(url: str) -> Database:
     """A user table whose integer id the database numbers (PostgreSQL's sequence, MariaDB's
     AUTO_INCREMENT, SQLite's rowid), holding ann with id 1."""
-    execute(
-        url,
-        f'CREATE TABLE "user" (id {serial_primary_key(url)}, email VARCHAR(320) NOT NULL UNIQUE, '
-        "hashed_password VARCHAR(1024) NOT NULL, is_active BOOLEAN NOT NULL, "
-        "is_superuser BOOLEAN NOT NULL, is_verified BOOLEAN NOT NULL)",
-    )
-    db = Database(url)
+    db = integer_user_table(url, unique_email=True)
     db.seed_specs({"email": "ann@example.com"})
     return db
 

@@ -18,7 +18,7 @@ from sqlalchemy import JSON, Column, ForeignKey, Integer, MetaData, String, Tabl
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from harness import Database, execute, serial_primary_key, user_and_token_tables
+from harness import Database, execute, integer_user_table, user_and_token_tables
 from usersctl.db import SQLAlchemyBaseUserTable, SQLAlchemyBaseUserTableUUID
 from usersctl.errors import InvalidInput, LastSuperuser
 from usersctl.importing import import_users
@@ -465,12 +465,7 @@ def test_a_dry_run_writes_a_subclass_with_the_ids_it_would_get(
 
 
 def test_ids_all_given_move_the_sequence_past_them(database_url: str) -> None:
-    execute(
-        database_url,
-        f'CREATE TABLE "user" (id {serial_primary_key(database_url)}, email VARCHAR(320) NOT NULL, '
-        "hashed_password VARCHAR(1024) NOT NULL, is_active BOOLEAN NOT NULL, "
-        "is_superuser BOOLEAN NOT NULL, is_verified BOOLEAN NOT NULL)",
-    )
+    integer_user_table(database_url)
     records = [
         {"email": "a@x.org", "hashed_password": BCRYPT_HASH, "id": 7},
         {"email": "b@x.org", "hashed_password": BCRYPT_HASH, "id": 9},

@@ -20,9 +20,9 @@ from sqlalchemy.types import NullType, TypeDecorator
 from harness import (
     Database,
     execute,
+    integer_user_table,
     is_mysql,
     is_sqlite,
-    serial_primary_key,
     user_and_token_tables,
 )
 from usersctl.db import SQLAlchemyBaseUserTable, SQLAlchemyBaseUserTableUUID
@@ -68,13 +68,7 @@ def make_table(url: str, *, unique_key: bool = True) -> Database:
 
 def integer_table(url: str) -> Database:
     """A user table whose ids are integers the database numbers (1, 2, ...), empty."""
-    execute(
-        url,
-        f'CREATE TABLE "user" (id {serial_primary_key(url)}, email VARCHAR(320) NOT NULL, '
-        "hashed_password VARCHAR(1024) NOT NULL, is_active BOOLEAN NOT NULL, "
-        "is_superuser BOOLEAN NOT NULL, is_verified BOOLEAN NOT NULL)",
-    )
-    return Database(url)
+    return integer_user_table(url)
 
 
 def reading(url: str, work: Callable[[UserContext], Awaitable[T]], **options: Any) -> T:

@@ -21,9 +21,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, MappedAsDataclass, mapped_column
 
 from harness import (
+    USER_COLUMNS,
     Database,
     TcpProxy,
     execute,
+    integer_user_table,
     is_mysql,
     is_sqlite,
     query,
@@ -63,10 +65,6 @@ BEN = "00000000-0000-0000-0000-00000000000b"
 NEW = {"hashed_password": HASH, "is_active": True, "is_superuser": False, "is_verified": False}
 
 #: The columns of FastAPI Users' user table after its id.
-BASE = (
-    "email VARCHAR(320) NOT NULL, hashed_password VARCHAR(1024) NOT NULL, "
-    "is_active BOOLEAN NOT NULL, is_superuser BOOLEAN NOT NULL, is_verified BOOLEAN NOT NULL"
-)
 
 
 def run(url: str, work: Callable[[UserContext], Awaitable[Any]], **options: Any) -> Any:
@@ -84,7 +82,7 @@ def uuid_users(url: str, *, unique_key: bool = True, columns: str = "", **values
     given ``values`` for those columns too."""
     id_type = "UUID" if url.startswith("postgresql") else "CHAR(36)"
     db = Database(url)
-    db.execute(f'CREATE TABLE "user" (id {id_type} NOT NULL PRIMARY KEY, {BASE}{columns})')
+    db.execute(f'CREATE TABLE "user" (id {id_type} NOT NULL PRIMARY KEY, {USER_COLUMNS}{columns})')
     if unique_key:
         key = "email" if is_mysql(url) else "lower(email)"
         db.execute(f'CREATE UNIQUE INDEX ix_user_email_lower ON "user" ({key})')
@@ -102,13 +100,9 @@ def uuid_users(url: str, *, unique_key: bool = True, columns: str = "", **values
 
 
 def integer_users(url: str, id_sql: str | None = None, *, columns: str = "") -> Database:
-    """A user table whose integer ids the database numbers (``id_sql``, else its serial key)."""
-    db = Database(url)
-    db.execute(
-        f'CREATE TABLE "user" (id {id_sql or serial_primary_key(url)}, {BASE}{columns})',
-        'CREATE UNIQUE INDEX ix_user_email ON "user" (email)',
-    )
-    return db
+    """A user table whose integer ids the database numbers (``id_sql``, else its serial key),
+    with the unique index on the email."""
+    return integer_user_table(url, id_sql=id_sql, columns=columns, unique_email=True)
 
 
 def counter(url: str, table: str = "user") -> int:
@@ -338,7 +332,7 @@ def team_tables(url: str) -> Database:
     db.execute(
         "CREATE TABLE team (id INTEGER NOT NULL PRIMARY KEY)",
         "INSERT INTO team (id) VALUES (1)",
-        f'CREATE TABLE "user" (id {serial_primary_key(url)}, {BASE}, team_id INTEGER, '
+        f'CREATE TABLE "user" (id {serial_primary_key(url)}, {USER_COLUMNS}, team_id INTEGER, '
         "username VARCHAR(20), "
         "CONSTRAINT fk_user_team FOREIGN KEY (team_id) REFERENCES team (id))",
         'CREATE UNIQUE INDEX ix_user_email ON "user" (email)',
@@ -662,7 +656,7 @@ class Keyless(KeylessBase):
 
 
 def test_a_table_without_a_primary_key_has_no_next_id(database_url: str) -> None:
-    Database(database_url).execute(f'CREATE TABLE "user" (id INTEGER NOT NULL, {BASE})')
+    Database(database_url).execute(f'CREATE TABLE "user" (id INTEGER NOT NULL, {USER_COLUMNS})')
     assert peeked(database_url, model_path=f"{__name__}:Keyless") == (None, [])
 
 
@@ -782,7 +776,7 @@ def hierarchy(url: str) -> Database:
     db = Database(url)
     db.execute(
         f"CREATE TABLE nodes (id {serial_primary_key(url)}, kind VARCHAR(20), stamp VARCHAR(20))",
-        f"CREATE TABLE person (id INTEGER NOT NULL PRIMARY KEY REFERENCES nodes(id), {BASE})",
+        f"CREATE TABLE person (id INTEGER NOT NULL PRIMARY KEY REFERENCES nodes(id), {USER_COLUMNS})",
     )
     return db
 
@@ -1235,7 +1229,7 @@ def test_text_ids_a_sequence_fills_are_not_peeked_at(database_url: str) -> None:
     db.execute(
         "CREATE SEQUENCE user_id_seq",
         'CREATE TABLE "user" (id VARCHAR(20) NOT NULL PRIMARY KEY '
-        f"DEFAULT CAST(nextval('user_id_seq') AS text), {BASE})",
+        f"DEFAULT CAST(nextval('user_id_seq') AS text), {USER_COLUMNS})",
         'ALTER SEQUENCE user_id_seq OWNED BY "user".id',
     )
     assert peeked(database_url) == (None, [])
